@@ -1,0 +1,68 @@
+"""The `studio` command: opens the GUI by default; subcommands do headless work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from studio import __version__
+
+# Each module registers its subcommands; they import Qt or torch only inside the command functions.
+COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.gui")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as `studio: error: ...` with exit status 2 (or `code`)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="studio",
+        description="Preference Studio: label pairwise preferences and fine-tune local models on them. "
+                    "Without a subcommand, opens the app.")
+    parser.add_argument("--version", action="version", version=f"studio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo).")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["gui", *argv]
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from studio.store import ProjectError
+    from studio.core.configs import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as e:
+        print(f"studio: error: {e}", file=sys.stderr)
+        return e.code
+    except (ProjectError, ConfigError) as e:
+        print(f"studio: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("studio: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

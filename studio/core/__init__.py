@@ -1,0 +1,1 @@
+"""Plain-Python domain layer: types, run configs, metric names, statistics. No Qt, no torch."""

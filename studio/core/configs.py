@@ -1,0 +1,272 @@
+"""Run configurations: one dataclass per training method, every field with its help text.
+
+The CLI (`--set key=value`, `--config FILE`) and the GUI launch form are both generated from these
+dataclasses (via `config_fields`), so they cannot drift apart. A config is stored on its run as JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+
+class ConfigError(ValueError):
+    """A config value a user supplied is invalid; the message names the field."""
+
+
+def _f(default: Any, help: str, *, group: str = "training", choices: tuple | None = None,
+       minimum: float | None = None, maximum: float | None = None, **kw: Any) -> Any:
+    meta = {"help": help, "group": group}
+    if choices is not None:
+        meta["choices"] = choices
+    if minimum is not None:
+        meta["min"] = minimum
+    if maximum is not None:
+        meta["max"] = maximum
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+LOSS_TYPES = ("sigmoid", "ipo", "robust", "hinge", "simpo")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+SCHEDULES = ("linear", "cosine", "constant")
+TRUNCATIONS = ("keep_end", "keep_start")
+
+
+@dataclass
+class LoraSettings:
+    """Low-rank adapter settings shared by every method."""
+
+    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1)
+    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1)
+    dropout: float = _f(0.05, "Dropout on the LoRA input during training.", group="lora", minimum=0.0, maximum=0.9)
+    target_modules: str = _f(
+        "auto",
+        "Modules to adapt: 'auto' (the attention and MLP projections known for the architecture), "
+        "'all-linear', or a comma-separated list of module names such as 'q_proj,v_proj'.",
+        group="lora",
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Fields every training method has: optimisation, data shape, precision, logging."""
+
+    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0)
+    lr_schedule: str = _f("linear", "Learning-rate schedule after warmup.", choices=SCHEDULES)
+    warmup_ratio: float = _f(0.1, "Fraction of the optimizer steps spent warming up linearly from 0.",
+                             minimum=0.0, maximum=1.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", minimum=0.0)
+    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0)
+    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0)
+    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1)
+    grad_accumulation: int = _f(1, "Forward passes accumulated per optimizer step.", minimum=1)
+    max_grad_norm: float = _f(1.0, "Clip the gradient norm to this value; 0 disables clipping.", minimum=0.0)
+    max_length: int = _f(1024, "Longest prompt + completion in tokens; longer pairs are truncated.",
+                         group="data", minimum=8)
+    max_prompt_length: int = _f(512, "Longest prompt in tokens after truncation (completions keep the rest).",
+                                group="data", minimum=1)
+    truncation: str = _f("keep_end", "Which end of a long prompt to keep: 'keep_end' keeps the turns nearest "
+                         "the completion.", group="data", choices=TRUNCATIONS)
+    precision: str = _f("auto", "Numeric precision: 'auto' picks bf16 on GPUs that support it, fp16 on other "
+                        "GPUs, fp32 on CPU.", group="hardware", choices=PRECISIONS)
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, "
+                                      "about 30% slower.", group="hardware")
+    seed: int = _f(0, "Seed for adapter initialisation, data order, dropout and sampling.")
+    eval_fraction: float = _f(0.0, "Share of train preferences held out for evaluation when the project has "
+                              "no eval split.", group="eval", minimum=0.0, maximum=0.5)
+    eval_interval: int = _f(50, "Evaluate every this many optimizer steps (0: only at the end).",
+                            group="eval", minimum=0)
+    eval_samples: int = _f(4, "Eval prompts sampled from the policy at each evaluation, for the sampled KL "
+                           "and the stored generations.", group="eval", minimum=0)
+    sample_max_new_tokens: int = _f(64, "Longest generation sampled at evaluations.", group="eval", minimum=1)
+    checkpoint_interval: int = _f(100, "Save a resumable checkpoint every this many steps (0: only at the end).",
+                                  minimum=0)
+    log_interval: int = _f(1, "Write metrics every this many optimizer steps.", minimum=1)
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    """Direct Preference Optimization and its variants (IPO, robust, hinge, SimPO, + NLL)."""
+
+    method: str = field(default="dpo", init=False, metadata={"help": "Training method.", "group": "method",
+                                                              "hidden": True})
+    loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (conservative DPO with "
+                        "label smoothing), hinge (SLiC), simpo (reference-free, length-normalised).",
+                        group="method", choices=LOSS_TYPES)
+    beta: float = _f(0.1, "Strength of the pull towards the reference model (DPO's beta; SimPO's scale).",
+                     group="method", minimum=0.0)
+    label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss.", group="method",
+                                minimum=0.0, maximum=0.5)
+    simpo_gamma: float = _f(0.5, "SimPO's target reward margin (gamma / beta is subtracted).", group="method",
+                            minimum=0.0)
+    nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
+                           group="method", minimum=0.0)
+    precompute_ref_logps: bool = _f(False, "Compute reference log-probs once before training instead of every "
+                                    "step (faster, uses a pass over the data first).", group="method")
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
+
+
+METHOD_CONFIGS: dict[str, type] = {"dpo": DPOConfig}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "DPO": {"loss_type": "sigmoid", "beta": 0.1},
+    "IPO": {"loss_type": "ipo", "beta": 0.1},
+    "Robust DPO": {"loss_type": "robust", "beta": 0.1, "label_smoothing": 0.1},
+    "Hinge (SLiC)": {"loss_type": "hinge", "beta": 0.1},
+    "SimPO": {"loss_type": "simpo", "beta": 2.0, "simpo_gamma": 0.5, "learning_rate": 1e-5},
+    "DPO + NLL (RPO)": {"loss_type": "sigmoid", "beta": 0.1, "nll_weight": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One editable field, flattened: nested dataclasses appear as `lora.r`."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    group: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _resolve_type(cls: type, f: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(cls)
+    return hints[f.name]
+
+
+def config_fields(cls_or_obj: Any, prefix: str = "") -> list[ConfigField]:
+    """Every user-editable field of a config class, nested ones flattened with dotted names."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    out: list[ConfigField] = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("hidden"):
+            continue
+        tp = _resolve_type(cls, f)
+        if dataclasses.is_dataclass(tp):
+            out.extend(config_fields(tp, prefix=f"{prefix}{f.name}."))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = None
+        choices = f.metadata.get("choices")
+        if get_origin(tp) is Literal:
+            choices = get_args(tp)
+            tp = str
+        out.append(ConfigField(f"{prefix}{f.name}", tp, default, f.metadata.get("help", ""),
+                               f.metadata.get("group", "training"), choices,
+                               f.metadata.get("min"), f.metadata.get("max")))
+    return out
+
+
+def parse_value(fld: ConfigField, raw: Any) -> Any:
+    """Convert a raw value (a CLI string or a JSON value) to the field's type, validating it."""
+    name = fld.name
+    try:
+        if fld.type is bool:
+            if isinstance(raw, bool):
+                value: Any = raw
+            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif str(raw).strip().lower() in ("0", "false", "no", "off"):
+                value = False
+            else:
+                raise ValueError
+        elif fld.type is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            value = int(raw) if not isinstance(raw, str) else int(raw.strip())
+        elif fld.type is float:
+            value = float(raw)
+        else:
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {fld.type.__name__}, got {raw!r}") from None
+    if fld.choices is not None and value not in fld.choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, fld.choices))}")
+    if fld.minimum is not None and value < fld.minimum:
+        raise ConfigError(f"{name}: {value} is below the minimum {fld.minimum}")
+    if fld.maximum is not None and value > fld.maximum:
+        raise ConfigError(f"{name}: {value} is above the maximum {fld.maximum}")
+    return value
+
+
+def _set_path(obj: Any, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        obj = getattr(obj, p)
+    setattr(obj, last, value)
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """Return a copy of `config` with dotted-name overrides applied; unknown or invalid fields raise."""
+    fields = {f.name: f for f in config_fields(config)}
+    new = copy.deepcopy(config)
+    for key, raw in overrides.items():
+        if key not in fields:
+            close = [n for n in fields if n.split(".")[-1] == key.split(".")[-1]]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{key}: no such setting for method {getattr(config, 'method', '?')}{hint}")
+        _set_path(new, key, parse_value(fields[key], raw))
+    return new
+
+
+def parse_set_args(items: list[str]) -> dict[str, str]:
+    """Parse CLI `--set key=value` items into a dict, naming a malformed item."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def to_json(config: Any) -> str:
+    return json.dumps(to_dict(config), indent=2, sort_keys=True)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a config from a (possibly partial) dict such as a stored run config or a --config file."""
+    config = cls()
+    flat = {k: v for k, v in _flatten(data).items() if k != "method"}
+    return apply_overrides(config, flat) if flat else config
+
+
+def config_for(method: str) -> type:
+    try:
+        return METHOD_CONFIGS[method]
+    except KeyError:
+        raise ConfigError(f"method: unknown method {method!r}; known: {', '.join(METHOD_CONFIGS)}") from None
+
+
+def diff_configs(configs: list[dict[str, Any]]) -> list[str]:
+    """Dotted names of the fields whose values differ among the given config dicts."""
+    flats = [_flatten(c) for c in configs]
+    keys = sorted(set().union(*flats)) if flats else []
+    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]

@@ -1,0 +1,47 @@
+"""Metric names, following TRL's where TRL has one, so practitioners recognise them."""
+
+LOSS = "loss"
+REWARDS_CHOSEN = "rewards/chosen"
+REWARDS_REJECTED = "rewards/rejected"
+REWARDS_MARGINS = "rewards/margins"
+REWARDS_ACCURACIES = "rewards/accuracies"
+LOGPS_CHOSEN = "logps/chosen"
+LOGPS_REJECTED = "logps/rejected"
+LOGITS_CHOSEN = "logits/chosen"
+LOGITS_REJECTED = "logits/rejected"
+ENTROPY = "entropy"
+GRAD_NORM = "grad_norm"
+LEARNING_RATE = "learning_rate"
+TOKENS_PER_SECOND = "tokens_per_second"
+MEMORY = "memory"  # peak memory in GiB (GPU when on GPU, else process RSS)
+KL_CHOSEN = "kl/chosen"  # mean per-token log pi - log pi_ref over chosen completions
+KL_REJECTED = "kl/rejected"
+EPOCH = "epoch"
+NLL = "nll"
+
+EVAL_PREFIX = "eval/"
+EVAL_KL = "eval/kl"  # per-token KL(pi || pi_ref) on the policy's own samples (k3 estimator)
+EVAL_KL_SEQ = "eval/kl_seq"  # the same summed over each sampled sequence
+EVAL_SAMPLE_LENGTH = "eval/sample_length"
+EVAL_DISTINCT_2 = "eval/distinct_2"  # share of distinct bigrams across the sampled generations
+
+# PPO names for the next round, reserved now so charts and stores need no rework.
+OBJECTIVE_KL = "objective/kl"
+OBJECTIVE_ENTROPY = "objective/entropy"
+POLICY_CLIPFRAC = "policy/clipfrac_avg"
+
+TRAIN_METRICS = (
+    LOSS, REWARDS_CHOSEN, REWARDS_REJECTED, REWARDS_MARGINS, REWARDS_ACCURACIES, LOGPS_CHOSEN,
+    LOGPS_REJECTED, LOGITS_CHOSEN, LOGITS_REJECTED, ENTROPY, GRAD_NORM, LEARNING_RATE, TOKENS_PER_SECOND,
+    MEMORY, KL_CHOSEN, KL_REJECTED,
+)
+
+
+def eval_name(name: str) -> str:
+    """The eval-split twin of a train metric name (`rewards/margins` -> `eval/rewards/margins`)."""
+    return name if name.startswith(EVAL_PREFIX) else EVAL_PREFIX + name
+
+
+def train_name(name: str) -> str:
+    """The train twin of an eval metric name, for overlaying train and eval curves."""
+    return name[len(EVAL_PREFIX):] if name.startswith(EVAL_PREFIX) else name

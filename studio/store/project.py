@@ -1,0 +1,667 @@
+"""The Project: opens a project folder's database, migrates it once, and owns every write to it."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from studio.core import paths
+from studio.core.types import (
+    Choice,
+    Label,
+    LabelState,
+    Pair,
+    Preference,
+    Prompt,
+    Response,
+    RunStatus,
+    Strength,
+)
+from studio.store.schema import known_migrations, migrations
+
+BUSY_TIMEOUT_MS = 15_000
+QUEUES = ("mine", "needs_more", "disagreements", "all")
+
+
+class ProjectError(Exception):
+    """A problem a user can fix (missing folder, newer schema, unknown pair...); the message says what."""
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def content_hash(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def prompt_hash(text: str, messages: Sequence[dict] | None) -> str:
+    if messages is not None:
+        return content_hash("chat", json.dumps(list(messages), ensure_ascii=False, sort_keys=True))
+    return content_hash("text", text)
+
+
+def messages_to_text(messages: Sequence[dict]) -> str:
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def connect(db_file: str | Path) -> sqlite3.Connection:
+    """A connection tuned for a GUI and a training worker writing to one file at once."""
+    conn = sqlite3.connect(str(db_file), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if str(db_file) != ":memory:":
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise ProjectError(f"{db_file}: could not switch the database to WAL mode (got {mode})")
+        # WAL + NORMAL survives a killed process; only an OS crash can lose the last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class Project:
+    """A project folder: `studio.db` plus `runs/`. Use `Project.create` or `Project.open`."""
+
+    def __init__(self, folder: str | Path | None, db: Database):
+        self.folder = Path(folder) if folder is not None else None
+        self.db = db
+        self.conn: sqlite3.Connection = db.conn
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def create(cls, folder: str | Path, name: str | None = None) -> Project:
+        folder = Path(folder)
+        if paths.db_path(folder).exists():
+            raise ProjectError(f"{folder}: a project already exists here")
+        if folder.exists() and not folder.is_dir():
+            raise ProjectError(f"{folder}: exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / paths.RUNS_DIR).mkdir(exist_ok=True)
+        project = cls._open_db(folder, paths.db_path(folder))
+        if project.setting("name") is None:
+            project.set_setting("name", name or folder.resolve().name)
+        return project
+
+    @classmethod
+    def open(cls, folder: str | Path, create: bool = False) -> Project:
+        folder = Path(folder)
+        db_file = paths.db_path(folder)
+        if not db_file.exists():
+            if create:
+                return cls.create(folder)
+            if folder.is_file():
+                raise ProjectError(f"{folder}: is a file; a project is a folder holding {paths.DB_NAME}")
+            raise ProjectError(f"{folder}: no project here (no {paths.DB_NAME}); create one with "
+                               f"`studio init {folder}`")
+        (folder / paths.RUNS_DIR).mkdir(exist_ok=True)
+        return cls._open_db(folder, db_file)
+
+    @classmethod
+    def memory(cls) -> Project:
+        """An in-memory project, for tests of the schema and queries."""
+        conn = connect(":memory:")
+        return cls._from_conn(None, conn)
+
+    @classmethod
+    def _open_db(cls, folder: Path, db_file: Path) -> Project:
+        try:
+            conn = connect(db_file)
+        except sqlite3.DatabaseError as e:
+            raise ProjectError(f"{db_file}: not a readable project database ({e})") from None
+        return cls._from_conn(folder, conn)
+
+    @classmethod
+    def _from_conn(cls, folder: Path | None, conn: sqlite3.Connection) -> Project:
+        db = Database(conn, execute_plugins=False)
+        project = cls(folder, db)
+        try:
+            project._migrate()
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            where = folder / paths.DB_NAME if folder else ":memory:"
+            raise ProjectError(f"{where}: not a readable project database ({e})") from None
+        except ProjectError:
+            conn.close()
+            raise
+        return project
+
+    def _migrate(self) -> None:
+        applied = [m.name for m in migrations.applied(self.db)]
+        unknown = [n for n in applied if n not in known_migrations()]
+        if unknown:
+            where = self.folder or ":memory:"
+            raise ProjectError(
+                f"{where}: this project was made by a newer version of Preference Studio "
+                f"(schema step {unknown[-1]} is unknown here); upgrade Preference Studio to open it")
+        if len(applied) < len(known_migrations()):
+            migrations.apply(self.db)
+        if self.setting("salt") is None:
+            self.set_setting("salt", secrets.token_hex(8))
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA optimize")
+        self.conn.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def name(self) -> str:
+        return self.setting("name") or (self.folder.name if self.folder else "memory")
+
+    @property
+    def schema_version(self) -> int:
+        return len(migrations.applied(self.db))
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction. BEGIN IMMEDIATE takes the write lock up front, so a GUI and a
+        worker wait for each other (busy timeout) instead of failing on a lock upgrade."""
+        if self.conn.in_transaction:
+            sp = f"sp_{secrets.token_hex(6)}"
+            self.conn.execute(f"SAVEPOINT {sp}")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO SAVEPOINT {sp}")
+                self.conn.execute(f"RELEASE SAVEPOINT {sp}")
+                raise
+            self.conn.execute(f"RELEASE SAVEPOINT {sp}")
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
+        cur = self.conn.execute(sql, params)
+        cols = [d[0] for d in cur.description or ()]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Sequence | dict = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ settings
+
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        value = self.scalar("SELECT value FROM settings WHERE key = ?", (key,))
+        return default if value is None else value
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.write() as c:
+            c.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, str(value)))
+
+    @property
+    def overlap_target(self) -> int:
+        """How many annotators each pair should get (the 'needs another label' queue)."""
+        return int(self.setting("overlap_target", "2") or 2)
+
+    @overlap_target.setter
+    def overlap_target(self, n: int) -> None:
+        if int(n) < 1:
+            raise ProjectError("overlap_target: must be at least 1")
+        self.set_setting("overlap_target", str(int(n)))
+
+    # ------------------------------------------------------------------ annotators
+
+    def annotator_id(self, name: str) -> int:
+        """The id of an annotator, created on first use."""
+        name = name.strip()
+        if not name:
+            raise ProjectError("annotator: the name is empty")
+        found = self.scalar("SELECT id FROM annotators WHERE name = ?", (name,))
+        if found is not None:
+            return int(found)
+        with self.write() as c:
+            c.execute("INSERT OR IGNORE INTO annotators (name, created_at) VALUES (?, ?)", (name, now_iso()))
+        return int(self.scalar("SELECT id FROM annotators WHERE name = ?", (name,)))
+
+    def annotators(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM annotators ORDER BY name")]
+
+    # ------------------------------------------------------------------ prompts, responses, pairs
+
+    def add_prompt(self, text: str | None = None, messages: Sequence[dict] | None = None,
+                   split: str = "train", source: str | None = None) -> int:
+        """Add a prompt (plain text or a chat message list), or return the id of the identical one."""
+        if messages is not None:
+            messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+            text = messages_to_text(messages)
+        if not text:
+            raise ProjectError("prompt: the text is empty")
+        h = prompt_hash(text, messages)
+        with self.write() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO prompts (text, messages, split, source, hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (text, json.dumps(messages, ensure_ascii=False) if messages is not None else None,
+                 split, source, h, now_iso()))
+        return int(self.scalar("SELECT id FROM prompts WHERE hash = ?", (h,)))
+
+    def add_response(self, prompt_id: int, text: str, model: str | None = None) -> int:
+        if not text:
+            raise ProjectError("response: the text is empty")
+        h = content_hash(text)
+        with self.write() as c:
+            c.execute("INSERT OR IGNORE INTO responses (prompt_id, text, model, hash, created_at) "
+                      "VALUES (?, ?, ?, ?, ?)", (prompt_id, text, model, h, now_iso()))
+        return int(self.scalar("SELECT id FROM responses WHERE prompt_id = ? AND hash = ?", (prompt_id, h)))
+
+    def add_pair(self, prompt_id: int, response_a_id: int, response_b_id: int, source: str | None = None,
+                 meta: dict | None = None) -> int | None:
+        """Add a pair; returns None when the same two responses to this prompt are already a pair."""
+        if response_a_id == response_b_id:
+            raise ProjectError("pair: both sides are the same response")
+        with self.write() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO pairs (prompt_id, response_a_id, response_b_id, source, meta, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (prompt_id, response_a_id, response_b_id, source,
+                 json.dumps(meta) if meta else None, now_iso()))
+            return int(cur.lastrowid) if cur.rowcount else None
+
+    def _prompt_from_row(self, r: dict) -> Prompt:
+        return Prompt(id=r["id"], text=r["text"], messages=json.loads(r["messages"]) if r["messages"] else None,
+                      split=r["split"], source=r["source"])
+
+    def prompt(self, prompt_id: int) -> Prompt:
+        rows = self.query("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        if not rows:
+            raise ProjectError(f"prompt {prompt_id}: no such prompt")
+        return self._prompt_from_row(rows[0])
+
+    def response(self, response_id: int) -> Response:
+        rows = self.query("SELECT id, prompt_id, text, model FROM responses WHERE id = ?", (response_id,))
+        if not rows:
+            raise ProjectError(f"response {response_id}: no such response")
+        return Response(**rows[0])
+
+    def pair(self, pair_id: int) -> Pair:
+        rows = self.query("SELECT * FROM pairs WHERE id = ?", (pair_id,))
+        if not rows:
+            raise ProjectError(f"pair {pair_id}: no such pair")
+        r = rows[0]
+        return Pair(id=r["id"], prompt=self.prompt(r["prompt_id"]), a=self.response(r["response_a_id"]),
+                    b=self.response(r["response_b_id"]), source=r["source"],
+                    meta=json.loads(r["meta"]) if r["meta"] else {})
+
+    def pair_count(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM pairs"))
+
+    # ------------------------------------------------------------------ labeling
+
+    def shown_left(self, pair_id: int, annotator: str) -> str:
+        """Which response ('a' or 'b') this annotator sees on the left: random per annotator and pair,
+        but stable across restarts (a keyed hash, so nothing has to be stored before labeling)."""
+        digest = hashlib.blake2b(f"{annotator}\x00{pair_id}".encode(), digest_size=1,
+                                 key=(self.setting("salt") or "").encode()).digest()
+        return "a" if digest[0] & 1 else "b"
+
+    def record_label(self, pair_id: int, annotator: str, choice: Choice | str, shown_left: str,
+                     strength: Strength | str | None = None, rationale: str | None = None,
+                     seconds: float | None = None) -> int:
+        """Commit a label; an earlier label by the same annotator on this pair becomes 'replaced'."""
+        choice = Choice(choice)
+        strength = Strength(strength).value if strength else None
+        if shown_left not in ("a", "b"):
+            raise ProjectError(f"shown_left: expected 'a' or 'b', got {shown_left!r}")
+        aid = self.annotator_id(annotator)
+        with self.write() as c:
+            if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+                raise ProjectError(f"pair {pair_id}: no such pair")
+            prev = c.execute("SELECT id FROM labels WHERE pair_id = ? AND annotator_id = ? AND state = 'current'",
+                             (pair_id, aid)).fetchone()
+            ts = now_iso()
+            if prev:
+                c.execute("UPDATE labels SET state = 'replaced', ended_at = ? WHERE id = ?", (ts, prev[0]))
+            cur = c.execute(
+                "INSERT INTO labels (pair_id, annotator_id, choice, strength, rationale, shown_left, seconds, "
+                "created_at, state, replaces_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'current', ?)",
+                (pair_id, aid, choice.value, strength, rationale or None, shown_left, seconds, ts,
+                 prev[0] if prev else None))
+            return int(cur.lastrowid)
+
+    def undo_label(self, label_id: int) -> int:
+        """Undo a current label: it becomes 'undone' and the label it replaced (if any) is current
+        again. Returns the pair id, so the caller can show that pair again."""
+        with self.write() as c:
+            row = c.execute("SELECT pair_id, state, replaces_id FROM labels WHERE id = ?", (label_id,)).fetchone()
+            if row is None:
+                raise ProjectError(f"label {label_id}: no such label")
+            pair_id, state, replaces = row
+            if state != LabelState.CURRENT.value:
+                raise ProjectError(f"label {label_id}: is {state}, only a current label can be undone")
+            c.execute("UPDATE labels SET state = 'undone', ended_at = ? WHERE id = ?", (now_iso(), label_id))
+            if replaces is not None:
+                c.execute("UPDATE labels SET state = 'current', ended_at = NULL WHERE id = ?", (replaces,))
+        return int(pair_id)
+
+    def last_label_id(self, annotator: str) -> int | None:
+        """The annotator's most recent label that is still current (what Ctrl+Z undoes)."""
+        aid = self.annotator_id(annotator)
+        return self.scalar("SELECT id FROM labels WHERE annotator_id = ? AND state = 'current' "
+                           "ORDER BY id DESC LIMIT 1", (aid,))
+
+    def _label_from_row(self, r: dict) -> Label:
+        return Label(id=r["id"], pair_id=r["pair_id"], annotator=r["annotator"], choice=Choice(r["choice"]),
+                     strength=Strength(r["strength"]) if r["strength"] else None, rationale=r["rationale"],
+                     shown_left=r["shown_left"], seconds=r["seconds"], created_at=r["created_at"],
+                     state=LabelState(r["state"]))
+
+    def label_history(self, pair_id: int) -> list[Label]:
+        """Every label ever made on the pair, oldest first, including replaced and undone ones."""
+        rows = self.query("SELECT l.*, a.name AS annotator FROM labels l JOIN annotators a ON a.id = l.annotator_id "
+                          "WHERE l.pair_id = ? ORDER BY l.id", (pair_id,))
+        return [self._label_from_row(r) for r in rows]
+
+    def current_labels(self, pair_id: int) -> list[Label]:
+        return [lab for lab in self.label_history(pair_id) if lab.state is LabelState.CURRENT]
+
+    def current_label(self, pair_id: int, annotator: str) -> Label | None:
+        for lab in self.current_labels(pair_id):
+            if lab.annotator == annotator:
+                return lab
+        return None
+
+    # ------------------------------------------------------------------ queues
+
+    def _queue_sql(self, queue: str, annotator_id: int, split: str | None, source: str | None,
+                   search: str | None) -> tuple[str, list[Any]]:
+        if queue not in QUEUES:
+            raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+        where: list[str] = []
+        params: list[Any] = []
+        not_mine = ("NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id AND l.annotator_id = ? "
+                    "AND l.state = 'current')")
+        if queue == "mine":
+            where.append(not_mine)
+            params.append(annotator_id)
+        elif queue == "needs_more":
+            where.append("p.n_labels >= 1 AND p.n_labels < ?")
+            params.append(self.overlap_target)
+            where.append(not_mine)
+            params.append(annotator_id)
+        elif queue == "disagreements":
+            where.append("p.id IN (SELECT pair_id FROM labels WHERE state = 'current' AND choice != 'skip' "
+                         "GROUP BY pair_id HAVING count(DISTINCT choice) > 1)")
+        if split:
+            where.append("p.prompt_id IN (SELECT id FROM prompts WHERE split = ?)")
+            params.append(split)
+        if source:
+            where.append("p.source = ?")
+            params.append(source)
+        if search:
+            like = f"%{search}%"
+            where.append("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM "
+                         "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
+            params += [like, like]
+        return " AND ".join(where) or "1", params
+
+    def next_pair(self, annotator: str, queue: str = "mine", after: int | None = None, split: str | None = None,
+                  source: str | None = None, search: str | None = None) -> int | None:
+        """The id of the next pair in a queue after pair `after` (wrapping around), or None when empty.
+
+        Without `after`, the scan starts after the annotator's latest label, so it never rescans the
+        pairs already done (fast at a million pairs)."""
+        aid = self.annotator_id(annotator)
+        cond, params = self._queue_sql(queue, aid, split, source, search)
+        if after is None:
+            after = self.scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
+                                (aid,)) or 0
+        sql = f"SELECT p.id FROM pairs p WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT 1"
+        found = self.scalar(sql, [after, *params])
+        if found is None and after:
+            found = self.scalar(f"SELECT p.id FROM pairs p WHERE p.id <= ? AND {cond} ORDER BY p.id LIMIT 1",
+                                [after, *params])
+        return int(found) if found is not None else None
+
+    def queue_count(self, annotator: str, queue: str = "mine", split: str | None = None,
+                    source: str | None = None, search: str | None = None) -> int:
+        aid = self.annotator_id(annotator)
+        cond, params = self._queue_sql(queue, aid, split, source, search)
+        return int(self.scalar(f"SELECT count(*) FROM pairs p WHERE {cond}", params))
+
+    # ------------------------------------------------------------------ resolution
+
+    def vote_rows(self, split: str | None = None) -> list[tuple]:
+        """Per labeled pair: (pair_id, prompt_id, a_id, b_id, split, n_a, n_b, n_tie, n_both_bad, n_skip)."""
+        sql = (
+            "SELECT p.id, p.prompt_id, p.response_a_id, p.response_b_id, pr.split, "
+            "sum(l.choice = 'a'), sum(l.choice = 'b'), sum(l.choice = 'tie'), sum(l.choice = 'both_bad'), "
+            "sum(l.choice = 'skip') "
+            "FROM labels l JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON pr.id = p.prompt_id "
+            "WHERE l.state = 'current' " + ("AND pr.split = ? " if split else "") +
+            "GROUP BY p.id ORDER BY p.id")
+        return self.conn.execute(sql, (split,) if split else ()).fetchall()
+
+    def resolve(self, split: str | None = None) -> tuple[list[Preference], dict[str, int]]:
+        """Majority across annotators on each labeled pair (skips ignored). Returns the preferences and
+        counts of what was left out: tie, both_bad, no_majority (a split vote), skipped (only skips)."""
+        prefs: list[Preference] = []
+        left_out = {"tie": 0, "both_bad": 0, "no_majority": 0, "skipped": 0}
+        for pid, prompt_id, a_id, b_id, sp, na, nb, nt, nbb, _ns in self.vote_rows(split):
+            votes = {"a": na, "b": nb, "tie": nt, "both_bad": nbb}
+            total = na + nb + nt + nbb
+            if total == 0:
+                left_out["skipped"] += 1
+                continue
+            best = max(votes.values())
+            winners = [k for k, v in votes.items() if v == best]
+            if len(winners) > 1:
+                left_out["no_majority"] += 1
+            elif winners[0] in ("tie", "both_bad"):
+                left_out[winners[0]] += 1
+            else:
+                chosen, rejected = (a_id, b_id) if winners[0] == "a" else (b_id, a_id)
+                prefs.append(Preference(pid, prompt_id, chosen, rejected, sp, best, total))
+        return prefs, left_out
+
+    def resolved_preferences(self, split: str | None = None) -> list[Preference]:
+        return self.resolve(split)[0]
+
+    def counts(self) -> dict[str, int]:
+        """Headline numbers for the window title bar and `studio stats`."""
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM responses), (SELECT count(*) FROM pairs), "
+            "(SELECT count(*) FROM pairs WHERE n_labels > 0), (SELECT count(*) FROM labels WHERE state = 'current'), "
+            "(SELECT count(*) FROM annotators), (SELECT count(*) FROM runs)").fetchone()
+        keys = ("prompts", "responses", "pairs", "labeled_pairs", "labels", "annotators", "runs")
+        return dict(zip(keys, (int(v) for v in row), strict=True))
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, method: str, model: str, config: dict, name: str | None = None,
+                   parent_id: int | None = None, snapshot: Iterable[Preference] | None = None) -> int:
+        """Create a queued run with its frozen snapshot of resolved preferences (taken now unless given)."""
+        prefs = list(snapshot) if snapshot is not None else self.resolved_preferences()
+        with self.write() as c:
+            cur = c.execute(
+                "INSERT INTO runs (name, method, model, config, status, created_at, parent_id) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (name or "", method, model, json.dumps(config, sort_keys=True), now_iso(), parent_id))
+            run_id = int(cur.lastrowid)
+            if not name:
+                c.execute("UPDATE runs SET name = ? WHERE id = ?", (f"{method}-{run_id}", run_id))
+            c.executemany(
+                "INSERT INTO run_preferences (run_id, pair_id, prompt_id, chosen_id, rejected_id, split) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, p.pair_id, p.prompt_id, p.chosen_id, p.rejected_id, p.split) for p in prefs])
+        if self.folder is not None:
+            paths.run_dir(self.folder, run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def run_snapshot(self, run_id: int, split: str | None = None) -> list[dict]:
+        """The frozen training data of a run, with texts: prompt (text, messages), chosen, rejected."""
+        sql = ("SELECT rp.pair_id, rp.split, pr.id AS prompt_id, pr.text AS prompt, pr.messages, "
+               "c.text AS chosen, r.text AS rejected FROM run_preferences rp "
+               "JOIN prompts pr ON pr.id = rp.prompt_id JOIN responses c ON c.id = rp.chosen_id "
+               "JOIN responses r ON r.id = rp.rejected_id WHERE rp.run_id = ?" +
+               (" AND rp.split = ?" if split else "") + " ORDER BY rp.pair_id")
+        rows = self.query(sql, (run_id, split) if split else (run_id,))
+        for r in rows:
+            r["messages"] = json.loads(r["messages"]) if r["messages"] else None
+        return rows
+
+    def run(self, run_id: int) -> dict:
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise ProjectError(f"run {run_id}: no such run")
+        r = rows[0]
+        r["config"] = json.loads(r["config"])
+        return r
+
+    def runs(self) -> list[dict]:
+        rows = self.query("SELECT * FROM runs ORDER BY id")
+        for r in rows:
+            r["config"] = json.loads(r["config"])
+        return rows
+
+    RUN_FIELDS = frozenset({"name", "status", "device", "pid", "host", "step", "total_steps", "started_at",
+                            "ended_at", "heartbeat_at", "error", "log_tail", "stop_requested", "config", "model"})
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        bad = set(fields) - self.RUN_FIELDS
+        if bad:
+            raise ProjectError(f"run: unknown field(s) {', '.join(sorted(bad))}")
+        if "status" in fields:
+            fields["status"] = RunStatus(fields["status"]).value
+        if "config" in fields and not isinstance(fields["config"], str):
+            fields["config"] = json.dumps(fields["config"], sort_keys=True)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.write() as c:
+            c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    def request_stop(self, run_id: int) -> None:
+        """Ask a running worker to stop after its current step (it saves the adapter first)."""
+        with self.write() as c:
+            c.execute("UPDATE runs SET stop_requested = 1, status = CASE WHEN status = 'running' "
+                      "THEN 'stopping' ELSE status END WHERE id = ?", (run_id,))
+
+    def stop_requested(self, run_id: int) -> bool:
+        return bool(self.scalar("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)))
+
+    def log_metrics(self, run_id: int, rows: Iterable[tuple[int, str, float]], at: float | None = None) -> None:
+        """Write a batch of (step, name, value) metric rows in one transaction."""
+        t = time.time() if at is None else at
+        batch = [(run_id, int(s), n, None if v is None else float(v), t) for s, n, v in rows]
+        if not batch:
+            return
+        with self.write() as c:
+            c.executemany("INSERT INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)", batch)
+
+    def metrics(self, run_id: int, since_id: int = 0, names: Sequence[str] | None = None) -> list[tuple]:
+        """Metric rows (id, step, name, value, time) of a run with id > since_id, oldest first."""
+        sql = "SELECT id, step, name, value, time FROM metrics WHERE run_id = ? AND id > ?"
+        params: list[Any] = [run_id, since_id]
+        if names:
+            sql += f" AND name IN ({', '.join('?' * len(names))})"
+            params += list(names)
+        return self.conn.execute(sql + " ORDER BY id", params).fetchall()
+
+    def add_samples(self, run_id: int, step: int, samples: Iterable[dict]) -> None:
+        """Store generations: dicts with prompt_id, prompt_text, text and optional meta."""
+        t = time.time()
+        rows = [(run_id, step, s.get("prompt_id"), s.get("prompt_text"), s["text"],
+                 json.dumps(s["meta"]) if s.get("meta") else None, t) for s in samples]
+        with self.write() as c:
+            c.executemany("INSERT INTO samples (run_id, step, prompt_id, prompt_text, text, meta, time) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def samples(self, run_id: int, since_id: int = 0) -> list[dict]:
+        rows = self.query("SELECT * FROM samples WHERE run_id = ? AND id > ? ORDER BY id", (run_id, since_id))
+        for r in rows:
+            r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
+        return rows
+
+    def add_checkpoint(self, run_id: int, step: int, path: str | Path) -> None:
+        with self.write() as c:
+            c.execute("INSERT INTO checkpoints (run_id, step, path, created_at) VALUES (?, ?, ?, ?)",
+                      (run_id, step, str(path), now_iso()))
+
+    def mark_dead_runs(self) -> list[int]:
+        """Mark failed the runs that say they are running but whose worker process is gone (killed
+        outright). Returns their ids. Only checks pids on this machine."""
+        import socket
+
+        host = socket.gethostname()
+        dead = []
+        for r in self.query("SELECT id, pid, host FROM runs WHERE status IN ('running', 'stopping', 'queued') "
+                            "AND pid IS NOT NULL"):
+            if r["host"] not in (None, host):
+                continue
+            if not _pid_alive(r["pid"]):
+                dead.append(r["id"])
+        for run_id in dead:
+            tail = _read_tail(paths.log_path(self.folder, run_id)) if self.folder else None
+            with self.write() as c:
+                c.execute("UPDATE runs SET status = 'failed', ended_at = ?, error = coalesce(error, ?), "
+                          "log_tail = coalesce(?, log_tail) WHERE id = ? AND status IN ('running', 'stopping', "
+                          "'queued')",
+                          (now_iso(), "the worker process ended without reporting (killed or crashed)", tail,
+                           run_id))
+        return dead
+
+    def delete_run(self, run_id: int, files: bool = True) -> None:
+        run = self.run(run_id)
+        if RunStatus(run["status"]).active and run["pid"] and _pid_alive(run["pid"]):
+            raise ProjectError(f"run {run_id}: is still {run['status']}; stop it before deleting")
+        with self.write() as c:
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        if files and self.folder is not None:
+            shutil.rmtree(paths.run_dir(self.folder, run_id), ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) is dead for our purposes
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _read_tail(path: Path, max_bytes: int = 8000) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return None

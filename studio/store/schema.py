@@ -1,0 +1,185 @@
+"""Schema history of a project database: numbered migrations, each applied in its own transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "studio"
+migrations = Migrations(MIGRATION_SET)
+
+CHOICES = "('a','b','tie','both_bad','skip')"
+STRENGTHS = "('slight','clear','decisive')"
+
+
+def run_script(db: Database, script: str) -> None:
+    """Run SQL statements one by one: `executescript` would COMMIT the migration's transaction first."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--") and not pending.strip():
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            db.conn.execute(pending)
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {pending.strip()[:80]}")
+
+
+@migrations(name="m001_initial")
+def m001_initial(db: Database) -> None:
+    run_script(db, 
+        f"""
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT);
+
+        CREATE TABLE annotators (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+
+        -- text: the prompt, or for a chat its turns as "role: content" lines (search, display);
+        -- messages: the chat as JSON [{{"role", "content"}}], NULL for a plain prompt.
+        CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            messages TEXT,
+            split TEXT NOT NULL DEFAULT 'train' CHECK (split IN ('train', 'eval')),
+            source TEXT,
+            hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE responses (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            text TEXT NOT NULL,
+            model TEXT,
+            hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (prompt_id, hash)
+        );
+
+        -- n_labels: current non-skip labels on the pair, kept by triggers for the overlap queue.
+        CREATE TABLE pairs (
+            id INTEGER PRIMARY KEY,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            response_a_id INTEGER NOT NULL REFERENCES responses(id),
+            response_b_id INTEGER NOT NULL REFERENCES responses(id),
+            source TEXT,
+            meta TEXT,
+            n_labels INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            CHECK (response_a_id != response_b_id)
+        );
+        -- the same two responses to one prompt, in either order, are one pair
+        CREATE UNIQUE INDEX pairs_key ON pairs (
+            prompt_id, min(response_a_id, response_b_id), max(response_a_id, response_b_id));
+        CREATE INDEX pairs_n_labels ON pairs (n_labels, id);
+
+        -- Every label ever made; state 'current' marks the one in force per annotator and pair,
+        -- older ones are 'replaced' (relabelled) or 'undone', so history is never lost.
+        -- choice is in terms of the pair's A and B; shown_left says which was on the left.
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+            choice TEXT NOT NULL CHECK (choice IN {CHOICES}),
+            strength TEXT CHECK (strength IS NULL OR strength IN {STRENGTHS}),
+            rationale TEXT,
+            shown_left TEXT NOT NULL CHECK (shown_left IN ('a', 'b')),
+            seconds REAL,
+            created_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'current' CHECK (state IN ('current', 'replaced', 'undone')),
+            replaces_id INTEGER REFERENCES labels(id),
+            ended_at TEXT
+        );
+        CREATE UNIQUE INDEX labels_current ON labels (pair_id, annotator_id) WHERE state = 'current';
+        CREATE INDEX labels_by_annotator ON labels (annotator_id, pair_id) WHERE state = 'current';
+        CREATE INDEX labels_by_pair ON labels (pair_id);
+
+        CREATE TRIGGER labels_count_insert AFTER INSERT ON labels
+        WHEN NEW.state = 'current' AND NEW.choice != 'skip'
+        BEGIN UPDATE pairs SET n_labels = n_labels + 1 WHERE id = NEW.pair_id; END;
+
+        CREATE TRIGGER labels_count_end AFTER UPDATE OF state ON labels
+        WHEN OLD.state = 'current' AND NEW.state != 'current' AND OLD.choice != 'skip'
+        BEGIN UPDATE pairs SET n_labels = n_labels - 1 WHERE id = OLD.pair_id; END;
+
+        CREATE TRIGGER labels_count_restore AFTER UPDATE OF state ON labels
+        WHEN OLD.state != 'current' AND NEW.state = 'current' AND NEW.choice != 'skip'
+        BEGIN UPDATE pairs SET n_labels = n_labels + 1 WHERE id = NEW.pair_id; END;
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            method TEXT NOT NULL,
+            model TEXT NOT NULL,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'stopping', 'done', 'failed', 'interrupted')),
+            device TEXT,
+            pid INTEGER,
+            host TEXT,
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            heartbeat_at TEXT,
+            error TEXT,
+            log_tail TEXT,
+            stop_requested INTEGER NOT NULL DEFAULT 0,
+            parent_id INTEGER REFERENCES runs(id) ON DELETE SET NULL
+        );
+
+        -- the frozen training data of a run: resolved preferences at launch time
+        CREATE TABLE run_preferences (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            chosen_id INTEGER NOT NULL REFERENCES responses(id),
+            rejected_id INTEGER NOT NULL REFERENCES responses(id),
+            split TEXT NOT NULL,
+            PRIMARY KEY (run_id, pair_id)
+        );
+
+        -- long format: one row per (run, step, name); readers poll by id
+        CREATE TABLE metrics (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            value REAL,
+            time REAL NOT NULL
+        );
+        CREATE INDEX metrics_by_run ON metrics (run_id, id);
+
+        -- generations sampled from the policy at a step, for fixed eval prompts
+        CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            prompt_id INTEGER REFERENCES prompts(id),
+            prompt_text TEXT,
+            text TEXT NOT NULL,
+            meta TEXT,
+            time REAL NOT NULL
+        );
+        CREATE INDEX samples_by_run ON samples (run_id, id);
+
+        CREATE TABLE checkpoints (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def known_migrations() -> list[str]:
+    return [m.name for m in migrations._migrations]

@@ -1,0 +1,1 @@
+"""Training side (torch, transformers, peft, accelerate): runs only in the worker process."""

@@ -1,0 +1,1 @@
+"""The Qt desktop interface (PySide6 + pyqtgraph). Never imports torch."""
