@@ -48,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from studio.store import ProjectError
     from studio.core.configs import ConfigError
+    from studio.store import ProjectError
 
     try:
         return int(args.func(args) or 0)

@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from studio.store import Project  # noqa: E402
+from studio.store import Project
 
 
 @pytest.fixture

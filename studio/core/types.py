@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class Choice(str, enum.Enum):
+class Choice(enum.StrEnum):
     """An annotator's verdict on a pair, always in terms of the pair's own A and B (not screen sides)."""
 
     A = "a"
@@ -21,18 +21,18 @@ class Choice(str, enum.Enum):
         return self in (Choice.A, Choice.B)
 
 
-class Strength(str, enum.Enum):
+class Strength(enum.StrEnum):
     SLIGHT = "slight"
     CLEAR = "clear"
     DECISIVE = "decisive"
 
 
-class Split(str, enum.Enum):
+class Split(enum.StrEnum):
     TRAIN = "train"
     EVAL = "eval"
 
 
-class LabelState(str, enum.Enum):
+class LabelState(enum.StrEnum):
     """A label row's place in its history: only one `current` per annotator and pair."""
 
     CURRENT = "current"
@@ -40,7 +40,7 @@ class LabelState(str, enum.Enum):
     UNDONE = "undone"
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     STOPPING = "stopping"

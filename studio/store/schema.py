@@ -30,7 +30,7 @@ def run_script(db: Database, script: str) -> None:
 
 @migrations(name="m001_initial")
 def m001_initial(db: Database) -> None:
-    run_script(db, 
+    run_script(db,
         f"""
         CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT);
 
