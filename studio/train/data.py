@@ -1,0 +1,156 @@
+"""From a run's snapshot rows to token batches: chat templates, EOS, truncation, completion masks.
+
+Chosen and rejected of a batch go into ONE tensor (chosen rows first, then rejected rows) so the model
+runs one forward pass per micro-batch; the caller splits the per-sequence results in half afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Example:
+    """One tokenized preference pair, already truncated."""
+
+    pair_id: int
+    prompt_id: int
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    prompt_text: str = ""
+    messages: list[dict] | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return 2 * len(self.prompt_ids) + len(self.chosen_ids) + len(self.rejected_ids)
+
+
+@dataclass
+class Batch:
+    """A padded micro-batch: rows 0..B-1 are prompt+chosen, rows B..2B-1 prompt+rejected (right-padded)."""
+
+    input_ids: torch.Tensor  # [2B, T]
+    attention_mask: torch.Tensor  # [2B, T]
+    completion_mask: torch.Tensor  # [2B, T], 1 on completion tokens (the targets whose log-prob counts)
+    pair_ids: list[int] = field(default_factory=list)
+
+    @property
+    def n_pairs(self) -> int:
+        return self.input_ids.shape[0] // 2
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.input_ids.to(device, non_blocking=True), self.attention_mask.to(device, non_blocking=True),
+                     self.completion_mask.to(device, non_blocking=True), self.pair_ids)
+
+
+def prompt_token_ids(tokenizer, prompt: str, messages: list[dict] | None) -> list[int]:
+    """A chat goes through the tokenizer's chat template with the generation prompt (the assistant turn
+    header), a plain prompt is tokenized as is (with BOS if the tokenizer adds one)."""
+    if messages is not None:
+        if not getattr(tokenizer, "chat_template", None):
+            # A base model without a template: the chat is rendered as the plain-text prompt instead.
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
+            return list(tokenizer(text).input_ids)
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # the rendered template already holds any BOS it wants
+        return list(tokenizer(text, add_special_tokens=False).input_ids)
+    return list(tokenizer(prompt).input_ids)
+
+
+def completion_token_ids(tokenizer, text: str, prompt_is_chat: bool = False) -> list[int]:
+    """The completion's tokens followed by EOS, so the model learns to stop."""
+    if not prompt_is_chat and text and not text[0].isspace():
+        # plain prompts are concatenated; a space keeps the first word a word of its own
+        text = " " + text
+    ids = list(tokenizer(text, add_special_tokens=False).input_ids)
+    eos = tokenizer.eos_token_id
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids.append(eos)
+    return ids
+
+
+def truncate(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int, max_prompt_length: int,
+             mode: str = "keep_end") -> tuple[list[int], list[int], list[int]]:
+    """Fit prompt + completion into max_length without ever dropping a whole completion.
+
+    The prompt is cut to max_prompt_length first (keeping its end, next to the completion, with 'keep_end').
+    If a completion still does not fit, it keeps its start, but never fewer than min(its length,
+    max_length // 2) tokens: the prompt is shortened further to make room."""
+    def cut_prompt(ids: list[int], n: int) -> list[int]:
+        n = max(n, 0)
+        if len(ids) <= n:
+            return ids
+        return ids[len(ids) - n:] if mode == "keep_end" else ids[:n]
+
+    prompt = cut_prompt(prompt, max_prompt_length)
+    longest = max(len(chosen), len(rejected))
+    reserved = min(longest, max_length // 2)
+    prompt = cut_prompt(prompt, max_length - reserved)
+    room = max_length - len(prompt)
+    return prompt, chosen[:room], rejected[:room]
+
+
+def tokenize_rows(rows: list[dict], tokenizer, max_length: int, max_prompt_length: int,
+                  truncation: str = "keep_end") -> list[Example]:
+    """Snapshot rows (`Project.run_snapshot`) -> truncated examples."""
+    out = []
+    for r in rows:
+        is_chat = r.get("messages") is not None
+        prompt = prompt_token_ids(tokenizer, r["prompt"], r.get("messages"))
+        chosen = completion_token_ids(tokenizer, r["chosen"], is_chat)
+        rejected = completion_token_ids(tokenizer, r["rejected"], is_chat)
+        prompt, chosen, rejected = truncate(prompt, chosen, rejected, max_length, max_prompt_length, truncation)
+        out.append(Example(int(r["pair_id"]), int(r["prompt_id"]), prompt, chosen, rejected,
+                           prompt_text=r["prompt"], messages=r.get("messages")))
+    return out
+
+
+def collate(examples: list[Example], pad_id: int, pad_to_multiple_of: int = 1) -> Batch:
+    """Right-pad prompt+chosen and prompt+rejected sequences into one [2B, T] batch."""
+    seqs = [e.prompt_ids + e.chosen_ids for e in examples] + [e.prompt_ids + e.rejected_ids for e in examples]
+    comp = [[0] * len(e.prompt_ids) + [1] * len(e.chosen_ids) for e in examples] + \
+           [[0] * len(e.prompt_ids) + [1] * len(e.rejected_ids) for e in examples]
+    width = max(len(s) for s in seqs)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    n = len(seqs)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    completion = torch.zeros((n, width), dtype=torch.long)
+    for i, (s, c) in enumerate(zip(seqs, comp, strict=True)):
+        input_ids[i, :len(s)] = torch.tensor(s)
+        attention[i, :len(s)] = 1
+        completion[i, :len(c)] = torch.tensor(c)
+    return Batch(input_ids, attention, completion, [e.pair_id for e in examples])
+
+
+def split_eval(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Train and eval rows: the snapshot's own eval split when it has one, else a seeded held-out share."""
+    train = [r for r in rows if r.get("split", "train") == "train"]
+    evals = [r for r in rows if r.get("split") == "eval"]
+    if evals or eval_fraction <= 0 or len(train) < 2:
+        return train, evals
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(train) * eval_fraction))
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(train) if i not in held], [r for i, r in enumerate(train) if i in held]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled example order of one epoch; a pure function of (seed, epoch), so resume can rebuild it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[Example]]:
+    """One epoch's micro-batches in shuffled order (the last one may be smaller)."""
+    order = epoch_order(len(examples), seed, epoch)
+    return [[examples[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]

@@ -1,0 +1,51 @@
+"""Buffers metric rows and writes them to the project in a few transactions per second at most.
+
+The GUI polls the metrics table while annotators keep labeling in the same file, so the worker must not
+take the write lock for every scalar: rows are buffered and flushed together with the run's `step` and
+`heartbeat_at`, in one short transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+from studio.store import Project
+from studio.store.project import now_iso
+
+
+class MetricsWriter:
+    def __init__(self, project: Project, run_id: int, min_interval: float = 0.5):
+        self.project = project
+        self.run_id = run_id
+        self.min_interval = min_interval
+        self._rows: list[tuple[int, str, float]] = []
+        self._step: int | None = None
+        self._last_flush = 0.0
+
+    def add(self, step: int, values: Mapping[str, float], prefix: str = "") -> None:
+        """Queue one step's metrics; non-finite values are stored as NULL so charts show a gap."""
+        for name, v in values.items():
+            v = float(v)
+            self._rows.append((step, prefix + name, v if math.isfinite(v) else None))
+        self.maybe_flush()
+
+    def set_step(self, step: int) -> None:
+        """The optimizer steps done, written with the next flush (and so is the heartbeat)."""
+        self._step = step
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.min_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        with self.project.write():
+            self.project.log_metrics(self.run_id, rows)
+            fields = {"heartbeat_at": now_iso()}
+            if self._step is not None:
+                fields["step"] = self._step
+            self.project.update_run(self.run_id, **fields)
+        self._last_flush = time.monotonic()

@@ -1,0 +1,161 @@
+"""The training worker process: claims a run, trains it, and always leaves the run in a final state.
+
+Protocol (the runs view relies on it): queued -> running (pid, host, device, started_at, total_steps) ->
+stopping (set by `Project.request_stop`) -> done | interrupted (stopped by request or signal; adapter and
+checkpoint saved; resumable) | failed (error message + log tail). SIGINT/SIGTERM take the same graceful
+path as a stop request: the current optimizer step finishes, then the worker saves and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from studio.core import paths
+from studio.core.configs import config_for, from_dict
+from studio.core.models import resolve_model
+from studio.store import Project
+from studio.store.project import now_iso
+
+log = logging.getLogger("studio.train")
+
+OOM_HINT = ("out of memory on the GPU. What helps, roughly in order: a smaller batch_size with a larger "
+            "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=true, "
+            "a smaller lora.r, precision=bf16.")
+
+
+class ClaimError(RuntimeError):
+    """The run cannot be started in its current state; the message says why."""
+
+
+def _setup_log(project_folder: Path, run_id: int) -> logging.Handler:
+    path = paths.log_path(project_folder, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("studio")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+def claim(project: Project, run_id: int, resume: bool) -> dict:
+    """Move the run to 'running' atomically, so two workers can never train the same run."""
+    allowed = ("interrupted", "failed") if resume else ("queued",)
+    run = project.run(run_id)
+    with project.write() as c:
+        cur = c.execute(
+            f"UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = coalesce(started_at, ?), "
+            f"ended_at = NULL, error = NULL, stop_requested = 0, heartbeat_at = ? "
+            f"WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
+            (os.getpid(), socket.gethostname(), now_iso(), now_iso(), run_id, *allowed))
+        if cur.rowcount != 1:
+            want = " or ".join(allowed)
+            raise ClaimError(f"run {run_id}: is {run['status']}, not {want}; "
+                             + ("use --resume RUN to continue an interrupted or failed run"
+                                if run["status"] in ("interrupted", "failed") else
+                                "only a queued run can be started"))
+    return project.run(run_id)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM or a stop request in the database (polled at most twice a second)."""
+
+    def __init__(self, project: Project, run_id: int):
+        self.project, self.run_id = project, run_id
+        self.signalled = False
+        self._last_poll = 0.0
+
+    def handle(self, signum, _frame) -> None:
+        self.signalled = True
+        log.info("received %s: stopping after the current step", signal.Signals(signum).name)
+
+    def __call__(self) -> bool:
+        if self.signalled:
+            return True
+        now = time.monotonic()
+        if now - self._last_poll >= 0.5:
+            self._last_poll = now
+            if self.project.stop_requested(self.run_id):
+                log.info("stop requested: stopping after the current step")
+                self.signalled = True
+        return self.signalled
+
+
+def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
+               on_progress: Callable | None = None) -> str:
+    """Train run `run_id` of the project in this process; returns the final status."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the network from a training run
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    project_folder = Path(project_folder)
+    project = Project.open(project_folder)
+    handler = _setup_log(project_folder, run_id)
+    run = claim(project, run_id, resume)
+    stop = StopFlag(project, run_id)
+    old = {s: signal.signal(s, stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    log.info("run %d (%s): worker pid %d on %s", run_id, run["name"], os.getpid(), socket.gethostname())
+    status, error = "failed", None
+    try:
+        from studio.train import engine
+
+        engine.env_threads()
+        config = from_dict(config_for(run["method"]), run["config"])
+        model_path = resolve_model(run["model"])
+        log.info("model: %s", model_path)
+        ctx = engine.RunContext(project, run_id, config, model_path, resume=resume, should_stop=stop,
+                                on_progress=on_progress)
+        status = engine.train(ctx)
+    except BaseException as e:  # every failure must end in a final run state
+        error = _describe(e)
+        log.error("run failed: %s\n%s", error, traceback.format_exc())
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            status = "interrupted" if stop.signalled else "failed"
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        handler.flush()
+        fields = {"status": status, "ended_at": now_iso()}
+        if status == "failed":
+            fields.update(error=error or "unknown error",
+                          log_tail=read_tail(paths.log_path(project_folder, run_id)))
+        log.info("run %d: %s", run_id, status)
+        project.update_run(run_id, **fields)
+        logging.getLogger("studio").removeHandler(handler)
+        handler.close()
+        project.close()
+    return status
+
+
+def read_tail(path: Path, max_bytes: int = 8000) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _describe(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}"
+    if "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError":
+        return f"{OOM_HINT} ({text.splitlines()[0][:300]})"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m studio.train.worker PROJECT RUN_ID [--resume]` (the CLI's `studio train --run` does the same)."""
+    argv = sys.argv[1:] if argv is None else argv
+    status = run_worker(argv[0], int(argv[1]), resume="--resume" in argv)
+    return 0 if status in ("done", "interrupted") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Fixtures for training tests: a tiny model saved to a temp folder, and projects with synthetic tasks."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from studio.store import Project
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny Llama with random weights and a locally trained tokenizer, saved to disk (from_pretrained path)."""
+    from studio.train.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI box has 2 cores shared with other jobs
+    yield
+    torch.set_num_threads(n)
+
+
+SUBJECTS = ("cat", "dog", "bird", "fish", "tree", "house", "car", "book", "sun", "moon", "star", "sky",
+            "river", "road", "city", "water", "friend", "day", "time", "people")
+
+
+def add_trait_pairs(project: Project, n_train: int = 16, n_eval: int = 4, chat: bool = False,
+                    seed: int = 0) -> None:
+    """Pairs whose chosen response starts with 'sure' and whose rejected one starts with 'no', labeled so.
+
+    The trait is one word at a known place, so a short run must learn it and samples can be counted."""
+    rng = random.Random(seed)
+    for i in range(n_train + n_eval):
+        subject = SUBJECTS[i % len(SUBJECTS)]
+        split = "train" if i < n_train else "eval"
+        text = f"Question {i}: tell me about the {subject}."
+        if chat:
+            pid = project.add_prompt(messages=[{"role": "user", "content": text}], split=split)
+        else:
+            pid = project.add_prompt(text, split=split)
+        tail = " ".join(rng.choice(("good", "nice", "big", "small", "red", "blue")) for _ in range(3))
+        chosen = project.add_response(pid, f"sure the {subject} is {tail}.")
+        rejected = project.add_response(pid, f"no the {subject} is {tail}.")
+        a, b = (chosen, rejected) if i % 2 == 0 else (rejected, chosen)
+        pair = project.add_pair(pid, a, b)
+        project.record_label(pair, "ann", "a" if a == chosen else "b", shown_left="a")
+
+
+@pytest.fixture
+def trait_project(tmp_path):
+    p = Project.create(tmp_path / "proj")
+    add_trait_pairs(p)
+    yield p
+    p.close()
