@@ -1,0 +1,351 @@
+"""The Data section: every pair in a lazily paged table, with filters and each pair's label history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.store import Project
+from studio.ui import render
+
+STATES = {"any": "Any state", "unlabeled": "Unlabeled", "labeled": "Labeled", "needs_more": "Needs another label"}
+AGREEMENTS = {"any": "Any agreement", "single": "One label", "agree": "Annotators agree",
+              "disagree": "Annotators disagree"}
+
+# non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
+_DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
+             "AND l.choice != 'skip')")
+
+
+def pair_filter_sql(project: Project, state: str = "any", annotator: str | None = None, agreement: str = "any",
+                    search: str | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause (over `pairs p`) for the data view's filters, with its parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state == "unlabeled":
+        where.append("p.n_labels = 0")
+    elif state == "labeled":
+        where.append("p.n_labels > 0")
+    elif state == "needs_more":
+        where.append("p.n_labels >= 1 AND p.n_labels < ?")
+        params.append(project.overlap_target)
+    if annotator:
+        where.append("EXISTS (SELECT 1 FROM labels l JOIN annotators a ON a.id = l.annotator_id "
+                     "WHERE l.pair_id = p.id AND l.state = 'current' AND a.name = ?)")
+        params.append(annotator)
+    if agreement == "single":
+        where.append("p.n_labels = 1")
+    elif agreement == "agree":
+        where.append(f"p.n_labels >= 2 AND {_DISTINCT} = 1")
+    elif agreement == "disagree":
+        where.append(f"p.n_labels >= 2 AND {_DISTINCT} > 1")
+    if search:
+        like = f"%{search}%"
+        where.append("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM "
+                     "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
+        params += [like, like]
+    return " AND ".join(where) or "1", params
+
+
+class PairTableModel(QAbstractTableModel):
+    """Pairs in id order, fetched a page at a time as the table scrolls (keyset paging, so the millionth
+    row costs what the first does)."""
+
+    PAGE = 200
+    COLUMNS = ("Pair", "Split", "Source", "Prompt", "A chars", "B chars", "Labels", "Votes", "Agreement")
+
+    def __init__(self, project: Project, parent=None):
+        super().__init__(parent)
+        self.project = project
+        self.rows: list[tuple] = []
+        self._cond, self._params = "1", []
+        self._more = True
+        self._last_id = 0
+
+    def set_filters(self, **filters: Any) -> None:
+        self.beginResetModel()
+        self._cond, self._params = pair_filter_sql(self.project, **filters)
+        self.rows = []
+        self._more = True
+        self._last_id = 0
+        self.endResetModel()
+        self.fetchMore(QModelIndex())
+
+    def total(self) -> int:
+        return int(self.project.scalar(f"SELECT count(*) FROM pairs p WHERE {self._cond}", self._params))
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        return not parent.isValid() and self._more
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
+        if parent.isValid() or not self._more:
+            return
+        page = self.project.conn.execute(
+            "SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text), "
+            "p.n_labels FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
+            "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id "
+            f"WHERE p.id > ? AND {self._cond} ORDER BY p.id LIMIT ?",
+            [self._last_id, *self._params, self.PAGE]).fetchall()
+        if len(page) < self.PAGE:
+            self._more = False
+        if not page:
+            return
+        self._last_id = page[-1][0]
+        votes = self._votes([r[0] for r in page])
+        rows = []
+        for pid, split, source, prompt, la, lb, _n in page:
+            v = votes.get(pid, {})
+            decided = {k: n for k, n in v.items() if k != "skip"}
+            if not decided:
+                agreement = ""
+            elif sum(decided.values()) == 1:
+                agreement = "one label"
+            else:
+                agreement = "agree" if len(decided) == 1 else "disagree"
+            vote_text = " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(v.items()))
+            rows.append((pid, split, source or "", " ".join(prompt.split()), la, lb, sum(v.values()), vote_text,
+                         agreement))
+        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(rows) - 1)
+        self.rows.extend(rows)
+        self.endInsertRows()
+
+    def _votes(self, ids: list[int]) -> dict[int, dict[str, int]]:
+        marks = ", ".join("?" * len(ids))
+        out: dict[int, dict[str, int]] = {}
+        for pid, choice, n in self.project.conn.execute(
+                f"SELECT pair_id, choice, count(*) FROM labels WHERE state = 'current' AND pair_id IN ({marks}) "
+                "GROUP BY pair_id, choice", ids):
+            out.setdefault(pid, {})[choice] = n
+        return out
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            value = row[col]
+            return f"{value:,}" if isinstance(value, int) and col in (4, 5) else value
+        if role == Qt.ItemDataRole.ToolTipRole and col == 3:
+            return row[3]
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 4, 5, 6):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.UserRole:
+            return row[0]
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def pair_id(self, row: int) -> int:
+        return int(self.rows[row][0])
+
+
+class DataView(QWidget):
+    """The pairs table with filters; the selected pair's texts and label history beside it."""
+
+    open_pair = Signal(int)
+    """The user asked to label this pair (double-click, Enter or the button)."""
+
+    def __init__(self, project: Project, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = project
+        self.model = PairTableModel(project, self)
+
+        self.state_box = QComboBox()
+        for k, t in STATES.items():
+            self.state_box.addItem(t, k)
+        self.annotator_box = QComboBox()
+        self.agreement_box = QComboBox()
+        for k, t in AGREEMENTS.items():
+            self.agreement_box.addItem(t, k)
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search prompt and responses…  (Enter)")
+        self.search_edit.setClearButtonEnabled(True)
+        self.total_label = QLabel()
+        self.total_label.setObjectName("totalLabel")
+        for box in (self.state_box, self.annotator_box, self.agreement_box):
+            box.currentIndexChanged.connect(self.apply_filters)
+        self.search_edit.returnPressed.connect(self.apply_filters)
+        filters = QHBoxLayout()
+        filters.addWidget(self.state_box)
+        filters.addWidget(self.annotator_box)
+        filters.addWidget(self.agreement_box)
+        filters.addWidget(self.search_edit, 1)
+        filters.addWidget(self.total_label)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        head = self.table.horizontalHeader()
+        widths = {0: 64, 1: 52, 2: 96, 4: 72, 5: 72, 6: 56, 7: 130, 8: 86}
+        for col, w in widths.items():
+            head.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            head.resizeSection(col, w)
+        head.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.doubleClicked.connect(lambda idx: self.open_pair.emit(self.model.pair_id(idx.row())))
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._show_details(cur))
+        self.table.installEventFilter(self)
+
+        # details of the selected pair
+        self.detail_title = QLabel("Select a pair")
+        self.detail_title.setObjectName("paneTitle")
+        self.open_button = QPushButton("Label this pair  ⏎")
+        self.open_button.setToolTip("Open the pair in the labeling view — Enter or double-click")
+        self.open_button.setEnabled(False)
+        self.open_button.clicked.connect(self._open_current)
+        self.detail_text = render.SafeBrowser()
+        self.history = QTableWidget(0, 7)
+        self.history.setHorizontalHeaderLabels(["When", "Annotator", "Choice", "Strength", "Seconds", "State",
+                                                "Rationale"])
+        self.history.verticalHeader().hide()
+        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.history.horizontalHeader().setStretchLastSection(True)
+        self.history.setWordWrap(False)
+        details = QWidget()
+        dl = QVBoxLayout(details)
+        dl.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(self.detail_title, 1)
+        top.addWidget(self.open_button)
+        dl.addLayout(top)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.detail_text)
+        hist_box = QWidget()
+        hl = QVBoxLayout(hist_box)
+        hl.setContentsMargins(0, 0, 0, 0)
+        hl.addWidget(QLabel("<b>Label history</b> (every label ever made, including replaced and undone)"))
+        hl.addWidget(self.history)
+        split.addWidget(hist_box)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        dl.addWidget(split, 1)
+
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(self.table)
+        body.addWidget(details)
+        body.setStretchFactor(0, 2)
+        body.setStretchFactor(1, 1)
+        body.setChildrenCollapsible(False)
+        body.setSizes([680, 320])  # the table's prompt column needs the room; details wrap
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        layout.addLayout(filters)
+        layout.addWidget(body, 1)
+        self._stale = True
+        self._reload_timer = QTimer(self, singleShot=True, interval=0, timeout=self.refresh)
+
+    def eventFilter(self, obj, event) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if obj is self.table and event.type() == QEvent.Type.KeyPress and \
+                event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self._open_current()
+            return True
+        return super().eventFilter(obj, event)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._reload_timer.start()
+
+    def mark_stale(self) -> None:
+        """Labels or pairs changed elsewhere; reload when next shown (not on every label)."""
+        self._stale = True
+        if self.isVisible():
+            self._reload_timer.start()
+
+    def refresh(self) -> None:
+        self._stale = False
+        current = self.annotator_box.currentData()
+        self.annotator_box.blockSignals(True)
+        self.annotator_box.clear()
+        self.annotator_box.addItem("Any annotator", None)
+        for name in self.project.annotators():
+            self.annotator_box.addItem(f"Labeled by {name}", name)
+        self.annotator_box.setCurrentIndex(max(self.annotator_box.findData(current), 0))
+        self.annotator_box.blockSignals(False)
+        self.apply_filters()
+
+    def filters(self) -> dict[str, Any]:
+        return {"state": self.state_box.currentData(), "annotator": self.annotator_box.currentData(),
+                "agreement": self.agreement_box.currentData(), "search": self.search_edit.text().strip() or None}
+
+    def apply_filters(self, *_args) -> None:
+        selected = self.current_pair_id()
+        self.model.set_filters(**self.filters())
+        total = self.model.total()
+        self.total_label.setText(f"{total:,} pairs")
+        row = next((i for i, r in enumerate(self.model.rows) if r[0] == selected), 0 if self.model.rows else None)
+        if row is not None:
+            self.table.selectRow(row)
+        else:
+            self._show_details(QModelIndex())
+
+    def current_pair_id(self) -> int | None:
+        idx = self.table.currentIndex()
+        return self.model.pair_id(idx.row()) if idx.isValid() else None
+
+    def _open_current(self) -> None:
+        pid = self.current_pair_id()
+        if pid is not None:
+            self.open_pair.emit(pid)
+
+    def _show_details(self, index: QModelIndex) -> None:
+        if not index.isValid():
+            self.detail_title.setText("No pair selected")
+            self.detail_text.clear()
+            self.history.setRowCount(0)
+            self.open_button.setEnabled(False)
+            return
+        pair = self.project.pair(self.model.pair_id(index.row()))
+        self.open_button.setEnabled(True)
+        self.detail_title.setText(f"<b>Pair #{pair.id}</b> · {pair.prompt.split}"
+                                  + (f" · {pair.source}" if pair.source else ""))
+        # plain text: this panel is for finding and auditing, the labeling view renders markdown
+        cut = 4_000
+        parts = [("PROMPT", pair.prompt.text), ("A", pair.a.text), ("B", pair.b.text)]
+        self.detail_text.setPlainText("\n\n".join(
+            f"── {name} ──\n{text[:cut]}{'…' if len(text) > cut else ''}" for name, text in parts))
+        history = self.project.label_history(pair.id)
+        self.history.setRowCount(len(history))
+        for i, lab in enumerate(history):
+            choice = lab.choice.value.replace("_", " ")
+            if lab.choice.decided:
+                choice += f" (shown {'left' if lab.choice.value == lab.shown_left else 'right'})"
+            cells = [lab.created_at[:19].replace("T", " "), lab.annotator, choice,
+                     lab.strength.value if lab.strength else "", f"{lab.seconds:.1f}" if lab.seconds else "",
+                     lab.state.value, lab.rationale or ""]
+            for j, c in enumerate(cells):
+                self.history.setItem(i, j, QTableWidgetItem(c))
+        self.history.resizeColumnsToContents()

@@ -1,0 +1,365 @@
+"""The main window: create or open a project, then its Label, Data and Runs sections under a header
+that always shows the project's name and counts."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.store import Project, ProjectError
+from studio.ui import app as ui_app
+
+SECTIONS = ("Label", "Data", "Runs")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+class WelcomePage(QWidget):
+    """Shown when no project is open: create, open, or pick a recent one."""
+
+    def __init__(self, window: MainWindow):
+        super().__init__()
+        title = QLabel("<h2>Preference Studio</h2><p>Label pairwise preferences and fine-tune local models "
+                       "on them.</p>")
+        new_button = QPushButton("New project…")
+        open_button = QPushButton("Open project…")
+        new_button.clicked.connect(window.new_project_dialog)
+        open_button.clicked.connect(window.open_project_dialog)
+        self.recent = QListWidget()
+        self.recent.itemActivated.connect(lambda item: window.open_project(item.data(Qt.ItemDataRole.UserRole)))
+        buttons = QHBoxLayout()
+        buttons.addWidget(new_button)
+        buttons.addWidget(open_button)
+        buttons.addStretch(1)
+        col = QVBoxLayout()
+        col.addWidget(title)
+        col.addLayout(buttons)
+        col.addSpacing(12)
+        col.addWidget(QLabel("<b>Recent projects</b> (double-click or Enter to open)"))
+        col.addWidget(self.recent, 1)
+        outer = QHBoxLayout(self)
+        outer.addStretch(1)
+        outer.addLayout(col, 3)
+        outer.addStretch(1)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.recent.clear()
+        for path in ui_app.recent_projects():
+            item = QListWidgetItem(f"{Path(path).name}    —    {path}")
+            item.setData(Qt.ItemDataRole.UserRole, path)
+            self.recent.addItem(item)
+
+
+class MainWindow(QMainWindow):
+    """One project at a time; closing asks the Runs section first (a run may still be training)."""
+
+    project_changed = Signal(str)
+    """A project was opened: its folder."""
+
+    def __init__(self, project_path: str | Path | None = None, annotator: str | None = None,
+                 parent: QWidget | None = None, remember_recent: bool = True):
+        super().__init__(parent)
+        self.remember_recent = remember_recent  # off for screenshots, which must not touch user settings
+        self.project: Project | None = None
+        self.annotator = (annotator or ui_app.default_annotator()).strip() or "annotator"
+        self.label_view = None
+        self.data_view = None
+        self.runs_panel = None
+        self._build()
+        self._counts_timer = QTimer(self, singleShot=True, interval=300, timeout=self.refresh_counts)
+        if project_path is not None:
+            self.open_project(project_path, create=False)
+        self._update_title()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        self.header = QWidget()
+        self.header.setObjectName("header")
+        self.name_label = QLabel()
+        self.name_label.setObjectName("projectName")
+        self.counts_label = QLabel()
+        self.counts_label.setObjectName("projectCounts")
+        self.annotator_button = QPushButton()
+        self.annotator_button.setObjectName("annotatorButton")
+        self.annotator_button.setToolTip("Who is labeling: stored on every label. Click to switch.")
+        self.annotator_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.annotator_button.clicked.connect(self.switch_annotator_dialog)
+        hl = QHBoxLayout(self.header)
+        hl.setContentsMargins(12, 6, 12, 6)
+        hl.addWidget(self.name_label)
+        hl.addSpacing(16)
+        hl.addWidget(self.counts_label, 1)
+        hl.addWidget(self.annotator_button)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.currentChanged.connect(self._section_changed)
+        self.welcome = WelcomePage(self)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.tabs)
+
+        central = QWidget()
+        central.setObjectName("central")
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(0)
+        cl.addWidget(self.header)
+        cl.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self._build_menus()
+        self.header.hide()
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+
+        def action(menu, text, slot, shortcut=None) -> QAction:
+            a = QAction(text, self)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            return a
+
+        action(file_menu, "&New project…", self.new_project_dialog, QKeySequence.StandardKey.New)
+        action(file_menu, "&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        self.import_action = action(file_menu, "&Import…", self.import_dialog, "Ctrl+I")
+        self.export_action = action(file_menu, "&Export…", self.export_dialog, "Ctrl+E")
+        file_menu.addSeparator()
+        action(file_menu, "Switch &annotator…", self.switch_annotator_dialog)
+        file_menu.addSeparator()
+        action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        view_menu = self.menuBar().addMenu("&View")
+        for i, name in enumerate(SECTIONS):
+            action(view_menu, name, lambda _c=False, i=i: self.show_section(SECTIONS[i]), f"Ctrl+{i + 1}")
+        help_menu = self.menuBar().addMenu("&Help")
+        action(help_menu, "Labeling shortcuts", self._show_label_help)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = ui_app.recent_projects()
+        if not paths:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for path in paths:
+            a = self.recent_menu.addAction(path)
+            a.triggered.connect(lambda _c=False, p=path: self.open_project(p))
+
+    # ------------------------------------------------------------------ projects
+
+    def new_project_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New project folder", str(Path.home() / "preferences"))
+        if path:
+            self.open_project(path, create=True)
+
+    def open_project_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open project folder", str(Path.home()))
+        if path:
+            self.open_project(path)
+
+    def open_project(self, folder: str | Path, create: bool = False) -> bool:
+        """Open (or create) a project and show its Label section. False, with a message, on failure."""
+        try:
+            project = Project.create(folder) if create else Project.open(folder)
+        except ProjectError as e:
+            QMessageBox.warning(self, "Cannot open project", str(e))
+            return False
+        if not self._close_project():
+            project.close()
+            return False
+        self.project = project
+        if self.remember_recent:
+            ui_app.add_recent_project(folder)
+        self._build_sections()
+        self.stack.setCurrentWidget(self.tabs)
+        self.header.show()
+        self.refresh_counts()
+        self._update_title()
+        self.project_changed.emit(str(folder))
+        return True
+
+    def _close_project(self, ask: bool = True) -> bool:
+        if self.project is None:
+            return True
+        if ask and self.runs_panel is not None and not self.runs_panel.confirm_close():
+            return False
+        while self.tabs.count():
+            w = self.tabs.widget(0)
+            self.tabs.removeTab(0)
+            w.deleteLater()
+        self.label_view = self.data_view = self.runs_panel = None
+        self.project.close()
+        self.project = None
+        return True
+
+    def _build_sections(self) -> None:
+        from studio.ui.data_view import DataView
+        from studio.ui.label_view import LabelView
+
+        self.tabs.blockSignals(True)
+        self.label_view = LabelView(self.project, self.annotator)
+        self.data_view = DataView(self.project)
+        self.label_view.counts_changed.connect(self._counts_timer.start)
+        self.label_view.counts_changed.connect(self.data_view.mark_stale)
+        self.data_view.open_pair.connect(self.open_pair)
+        self.tabs.addTab(self.label_view, "Label")
+        self.tabs.addTab(self.data_view, "Data")
+        # Runs pulls in pyqtgraph; it is built the first time it is shown so the window opens fast
+        self.tabs.addTab(QWidget(), "Runs")
+        self.tabs.setCurrentIndex(0)
+        self.tabs.blockSignals(False)
+        self._update_annotator_button()
+
+    def _ensure_runs(self):
+        if self.runs_panel is None and self.project is not None:
+            from studio.ui.runs import RunsPanel
+
+            self.runs_panel = RunsPanel(self.project, self)
+            idx = SECTIONS.index("Runs")
+            placeholder = self.tabs.widget(idx)
+            self.tabs.blockSignals(True)
+            self.tabs.removeTab(idx)
+            self.tabs.insertTab(idx, self.runs_panel, "Runs")
+            self.tabs.setCurrentIndex(idx)
+            self.tabs.blockSignals(False)
+            placeholder.deleteLater()
+        return self.runs_panel
+
+    def _section_changed(self, index: int) -> None:
+        if index == SECTIONS.index("Runs"):
+            self._ensure_runs()
+
+    def show_section(self, name: str) -> QWidget | None:
+        if self.project is None:
+            return None
+        idx = SECTIONS.index(name)
+        if name == "Runs":
+            self._ensure_runs()
+        self.tabs.setCurrentIndex(idx)
+        return self.tabs.widget(idx)
+
+    def open_pair(self, pair_id: int) -> None:
+        """Show a pair in the labeling view (from the data view)."""
+        self.show_section("Label")
+        self.label_view.show_pair(pair_id)
+        self.label_view.setFocus()
+
+    def refresh_counts(self) -> None:
+        if self.project is None:
+            return
+        c = self.project.counts()
+        self.name_label.setText(self.project.name)
+        self.counts_label.setText(
+            f"{c['pairs']:,} pairs  ·  {c['labeled_pairs']:,} labeled  ·  {c['labels']:,} labels  ·  "
+            f"{_n(c['annotators'], 'annotator')}  ·  {_n(c['runs'], 'run')}")
+        self.counts_label.setToolTip(f"{c['prompts']:,} prompts, {c['responses']:,} responses")
+
+    def data_changed(self) -> None:
+        """Pairs were added (an import): every section re-reads."""
+        self.refresh_counts()
+        if self.label_view is not None:
+            self.label_view.reload()
+        if self.data_view is not None:
+            self.data_view.mark_stale()
+
+    def _update_title(self) -> None:
+        if self.project is None:
+            self.setWindowTitle(ui_app.APP_NAME)
+            self.welcome.refresh()
+            self.stack.setCurrentWidget(self.welcome)
+            self.header.hide()
+        else:
+            where = str(self.project.folder) if self.project.folder else ""
+            self.setWindowTitle(f"{self.project.name} — {ui_app.APP_NAME}  ({where})")
+
+    # ------------------------------------------------------------------ annotator
+
+    def _update_annotator_button(self) -> None:
+        self.annotator_button.setText(f"Annotator: {self.annotator}  ▾")
+
+    def set_annotator(self, name: str) -> None:
+        name = name.strip()
+        if not name:
+            return
+        self.annotator = name
+        if self.remember_recent:
+            ui_app.remember_annotator(name)
+        self._update_annotator_button()
+        if self.label_view is not None:
+            self.label_view.set_annotator(name)
+
+    def switch_annotator_dialog(self) -> None:
+        known = self.project.annotators() if self.project else []
+        names = [self.annotator] + [n for n in known if n != self.annotator and not n.startswith("import:")]
+        name, ok = QInputDialog.getItem(self, "Annotator", "Who is labeling? (type a new name or pick one)",
+                                        names, 0, True)
+        if ok and name.strip():
+            self.set_annotator(name)
+
+    # ------------------------------------------------------------------ import / export
+
+    def import_dialog(self) -> None:
+        if self.project is None:
+            return
+        from studio.ui.import_dialog import ImportDialog
+
+        dialog = ImportDialog(self.project, self)
+        dialog.imported.connect(self.data_changed)
+        dialog.exec()
+
+    def export_dialog(self) -> None:
+        if self.project is None:
+            return
+        from studio.ui.import_dialog import ExportDialog
+
+        ExportDialog(self.project, self).exec()
+
+    def _show_label_help(self) -> None:
+        if self.label_view is not None:
+            self.show_section("Label")
+            self.label_view.toggle_help()
+
+    # ------------------------------------------------------------------ closing
+
+    def _active_runs(self) -> bool:
+        if self.project is None:
+            return False
+        with contextlib.suppress(Exception):
+            return bool(self.project.scalar(
+                "SELECT count(*) FROM runs WHERE status IN ('queued', 'running', 'stopping')"))
+        return False
+
+    def closeEvent(self, event) -> None:
+        # the Runs section decides whether closing is fine (a run may be training); it is built here only
+        # when it never was and a run is active, so it can still ask
+        if self.runs_panel is None and self._active_runs():
+            self._ensure_runs()
+        if self.runs_panel is not None and not self.runs_panel.confirm_close():
+            event.ignore()
+            return
+        self._close_project(ask=False)
+        event.accept()
