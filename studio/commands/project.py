@@ -1,9 +1,273 @@
-"""`studio` subcommands for this area (filled in by its issue)."""
+"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo, bench store.
+
+User errors are raised as ProjectError (the CLI prints them with exit status 2): importing
+`studio.cli.CommandError` from here would break the layering contract (commands sit below cli).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+IMPORT_CHOICES = ("auto", "trl", "trl-chat", "hh", "ultrafeedback", "pairs", "prompts")
+EXPORT_CHOICES = ("trl", "trl-chat", "labels", "csv")
+PROGRESS_MIN_ROWS = 20_000
+"""Files with at least this many rows get a progress line on stderr."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("init", help="Create a new, empty project folder.")
+    p.add_argument("project", help="folder to create (holds studio.db and runs/)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import", help="Import preference pairs or prompts from JSONL, JSON or CSV.",
+                       description="Import a file into a project (created if the folder has none). The whole "
+                                   "file is checked first; by default one bad row means nothing is imported.")
+    p.add_argument("project")
+    p.add_argument("file")
+    p.add_argument("--format", default="auto", choices=IMPORT_CHOICES,
+                   help="input format; auto tells it from the fields (default)")
+    p.add_argument("--split", default="train", choices=("train", "eval"), help="split of new prompts")
+    p.add_argument("--annotator", help="annotator of imported labels (default import:<file name>)")
+    p.add_argument("--skip-invalid", action="store_true", help="import the valid rows and list the others")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="Export resolved preferences (TRL-ready) or every raw label.")
+    p.add_argument("project")
+    p.add_argument("out", help="output file (.jsonl, .json or .csv)")
+    p.add_argument("--format", default="trl", choices=EXPORT_CHOICES,
+                   help="trl: prompt/chosen/rejected strings; trl-chat: message lists; labels: every raw "
+                        "label; csv: prompt/chosen/rejected columns")
+    p.add_argument("--split", choices=("train", "eval"), help="only this split (default both)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("stats", help="Label counts, biases and inter-annotator agreement.")
+    p.add_argument("project")
+    p.add_argument("--split", choices=("train", "eval"))
+    p.add_argument("--json", action="store_true", help="print the stable JSON object (see docs/store.md)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("runs", help="List training runs.")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("metrics", help="Every metric row of a run (step, name, value).")
+    p.add_argument("project")
+    p.add_argument("run", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("demo", help="Create a demo project with sample prompts, pairs and labels.")
+    p.add_argument("project", help="folder to create")
+    p.set_defaults(func=cmd_demo)
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    p = bench_sub.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
+    p.add_argument("--sizes", default="100000,1000000", help="comma-separated pair counts (default 100000,1000000)")
+    p.add_argument("--out", help="folder for the benchmark projects (default a temporary folder, removed after)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.set_defaults(func=cmd_bench_store)
+
+
+def _open(folder: str):
+    from studio.store import Project
+
+    return Project.open(folder)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from studio.store import Project
+
+    Project.create(args.project).close()
+    print(f"created project {args.project}")
+    return 0
+
+
+class _ProgressLine:
+    """Prints `importing FILE: 40%` on stderr every 10%, for files big enough to take a while."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 2 * PROGRESS_MIN_ROWS:
+            return
+        pct = 100 * done // total
+        if pct // 10 > self.shown:
+            self.shown = pct // 10
+            print(f"importing {self.name}: {pct}%", file=sys.stderr, flush=True)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from studio.store import Project, ProjectError
+    from studio.store.formats import parse_file, write_parsed
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ProjectError(f"{path}: no such file")
+    progress = _ProgressLine(path.name)
+    # Check the file before touching the project, so a bad file does not even create the folder.
+    parsed = parse_file(path, args.format, progress=progress)
+    if parsed.errors and not args.skip_invalid:
+        for err in parsed.errors:
+            print(err, file=sys.stderr)
+        print(f"studio: error: {path}: {len(parsed.errors)} invalid row(s) of {parsed.total}; nothing was imported "
+              "(fix them, or use --skip-invalid to import the valid rows)", file=sys.stderr)
+        return 1
+    with Project.open(args.project, create=True) as project:
+        report = write_parsed(project, parsed, args.split, args.annotator, args.skip_invalid, progress)
+    for err in report.invalid:
+        print(f"skipped: {err}", file=sys.stderr)
+    what = "prompts" if report.format == "prompts" else "pairs"
+    added = report.prompts_added if report.format == "prompts" else report.pairs_added
+    line = (f"imported {path.name} as {report.format}: {report.rows} rows, {added} {what} added, "
+            f"{report.duplicates} duplicates skipped")
+    if report.format != "prompts":
+        line += f", {report.prompts_added} new prompts"
+    if report.labels_added:
+        line += f", {report.labels_added} labels by {report.annotator}"
+    if report.invalid:
+        line += f", {len(report.invalid)} invalid rows skipped"
+    print(line)
+    return 0
+
+
+def _left_out_text(left_out: dict[str, int]) -> str:
+    names = {"tie": "ties", "both_bad": "both bad", "no_majority": "without a majority", "skipped": "only skipped"}
+    return ", ".join(f"{left_out.get(k, 0)} {v}" for k, v in names.items())
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from studio.store.formats import export_file
+
+    with _open(args.project) as project:
+        report = export_file(project, args.out, args.format, args.split)
+    if args.format == "labels":
+        print(f"wrote {report.rows} labels to {report.file}")
+    else:
+        print(f"wrote {report.rows} preferences to {report.file} (left out: {_left_out_text(report.left_out)})")
+    return 0
+
+
+def _fmt(x: Any, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    if pct:
+        return f"{100 * x:.1f}%"
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header, *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from studio.store.statistics import project_stats
+
+    with _open(args.project) as project:
+        s = project_stats(project, args.split)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    c = s["counts"]
+    print(f"project {s['project']}" + (f" (split {s['split']})" if s["split"] else ""))
+    print(_table([
+        ["prompts", c["prompts"]], ["pairs", c["pairs"]], ["  unlabeled", c["unlabeled_pairs"]],
+        ["  labeled", c["labeled_pairs"]], [f"  needing more (target {c['overlap_target']})", c["needs_more_pairs"]],
+        ["  only skipped", c["only_skipped_pairs"]],
+        ["labels current / replaced / undone",
+         f"{c['labels']['current']} / {c['labels']['replaced']} / {c['labels']['undone']}"],
+    ], ["", "count"]))
+    r = s["resolved"]
+    print(f"\nresolved preferences: {r['preferences']} (left out: {_left_out_text(r)})")
+    print("\n" + _table([[k, v["count"], _fmt(v["share"], True)] for k, v in s["label_distribution"].items()],
+                        ["label", "count", "share"]))
+    pb, lb, ag = s["position_bias"], s["length_bias"], s["agreement"]
+    ci = pb["ci95"]
+    lci = lb["ci95"]
+    print("\n" + _table([
+        ["position: left response won", _fmt(pb["share"], True),
+         f"95% {_fmt(ci[0], True)}-{_fmt(ci[1], True)}" if ci else "", f"n={pb['decided']}"],
+        ["length: chosen is longer", _fmt(lb["share"], True),
+         f"95% {_fmt(lci[0], True)}-{_fmt(lci[1], True)}" if lci else "", f"n={lb['decided_pairs']}"],
+        ["length: median ratio chosen/rejected", _fmt(lb["median_ratio"]), "", ""],
+        ["agreement: all annotators agree", _fmt(ag["percent"], True), "", f"pairs={ag['pairs']}"],
+        ["agreement: Cohen's kappa", _fmt(ag["cohens_kappa"]), "", f"annotators={ag['annotators']}"],
+        ["agreement: Krippendorff's alpha", _fmt(ag["krippendorff_alpha"]), "", ""],
+    ], ["bias / agreement", "value", "interval", "of"]))
+    if s["annotators"]:
+        print("\n" + _table([[a["name"], a["labels"], _fmt(a["median_seconds"])] for a in s["annotators"]],
+                            ["annotator", "labels", "median seconds"]))
+    for w in s["warnings"]:
+        print(f"\nwarning: {w}")
+    return 0
+
+
+RUN_KEYS = ("id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at", "ended_at")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with _open(args.project) as project:
+        runs = [{k: r[k] for k in RUN_KEYS} for r in project.runs()]
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet")
+        return 0
+    print(_table([[r["id"], r["name"], r["method"], r["status"], r["model"],
+                   f"{r['step']}/{r['total_steps'] or '?'}", r["created_at"] or "", r["started_at"] or "",
+                   r["ended_at"] or ""] for r in runs],
+                 ["id", "name", "method", "status", "model", "steps", "created", "started", "ended"]))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    with _open(args.project) as project:
+        project.run(args.run)  # a clear error for an unknown run
+        rows = [{"step": s, "name": n, "value": v, "time": t} for _id, s, n, v, t in project.metrics(args.run)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"run {args.run}: no metrics yet")
+        return 0
+    print(_table([[r["step"], r["name"], _fmt(r["value"])] for r in rows], ["step", "name", "value"]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from studio.store.demo import create_demo
+
+    project = create_demo(args.project)
+    counts = project.counts()
+    project.close()
+    print(f"created demo project {args.project}: {counts['prompts']} prompts, {counts['pairs']} pairs, "
+          f"{counts['labels']} labels by {counts['annotators']} annotators")
+    return 0
+
+
+def cmd_bench_store(args: argparse.Namespace) -> int:
+    from studio.store import ProjectError
+    from studio.store.bench import format_table, run_store_bench
+
+    try:
+        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        raise ProjectError(f"--sizes {args.sizes!r}: expected comma-separated integers such as 100000,1000000") \
+            from None
+    if not sizes or min(sizes) < 1:
+        raise ProjectError("--sizes: give at least one positive pair count")
+    results = run_store_bench(sizes, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(results))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
