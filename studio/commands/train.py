@@ -1,9 +1,233 @@
-"""`studio` subcommands for this area (filled in by its issue)."""
+"""`studio train`, `studio export-model`, `studio tiny-model` and `studio bench dpo`.
+
+The GUI process imports this module to build the parser, so torch and friends are imported only inside
+the command functions. User errors are raised as ProjectError / ConfigError, which `studio` prints as
+`studio: error: ...` (commands may not import studio.cli: see the layer contract).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "train", help="Fine-tune a model on the project's preferences with LoRA (DPO and variants).",
+        description="Start a run on a frozen snapshot of the resolved preferences. In the foreground it shows a "
+                    "progress line; --detach trains in the background and prints the run id. `--run ID` starts a "
+                    "queued run (what the app does); `--resume ID` continues an interrupted or failed run.")
+    p.add_argument("project", help="project folder")
+    p.add_argument("--method", default="dpo", help="training method (dpo)")
+    p.add_argument("--model", help="local model folder or a Hugging Face hub id in the local cache")
+    p.add_argument("--config", metavar="FILE.json", help="settings as JSON (dotted or nested names)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="one setting, e.g. --set beta=0.2 --set lora.r=8 (see `--list-settings`)")
+    p.add_argument("--name", help="run name (default: METHOD-ID)")
+    p.add_argument("--detach", action="store_true", help="train in a background process; print the run id")
+    p.add_argument("--run", type=int, metavar="ID", help="start the queued run ID")
+    p.add_argument("--resume", type=int, metavar="ID", help="continue run ID from its last checkpoint")
+    p.add_argument("--list-settings", action="store_true", help="print every setting with its default and help")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export-model", help="Write a run's adapter, or the merged model, with its tokenizer.")
+    e.add_argument("project", help="project folder")
+    e.add_argument("run", type=int, help="run id")
+    e.add_argument("out", help="output folder (new or empty)")
+    e.add_argument("--merged", action="store_true", help="merge the adapter into the base model (safetensors)")
+    e.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("tiny-model", help="Write a tiny random-weight model + tokenizer (for demos and tests).")
+    t.add_argument("out", help="output folder")
+    t.set_defaults(func=cmd_tiny)
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    b = bench_sub.add_parser("dpo", help="Tokens/s and peak memory of our DPO engine against TRL's DPOTrainer.")
+    b.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
+                   help="random-weight model shape")
+    b.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warmup steps)")
+    b.add_argument("--batch", type=int, default=8, help="preference pairs per step")
+    b.add_argument("--prompt-len", type=int, default=256)
+    b.add_argument("--completion-len", type=int, default=256)
+    b.add_argument("--only", choices=("ours", "trl"), help="run one side only")
+    b.add_argument("--json", action="store_true", help="print the results as JSON too")
+    b.set_defaults(func=cmd_bench)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def _load_config(args: argparse.Namespace):
+    from studio.core.configs import ConfigError, apply_overrides, config_for, from_dict, parse_set_args
+
+    cls = config_for(args.method)
+    config = cls()
+    if args.config:
+        path = Path(args.config)
+        try:
+            raw = json.loads(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings")
+        try:
+            config = from_dict(cls, raw)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    return apply_overrides(config, parse_set_args(args.sets))
+
+
+def _print_settings(method: str) -> None:
+    from studio.core.configs import config_fields, config_for
+
+    for f in config_fields(config_for(method)):
+        choices = f" ({'|'.join(map(str, f.choices))})" if f.choices else ""
+        print(f"{f.name} = {f.default!r}{choices}\n    {f.help}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from studio.core.configs import to_dict
+    from studio.core.models import ModelNotFound, resolve_model
+    from studio.store import Project, ProjectError
+
+    if args.list_settings:
+        _print_settings(args.method)
+        return 0
+    if args.run is not None and args.resume is not None:
+        raise ProjectError("--run and --resume: give one of them")
+    project = Project.open(args.project)
+    try:
+        if args.run is not None or args.resume is not None:
+            run_id = args.run if args.run is not None else args.resume
+            project.run(run_id)  # names a missing run clearly
+        else:
+            if not args.model:
+                raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
+            try:
+                resolve_model(args.model)
+            except ModelNotFound as e:
+                raise ProjectError(str(e)) from None
+            config = _load_config(args)
+            run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
+            if not project.run_snapshot(run_id, split="train"):
+                project.delete_run(run_id)
+                raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
+                                   f"first (`studio stats {args.project}` shows what is labeled)")
+            print(f"run {run_id}: created ({len(project.run_snapshot(run_id))} preferences in the snapshot)")
+    finally:
+        project.close()
+    if args.detach:
+        return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+    return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
+
+
+def _spawn_detached(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import paths
+
+    log = paths.log_path(project, run_id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "studio", "train", str(project), "--resume" if resume else "--run", str(run_id)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # survives the terminal closing
+    print(run_id)
+    print(f"training in the background (pid {proc.pid}); log: {log}", file=sys.stderr)
+    return 0
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import metrics as M
+    from studio.store import ProjectError
+    from studio.train.worker import ClaimError, run_worker
+
+    start = time.monotonic()
+    first: list[int] = []
+    tty = sys.stdout.isatty()
+
+    def progress(step: int, total: int, values: dict) -> None:
+        if not first:
+            first.append(step - 1)
+        done = step - first[0]
+        eta = (time.monotonic() - start) / max(done, 1) * (total - step)
+        line = (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
+                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
+                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
+        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+
+    try:
+        status = run_worker(project, run_id, resume=resume, on_progress=progress)
+    except ClaimError as e:
+        raise ProjectError(str(e)) from None
+    if tty:
+        print()
+    from studio.store import Project
+
+    with Project.open(project) as p:
+        run = p.run(run_id)
+    print(f"run {run_id}: {status} at step {run['step']}/{run['total_steps']}")
+    if status == "failed":
+        print(f"studio: error: {run['error']}", file=sys.stderr)
+        return 1
+    if status == "interrupted":
+        print(f"resume with: studio train {project} --resume {run_id}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- export, tiny
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from studio.core import paths
+    from studio.core.models import ModelNotFound, resolve_model
+    from studio.store import Project, ProjectError
+
+    with Project.open(args.project) as project:
+        run = project.run(args.run)
+    adapter = paths.adapter_dir(args.project, args.run)
+    if not (adapter / "adapter_config.json").is_file():
+        raise ProjectError(f"run {args.run}: no adapter at {adapter} (status {run['status']}; a run saves its "
+                           f"adapter at checkpoints and when it ends)")
+    from studio.train import export
+
+    out = Path(args.out)
+    try:
+        if args.merged:
+            try:
+                base = resolve_model(run["model"])
+            except ModelNotFound as e:
+                raise ProjectError(str(e)) from None
+            export.export_merged(base, adapter, out)
+        else:
+            export.export_adapter(adapter, out)
+    except FileExistsError as e:
+        raise ProjectError(str(e)) from None
+    print(f"{'merged model' if args.merged else 'adapter'} written to {out}")
+    return 0
+
+
+def cmd_tiny(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from studio.train.tiny import write_tiny_model
+
+    out = write_tiny_model(args.out)
+    print(f"tiny model written to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from studio.train import bench
+
+    return bench.main(args)

@@ -104,7 +104,6 @@ def lora_targets(model: nn.Module, setting: str) -> str | list[str]:
 
 def load_policy(model_path: Path, config: DPOConfig, mixed_precision: str):
     """The tokenizer and the base model wrapped with a fresh LoRA adapter (seeded)."""
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -113,13 +112,20 @@ def load_policy(model_path: Path, config: DPOConfig, mixed_precision: str):
     # base weights in the compute dtype (half the memory); LoRA weights stay fp32 (peft upcasts them)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    return tokenizer, wrap_lora(base, config)
+
+
+def wrap_lora(base: nn.Module, config: DPOConfig):
+    """Freeze the base model and add a seeded LoRA adapter (the reference is this model, adapter off)."""
+    from peft import LoraConfig, get_peft_model
+
     base.config.use_cache = False
     if config.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(config.seed)  # adapter initialisation
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=lora_targets(base, config.lora.target_modules), task_type="CAUSAL_LM")
-    return tokenizer, get_peft_model(base, lora)
+    return get_peft_model(base, lora)
 
 
 class PolicyLogps(nn.Module):
@@ -236,6 +242,22 @@ def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, con
                               ref_pairs=B)
             stats.add(**values)
     return out
+
+
+def train_step(policy, peft_model, micro_batches: list[data.Batch], refs: list, config: DPOConfig, accelerator,
+               optimizer, scheduler, trainable: list[nn.Parameter], want_ref: bool,
+               stats: StepStats | None) -> torch.Tensor:
+    """One optimizer step over `grad_accumulation` micro-batches: forward, reference, loss, backward, clip,
+    step. Returns the gradient norm before clipping (a device tensor: reading it syncs)."""
+    for batch, ref in zip(micro_batches, refs, strict=True):
+        with accelerator.autocast():
+            out = dpo_forward(policy, peft_model, batch, config, ref=ref, want_ref=want_ref, stats=stats)
+        accelerator.backward(out.loss / len(micro_batches))
+    grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm or float("inf"))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -388,22 +410,13 @@ def train(ctx: RunContext) -> str:
         # learning rate of this step (the scheduler sets it; logged as used)
         lr = scheduler.get_last_lr()[0]
 
-        # forward, reference, loss, backward over grad_accumulation micro-batches
-        for _ in range(config.grad_accumulation):
-            batch = next_batch()
-            log_step = (state.step + 1) % config.log_interval == 0 or state.step + 1 == total_steps
-            ref = _batch_ref(state, batch, device)
-            with accelerator.autocast():
-                out = dpo_forward(policy, peft_model, batch, config, ref=ref,
-                                  want_ref=use_ref or log_step, stats=stats if log_step else None)
-            accelerator.backward(out.loss / config.grad_accumulation)
-            window_micro += 1
-
-        # clip, step
-        grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm or float("inf"))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        # forward, reference, loss, backward over grad_accumulation micro-batches; clip; step
+        micro = [next_batch() for _ in range(config.grad_accumulation)]
+        log_step = (state.step + 1) % config.log_interval == 0 or state.step + 1 == total_steps
+        grad_norm = train_step(policy, peft_model, micro, [_batch_ref(state, b, device) for b in micro], config,
+                               accelerator, optimizer, scheduler, trainable, want_ref=use_ref or log_step,
+                               stats=stats if log_step else None)
+        window_micro += len(micro)
         state.step += 1
 
         # log (the only place that syncs with the device)
