@@ -1,0 +1,117 @@
+"""The main window: opening projects, recent projects, sections, annotator, closing, import from the GUI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import add_pairs
+
+from studio.store import Project
+from studio.ui import app as ui_app
+from studio.ui.import_dialog import ImportDialog
+from studio.ui.main_window import MainWindow
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    with Project.create(tmp_path / "proj", name="My prefs") as p:
+        add_pairs(p, 6)
+    return tmp_path / "proj"
+
+
+def make_window(qtbot, folder=None, annotator="alice") -> MainWindow:
+    w = MainWindow(folder, annotator=annotator)
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    return w
+
+
+def test_open_shows_name_counts_and_remembers(qtbot, folder):
+    w = make_window(qtbot)
+    assert w.project is None and w.stack.currentWidget() is w.welcome
+    assert w.open_project(folder)
+    assert w.name_label.text() == "My prefs"
+    assert "6 pairs" in w.counts_label.text() and "0 labeled" in w.counts_label.text()
+    assert ui_app.recent_projects() == [str(folder.resolve())]
+    # a label updates the always-visible counts
+    w.label_view.choose("left")
+    w.refresh_counts()
+    assert "1 labeled" in w.counts_label.text()
+
+
+def test_open_missing_project_says_why(qtbot, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("studio.ui.main_window.QMessageBox.warning", lambda *a: shown.append(a[2]))
+    w = make_window(qtbot)
+    assert not w.open_project(tmp_path / "nothing")
+    assert "no project here" in shown[0]
+
+
+def test_data_view_opens_pair_in_label_view(qtbot, folder):
+    w = make_window(qtbot, folder)
+    data = w.show_section("Data")
+    data.refresh()
+    data.table.selectRow(4)
+    pid = data.current_pair_id()
+    data.open_button.click()
+    assert w.tabs.currentWidget() is w.label_view
+    assert w.label_view.pair.id == pid
+
+
+def test_switch_annotator(qtbot, folder):
+    w = make_window(qtbot, folder)
+    w.label_view.choose("left")
+    w.set_annotator("bob")
+    assert w.label_view.annotator == "bob"
+    assert "bob" in w.annotator_button.text()
+    w.label_view.choose("right")
+    with Project.open(folder) as p:
+        assert set(p.annotators()) == {"alice", "bob"}
+    assert ui_app.default_annotator() == "bob"
+
+
+def test_runs_section_is_lazy_and_can_cancel_close(qtbot, folder, monkeypatch):
+    w = make_window(qtbot, folder)
+    assert w.runs_panel is None
+    panel = w.show_section("Runs")
+    assert panel is w.runs_panel and w.tabs.currentWidget() is panel
+    monkeypatch.setattr(type(panel), "confirm_close", lambda self: False)
+    w.close()
+    assert w.isVisible() and w.project is not None
+    monkeypatch.setattr(type(panel), "confirm_close", lambda self: True)
+    w.close()
+    assert not w.isVisible() and w.project is None
+
+
+def test_import_from_the_gui(qtbot, folder, tmp_path):
+    w = make_window(qtbot, folder)
+    good = tmp_path / "new.jsonl"
+    good.write_text("".join(json.dumps({"prompt": f"New prompt {i}", "response_a": "yes", "response_b": "no"}) + "\n"
+                            for i in range(3)))
+    dialog = ImportDialog(w.project, w)
+    qtbot.addWidget(dialog)
+    dialog.imported.connect(w.data_changed)
+    dialog.path_edit.setText(str(good))
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: "Imported" in dialog.status.text())
+    assert w.project.pair_count() == 9
+    assert "9 pairs" in w.counts_label.text()
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "ok", "response_a": "x", "response_b": "y"}) + "\n"
+                   + json.dumps({"prompt": "missing b", "response_a": "x"}) + "\n")
+    dialog.path_edit.setText(str(bad))
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: dialog.errors.count() > 0)
+    assert "Nothing was imported" in dialog.status.text()
+    assert "bad.jsonl:2" in dialog.errors.item(0).text()
+    assert w.project.pair_count() == 9, "nothing half-imported"
