@@ -1,0 +1,318 @@
+"""Compare runs: curves overlaid per metric, the config fields that differ, final metrics side by side."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core import metrics as M
+from studio.core.configs import diff_configs
+from studio.ui.runs import charts as C
+from studio.ui.runs.poller import Poller
+
+COLUMNS = 4
+TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "Eval reward margin",
+          M.REWARDS_ACCURACIES: "Accuracy", M.eval_name(M.REWARDS_ACCURACIES): "Eval accuracy",
+          M.LOSS: "Loss", M.LOGPS_CHOSEN: "Log-prob chosen", M.LOGPS_REJECTED: "Log-prob rejected",
+          M.EVAL_KL: "Sampled KL (eval)"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def comparable_config(run: dict) -> dict:
+    """A run's config plus its model, so a different base model shows up as a differing field."""
+    return {**run["config"], "model": run["model"]}
+
+
+class CompareView(QWidget):
+    """Pick runs on the left; charts, differing config fields and final metrics on the right."""
+
+    def __init__(self, project, poller: Poller, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = project
+        self.poller = poller
+        self.run_ids: list[int] = []
+        self.runs: dict[int, dict] = {}
+        self.smoothing = 0.6
+        self._dirty = True
+        self.last_redraw_ms = 0.0
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.setInterval(250)
+        self.timer.timeout.connect(self._redraw_if_dirty)
+        self.timer.start()
+        poller.data_changed.connect(self._on_data)
+        poller.runs_changed.connect(self._on_runs)
+
+    def _build(self) -> None:
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(QLabel("Runs to compare"))
+        self.picker = QListWidget()
+        self.picker.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.picker.itemChanged.connect(self._on_pick)
+        ll.addWidget(self.picker, 1)
+        split.addWidget(left)
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Smoothing"))
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 99)
+        self.slider.setValue(int(self.smoothing * 100))
+        self.slider.setMaximumWidth(140)
+        self.slider.valueChanged.connect(self._on_smoothing)
+        controls.addWidget(self.slider)
+        controls.addStretch(1)
+        png = QPushButton("Save PNG…")
+        png.clicked.connect(self._ask_png)
+        csv_button = QPushButton("Save CSV…")
+        csv_button.clicked.connect(self._ask_csv)
+        controls.addWidget(png)
+        controls.addWidget(csv_button)
+        rl.addLayout(controls)
+
+        vsplit = QSplitter(Qt.Orientation.Vertical)
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.legends: dict[str, pg.LegendItem] = {}
+        self.curves: dict[tuple[str, int], pg.PlotDataItem] = {}
+        for i, name in enumerate(C.COMPARE_METRICS):
+            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
+            self.plots[name] = plot
+            self.legends[name] = plot.addLegend(offset=(4, 4), labelTextSize="8pt", verSpacing=-6)
+        vsplit.addWidget(self.graphics)
+        tabs = QTabWidget()
+        self.config_table = QTableWidget()
+        self.final_table = QTableWidget()
+        for t in (self.config_table, self.final_table):
+            t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+            t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        tabs.addTab(self.config_table, "Settings that differ")
+        tabs.addTab(self.final_table, "Final metrics")
+        vsplit.addWidget(tabs)
+        vsplit.setStretchFactor(0, 3)
+        vsplit.setStretchFactor(1, 1)
+        rl.addWidget(vsplit, 1)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([200, 1000])
+        outer.addWidget(split)
+
+    # ------------------------------------------------------------------ runs
+
+    def _on_runs(self, runs: list[dict]) -> None:
+        self.runs = {r["id"]: r for r in runs}
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for r in sorted(runs, key=lambda r: r["id"], reverse=True):
+            item = QListWidgetItem(f"{r['name']}  ({r['status']})")
+            item.setData(Qt.ItemDataRole.UserRole, r["id"])
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if r["id"] in self.run_ids else Qt.CheckState.Unchecked)
+            self.picker.addItem(item)
+        self.picker.blockSignals(False)
+        gone = [i for i in self.run_ids if i not in self.runs]
+        if gone:
+            self.set_runs([i for i in self.run_ids if i in self.runs])
+        else:
+            self._fill_tables()
+
+    def _on_pick(self, _item) -> None:
+        ids = [self.picker.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.picker.count())
+               if self.picker.item(i).checkState() == Qt.CheckState.Checked]
+        self.set_runs(sorted(ids))
+
+    def set_runs(self, run_ids: list[int]) -> None:
+        """Compare these runs (ids in the order to list them)."""
+        if not self.runs:
+            self.runs = {r["id"]: r for r in self.project.runs()}
+        run_ids = [i for i in run_ids if i in self.runs]
+        for rid in self.run_ids:
+            if rid not in run_ids:
+                self.poller.unwatch(rid)
+        for rid in run_ids:
+            if rid not in self.run_ids:
+                self.poller.watch(rid)
+        self.run_ids = list(run_ids)
+        self.picker.blockSignals(True)
+        for i in range(self.picker.count()):
+            item = self.picker.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in run_ids
+                               else Qt.CheckState.Unchecked)
+        self.picker.blockSignals(False)
+        for (name, _rid), curve in self.curves.items():
+            self.plots[name].removeItem(curve)
+        self.curves.clear()
+        for legend in self.legends.values():
+            legend.clear()
+        self._dirty = True
+        self.redraw()
+        self._fill_tables()
+
+    def color(self, run_id: int) -> str:
+        return C.RUN_COLORS[self.run_ids.index(run_id) % len(C.RUN_COLORS)]
+
+    # ------------------------------------------------------------------ tables
+
+    def differing_fields(self) -> list[str]:
+        runs = [self.runs[i] for i in self.run_ids if i in self.runs]
+        return diff_configs([comparable_config(r) for r in runs]) if len(runs) > 1 else []
+
+    def _fill_tables(self) -> None:
+        runs = [self.runs[i] for i in self.run_ids if i in self.runs]
+        names = [r["name"] for r in runs]
+        fields = self.differing_fields()
+        t = self.config_table
+        t.clear()
+        t.setColumnCount(len(runs))
+        t.setHorizontalHeaderLabels(names)
+        t.setRowCount(len(fields))
+        t.setVerticalHeaderLabels(fields)
+        flats = [_flat(comparable_config(r)) for r in runs]
+        for row, f in enumerate(fields):
+            for col, flat in enumerate(flats):
+                t.setItem(row, col, QTableWidgetItem("–" if f not in flat else str(flat[f])))
+        if len(runs) > 1 and not fields:
+            t.setRowCount(1)
+            t.setVerticalHeaderLabels([""])
+            t.setItem(0, 0, QTableWidgetItem("All settings are the same."))
+
+        ft = self.final_table
+        ft.clear()
+        metrics = list(C.COMPARE_METRICS)
+        ft.setColumnCount(len(runs))
+        ft.setHorizontalHeaderLabels(names)
+        ft.setRowCount(len(metrics) + 2)
+        ft.setVerticalHeaderLabels(["status", "step", *metrics])
+        for col, r in enumerate(runs):
+            ft.setItem(0, col, QTableWidgetItem(r["status"]))
+            ft.setItem(1, col, QTableWidgetItem(str(r["step"])))
+            rd = self.poller.data.get(r["id"])
+            for row, m in enumerate(metrics, start=2):
+                s = rd.series.get(m) if rd else None
+                last = s.last() if s is not None else None
+                ft.setItem(row, col, QTableWidgetItem("–" if last is None else f"{last:.4g}"))
+
+    def final_value(self, run_id: int, metric: str) -> str:
+        """The final-metrics cell text for a run and metric (for tests)."""
+        col = self.run_ids.index(run_id)
+        row = 2 + list(C.COMPARE_METRICS).index(metric)
+        item = self.final_table.item(row, col)
+        return item.text() if item else ""
+
+    # ------------------------------------------------------------------ drawing
+
+    def _on_data(self, run_id: int, _names: set) -> None:
+        if run_id in self.run_ids:
+            self._dirty = True
+
+    def _on_smoothing(self, value: int) -> None:
+        self.smoothing = value / 100
+        self._dirty = True
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self.redraw()
+            self._fill_tables()
+
+    def redraw(self) -> None:
+        import time
+
+        t = time.perf_counter()
+        self._dirty = False
+        for rid in self.run_ids:
+            rd = self.poller.data.get(rid)
+            if rd is None:
+                continue
+            for name in C.COMPARE_METRICS:
+                s = rd.series.get(name)
+                if s is None or not len(s):
+                    continue
+                curve = self.curves.get((name, rid))
+                color = self.color(rid)
+                sparse = C.is_sparse(name)
+                if curve is None:
+                    label = self.runs[rid]["name"] if rid in self.runs else str(rid)
+                    kw = {"symbol": "o", "symbolSize": 5, "symbolBrush": color, "symbolPen": None} if sparse else {}
+                    curve = self.plots[name].plot([], [], pen=pg.mkPen(color, width=2), name=label, **kw)
+                    curve.setClipToView(True)
+                    curve.setDownsampling(auto=True, method="peak")
+                    self.curves[(name, rid)] = curve
+                y = s.y if sparse or self.smoothing <= 0 else s.smoothed(self.smoothing)
+                curve.setData(s.step[: s.n], y)
+        self.last_redraw_ms = (time.perf_counter() - t) * 1000
+
+    def curve_data(self, metric: str, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+        curve = self.curves.get((metric, run_id))
+        if curve is None:
+            return np.empty(0), np.empty(0)
+        x, y = curve.getData()
+        return (np.empty(0), np.empty(0)) if x is None else (x, y)
+
+    # ------------------------------------------------------------------ export
+
+    def export_png(self, path: str | Path) -> None:
+        self.grab().save(str(path))
+
+    def export_csv(self, path: str | Path) -> None:
+        rows = []
+        for rid in self.run_ids:
+            rd = self.poller.data.get(rid)
+            if rd is None:
+                continue
+            for name in C.COMPARE_METRICS:
+                s = rd.series.get(name)
+                if s is not None:
+                    rows += [(rid, name, int(st), f"{t:.3f}", v)
+                             for st, t, v in zip(s.step[: s.n], s.time[: s.n], s.y, strict=True)]
+        C.write_csv(Path(path), rows)
+
+    def _ask_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save comparison as PNG", "compare.png", "PNG image (*.png)")
+        if path:
+            self.export_png(path)
+
+    def _ask_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save compared data as CSV", "compare.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def describe(self) -> str:
+        return html.escape(", ".join(self.runs[i]["name"] for i in self.run_ids if i in self.runs))

@@ -1,0 +1,104 @@
+"""Starting and stopping worker processes: training, resume and model export, detached from the GUI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.core import paths
+from studio.core.types import RunStatus
+
+STOP_GRACE_S = 20.0
+"""How long a worker gets to finish its step and save after a stop request before SIGTERM."""
+
+# Popen objects of the workers this GUI started: polled so finished ones are reaped (no zombies).
+_children: list[subprocess.Popen] = []
+
+
+def train_command(project_folder: Path, run_id: int, resume: bool = False) -> list[str]:
+    """The worker command line; tests replace this to start a fake worker instead."""
+    flag = "--resume" if resume else "--run"
+    return [sys.executable, "-m", "studio", "train", str(project_folder), flag, str(run_id)]
+
+
+def export_command(project_folder: Path, run_id: int, out: Path, merged: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "studio", "export-model", str(project_folder), str(run_id), str(out)]
+    return [*cmd, "--merged"] if merged else cmd
+
+
+def spawn(cmd: list[str], log_file: Path) -> subprocess.Popen:
+    """Start `cmd` in its own session with stdout/stderr appended to `log_file`, so closing the GUI
+    (or a Ctrl+C in its terminal) does not reach it."""
+    reap()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _children.append(proc)
+    return proc
+
+
+def start_training(project_folder: Path, run_id: int, resume: bool = False) -> subprocess.Popen:
+    """Spawn the worker for a queued run (or resume an interrupted one)."""
+    return spawn(train_command(project_folder, run_id, resume), paths.log_path(project_folder, run_id))
+
+
+def start_export(project_folder: Path, run_id: int, out: Path, merged: bool) -> subprocess.Popen:
+    log = paths.run_dir(project_folder, run_id) / "export.log"
+    return spawn(export_command(project_folder, run_id, out, merged), log)
+
+
+def reap() -> None:
+    """Collect exit statuses of finished children (a zombie would still look alive by pid)."""
+    for proc in list(_children):
+        if proc.poll() is not None:
+            _children.remove(proc)
+
+
+def children() -> list[subprocess.Popen]:
+    reap()
+    return list(_children)
+
+
+def terminate(pid: int | None) -> bool:
+    """SIGTERM a worker (it takes the same graceful path as a stop request). True if it was sent."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid runs (a zombie, exited but not yet reaped, counts as gone)."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def is_active(run: dict) -> bool:
+    return RunStatus(run["status"]).active
+
+
+def resumable(project_folder: Path | None, run: dict) -> bool:
+    """Interrupted runs resume from their checkpoint; a failed run can too when it left one."""
+    if run["status"] == RunStatus.INTERRUPTED:
+        return True
+    return (run["status"] == RunStatus.FAILED and project_folder is not None
+            and paths.checkpoint_dir(project_folder, run["id"]).exists())

@@ -1,0 +1,393 @@
+"""The launch dialog: a form generated from the method's config dataclass, presets, model picker,
+data summary with bias warnings, and what the device has against what the run needs."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.configs import (
+    PRESETS,
+    ConfigError,
+    ConfigField,
+    DPOConfig,
+    config_fields,
+    from_dict,
+    parse_value,
+    to_dict,
+)
+from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
+from studio.ui.runs import resources
+from studio.ui.runs.formatting import fmt_bytes, fmt_params
+
+GROUP_TITLES = {"method": "Method", "training": "Optimisation", "lora": "LoRA", "data": "Data",
+                "hardware": "Hardware", "eval": "Evaluation"}
+GROUP_ORDER = ("method", "training", "lora", "data", "eval", "hardware")
+CUSTOM = "Custom"
+ERROR_STYLE = "border: 1px solid #d62728;"
+
+
+def model_search_dirs(project) -> list[Path]:
+    """Folders whose sub-folders are offered as models besides the HF cache: the project's `models/`
+    and ~/models."""
+    dirs = [Path.home() / "models"]
+    if project.folder is not None:
+        dirs.insert(0, project.folder / "models")
+    return dirs
+
+
+class LaunchDialog(QDialog):
+    """Configure and create a run. `launch()` validates, creates the run and returns its id; the
+    caller spawns the worker (so tests and Retry/Duplicate reuse the same dialog)."""
+
+    def __init__(self, project, parent: QWidget | None = None, initial: dict | None = None,
+                 models: list[LocalModel] | None = None, gpus: list[resources.Gpu] | None = None):
+        super().__init__(parent)
+        self.project = project
+        self.initial = initial or {}
+        self.parent_id: int | None = self.initial.get("parent_id")
+        self.run_id: int | None = None
+        self.cls = DPOConfig
+        self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
+        self.editors: dict[str, QWidget] = {}
+        self.models = models if models is not None else find_local_models(model_search_dirs(project))
+        self.gpus = gpus if gpus is not None else resources.gpus()
+        self.summary = resources.summarize_data(project)
+        self.setWindowTitle("Retry run" if self.initial.get("retry") else
+                           ("Duplicate run with changes" if self.parent_id else "New training run"))
+        self.resize(980, 760)
+        self._build()
+        self._fill(self.initial.get("config") or {})
+        if self.initial.get("model"):
+            self.set_model(self.initial["model"])
+        self._update_estimate()
+
+    # ------------------------------------------------------------------ building
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        top = QFormLayout()
+        self.name_edit = QLineEdit(self.initial.get("name", ""))
+        self.name_edit.setPlaceholderText("automatic (dpo-<id>)")
+        top.addRow("Run name", self.name_edit)
+
+        model_row = QHBoxLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.setEditable(True)
+        self.model_combo.setMinimumWidth(520)
+        self.model_combo.lineEdit().setPlaceholderText("a Hugging Face id in the local cache, or a model folder")
+        for m in self.models:
+            detail = ", ".join(x for x in (m.architecture, fmt_params(m.parameters), fmt_bytes(m.size_bytes)) if x)
+            self.model_combo.addItem(f"{m.name}  ({detail})", m.name)
+        self.model_combo.setCurrentIndex(-1 if not self.models else 0)
+        self.model_combo.currentTextChanged.connect(lambda _t: self._update_estimate())
+        browse = QPushButton("Folder…")
+        browse.clicked.connect(self._browse_model)
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(browse)
+        top.addRow("Model", model_row)
+
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItem(CUSTOM)
+        self.preset_combo.addItems(list(PRESETS))
+        self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
+        self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
+        top.addRow("Preset", self.preset_combo)
+        layout.addLayout(top)
+
+        info = QHBoxLayout()
+        data_box = QGroupBox("Data")
+        dl = QVBoxLayout(data_box)
+        self.data_label = QLabel()
+        self.data_label.setWordWrap(True)
+        self.data_label.setTextFormat(Qt.TextFormat.RichText)
+        dl.addWidget(self.data_label)
+        device_box = QGroupBox("Device")
+        vl = QVBoxLayout(device_box)
+        self.device_label = QLabel(html.escape(resources.device_text(self.gpus)))
+        self.device_label.setWordWrap(True)
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        vl.addWidget(self.device_label)
+        vl.addWidget(self.estimate_label)
+        info.addWidget(data_box, 1)
+        info.addWidget(device_box, 1)
+        layout.addLayout(info)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        form_host = QWidget()
+        grid = QGridLayout(form_host)
+        groups: dict[str, list[ConfigField]] = {}
+        for f in self.fields.values():
+            groups.setdefault(f.group, []).append(f)
+        order = [g for g in GROUP_ORDER if g in groups] + [g for g in groups if g not in GROUP_ORDER]
+        for i, group in enumerate(order):
+            box = QGroupBox(GROUP_TITLES.get(group, group.title()))
+            form = QFormLayout(box)
+            for f in groups[group]:
+                editor = self._editor(f)
+                self.editors[f.name] = editor
+                label = QLabel(f.name.split(".")[-1].replace("_", " "))
+                label.setToolTip(f.help)
+                editor.setToolTip(f"{f.name}: {f.help}")
+                form.addRow(label, editor)
+            grid.addWidget(box, i // 2, i % 2)
+        scroll.setWidget(form_host)
+        layout.addWidget(scroll, 1)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d62728;")
+        layout.addWidget(self.error_label)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.launch_button = buttons.addButton("Launch", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.launch_button.setDefault(True)
+        buttons.accepted.connect(self._on_launch)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._show_data()
+
+    def _editor(self, f: ConfigField) -> QWidget:
+        if f.choices:
+            w = QComboBox()
+            w.addItems([str(c) for c in f.choices])
+            w.currentTextChanged.connect(lambda _t: self._changed())
+        elif f.type is bool:
+            w = QCheckBox()
+            w.toggled.connect(lambda _b: self._changed())
+        elif f.type is int:
+            w = QSpinBox()
+            w.setRange(int(f.minimum) if f.minimum is not None else -(2**31), int(f.maximum) if f.maximum is not None
+                       else 2**31 - 1)
+            w.valueChanged.connect(lambda _v: self._changed())
+        else:  # floats as text, so 5e-5 reads as typed; validated by parse_value on launch
+            w = QLineEdit()
+            w.textChanged.connect(lambda _t: self._changed())
+        return w
+
+    # ------------------------------------------------------------------ values
+
+    def set_value(self, name: str, value: Any) -> None:
+        w = self.editors[name]
+        if isinstance(w, QComboBox):
+            w.setCurrentText(str(value))
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QSpinBox):
+            w.setValue(int(value))
+        else:
+            w.setText(repr(value) if isinstance(value, float) and ("e" in repr(value)) else str(value))
+
+    def raw_value(self, name: str) -> Any:
+        w = self.editors[name]
+        if isinstance(w, QComboBox):
+            return w.currentText()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        if isinstance(w, QSpinBox):
+            return w.value()
+        return w.text()
+
+    def _fill(self, config: dict) -> None:
+        """Defaults, overlaid with a (partial) config dict such as a run's stored config."""
+        try:
+            cfg = from_dict(self.cls, config) if config else self.cls()
+        except ConfigError as e:
+            self.error_label.setText(f"The stored config could not be read fully: {e}")
+            cfg = self.cls()
+        flat = _flatten(to_dict(cfg))
+        for name in self.fields:
+            self.set_value(name, flat[name])
+        self._match_preset()
+
+    def apply_preset(self, preset: str) -> None:
+        if preset not in PRESETS:
+            return
+        defaults = _flatten(to_dict(self.cls()))
+        # a preset sets the method fields; everything it does not mention goes back to the default
+        for name in self.fields:
+            if self.fields[name].group == "method":
+                self.set_value(name, defaults[name])
+        for name, value in PRESETS[preset].items():
+            self.set_value(name, value)
+        self.preset_combo.setCurrentText(preset)
+
+    def _match_preset(self) -> None:
+        values = self._parsed(quiet=True)[0]
+        defaults = _flatten(to_dict(self.cls()))
+        for preset, overrides in PRESETS.items():
+            want = {n: defaults[n] for n, f in self.fields.items() if f.group == "method"} | overrides
+            if all(values.get(k) == v for k, v in want.items()):
+                self.preset_combo.setCurrentText(preset)
+                return
+        self.preset_combo.setCurrentText(CUSTOM)
+
+    def _changed(self) -> None:
+        if hasattr(self, "preset_combo"):
+            self._match_preset()
+        self._update_estimate()
+
+    def _parsed(self, quiet: bool = False) -> tuple[dict[str, Any], list[str]]:
+        values, errors = {}, []
+        for name, f in self.fields.items():
+            w = self.editors.get(name)
+            if w is None:
+                continue
+            try:
+                values[name] = parse_value(f, self.raw_value(name))
+                if not quiet:
+                    w.setStyleSheet("")
+            except ConfigError as e:
+                errors.append(str(e))
+                if not quiet:
+                    w.setStyleSheet(ERROR_STYLE)
+        return values, errors
+
+    def model_name(self) -> str:
+        text = self.model_combo.currentText().strip()
+        idx = self.model_combo.findText(text)
+        if idx >= 0 and self.model_combo.itemData(idx):
+            return str(self.model_combo.itemData(idx))
+        return text
+
+    def set_model(self, name: str) -> None:
+        idx = self.model_combo.findData(name)
+        if idx >= 0:
+            self.model_combo.setCurrentIndex(idx)
+        else:
+            self.model_combo.setEditText(name)
+
+    def _selected_model(self) -> LocalModel | None:
+        name = self.model_name()
+        return next((m for m in self.models if m.name == name), None)
+
+    def _browse_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder (holding config.json)")
+        if folder:
+            self.set_model(folder)
+
+    # ------------------------------------------------------------------ summaries
+
+    def _show_data(self) -> None:
+        s = self.summary
+        text = html.escape(s.text()).replace("\n", "<br>")
+        if s.warnings:
+            text += "".join(f"<br><span style='color:#b35900'>⚠ {html.escape(w)}</span>" for w in s.warnings)
+        if not s.train:
+            text += "<br><span style='color:#d62728'>Nothing to train on yet: label some pairs first.</span>"
+        self.data_label.setText(text)
+
+    def _update_estimate(self) -> None:
+        if not hasattr(self, "estimate_label"):
+            return
+        values = self._parsed(quiet=True)[0]
+        config = _nest(values)
+        model = self._selected_model()
+        path = model.path if model else None
+        params = model.parameters if model else None
+        if model is None and self.model_name():
+            try:
+                from studio.core.models import describe
+
+                path = resolve_model(self.model_name())
+                found = describe(path)
+                params = found.parameters if found else None
+            except ModelNotFound:
+                path = None
+        need, how = resources.estimate_memory(params, path, config, on_gpu=bool(self.gpus))
+        verdict = ""
+        if self.gpus:
+            free = max(g.free_bytes for g in self.gpus)
+            verdict = " — fits" if need < free else " — likely does NOT fit: lower batch size or max length, or " \
+                                                   "turn on gradient checkpointing"
+        self.estimate_label.setText(f"This run needs about {fmt_bytes(need)}{verdict}\n({how})")
+
+    # ------------------------------------------------------------------ launching
+
+    def validate(self) -> tuple[dict | None, list[str]]:
+        """The config dict to store, or the problems in words (each naming its field)."""
+        values, errors = self._parsed()
+        if not self.model_name():
+            errors.append("model: choose a model from the list or a model folder")
+        else:
+            try:
+                resolve_model(self.model_name())
+            except ModelNotFound as e:
+                errors.append(f"model: {e}")
+        if not errors and values["max_prompt_length"] >= values["max_length"]:
+            errors.append(f"max_prompt_length: {values['max_prompt_length']} leaves no room for the response "
+                          f"within max_length {values['max_length']}")
+        if not self.summary.train:
+            errors.append("data: no resolved train preferences yet; label some pairs first")
+        if errors:
+            return None, errors
+        try:
+            config = to_dict(from_dict(self.cls, _nest(values)))
+        except ConfigError as e:
+            return None, [str(e)]
+        return config, []
+
+    def launch(self) -> int | None:
+        """Validate and create the run (snapshotting the preferences); returns its id, or None with the
+        problems shown in the dialog."""
+        config, errors = self.validate()
+        if errors:
+            self.error_label.setText("Cannot launch:\n" + "\n".join(f"• {e}" for e in errors))
+            return None
+        self.error_label.setText("")
+        self.run_id = self.project.create_run(config["method"], self.model_name(), config,
+                                              name=self.name_edit.text().strip() or None, parent_id=self.parent_id)
+        return self.run_id
+
+    def _on_launch(self) -> None:
+        if self.launch() is not None:
+            self.accept()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _nest(flat: dict) -> dict:
+    out: dict = {}
+    for k, v in flat.items():
+        *parents, last = k.split(".")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = v
+    return out
+
+
+def initial_from_run(run: dict, retry: bool = False) -> dict:
+    """Dialog pre-fill from an existing run: duplicate (parent set) or retry after a failure."""
+    return {"model": run["model"], "config": run["config"], "parent_id": run["id"], "retry": retry,
+            "name": "" if not retry else f"{run['name']}-retry"}

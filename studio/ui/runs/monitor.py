@@ -1,0 +1,434 @@
+"""The live monitor of one run: its charts, warnings in words, latest samples, failure details."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core import metrics as M
+from studio.core.types import RunStatus
+from studio.ui.runs import charts as C
+from studio.ui.runs.formatting import fmt_elapsed
+from studio.ui.runs.poller import Poller, RunData
+
+COLUMNS = 4
+REDRAW_MS = 100
+DISPLACEMENT_NATS = 0.5
+"""Both log-probs falling by more than this (summed over the response) triggers the warning."""
+
+
+def likelihood_displacement(rd: RunData) -> str | None:
+    """The warning in words when chosen and rejected log-probs both fell since the start of training."""
+    chosen, rejected = rd.series.get(M.LOGPS_CHOSEN), rd.series.get(M.LOGPS_REJECTED)
+    if chosen is None or rejected is None or min(len(chosen), len(rejected)) < 10:
+        return None
+
+    def drop(s) -> tuple[float, float]:
+        k = max(3, len(s) // 10)
+        return float(np.nanmean(s.y[:k])), float(np.nanmean(s.y[-k:]))
+
+    (c0, c1), (r0, r1) = drop(chosen), drop(rejected)
+    if c0 - c1 > DISPLACEMENT_NATS and r0 - r1 > DISPLACEMENT_NATS:
+        return (f"Likelihood displacement: the chosen responses' log-prob fell too ({c0:.1f} → {c1:.1f}), "
+                f"not only the rejected ones' ({r0:.1f} → {r1:.1f}). The margin can grow while the model "
+                f"moves probability to responses outside your data; consider a lower learning rate, a higher "
+                f"beta, or DPO + NLL.")
+    return None
+
+
+class _Chart:
+    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin."""
+
+    def __init__(self, spec: C.ChartSpec, plot: pg.PlotItem):
+        self.spec = spec
+        self.plot = plot
+        self.legend = plot.addLegend(offset=(4, 4), labelTextSize="8pt", verSpacing=-6)
+        self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem | None]] = {}
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
+        self.cursor.setVisible(False)
+        plot.addItem(self.cursor, ignoreBounds=True)
+
+    def metrics(self) -> list[tuple[str, C.Line, bool]]:
+        """(metric name, line, is_eval_twin) for every curve this chart can show."""
+        out = []
+        for line in self.spec.lines:
+            out.append((line.metric, line, False))
+            if line.eval_twin:
+                out.append((M.eval_name(line.metric), line, True))
+        return out
+
+    def ensure(self, name: str, line: C.Line, twin: bool) -> tuple[pg.PlotDataItem, pg.PlotDataItem | None]:
+        """Create a metric's curves on first data, so legends list only what the run logs."""
+        if name in self.curves:
+            return self.curves[name]
+        sparse = twin or C.is_sparse(name)
+        label = f"eval {line.label}" if twin else line.label
+        if sparse:
+            pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
+            main = self.plot.plot([], [], pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color,
+                                  symbolPen=None, name=label)
+            raw = None
+        else:
+            raw = self.plot.plot([], [], pen=pg.mkPen(C.faint(line.color), width=1))
+            main = self.plot.plot([], [], pen=pg.mkPen(line.color, width=2), name=label)
+        for item in (raw, main):
+            if item is not None:
+                item.setClipToView(True)
+                item.setDownsampling(auto=True, method="peak")
+        self.curves[name] = (main, raw)
+        return main, raw
+
+
+class MonitorView(QWidget):
+    """Charts for one run, following it live from the database through the shared Poller."""
+
+    retry_requested = Signal(int)
+    """A failed run's id, when the user asks to retry it with the launch dialog pre-filled."""
+
+    def __init__(self, project, poller: Poller, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = project
+        self.poller = poller
+        self.run_id: int | None = None
+        self.rd: RunData | None = None
+        self.run: dict | None = None
+        self.smoothing = 0.6
+        self.x_by = "step"
+        self._dirty: set[str] = set()
+        self._all_dirty = False
+        self.last_redraw_ms = 0.0
+        self._build()
+        self.redraw_timer = QTimer(self)
+        self.redraw_timer.setInterval(REDRAW_MS)
+        self.redraw_timer.timeout.connect(self._redraw_if_dirty)
+        self.redraw_timer.start()
+        poller.data_changed.connect(self._on_data)
+        poller.runs_changed.connect(self._on_runs)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        self.header = QLabel("Select a run, or start one with New run…")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        outer.addWidget(self.header)
+
+        self.failure = QFrame()
+        self.failure.setFrameShape(QFrame.Shape.StyledPanel)
+        self.failure.setStyleSheet("QFrame { background: #fdecea; }")
+        fl = QVBoxLayout(self.failure)
+        row = QHBoxLayout()
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.retry_button = QPushButton("Retry…")
+        self.retry_button.setToolTip("Open the launch dialog with this run's settings")
+        self.retry_button.clicked.connect(lambda: self.run_id and self.retry_requested.emit(self.run_id))
+        row.addWidget(self.error_label, 1)
+        row.addWidget(self.retry_button)
+        fl.addLayout(row)
+        self.log_tail = QPlainTextEdit()
+        self.log_tail.setReadOnly(True)
+        self.log_tail.setMaximumHeight(140)
+        self.log_tail.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        fl.addWidget(self.log_tail)
+        self.failure.hide()
+        outer.addWidget(self.failure)
+
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("QLabel { background: #fff4e5; color: #7a4100; padding: 4px; }")
+        self.warning.hide()
+        outer.addWidget(self.warning)
+
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Smoothing"))
+        self.smooth_slider = QSlider(Qt.Orientation.Horizontal)
+        self.smooth_slider.setRange(0, 99)
+        self.smooth_slider.setValue(int(self.smoothing * 100))
+        self.smooth_slider.setMaximumWidth(140)
+        self.smooth_slider.setToolTip("EMA weight: the smoothed curve is drawn over the raw one (faint)")
+        self.smooth_value = QLabel(f"{self.smoothing:.2f}")
+        self.smooth_slider.valueChanged.connect(self._on_smoothing)
+        controls.addWidget(self.smooth_slider)
+        controls.addWidget(self.smooth_value)
+        controls.addSpacing(12)
+        controls.addWidget(QLabel("x axis"))
+        self.x_combo = QComboBox()
+        self.x_combo.addItem("step", "step")
+        self.x_combo.addItem("time (min)", "time")
+        self.x_combo.currentIndexChanged.connect(self._on_x_axis)
+        controls.addWidget(self.x_combo)
+        self.follow = QCheckBox("Follow")
+        self.follow.setChecked(True)
+        self.follow.setToolTip("Keep every chart scaled to all data as it arrives (zooming a chart turns this off)")
+        controls.addWidget(self.follow)
+        controls.addSpacing(12)
+        self.readout = QLabel()
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        controls.addWidget(self.readout, 1)
+        png = QPushButton("Save PNG…")
+        png.setToolTip("Save all charts as one image (right-click a chart to save just that one)")
+        png.clicked.connect(self._ask_png)
+        csv_button = QPushButton("Save CSV…")
+        csv_button.setToolTip("Save the run's metric data (right-click a chart for just its metrics)")
+        csv_button.clicked.connect(self._ask_csv)
+        controls.addWidget(png)
+        controls.addWidget(csv_button)
+        outer.addLayout(controls)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.ci.setSpacing(2)
+        self.charts: dict[str, _Chart] = {}
+        for i, spec in enumerate(C.CHARTS):
+            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, spec.title)
+            plot.setToolTip(spec.hint)
+            chart = _Chart(spec, plot)
+            self.charts[spec.title] = chart
+            plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
+            menu = plot.getViewBox().menu
+            menu.addSeparator()
+            menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
+            menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
+        self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        split.addWidget(self.graphics)
+        self.samples_view = QTextBrowser()
+        self.samples_view.setPlaceholderText("Generations on the eval prompts appear here at each evaluation.")
+        split.addWidget(self.samples_view)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setSizes([900, 260])
+        outer.addWidget(split, 1)
+
+    # ------------------------------------------------------------------ run selection
+
+    def set_run(self, run_id: int | None) -> None:
+        """Show a run (None: nothing). Data already in the database is read at once."""
+        if run_id == self.run_id:
+            return
+        if self.run_id is not None:
+            self.poller.unwatch(self.run_id)
+        self.run_id = run_id
+        for chart in self.charts.values():
+            for main, raw in chart.curves.values():
+                chart.plot.removeItem(main)
+                if raw is not None:
+                    chart.plot.removeItem(raw)
+            chart.legend.clear()
+            chart.curves.clear()
+        self.rd = self.poller.watch(run_id) if run_id is not None else None
+        self.run = None
+        if run_id is not None:
+            try:
+                self.run = self.project.run(run_id)
+            except Exception:
+                self.run = None
+        self._show_run_info()
+        self._show_samples()
+        self._all_dirty = True
+        self.redraw()
+
+    def _on_runs(self, runs: list[dict]) -> None:
+        if self.run_id is None:
+            return
+        for r in runs:
+            if r["id"] == self.run_id:
+                self.run = r
+                break
+        self._show_run_info()
+
+    def _show_run_info(self) -> None:
+        run = self.run
+        if run is None:
+            self.header.setText("Select a run, or start one with <b>New run…</b>" if self.run_id is None
+                                else f"Run {self.run_id} was deleted.")
+            self.failure.hide()
+            return
+        total = f"/{run['total_steps']}" if run.get("total_steps") else ""
+        device = f" · {html.escape(run['device'])}" if run.get("device") else ""
+        self.header.setText(
+            f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
+            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}")
+        if run["status"] == RunStatus.FAILED:
+            self.error_label.setText(f"<b>Failed:</b> {html.escape(run.get('error') or 'no error recorded')}")
+            self.log_tail.setPlainText(run.get("log_tail") or "(no log kept)")
+            self.log_tail.verticalScrollBar().setValue(self.log_tail.verticalScrollBar().maximum())
+            self.failure.show()
+        else:
+            self.failure.hide()
+
+    # ------------------------------------------------------------------ data and drawing
+
+    def _on_data(self, run_id: int, names: set) -> None:
+        if run_id != self.run_id:
+            return
+        self._dirty |= names
+        if "samples" in names:
+            self._show_samples()
+
+    def _on_smoothing(self, value: int) -> None:
+        self.smoothing = value / 100
+        self.smooth_value.setText(f"{self.smoothing:.2f}")
+        self._all_dirty = True
+
+    def _on_x_axis(self) -> None:
+        self.x_by = self.x_combo.currentData()
+        self._all_dirty = True
+        self.follow.setChecked(True)
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty or self._all_dirty:
+            self.redraw()
+
+    def redraw(self) -> float:
+        """Push the buffers of changed metrics to their curves (one pass per timer tick, never per
+        point). Returns the time taken in ms (also kept in last_redraw_ms for the benchmark)."""
+        t = time.perf_counter()
+        dirty, everything = self._dirty, self._all_dirty
+        self._dirty, self._all_dirty = set(), False
+        rd = self.rd
+        if rd is not None:
+            t0 = rd.t0 or 0.0
+            for chart in self.charts.values():
+                touched = False
+                for name, line, twin in chart.metrics():
+                    series = rd.series.get(name)
+                    if series is None or not len(series) or not (everything or name in dirty):
+                        continue
+                    main, raw = chart.ensure(name, line, twin)
+                    x = series.x(self.x_by, t0)
+                    if raw is None:
+                        main.setData(x, series.y)
+                    elif self.smoothing > 0:
+                        raw.setData(x, series.y)
+                        raw.setVisible(True)
+                        main.setData(x, series.smoothed(self.smoothing))
+                    else:
+                        raw.setVisible(False)
+                        main.setData(x, series.y)
+                    touched = True
+                if touched and self.follow.isChecked():
+                    chart.plot.enableAutoRange()
+            warning = likelihood_displacement(rd)
+            self.warning.setText(warning or "")
+            self.warning.setVisible(bool(warning))
+        if everything:
+            for chart in self.charts.values():
+                chart.plot.setLabel("bottom", "step" if self.x_by == "step" else "minutes")
+        self.last_redraw_ms = (time.perf_counter() - t) * 1000
+        return self.last_redraw_ms
+
+    def _show_samples(self) -> None:
+        if self.rd is None or not self.rd.samples:
+            self.samples_view.clear()
+            return
+        latest = self.rd.latest_samples()
+        parts = [f"<h4>Samples at step {latest[0]['step']}</h4>"]
+        for s in latest:
+            prompt = html.escape((s.get("prompt_text") or "")[:300])
+            text = html.escape(s["text"][:2000]).replace("\n", "<br>")
+            parts.append(f"<p><b>{prompt}</b><br>{text}</p><hr>")
+        self.samples_view.setHtml("".join(parts))
+
+    # ------------------------------------------------------------------ hover readout
+
+    def _on_mouse(self, event) -> None:
+        pos = event[0]
+        rd = self.rd
+        for chart in self.charts.values():
+            inside = chart.plot.sceneBoundingRect().contains(pos) and rd is not None
+            if not inside:
+                chart.cursor.setVisible(False)
+                continue
+            x = chart.plot.getViewBox().mapSceneToView(pos).x()
+            parts = []
+            at = None
+            for name, line, twin in chart.metrics():
+                series = rd.series.get(name)
+                hit = series.value_at(x, self.x_by, rd.t0 or 0.0) if series is not None else None
+                if hit is None:
+                    continue
+                at = at if at is not None else hit[0]
+                label = f"eval {line.label}" if twin else line.label
+                parts.append(f"<span style='color:{line.color}'>{html.escape(label)}</span> {hit[1]:.4g}")
+            if parts:
+                unit = "step" if self.x_by == "step" else "min"
+                xs = f"{at:.0f}" if self.x_by == "step" else f"{at:.2f}"
+                self.readout.setText(f"<b>{html.escape(chart.spec.title)}</b> at {unit} {xs}: " + " · ".join(parts))
+                chart.cursor.setPos(x)
+                chart.cursor.setVisible(True)
+
+    # ------------------------------------------------------------------ export
+
+    def metric_rows(self, chart: _Chart | None = None):
+        """(run, metric, step, time, value) rows of the whole run, or of one chart's metrics."""
+        if self.rd is None:
+            return []
+        names = [n for n, _l, _t in chart.metrics()] if chart else sorted(self.rd.series)
+        rows = []
+        for name in names:
+            s = self.rd.series.get(name)
+            if s is None:
+                continue
+            rows += [(self.run_id, name, int(st), f"{t:.3f}", v) for st, t, v in
+                     zip(s.step[: s.n], s.time[: s.n], s.y, strict=True)]
+        return rows
+
+    def export_csv(self, path: str | Path, chart: _Chart | None = None) -> None:
+        C.write_csv(Path(path), self.metric_rows(chart))
+
+    def export_png(self, path: str | Path, chart: _Chart | None = None) -> None:
+        if chart is not None:
+            C.export_plot_png(chart.plot, Path(path))
+        else:
+            self.graphics.grab().save(str(path))
+
+    def _ask_png(self, chart: _Chart | None = None) -> None:
+        name = self.run["name"] if self.run else "run"
+        suffix = f"-{chart.spec.title.lower().replace(' ', '-')}" if chart else ""
+        path, _ = QFileDialog.getSaveFileName(self, "Save chart as PNG", f"{name}{suffix}.png", "PNG image (*.png)")
+        if path:
+            self.export_png(path, chart)
+
+    def _ask_csv(self, chart: _Chart | None = None) -> None:
+        name = self.run["name"] if self.run else "run"
+        path, _ = QFileDialog.getSaveFileName(self, "Save data as CSV", f"{name}.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path, chart)
+
+    # ------------------------------------------------------------------ for tests and the benchmark
+
+    def curve_data(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """The (x, y) drawn for a metric's main curve, empty when it has none yet."""
+        for chart in self.charts.values():
+            if metric in chart.curves:
+                x, y = chart.curves[metric][0].getData()
+                if x is not None:
+                    return x, y
+        return np.empty(0), np.empty(0)
+
+    def closeEvent(self, event) -> None:
+        self.redraw_timer.stop()
+        super().closeEvent(event)

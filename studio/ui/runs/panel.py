@@ -1,0 +1,389 @@
+"""The Runs section: the runs table with its actions above, the live monitor and Compare below."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core import paths
+from studio.core.types import RunStatus
+from studio.store.project import ProjectError
+from studio.ui.runs import jobs
+from studio.ui.runs.poller import Poller
+from studio.ui.runs.runs_list import RunsTable
+
+
+class RunsPanel(QWidget):
+    """Launch, watch, stop, resume and compare runs. Everything shown is read from the project
+    database, so runs started elsewhere (the CLI, an earlier session) appear and update the same way."""
+
+    def __init__(self, project, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = project
+        self.poller = Poller(project, parent=self)
+        self.monitor = None  # built on first show: pyqtgraph is imported only when the section is opened
+        self.compare = None
+        self._exports: list[tuple[int, Path, object]] = []
+        # one timer (a child, so it dies with the panel) checks stop requests against their deadline
+        self._stop_deadlines: dict[int, float] = {}
+        self._stop_timer = QTimer(self)
+        self._stop_timer.setInterval(1000)
+        self._stop_timer.timeout.connect(self._escalate_stops)
+        self._build()
+        self.poller.runs_changed.connect(self._on_runs)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        bar = QHBoxLayout()
+
+        def button(text: str, tip: str, slot) -> QPushButton:
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            bar.addWidget(b)
+            return b
+
+        self.new_button = button("New run…", "Configure and launch a training run on the labeled pairs",
+                                 lambda: self.open_launch_dialog())
+        self.stop_button = button("Stop", "Ask the run to stop after its current step (it saves first)",
+                                  self.stop_selected)
+        self.resume_button = button("Resume", "Continue an interrupted run from its checkpoint", self.resume_selected)
+        self.duplicate_button = button("Duplicate…", "Launch a new run with this run's settings, changed as you like",
+                                       self.duplicate_selected)
+        self.delete_button = button("Delete…", "Delete the run and its files (adapters, checkpoints, logs)",
+                                    self.delete_selected)
+        self.folder_button = button("Open folder", "Open the run's folder", self.open_folder)
+        self.export_button = button("Export model…", "Save the adapter, or the merged model, to a folder",
+                                    self.export_selected)
+        self.compare_button = button("Compare", "Compare the selected runs", self.compare_selected)
+        bar.addStretch(1)
+        layout.addLayout(bar)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.table = RunsTable(self.project)
+        self.table.selection_changed.connect(self._on_selection)
+        self.split.addWidget(self.table)
+        self.tabs = QTabWidget()
+        self.split.addWidget(self.tabs)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 4)
+        self.split.setSizes([160, 640])
+        layout.addWidget(self.split, 1)
+        self._update_buttons()
+
+    def showEvent(self, event) -> None:
+        self.ensure_views()
+        self.poller.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event) -> None:
+        # nothing to watch while another section is shown: labeling gets the database to itself
+        self.poller.stop()
+        super().hideEvent(event)
+
+    def closeEvent(self, event) -> None:
+        self.poller.stop()
+        self._stop_timer.stop()
+        super().closeEvent(event)
+
+    def ensure_views(self) -> None:
+        """Build the monitor and Compare (and import pyqtgraph) the first time they are needed."""
+        if self.monitor is not None:
+            return
+        from studio.ui.runs.compare import CompareView
+        from studio.ui.runs.monitor import MonitorView
+
+        self.monitor = MonitorView(self.project, self.poller)
+        self.monitor.retry_requested.connect(self.retry_run)
+        self.compare = CompareView(self.project, self.poller)
+        self.tabs.addTab(self.monitor, "Monitor")
+        self.tabs.addTab(self.compare, "Compare")
+        self.poller.start()
+        ids = self.table.selected_ids()
+        if ids:
+            self.monitor.set_run(ids[0])
+        else:
+            self._follow_active()
+
+    # ------------------------------------------------------------------ state
+
+    def _on_runs(self, runs: list[dict]) -> None:
+        self.table.set_runs(runs)
+        self._update_buttons()
+        self._check_exports()
+        if self.monitor is not None and self.monitor.run_id is None:
+            self._follow_active()
+
+    def _follow_active(self) -> None:
+        """With nothing chosen, show the newest active run (one started from the CLI included)."""
+        active = [r for r in self.table.runs if RunStatus(r["status"]).active]
+        if active and self.monitor is not None:
+            self.show_run(active[0]["id"])
+
+    def show_run(self, run_id: int) -> None:
+        self.table.select_ids([run_id])
+        if self.monitor is not None:
+            self.monitor.set_run(run_id)
+            self.tabs.setCurrentWidget(self.monitor)
+
+    def _on_selection(self, ids: list[int]) -> None:
+        self._update_buttons()
+        if ids and self.monitor is not None:
+            self.monitor.set_run(ids[0])
+
+    def selected_runs(self) -> list[dict]:
+        return [r for r in (self.table.run_by_id(i) for i in self.table.selected_ids()) if r]
+
+    def _update_buttons(self) -> None:
+        runs = self.selected_runs()
+        one = runs[0] if len(runs) == 1 else None
+        self.stop_button.setEnabled(any(RunStatus(r["status"]).active for r in runs))
+        self.resume_button.setEnabled(bool(one) and jobs.resumable(self.project.folder, one))
+        self.duplicate_button.setEnabled(bool(one))
+        self.delete_button.setEnabled(bool(runs) and not any(RunStatus(r["status"]).active for r in runs))
+        self.folder_button.setEnabled(bool(one) and self.project.folder is not None)
+        self.export_button.setEnabled(bool(one) and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED))
+        self.compare_button.setEnabled(len(runs) >= 2)
+
+    def say(self, text: str) -> None:
+        self.message.setText(text)
+
+    # ------------------------------------------------------------------ launching
+
+    def open_launch_dialog(self, initial: dict | None = None) -> int | None:
+        """Show the launch dialog; on Launch, create the run and start its worker. Returns the run id."""
+        from studio.ui.runs.launch_dialog import LaunchDialog
+
+        dialog = LaunchDialog(self.project, self, initial=initial)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
+            return None
+        self.start_run(dialog.run_id)
+        return dialog.run_id
+
+    def start_run(self, run_id: int, resume: bool = False) -> None:
+        """Spawn the worker for a run and show it. The spawned pid is stored at once, so a worker that
+        dies before it reports is found by mark_dead_runs instead of staying queued forever."""
+        if self.project.folder is None:
+            self.say("This project lives in memory; runs need a project folder.")
+            return
+        self._stop_deadlines.pop(run_id, None)
+        if resume:
+            self.project.update_run(run_id, status="queued", stop_requested=0, error=None, ended_at=None)
+        try:
+            proc = jobs.start_training(self.project.folder, run_id, resume=resume)
+        except OSError as e:
+            self.project.update_run(run_id, status="failed", error=f"could not start the worker: {e}")
+            self.say(f"Could not start the worker for run {run_id}: {e}")
+            self.poller.refresh_runs()
+            return
+        self.project.update_run(run_id, pid=proc.pid, host=socket.gethostname())
+        log = paths.log_path(self.project.folder, run_id)
+        self.say(f"Started run {run_id} (worker pid {proc.pid}; log: {log}).")
+        self.poller.refresh_runs()
+        self.ensure_views()
+        self.show_run(run_id)
+
+    def retry_run(self, run_id: int) -> int | None:
+        from studio.ui.runs.launch_dialog import initial_from_run
+
+        return self.open_launch_dialog(initial_from_run(self.project.run(run_id), retry=True))
+
+    def duplicate_selected(self) -> int | None:
+        from studio.ui.runs.launch_dialog import initial_from_run
+
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return None
+        return self.open_launch_dialog(initial_from_run(self.project.run(runs[0]["id"])))
+
+    # ------------------------------------------------------------------ stopping, resuming
+
+    def stop_run(self, run_id: int) -> None:
+        """Ask the worker to stop between steps; SIGTERM it if it has not stopped after a grace period."""
+        self.project.request_stop(run_id)
+        run = self.project.run(run_id)
+        if run["status"] == RunStatus.QUEUED and not (run["pid"] and jobs.pid_alive(run["pid"])):
+            self.project.update_run(run_id, status="interrupted")  # never started: nothing to wait for
+        self.say(f"Asked run {run_id} to stop after its current step.")
+        self._stop_deadlines[run_id] = time.monotonic() + jobs.STOP_GRACE_S
+        self._stop_timer.start()
+        self.poller.refresh_runs()
+
+    def _escalate_stops(self) -> None:
+        """SIGTERM the workers that have not stopped within the grace period (same graceful path)."""
+        now = time.monotonic()
+        for run_id, deadline in list(self._stop_deadlines.items()):
+            try:
+                run = self.project.run(run_id)
+            except ProjectError:
+                self._stop_deadlines.pop(run_id)
+                continue
+            alive = RunStatus(run["status"]).active and jobs.pid_alive(run["pid"])
+            if not alive:
+                self._stop_deadlines.pop(run_id)
+            elif now >= deadline:
+                self._stop_deadlines.pop(run_id)
+                if jobs.terminate(run["pid"]):
+                    self.say(f"Run {run_id} did not stop within {jobs.STOP_GRACE_S:.0f} s; sent it SIGTERM.")
+        if not self._stop_deadlines:
+            self._stop_timer.stop()
+
+    def stop_selected(self) -> None:
+        for r in self.selected_runs():
+            if RunStatus(r["status"]).active:
+                self.stop_run(r["id"])
+
+    def resume_selected(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1 and jobs.resumable(self.project.folder, runs[0]):
+            self.start_run(runs[0]["id"], resume=True)
+
+    # ------------------------------------------------------------------ delete, folder, export
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask a yes/no question (tests replace this)."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def delete_selected(self) -> None:
+        runs = self.selected_runs()
+        if not runs:
+            return
+        names = ", ".join(r["name"] for r in runs)
+        if not self.confirm("Delete runs", f"Delete {names} with their metrics, adapters and checkpoints? "
+                                           f"This cannot be undone."):
+            return
+        for r in runs:
+            try:
+                self.project.delete_run(r["id"], files=True)
+                self.poller.forget(r["id"])
+            except ProjectError as e:
+                self.say(str(e))
+        if self.monitor is not None and self.monitor.run_id in [r["id"] for r in runs]:
+            self.monitor.set_run(None)
+        self.poller.refresh_runs()
+
+    def open_folder(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1 and self.project.folder is not None:
+            folder = paths.run_dir(self.project.folder, runs[0]["id"])
+            folder.mkdir(parents=True, exist_ok=True)
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def export_selected(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return
+        dialog = ExportDialog(runs[0], self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.export_run(runs[0]["id"], Path(dialog.out_edit.text()), dialog.merged.isChecked())
+
+    def export_run(self, run_id: int, out: Path, merged: bool) -> None:
+        proc = jobs.start_export(self.project.folder, run_id, out, merged)
+        self._exports.append((run_id, out, proc))
+        self.say(f"Exporting run {run_id} to {out}…")
+
+    def _check_exports(self) -> None:
+        for entry in list(self._exports):
+            run_id, out, proc = entry
+            code = proc.poll()
+            if code is None:
+                continue
+            self._exports.remove(entry)
+            log = paths.run_dir(self.project.folder, run_id) / "export.log"
+            self.say(f"Exported run {run_id} to {out}." if code == 0
+                     else f"Export of run {run_id} failed (exit {code}); see {log}.")
+
+    def compare_selected(self) -> None:
+        self.ensure_views()
+        self.compare.set_runs(sorted(self.table.selected_ids()))
+        self.tabs.setCurrentWidget(self.compare)
+
+    # ------------------------------------------------------------------ closing
+
+    def active_runs(self) -> list[dict]:
+        self.project.mark_dead_runs()
+        return [r for r in self.project.runs() if RunStatus(r["status"]).active]
+
+    def ask_close(self, runs: list[dict]) -> str:
+        """'keep', 'stop' or 'cancel' (tests replace this)."""
+        box = QMessageBox(self)
+        box.setWindowTitle("Runs are still training")
+        names = ", ".join(r["name"] for r in runs)
+        box.setText(f"{names} {'is' if len(runs) == 1 else 'are'} still training.")
+        box.setInformativeText("Training goes on without the window; reopen the project to watch it again.")
+        keep = box.addButton("Keep running", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop and close", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        clicked = box.clickedButton()
+        return "keep" if clicked is keep else ("stop" if clicked is stop else "cancel")
+
+    def confirm_close(self) -> bool:
+        """Called by the main window before it closes; False cancels the close. Workers run in their
+        own sessions, so 'keep running' needs nothing more than letting the window go."""
+        runs = self.active_runs()
+        if runs:
+            answer = self.ask_close(runs)
+            if answer == "cancel":
+                return False
+            if answer == "stop":
+                for r in runs:
+                    self.project.request_stop(r["id"])
+        self.poller.stop()
+        return True
+
+
+class ExportDialog(QDialog):
+    """Where to export a run's model, and whether to merge the adapter into the base weights."""
+
+    def __init__(self, run: dict, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Export {run['name']}")
+        form = QFormLayout(self)
+        row = QHBoxLayout()
+        self.out_edit = QLineEdit(str(Path.home() / f"{run['name']}-model"))
+        browse = QPushButton("Folder…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.out_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Output folder", row)
+        self.merged = QCheckBox("Merge the adapter into the base model (a standalone model, larger)")
+        form.addRow(self.merged)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder")
+        if folder:
+            self.out_edit.setText(folder)

@@ -1,0 +1,108 @@
+"""The table of a project's runs: name, method, model, status, step, elapsed, best eval accuracy."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from studio.core import metrics as M
+from studio.ui.runs.formatting import fmt_elapsed
+
+COLUMNS = ("Name", "Method", "Model", "Status", "Step", "Elapsed", "Best eval acc.")
+STATUS_COLORS = {"running": "#1f77b4", "stopping": "#ff7f0e", "queued": "#7f7f7f", "done": "#2ca02c",
+                 "failed": "#d62728", "interrupted": "#8c564b"}
+EVAL_ACCURACY = M.eval_name(M.REWARDS_ACCURACIES)
+
+
+class BestEvalAccuracy:
+    """Best eval accuracy per run, read incrementally by metric id (never rescans a run's metrics)."""
+
+    def __init__(self, project):
+        self.project = project
+        self.best: dict[int, float] = {}
+        self.last_id: dict[int, int] = {}
+
+    def get(self, run_id: int) -> float | None:
+        rows = self.project.metrics(run_id, since_id=self.last_id.get(run_id, 0), names=[EVAL_ACCURACY])
+        if rows:
+            self.last_id[run_id] = rows[-1][0]
+            values = [r[3] for r in rows if r[3] is not None]
+            if values:
+                self.best[run_id] = max(self.best.get(run_id, float("-inf")), *values)
+        return self.best.get(run_id)
+
+
+def method_label(run: dict) -> str:
+    loss = (run.get("config") or {}).get("loss_type")
+    return f"{run['method']} ({loss})" if loss and loss != "sigmoid" else run["method"]
+
+
+class RunsTable(QTableWidget):
+    """Runs, newest first; selection drives the monitor (one run) and Compare (several)."""
+
+    selection_changed = Signal(object)
+    """The selected run ids, in table order."""
+
+    def __init__(self, project, parent=None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.project = project
+        self.best = BestEvalAccuracy(project)
+        self.runs: list[dict] = []
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.verticalHeader().hide()
+        self.setAlternatingRowColors(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.itemSelectionChanged.connect(lambda: self.selection_changed.emit(self.selected_ids()))
+
+    def set_runs(self, runs: list[dict]) -> None:
+        """Refill the table, keeping the selection (runs are refreshed several times a second)."""
+        keep = set(self.selected_ids())
+        self.runs = sorted(runs, key=lambda r: r["id"], reverse=True)
+        self.blockSignals(True)
+        self.setRowCount(len(self.runs))
+        for row, run in enumerate(self.runs):
+            best = self.best.get(run["id"])
+            total = f"/{run['total_steps']}" if run.get("total_steps") else ""
+            model = run["model"]
+            cells = (run["name"], method_label(run), model.rsplit("/", 1)[-1] if "/" in model else model,
+                     run["status"], f"{run['step']}{total}", fmt_elapsed(run),
+                     "–" if best is None else f"{best:.1%}")
+            for col, text in enumerate(cells):
+                item = self.item(row, col)
+                if item is None:
+                    item = QTableWidgetItem()
+                    self.setItem(row, col, item)
+                item.setText(text)
+                item.setData(Qt.ItemDataRole.UserRole, run["id"])
+                if col == 2:
+                    item.setToolTip(model)
+                if col == 3:
+                    item.setForeground(QBrush(QColor(STATUS_COLORS.get(run["status"], "#000"))))
+                    if run["status"] == "failed" and run.get("error"):
+                        item.setToolTip(run["error"])
+            selected = run["id"] in keep
+            for col in range(len(COLUMNS)):
+                self.item(row, col).setSelected(selected)
+        self.blockSignals(False)
+        if keep != set(self.selected_ids()):
+            self.selection_changed.emit(self.selected_ids())
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.selectedIndexes()})
+        return [self.runs[r]["id"] for r in rows if r < len(self.runs)]
+
+    def select_ids(self, ids: list[int]) -> None:
+        self.clearSelection()
+        for row, run in enumerate(self.runs):
+            if run["id"] in ids:
+                for col in range(len(COLUMNS)):
+                    self.item(row, col).setSelected(True)
+
+    def run_by_id(self, run_id: int) -> dict | None:
+        return next((r for r in self.runs if r["id"] == run_id), None)

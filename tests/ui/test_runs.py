@@ -1,0 +1,292 @@
+"""The Runs view: launch, watch live, stop, resume, detach/reattach, failures, compare, export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PySide6.QtWidgets import QDialog
+
+from studio.core import metrics as M
+from studio.core import paths
+from studio.core.configs import DPOConfig, config_fields, to_dict
+from studio.store import Project
+from studio.ui.runs import RunsPanel, jobs
+from studio.ui.runs.launch_dialog import LaunchDialog
+from tests.conftest import add_pairs
+from tests.ui.fake_worker import value as fake_value
+from tests.ui.runs_helpers import FAKE_WORKER, fake_model, fake_train_command, label_all
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+@pytest.fixture
+def labeled(pairs_project):
+    label_all(pairs_project)
+    return pairs_project
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    return fake_model(tmp_path / "models" / "tiny-llama")
+
+
+@pytest.fixture
+def fake_jobs(monkeypatch):
+    """Start tests/ui/fake_worker.py instead of `studio train`, fast and with few steps by default."""
+    monkeypatch.setattr(jobs, "train_command", fake_train_command)
+    monkeypatch.setenv("FAKE_STEPS", "40")
+    monkeypatch.setenv("FAKE_RATE", "40")
+    yield
+    for proc in jobs.children():
+        proc.terminate()
+        proc.wait(10)
+
+
+def make_panel(qtbot, project):
+    panel = RunsPanel(project)
+    qtbot.addWidget(panel)
+    panel.ensure_views()
+    panel.ask_close = lambda runs: "keep"
+    return panel
+
+
+def launch(panel, model_dir, monkeypatch, preset=None, **values):
+    """Go through the real launch dialog (exec replaced by pressing Launch) and start the worker."""
+    def fake_exec(dialog):
+        dialog.set_model(str(model_dir))
+        if preset:
+            dialog.apply_preset(preset)
+        for name, value in values.items():
+            dialog.set_value(name, value)
+        dialog._on_launch()
+        return dialog.result()
+
+    monkeypatch.setattr(LaunchDialog, "exec", fake_exec)
+    monkeypatch.setattr("studio.ui.runs.resources.gpus", lambda timeout=3.0: [])
+    return panel.open_launch_dialog()
+
+
+def status(project, run_id):
+    return project.run(run_id)["status"]
+
+
+def test_launch_then_the_monitor_draws_the_workers_metrics_as_they_arrive(qtbot, labeled, model_dir, fake_jobs,
+                                                                          monkeypatch):
+    panel = make_panel(qtbot, labeled)
+    run_id = launch(panel, model_dir, monkeypatch, preset="IPO", beta=0.25)
+    assert run_id is not None
+    run = labeled.run(run_id)
+    assert run["config"]["loss_type"] == "ipo" and run["config"]["beta"] == 0.25
+    assert run["model"] == str(model_dir)
+    assert len(labeled.run_snapshot(run_id)) == 14  # every labeled pair, frozen at launch
+    assert panel.monitor.run_id == run_id
+
+    # first points appear while the run is still going, then the full curve once it is done
+    qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) > 0, timeout=15000)
+    qtbot.waitUntil(lambda: status(labeled, run_id) == "done", timeout=20000)
+    qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) == 40, timeout=5000)
+    x, _y = panel.monitor.curve_data(M.LOGPS_CHOSEN)
+    assert x.tolist() == list(range(1, 41))
+    ex, _ = panel.monitor.curve_data(M.eval_name(M.REWARDS_ACCURACIES))
+    assert ex.tolist() == [10, 20, 30, 40]
+    qtbot.waitUntil(lambda: "Samples at step 40" in panel.monitor.samples_view.toPlainText(), timeout=5000)
+    # the fake worker's log-probs both fall: the warning says so in words
+    assert "Likelihood displacement" in panel.monitor.warning.text()
+    qtbot.waitUntil(lambda: panel.table.item(0, 3).text() == "done", timeout=5000)
+    best = max(fake_value(M.eval_name(M.REWARDS_ACCURACIES), s, 40) for s in (10, 20, 30, 40))
+    assert panel.table.item(0, 6).text() == f"{best:.1%}"  # best eval accuracy, not the last
+
+
+def test_launch_dialog_is_generated_from_the_config_and_names_bad_fields(qtbot, project, model_dir):
+    add_pairs(project, 30)
+    label_all(project)  # b, the longer response, always chosen
+    labeled = project
+    dialog = LaunchDialog(labeled, models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    assert set(dialog.editors) == {f.name for f in config_fields(DPOConfig)}
+    assert "LoRA rank" in dialog.editors["lora.r"].toolTip()
+    dialog.set_value("learning_rate", "fast")
+    assert dialog.launch() is None
+    text = dialog.error_label.text()
+    assert "learning_rate: expected float, got 'fast'" in text
+    assert "model: choose a model" in text
+    dialog.set_value("learning_rate", "2e-5")
+    dialog.set_model(str(model_dir))
+    dialog.set_value("max_prompt_length", 2048)
+    assert dialog.launch() is None and "max_prompt_length: 2048 leaves no room" in dialog.error_label.text()
+    dialog.set_value("max_prompt_length", 256)
+    dialog.apply_preset("SimPO")
+    assert dialog.raw_value("loss_type") == "simpo"
+    run_id = dialog.launch()
+    config = labeled.run(run_id)["config"]
+    assert config["loss_type"] == "simpo" and config["learning_rate"] == 1e-5 and config["max_prompt_length"] == 256
+    assert "30 resolved preferences for training, 0 for evaluation" in dialog.data_label.text()
+    assert "100% of chosen responses are longer: DPO will learn length" in dialog.data_label.text()
+    assert "CPU training" in dialog.device_label.text() and "estimate" in dialog.estimate_label.text()
+
+
+def test_stop_then_resume_continues_the_same_run(qtbot, labeled, model_dir, fake_jobs, monkeypatch):
+    monkeypatch.setenv("FAKE_STEPS", "100000")
+    monkeypatch.setenv("FAKE_RATE", "20")
+    panel = make_panel(qtbot, labeled)
+    run_id = launch(panel, model_dir, monkeypatch)
+    qtbot.waitUntil(lambda: labeled.run(run_id)["step"] >= 3, timeout=15000)
+    panel.table.select_ids([run_id])
+    assert panel.stop_button.isEnabled() and not panel.delete_button.isEnabled()
+    panel.stop_selected()
+    assert status(labeled, run_id) in ("stopping", "interrupted")
+    qtbot.waitUntil(lambda: status(labeled, run_id) == "interrupted", timeout=10000)
+    stopped_at = labeled.run(run_id)["step"]
+    assert stopped_at < 1000
+    qtbot.waitUntil(lambda: panel.resume_button.isEnabled(), timeout=5000)
+
+    monkeypatch.setenv("FAKE_STEPS", str(stopped_at + 5))
+    panel.resume_selected()
+    qtbot.waitUntil(lambda: status(labeled, run_id) == "done", timeout=15000)
+    qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.LOSS)[0]) == stopped_at + 5, timeout=5000)
+    assert panel.monitor.curve_data(M.LOSS)[0][-1] == stopped_at + 5
+
+
+def test_closing_keeps_the_run_and_a_new_panel_reattaches(qtbot, labeled, model_dir, fake_jobs, monkeypatch):
+    monkeypatch.setenv("FAKE_STEPS", "100000")
+    monkeypatch.setenv("FAKE_RATE", "20")
+    panel = make_panel(qtbot, labeled)
+    run_id = launch(panel, model_dir, monkeypatch)
+    qtbot.waitUntil(lambda: status(labeled, run_id) == "running", timeout=15000)
+
+    asked = []
+    panel.ask_close = lambda runs: asked.append([r["id"] for r in runs]) or "cancel"
+    assert panel.confirm_close() is False
+    panel.ask_close = lambda runs: "keep"
+    assert panel.confirm_close() is True and asked == [[run_id]]
+    panel.close()
+    panel.deleteLater()
+
+    reopened = Project.open(labeled.folder)  # as after restarting the app
+    try:
+        again = make_panel(qtbot, reopened)
+        assert again.monitor.run_id == run_id  # follows the active run by itself
+        n = len(again.monitor.curve_data(M.LOSS)[0])
+        qtbot.waitUntil(lambda: len(again.monitor.curve_data(M.LOSS)[0]) > n + 5, timeout=10000)
+        again.ask_close = lambda runs: "stop"
+        assert again.confirm_close() is True
+        qtbot.waitUntil(lambda: status(reopened, run_id) == "interrupted", timeout=10000)
+    finally:
+        reopened.close()
+
+
+def test_a_run_started_from_the_cli_shows_up_live(qtbot, labeled, fake_jobs, monkeypatch):
+    panel = make_panel(qtbot, labeled)
+    assert panel.monitor.run_id is None
+    run_id = labeled.create_run("dpo", "some/model", to_dict(DPOConfig()))
+    proc = subprocess.Popen([sys.executable, str(FAKE_WORKER), str(labeled.folder), "--run", str(run_id)])
+    try:
+        qtbot.waitUntil(lambda: panel.monitor.run_id == run_id, timeout=10000)
+        qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) > 0, timeout=10000)
+    finally:
+        proc.wait(20)
+
+
+def test_a_failed_run_shows_error_and_log_and_retry_prefills(qtbot, labeled, model_dir, fake_jobs, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL_AT", "5")
+    panel = make_panel(qtbot, labeled)
+    run_id = launch(panel, model_dir, monkeypatch, beta=0.3)
+    qtbot.waitUntil(lambda: status(labeled, run_id) == "failed", timeout=15000)
+    qtbot.waitUntil(lambda: panel.monitor.failure.isVisible() or not panel.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: "out of memory" in panel.monitor.error_label.text(), timeout=5000)
+    assert "RuntimeError" in panel.monitor.log_tail.toPlainText()
+
+    seen = {}
+
+    def capture(dialog):
+        seen.update(beta=dialog.raw_value("beta"), model=dialog.model_name(), parent=dialog.parent_id)
+        return QDialog.DialogCode.Rejected
+
+    monkeypatch.setattr(LaunchDialog, "exec", capture)
+    panel.monitor.retry_button.click()
+    assert seen == {"beta": "0.3", "model": str(model_dir), "parent": run_id}
+
+
+def add_run(project, name, model="m", steps=5, **overrides):
+    cfg = to_dict(DPOConfig())
+    for k, v in overrides.items():
+        if "." in k:
+            a, b = k.split(".")
+            cfg[a][b] = v
+        else:
+            cfg[k] = v
+    run_id = project.create_run("dpo", model, cfg, name=name)
+    project.log_metrics(run_id, [(s, M.REWARDS_MARGINS, s * 0.1) for s in range(1, steps + 1)])
+    project.log_metrics(run_id, [(steps, M.eval_name(M.REWARDS_ACCURACIES), 0.5 + len(name) / 100)])
+    project.update_run(run_id, status="done", step=steps)
+    return run_id
+
+
+def test_compare_lists_exactly_the_differing_settings(qtbot, labeled):
+    a = add_run(labeled, "base")
+    b = add_run(labeled, "beta", beta=0.5)
+    c = add_run(labeled, "rank", model="other", **{"lora.r": 4})
+    add_run(labeled, "unrelated", learning_rate=1.0)
+    panel = make_panel(qtbot, labeled)
+    panel.table.select_ids([a, b, c])
+    panel.compare_selected()
+    view = panel.compare
+    assert view.run_ids == [a, b, c]
+    assert view.differing_fields() == ["beta", "lora.r", "model"]
+    t = view.config_table
+    assert [t.verticalHeaderItem(i).text() for i in range(t.rowCount())] == ["beta", "lora.r", "model"]
+    assert [t.item(0, i).text() for i in range(3)] == ["0.1", "0.5", "0.1"]
+    assert [t.item(1, i).text() for i in range(3)] == ["16", "16", "4"]
+    assert view.final_value(b, M.REWARDS_MARGINS) == "0.5"
+    assert view.final_value(c, M.eval_name(M.REWARDS_ACCURACIES)) == "0.54"
+    assert len(view.curve_data(M.REWARDS_MARGINS, c)[0]) == 5
+    view.set_runs([a, b])
+    assert view.differing_fields() == ["beta"]
+
+
+def test_export_csv_png_and_delete(qtbot, labeled, tmp_path):
+    run_id = add_run(labeled, "one", steps=30)
+    (paths.run_dir(labeled.folder, run_id) / "adapter").mkdir(parents=True)
+    panel = make_panel(qtbot, labeled)
+    panel.show_run(run_id)
+    panel.monitor.redraw()
+    panel.monitor.export_csv(tmp_path / "all.csv")
+    lines = (tmp_path / "all.csv").read_text().splitlines()
+    assert lines[0] == "run,metric,step,time,value" and len(lines) == 1 + 30 + 1
+    chart = panel.monitor.charts["Accuracy"]
+    panel.monitor.export_csv(tmp_path / "acc.csv", chart)
+    assert len((tmp_path / "acc.csv").read_text().splitlines()) == 2
+    panel.monitor.export_png(tmp_path / "chart.png", panel.monitor.charts["Reward margin"])
+    assert (tmp_path / "chart.png").stat().st_size > 1000
+
+    panel.confirm = lambda title, text: False
+    panel.delete_selected()
+    assert labeled.runs()
+    panel.confirm = lambda title, text: True
+    panel.delete_selected()
+    assert labeled.runs() == [] and not paths.run_dir(labeled.folder, run_id).exists()
+    assert panel.monitor.run_id is None and panel.table.rowCount() == 0
+
+
+def test_screenshot_views_register_and_build(qtbot, labeled):
+    add_run(labeled, "a")
+    add_run(labeled, "b", beta=0.2)
+    views = {}
+    from studio.ui.runs import register_screenshot_views
+
+    register_screenshot_views(lambda name, factory: views.setdefault(name, factory))
+    assert set(views) == {"runs", "monitor", "compare"}
+
+    class Window:
+        project = labeled
+
+    class Args:
+        run = ()
+
+    for _name, factory in views.items():
+        widget = factory(Window(), Args())
+        qtbot.addWidget(widget)
+        assert widget.grab().width() > 0
+    assert views["compare"](Window(), Args()).run_ids == [1, 2]

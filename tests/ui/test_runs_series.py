@@ -1,0 +1,43 @@
+"""The numpy buffers behind the live charts: EMA smoothing, growth, and resumed runs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from studio.ui.runs.series import Series, ema
+
+
+def reference_ema(x, w):
+    out, s = [], x[0]
+    for v in x:
+        s = w * s + (1 - w) * v
+        out.append(s)
+    return np.array(out)
+
+
+def test_ema_matches_the_recurrence_across_chunks():
+    x = np.random.default_rng(0).normal(size=1000)
+    for w in (0.0, 0.3, 0.9, 0.99):
+        np.testing.assert_allclose(ema(x, w), x if w == 0 else reference_ema(x, w), atol=1e-9)
+
+
+def test_ema_carries_missing_values_and_incremental_smoothing_equals_full():
+    x = np.array([1.0, np.nan, 3.0, 4.0])
+    np.testing.assert_allclose(ema(x, 0.5), reference_ema(np.array([1.0, 1.0, 3.0, 4.0]), 0.5))
+    s = Series(capacity=4)
+    values = np.random.default_rng(1).normal(size=500)
+    for lo in range(0, 500, 37):  # arrives in uneven batches, smoothed after each as the monitor does
+        chunk = values[lo:lo + 37]
+        s.extend(np.arange(lo, lo + chunk.size), np.zeros(chunk.size), chunk)
+        s.smoothed(0.9)
+    np.testing.assert_allclose(s.smoothed(0.9), reference_ema(values, 0.9), atol=1e-9)
+    assert s.step.size >= 500 and len(s) == 500
+
+
+def test_a_resumed_run_replaces_the_steps_it_logs_again():
+    s = Series()
+    s.extend([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], [10, 20, 30, 40, 50])
+    s.extend([4, 5, 6], [9, 10, 11], [41, 51, 61])  # resumed from a checkpoint at step 3
+    assert s.step[: s.n].tolist() == [1, 2, 3, 4, 5, 6]
+    assert s.y.tolist() == [10, 20, 30, 41, 51, 61]
+    assert s.value_at(4.4) == (4.0, 41.0)
