@@ -105,27 +105,28 @@ def bench_size(n: int, folder: Path, log: Callable[[str], None] = lambda m: None
         rng = random.Random(2)
         # Without a cursor: alice's session continues after her latest label (half the pairs done), and
         # each call is followed by a label, as in the labeling view.
-        ids: list[int] = []
-
-        def label_next() -> None:
-            pid = project.next_pair("alice")
-            ids.append(pid)  # type: ignore[arg-type]
-
         times = []
         for _ in range(200):
             t = time.perf_counter()
-            label_next()
+            pid = project.next_pair("alice")
             times.append((time.perf_counter() - t) * 1000)
-            project.record_label(ids[-1], "alice", "a", "a", seconds=1.0)
+            if pid is None:  # a small benchmark can run out of pairs
+                break
+            project.record_label(pid, "alice", "a", "a", seconds=1.0)
         times.sort()
-        out["next_pair_ms"] = {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * 199)],
-                               "max_ms": times[-1], "calls": 200}
+        out["next_pair_ms"] = {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
+                               "max_ms": times[-1], "calls": len(times)}
         # With a cursor anywhere in the project (the view jumping around): bob's queue after a random pair.
         out["next_pair_cursor_ms"] = _latencies(lambda: project.next_pair("bob", after=rng.randint(1, n)), 200)
         # A new annotator with no labels at all, and the 'needs another label' queue.
         out["next_pair_new_annotator_ms"] = _latencies(lambda: project.next_pair("carol"), 100)
         out["next_pair_needs_more_ms"] = _latencies(
             lambda: project.next_pair("carol", queue="needs_more", after=rng.randint(1, n)), 100)
+        out["next_pair_disagreements_ms"] = _latencies(
+            lambda: project.next_pair("carol", queue="disagreements", after=rng.randint(1, n)), 100)
+        # The worst case of the default queue: a cursor before a long run of the annotator's own labels
+        # (alice labeled the first half contiguously), so the scan must step over all of them.
+        out["next_pair_worst_ms"] = _latencies(lambda: project.next_pair("alice", after=1), 5)
         out["peak_rss_mib"] = _peak_rss_mib()
     out["db_mib"] = round(sum(p.stat().st_size for p in proj_dir.glob("studio.db*")) / 2**20, 1)
     return out
@@ -159,6 +160,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
          "{next_pair_new_annotator_ms[median_ms]:.2f} / {next_pair_new_annotator_ms[p95_ms]:.2f}"),
         ("  needs_more queue, median / p95",
          "{next_pair_needs_more_ms[median_ms]:.2f} / {next_pair_needs_more_ms[p95_ms]:.2f}"),
+        ("  disagreements queue, median / p95",
+         "{next_pair_disagreements_ms[median_ms]:.2f} / {next_pair_disagreements_ms[p95_ms]:.2f}"),
+        ("  worst: cursor before own labeled half", "{next_pair_worst_ms[median_ms]:.1f}"),
         ("peak RSS MiB after import", "{import_peak_rss_mib:.0f}"),
         ("peak RSS MiB overall", "{peak_rss_mib:.0f}"),
         ("database MiB", "{db_mib}"),

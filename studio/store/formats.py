@@ -27,7 +27,7 @@ import itertools
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -511,7 +511,8 @@ def parse_file(path: str | Path, fmt: str = "auto", max_field_bytes: int = MAX_F
         head = list(itertools.islice(records, 200))
     except OSError as e:
         raise ProjectError(f"{path}: cannot read ({e.strerror or e})") from None
-    if fmt == "auto":
+    auto = fmt == "auto"
+    if auto:
         votes: dict[str, int] = {}
         for _line, rec in head:
             guess = detect_format(rec) if isinstance(rec, dict) else None
@@ -537,7 +538,15 @@ def parse_file(path: str | Path, fmt: str = "auto", max_field_bytes: int = MAX_F
                 raise rec
             if not isinstance(rec, dict):
                 raise _Bad(None, f"wrong type: expected an object with fields, got {_type_name(rec)}")
-            rows.append(_normalise(fmt, rec, line, max_field_bytes))
+            row_fmt = fmt
+            if auto and fmt in LABELED_FORMATS:
+                # A file may mix plain and chat prompts (our CSV export does): each labeled row is read in
+                # the labeled format its own fields show. A row missing a field stays in the file's format,
+                # so the error names the field rather than guessing another format.
+                own = detect_format(rec)
+                if own in LABELED_FORMATS:
+                    row_fmt = own
+            rows.append(_normalise(row_fmt, rec, line, max_field_bytes))
         except _Bad as e:
             errors.append(RowError(name, line, e.field, e.message))
         if progress and total % _CHUNK == 0:
@@ -745,8 +754,9 @@ def _label_rows(project: Project, split: str | None) -> Iterator[dict]:
 def _atomic_writer(out: Path) -> tuple[io.TextIOWrapper, Callable[[bool], None]]:
     """A temporary file next to `out`, renamed over it on success, so a failed export leaves no half file."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    f = open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finish()
+    # open(..., "x") rather than mkstemp: the file gets the user's usual permissions (umask), not 0600
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    f = open(tmp, "x", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finish()
 
     def finish(ok: bool) -> None:
         f.close()
@@ -758,13 +768,22 @@ def _atomic_writer(out: Path) -> tuple[io.TextIOWrapper, Callable[[bool], None]]
     return f, finish
 
 
+def _csv_record(r: dict) -> dict:
+    """A CSV row: a chat prompt and its replies as JSON message lists (one trl-chat row), a plain one as text."""
+    if r["messages"] is None:
+        return {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+    return {"prompt": json.dumps(r["messages"], ensure_ascii=False),
+            "chosen": json.dumps([{"role": "assistant", "content": r["chosen"]}], ensure_ascii=False),
+            "rejected": json.dumps([{"role": "assistant", "content": r["rejected"]}], ensure_ascii=False)}
+
+
 def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str | None = None) -> ExportReport:
     """Export resolved preferences (trl, trl-chat, csv) or every raw label (labels).
 
     `trl` writes plain strings and refuses projects whose prompts are chats (TRL cannot mix the two in
     one dataset): use `trl-chat`, which writes message lists and wraps a plain prompt as one user turn.
-    `.json` files get a JSON array, anything else JSON lines; `csv` has prompt, chosen, rejected columns
-    with a chat prompt as a JSON message list in its cell (which import reads back)."""
+    `.json` files get a JSON array, anything else JSON lines; `csv` has prompt, chosen, rejected columns,
+    holding JSON message lists on rows whose prompt is a chat (import reads both kinds back)."""
     if fmt not in EXPORT_FORMATS:
         raise ProjectError(f"format: unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     if split not in (None, "train", "eval"):
@@ -788,8 +807,7 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
                         "chosen": [{"role": "assistant", "content": r["chosen"]}],
                         "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in resolved)
         else:
-            records = ({"prompt": json.dumps(r["messages"], ensure_ascii=False) if r["messages"] else r["prompt"],
-                        "chosen": r["chosen"], "rejected": r["rejected"]} for r in resolved)
+            records = (_csv_record(r) for r in resolved)
     f, finish = _atomic_writer(out)
     n = 0
     try:

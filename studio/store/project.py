@@ -396,7 +396,10 @@ class Project:
     # ------------------------------------------------------------------ queues
 
     def _queue_sql(self, queue: str, annotator_id: int, split: str | None, source: str | None,
-                   search: str | None) -> tuple[str, list[Any]]:
+                   search: str | None, n_labels: int | None = None, scan: bool = False) -> tuple[str, list[Any]]:
+        """WHERE clause of a queue. `n_labels` narrows needs_more to pairs with exactly that many labels
+        (an equality the (n_labels, id) index serves in id order); `scan` picks forms that are fast when
+        walking pairs in id order for the first match rather than counting them all."""
         if queue not in QUEUES:
             raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
         where: list[str] = []
@@ -407,10 +410,18 @@ class Project:
             where.append(not_mine)
             params.append(annotator_id)
         elif queue == "needs_more":
-            where.append("p.n_labels >= 1 AND p.n_labels < ?")
-            params.append(self.overlap_target)
+            if n_labels is not None:
+                where.append("p.n_labels = ?")
+                params.append(n_labels)
+            else:
+                where.append("p.n_labels >= 1 AND p.n_labels < ?")
+                params.append(self.overlap_target)
             where.append(not_mine)
             params.append(annotator_id)
+        elif queue == "disagreements" and scan:
+            # per pair, through labels_by_pair; `+` keeps the planner walking pairs in id order
+            where.append("+p.n_labels >= 2 AND (SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id "
+                         "AND l.state = 'current' AND l.choice != 'skip') > 1")
         elif queue == "disagreements":
             where.append("p.id IN (SELECT pair_id FROM labels WHERE state = 'current' AND choice != 'skip' "
                          "GROUP BY pair_id HAVING count(DISTINCT choice) > 1)")
@@ -434,16 +445,25 @@ class Project:
         Without `after`, the scan starts after the annotator's latest label, so it never rescans the
         pairs already done (fast at a million pairs)."""
         aid = self.annotator_id(annotator)
-        cond, params = self._queue_sql(queue, aid, split, source, search)
         if after is None:
             after = self.scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
                                 (aid,)) or 0
-        sql = f"SELECT p.id FROM pairs p WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT 1"
-        found = self.scalar(sql, [after, *params])
-        if found is None and after:
-            found = self.scalar(f"SELECT p.id FROM pairs p WHERE p.id <= ? AND {cond} ORDER BY p.id LIMIT 1",
-                                [after, *params])
-        return int(found) if found is not None else None
+        if queue == "needs_more":
+            # One indexed query per label count below the target: a range on n_labels would make SQLite
+            # sort every matching pair to find the first by id (tens of ms at a million pairs).
+            conds = [self._queue_sql(queue, aid, split, source, search, n_labels=n)
+                     for n in range(1, self.overlap_target)]
+        else:
+            conds = [self._queue_sql(queue, aid, split, source, search, scan=True)]
+        for op in (">", "<="):
+            if op == "<=" and not after:
+                break
+            hits = [self.scalar(f"SELECT p.id FROM pairs p WHERE p.id {op} ? AND {cond} ORDER BY p.id LIMIT 1",
+                                [after, *params]) for cond, params in conds]
+            hits = [h for h in hits if h is not None]
+            if hits:
+                return int(min(hits))
+        return None
 
     def queue_count(self, annotator: str, queue: str = "mine", split: str | None = None,
                     source: str | None = None, search: str | None = None) -> int:

@@ -119,3 +119,8 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
     }
     result["warnings"] = core.bias_warnings(result)
     return result
+
+
+def bias_warnings(project: Project, split: str | None = None) -> list[str]:
+    """The warnings in words for a project (what the runs view shows before a launch)."""
+    return project_stats(project, split)["warnings"]

@@ -1,0 +1,85 @@
+"""Run configs: overrides, validation errors that name the field, and the dict/JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.core.configs import (
+    PRESETS,
+    ConfigError,
+    DPOConfig,
+    apply_overrides,
+    config_fields,
+    config_for,
+    diff_configs,
+    from_dict,
+    parse_set_args,
+    to_dict,
+    to_json,
+)
+
+
+def test_fields_are_flattened_with_help_and_the_method_is_hidden():
+    fields = {f.name: f for f in config_fields(DPOConfig)}
+    assert "lora.r" in fields and "method" not in fields
+    assert fields["beta"].help and fields["beta"].group == "method"
+    assert fields["loss_type"].choices == ("sigmoid", "ipo", "robust", "hinge", "simpo")
+    assert fields["lora.dropout"].maximum == 0.9
+    assert all(f.help for f in fields.values())
+
+
+def test_overrides_convert_cli_strings_and_leave_the_original_alone():
+    base = DPOConfig()
+    new = apply_overrides(base, parse_set_args(["beta=0.25", "lora.r=8", "gradient_checkpointing=yes",
+                                                "loss_type=ipo"]))
+    assert (new.beta, new.lora.r, new.gradient_checkpointing, new.loss_type) == (0.25, 8, True, "ipo")
+    assert (base.beta, base.lora.r) == (0.1, 16)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"beta": "lots"}, "beta: expected float, got 'lots'"),
+    ({"lora.r": "0"}, "lora.r: 0 is below the minimum 1"),
+    ({"label_smoothing": 0.7}, "label_smoothing: 0.7 is above the maximum 0.5"),
+    ({"loss_type": "kto"}, "loss_type: 'kto' is not one of sigmoid, ipo, robust, hinge, simpo"),
+    ({"batch_size": 2.5}, "batch_size: expected int, got 2.5"),
+    ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: expected bool"),
+    ({"r": 4}, "r: no such setting for method dpo (did you mean lora.r?)"),
+])
+def test_invalid_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError) as exc:
+        apply_overrides(DPOConfig(), overrides)
+    assert str(exc.value).startswith(message)
+
+
+def test_malformed_set_argument():
+    with pytest.raises(ConfigError, match="--set 'beta': expected key=value"):
+        parse_set_args(["beta"])
+    assert parse_set_args(["note=a=b"]) == {"note": "a=b"}
+
+
+def test_round_trip_through_dict_and_json():
+    cfg = apply_overrides(DPOConfig(), {"beta": 0.3, "lora.alpha": 64, "max_steps": 7})
+    assert from_dict(DPOConfig, to_dict(cfg)) == cfg
+    assert from_dict(DPOConfig, json.loads(to_json(cfg))) == cfg
+    assert to_dict(cfg)["method"] == "dpo"
+    # a partial dict (a --config file) fills in defaults
+    partial = from_dict(DPOConfig, {"lora": {"r": 4}})
+    assert partial.lora.r == 4 and partial.beta == DPOConfig().beta
+
+
+def test_every_preset_is_valid():
+    for name, values in PRESETS.items():
+        cfg = apply_overrides(DPOConfig(), values)
+        assert all(getattr(cfg, k) == v for k, v in values.items()), name
+
+
+def test_diff_configs_and_unknown_method():
+    a = to_dict(DPOConfig())
+    b = to_dict(apply_overrides(DPOConfig(), {"beta": 0.5, "lora.r": 4}))
+    assert diff_configs([a, b]) == ["beta", "lora.r"]
+    assert diff_configs([a, a]) == []
+    assert config_for("dpo") is DPOConfig
+    with pytest.raises(ConfigError, match="method: unknown method 'ppo'"):
+        config_for("ppo")

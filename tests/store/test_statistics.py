@@ -1,0 +1,121 @@
+"""`studio stats` figures gathered from a project, against values worked out by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.core import stats as core
+from studio.store.demo import create_demo
+from studio.store.statistics import bias_warnings, project_stats
+from tests.conftest import add_pairs
+
+
+@pytest.fixture
+def labeled(project):
+    """6 train pairs (A short, B long) and 2 eval pairs, labeled by hand:
+
+    pair 1: alice a (left a), bob a (left b)      -> a, agree
+    pair 2: alice b (left b), bob b (left b)      -> b, agree
+    pair 3: alice a (left a), bob b (left a)      -> no majority
+    pair 4: alice tie, bob tie                    -> tie, agree
+    pair 5: alice b (left a, 4 s), then undone    -> unlabeled again
+    pair 6: alice skip                            -> only skipped
+    eval 7: alice b (left b, seconds 10)          -> b
+    """
+    add_pairs(project, 6)
+    pid = project.add_prompt("Eval question?", split="eval")
+    for i in range(2):
+        a = project.add_response(pid, f"short {i}")
+        b = project.add_response(pid, f"a much longer answer {i}")
+        project.add_pair(pid, a, b)
+    L = project.record_label
+    L(1, "alice", "a", "a", seconds=2)
+    L(1, "bob", "a", "b", seconds=6)
+    L(2, "alice", "b", "b", seconds=4)
+    L(2, "bob", "b", "b", seconds=8)
+    L(3, "alice", "a", "a", seconds=6)
+    L(3, "bob", "b", "a", seconds=10)
+    L(4, "alice", "tie", "a", seconds=8)
+    L(4, "bob", "tie", "b")
+    project.undo_label(L(5, "alice", "b", "a", seconds=4))
+    L(6, "alice", "skip", "a", seconds=1)
+    L(7, "alice", "b", "b", seconds=10)
+    return project
+
+
+def test_counts_and_resolution(labeled):
+    s = project_stats(labeled)
+    c = s["counts"]
+    assert (c["prompts"], c["pairs"], c["labeled_pairs"], c["only_skipped_pairs"], c["unlabeled_pairs"]) == (
+        7, 8, 5, 1, 2)
+    assert (c["needs_more_pairs"], c["fully_labeled_pairs"]) == (1, 4)  # pair 7 has one label of two
+    assert c["labels"] == {"current": 10, "replaced": 0, "undone": 1}
+    assert s["resolved"] == {"preferences": 3, "tie": 1, "both_bad": 0, "no_majority": 1, "skipped": 1}
+    prefs, left_out = labeled.resolve()
+    assert s["resolved"]["preferences"] == len(prefs)
+    assert {k: s["resolved"][k] for k in left_out} == left_out
+
+
+def test_distribution_position_length(labeled):
+    s = project_stats(labeled)
+    dist = s["label_distribution"]
+    assert {k: v["count"] for k, v in dist.items()} == {"a": 3, "b": 4, "tie": 2, "both_bad": 0, "skip": 1}
+    assert dist["b"]["share"] == pytest.approx(0.4)
+    # decided labels: (a,left a) yes, (a,left b) no, (b,left b) yes x2, (a,left a) yes, (b,left a) no, (b,left b) yes
+    pb = s["position_bias"]
+    assert (pb["decided"], pb["left_won"]) == (7, 5)
+    assert pb["ci95"] == pytest.approx(list(core.wilson_interval(5, 7)))
+    # resolved: pair 1 chose A (short), pairs 2 and 7 chose B (long) -> 2 of 3 chosen longer
+    lb = s["length_bias"]
+    assert (lb["decided_pairs"], lb["chosen_longer"]) == (3, 2)
+    assert lb["median_ratio"] == pytest.approx(sorted([
+        len("0.") / len("The answer to 0 plus 0 is 0, since adding a number to itself doubles it."),
+        len("The answer to 1 plus 1 is 2, since adding a number to itself doubles it.") / len("2."),
+        len("a much longer answer 0") / len("short 0")])[1])
+
+
+def test_agreement_and_annotators(labeled):
+    s = project_stats(labeled)
+    ag = s["agreement"]
+    # shared pairs 1-4: alice a b a tie / bob a b b tie
+    assert (ag["pairs"], ag["annotators"], ag["percent"]) == (4, 2, 0.75)
+    assert ag["cohens_kappa"] == pytest.approx(core.cohens_kappa(["a", "b", "a", "tie"], ["a", "b", "b", "tie"]))
+    # by hand: p_o = 3/4; alice (a 2, b 1, tie 1), bob (a 1, b 2, tie 1): p_e = (2 + 2 + 1) / 16
+    assert ag["cohens_kappa"] == pytest.approx((0.75 - 5 / 16) / (1 - 5 / 16))
+    assert [(a["name"], a["labels"], a["median_seconds"]) for a in s["annotators"]] == [
+        ("alice", 6, 5.0), ("bob", 4, 8.0)]
+
+
+def test_split_filter(labeled):
+    s = project_stats(labeled, split="eval")
+    assert (s["counts"]["pairs"], s["counts"]["labeled_pairs"], s["resolved"]["preferences"]) == (2, 1, 1)
+    assert s["agreement"]["pairs"] == 0 and s["agreement"]["krippendorff_alpha"] is None
+
+
+def test_imported_labels_are_left_out_of_position_bias(project, tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Q{i}", "chosen": f"long answer {i}", "rejected": "no"}) + "\n"
+                            for i in range(30)))
+    from studio.store.formats import import_file
+
+    import_file(project, path)
+    s = project_stats(project)
+    assert s["position_bias"]["decided"] == 0
+    assert s["annotators"][0]["imported"] is True
+    assert s["length_bias"]["share"] == 1.0
+    assert any("DPO will learn length" in w for w in s["warnings"])
+    assert bias_warnings(project) == s["warnings"]
+
+
+def test_stats_are_json_and_the_demo_project_has_disagreements(tmp_path):
+    p = create_demo(tmp_path / "demo")
+    s = json.loads(json.dumps(project_stats(p)))
+    assert s["schema"] == 1
+    assert s["counts"]["unlabeled_pairs"] > 0 and s["counts"]["labels"]["replaced"] >= 1
+    assert s["agreement"]["annotators"] == 2 and s["agreement"]["percent"] < 1
+    assert {a["name"] for a in s["annotators"]} == {"alice", "bob"}
+    assert any(r["messages"] for r in p.query("SELECT messages FROM prompts"))
+    assert p.scalar("SELECT count(*) FROM prompts WHERE split = 'eval'") > 0
+    p.close()
