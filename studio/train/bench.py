@@ -201,8 +201,9 @@ def main(args: argparse.Namespace) -> int:
         for gc in (False, True):
             trl, ours = (next(r for r in rows if r["side"] == s and r["gradient_checkpointing"] == gc)
                          for s in ("trl", "ours"))
-            print(f"checkpointing {'on ' if gc else 'off'}: ours/TRL tokens/s {ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x, "
-                  f"peak memory {ours['peak_gib'] / trl['peak_gib']:.2f}x")
+            speed = ours["tokens_per_s"] / trl["tokens_per_s"]
+            memory = ours["peak_gib"] / trl["peak_gib"]
+            print(f"checkpointing {'on ' if gc else 'off'}: ours/TRL tokens/s {speed:.2f}x, peak memory {memory:.2f}x")
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0

@@ -76,7 +76,10 @@ def build_model(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int =
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=2048,
         tie_word_embeddings=False, pad_token_id=pad_token_id, eos_token_id=eos_token_id,
-        bos_token_id=bos_token_id)
+        bos_token_id=bos_token_id,
+        # HF's default 0.02 leaves a 64-wide model unable to put much mass on any token (max logit ~1),
+        # so no training could make its samples show a trait; 0.2 gives it the range of a real model.
+        initializer_range=0.2)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = pad_token_id

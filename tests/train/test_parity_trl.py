@@ -46,7 +46,12 @@ def trl_setup(tiny_model, tmp_path_factory):
     ours = data.collate(examples, tokenizer.pad_token_id)
     assert torch.equal(trl_inputs["input_ids"], ours.input_ids)
     assert torch.equal(trl_inputs["completion_mask"], ours.completion_mask)
-    return trainer, peft_model, trl_inputs, ours
+    yield trainer, peft_model, trl_inputs, ours
+    # TRL's Trainer leaves accelerate's process-wide state set up its way; later runs set up their own
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState._reset_state()
 
 
 @pytest.mark.parametrize("loss_type,beta,smoothing", [("sigmoid", 0.1, 0.0), ("ipo", 0.3, 0.0),

@@ -1,0 +1,179 @@
+"""The worker protocol: statuses, stop and resume, signals, SIGKILL, the CLI and exports."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from studio.cli import main as studio
+from studio.core import paths
+from studio.core.configs import DPOConfig, apply_overrides, to_dict
+from studio.store import Project
+from studio.train.worker import run_worker
+
+SMALL = {"learning_rate": 5e-3, "batch_size": 4, "warmup_ratio": 0.25, "lora.r": 4, "eval_interval": 3,
+         "eval_samples": 2, "sample_max_new_tokens": 4, "checkpoint_interval": 0, "max_steps": 8}
+
+
+def make_run(project, model, **overrides):
+    config = apply_overrides(DPOConfig(), {**SMALL, **overrides})
+    return project.create_run("dpo", str(model), to_dict(config))
+
+
+def adapter_weights(project, run_id):
+    from safetensors.torch import load_file
+
+    return load_file(paths.adapter_dir(project.folder, run_id) / "adapter_model.safetensors")
+
+
+def test_run_goes_queued_running_done_with_metrics_samples_and_adapter(trait_project, tiny_model):
+    run_id = make_run(trait_project, tiny_model)
+    seen = []
+
+    def progress(step, total, values):
+        seen.append(trait_project.run(run_id)["status"])
+
+    assert trait_project.run(run_id)["status"] == "queued"
+    assert run_worker(trait_project.folder, run_id, on_progress=progress) == "done"
+    assert set(seen) == {"running"}
+    run = trait_project.run(run_id)
+    assert run["status"] == "done" and run["step"] == 8 and run["total_steps"] == 8
+    assert run["device"] == "cpu" and run["pid"] and run["host"] and run["started_at"] and run["ended_at"]
+    names = {name for _, _, name, _, _ in trait_project.metrics(run_id)}
+    from studio.core import metrics as M
+
+    assert set(M.TRAIN_METRICS) <= names
+    assert {M.EVAL_KL, M.EVAL_KL_SEQ, M.eval_name(M.REWARDS_MARGINS), M.EVAL_DISTINCT_2} <= names
+    steps = sorted({s for _, s, n, _, _ in trait_project.metrics(run_id, names=[M.LOSS])})
+    assert steps == list(range(1, 9))
+    assert {s["step"] for s in trait_project.samples(run_id)} == {0, 3, 6, 8}
+    assert paths.log_path(trait_project.folder, run_id).read_text().count("checkpoint at step 8") == 1
+
+    # the adapter loads with PEFT and changes the model's output
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    ids = torch.tensor([[5, 100, 200, 300]])
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, paths.adapter_dir(trait_project.folder, run_id))
+        assert not torch.allclose(tuned(ids).logits, before)
+
+
+def test_stop_and_resume_reach_the_same_adapter_as_an_uninterrupted_run(trait_project, tiny_model):
+    straight = make_run(trait_project, tiny_model, **{"lora.dropout": 0.1, "grad_accumulation": 2})
+    assert run_worker(trait_project.folder, straight) == "done"
+
+    stopped = make_run(trait_project, tiny_model, **{"lora.dropout": 0.1, "grad_accumulation": 2})
+
+    def stop_at_3(step, total, values):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # the worker finishes the step, saves and leaves
+
+    assert run_worker(trait_project.folder, stopped, on_progress=stop_at_3) == "interrupted"
+    run = trait_project.run(stopped)
+    assert run["status"] == "interrupted" and run["step"] == 3
+    assert (paths.adapter_dir(trait_project.folder, stopped) / "adapter_config.json").is_file()
+    assert run_worker(trait_project.folder, stopped, resume=True) == "done"
+    assert trait_project.run(stopped)["step"] == 8
+
+    a, b = adapter_weights(trait_project, straight), adapter_weights(trait_project, stopped)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    # the curve continues: one loss row per step, no duplicates around the stop
+    from studio.core import metrics as M
+
+    steps = [s for _, s, _, _, _ in trait_project.metrics(stopped, names=[M.LOSS])]
+    assert steps == list(range(1, 9))
+    losses_a = [v for _, _, _, v, _ in trait_project.metrics(straight, names=[M.LOSS])]
+    losses_b = [v for _, _, _, v, _ in trait_project.metrics(stopped, names=[M.LOSS])]
+    assert losses_a == pytest.approx(losses_b, abs=1e-5)
+
+
+def test_stop_requested_in_the_database_interrupts(trait_project, tiny_model):
+    run_id = make_run(trait_project, tiny_model, max_steps=200, eval_interval=0)
+    other = Project.open(trait_project.folder)  # the GUI's own connection
+
+    def request(step, total, values):
+        if step == 2:
+            other.request_stop(run_id)
+            assert other.run(run_id)["status"] == "stopping"
+
+    assert run_worker(trait_project.folder, run_id, on_progress=request) == "interrupted"
+    run = trait_project.run(run_id)
+    assert run["status"] == "interrupted" and 2 <= run["step"] < 200
+    other.close()
+
+
+def test_a_failing_run_is_marked_failed_with_message_and_log_tail(trait_project, tiny_model):
+    run_id = make_run(trait_project, tiny_model)
+    trait_project.update_run(run_id, model=str(tiny_model / "missing"))
+    assert run_worker(trait_project.folder, run_id) == "failed"
+    run = trait_project.run(run_id)
+    assert run["status"] == "failed"
+    assert "missing" in run["error"] and "not found" in run["error"]
+    assert "run failed" in run["log_tail"]
+
+
+def test_sigkilled_worker_leaves_project_intact_and_run_failed(trait_project, tiny_model):
+    run_id = make_run(trait_project, tiny_model, max_steps=100000, eval_interval=0)
+    labels = trait_project.counts()["labels"]
+    env = {**os.environ, "STUDIO_TORCH_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "train", str(trait_project.folder), "--run",
+                             str(run_id)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and trait_project.run(run_id)["step"] < 2:
+            assert proc.poll() is None, "the worker ended early"
+            time.sleep(0.2)
+        assert trait_project.run(run_id)["status"] == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    reopened = Project.open(trait_project.folder)
+    assert reopened.mark_dead_runs() == [run_id]
+    run = reopened.run(run_id)
+    assert run["status"] == "failed" and "killed" in run["error"]
+    assert reopened.scalar("PRAGMA integrity_check") == "ok"
+    assert reopened.counts()["labels"] == labels
+    assert len(reopened.metrics(run_id)) > 0
+    reopened.close()
+
+
+def test_cli_trains_exports_and_explains_errors(trait_project, tiny_model, tmp_path, capsys):
+    folder = str(trait_project.folder)
+    assert studio(["train", folder, "--model", "/no/such/model"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert studio(["train", folder, "--model", str(tiny_model), "--set", "betta=0.2"]) == 2
+    assert "betta" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"beta": 0.1,\n "lora": {"r": "x"}}')
+    assert studio(["train", folder, "--model", str(tiny_model), "--config", str(bad)]) == 2
+    assert "lora.r" in capsys.readouterr().err
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{"lora": {"r": 4}, "batch_size": 4, "eval_interval": 0, "eval_samples": 0}')
+    rc = studio(["train", folder, "--model", str(tiny_model), "--config", str(cfg), "--set", "max_steps=3",
+                 "--name", "cli run"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "step 3/3" in out and "done" in out
+    run = trait_project.runs()[-1]
+    assert run["name"] == "cli run" and run["status"] == "done" and run["config"]["lora"]["r"] == 4
+
+    assert studio(["export-model", folder, str(run["id"]), str(tmp_path / "adapter")]) == 0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert studio(["export-model", folder, str(run["id"]), str(tmp_path / "merged"), "--merged"]) == 0
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert (tmp_path / "merged" / "model.safetensors").is_file() and merged.config.vocab_size > 100
+    # a done run cannot be started again, only a queued one
+    assert studio(["train", folder, "--run", str(run["id"])]) == 2
+    assert "only a queued run" in capsys.readouterr().err
