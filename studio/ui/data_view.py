@@ -207,7 +207,7 @@ class DataView(QWidget):
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(26)
         head = self.table.horizontalHeader()
-        widths = {0: 64, 1: 52, 2: 96, 4: 72, 5: 72, 6: 56, 7: 130, 8: 86}
+        widths = {0: 60, 1: 50, 2: 80, 4: 64, 5: 64, 6: 56, 7: 96, 8: 92}
         for col, w in widths.items():
             head.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             head.resizeSection(col, w)
@@ -256,14 +256,14 @@ class DataView(QWidget):
         body.setStretchFactor(0, 2)
         body.setStretchFactor(1, 1)
         body.setChildrenCollapsible(False)
-        body.setSizes([680, 320])  # the table's prompt column needs the room; details wrap
+        body.setSizes([900, 380])  # the table's prompt column needs the room; details wrap
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
         layout.addLayout(filters)
         layout.addWidget(body, 1)
         self._stale = True
-        self._reload_timer = QTimer(self, singleShot=True, interval=0, timeout=self.refresh)
+        self._reload_timer = QTimer(self, singleShot=True, interval=0, timeout=self._reload_if_shown)
 
     def eventFilter(self, obj, event) -> bool:
         from PySide6.QtCore import QEvent
@@ -278,6 +278,11 @@ class DataView(QWidget):
         super().showEvent(event)
         if self._stale:
             self._reload_timer.start()
+
+    def _reload_if_shown(self) -> None:
+        # the view may have been hidden (or its project closed) between scheduling and now
+        if self.isVisible() and self._stale:
+            self.refresh()
 
     def mark_stale(self) -> None:
         """Labels or pairs changed elsewhere; reload when next shown (not on every label)."""

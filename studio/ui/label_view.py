@@ -491,6 +491,7 @@ class LabelView(QWidget):
     def hideEvent(self, event) -> None:
         super().hideEvent(event)
         self.set_active(False)
+        self._recount.stop()  # recounted when shown again; the project may be closing
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -498,6 +499,8 @@ class LabelView(QWidget):
         if app is None or app.applicationState() == Qt.ApplicationState.ApplicationActive or \
                 QGuiApplication.platformName() in ("offscreen", "minimal"):
             self.set_active(True)
+        if self.pair is not None or self._total_pairs:
+            self._refresh_progress()
         self.setFocus()
 
     # ------------------------------------------------------------------ queue and filters

@@ -210,6 +210,7 @@ class MainWindow(QMainWindow):
         while self.tabs.count():
             w = self.tabs.widget(0)
             self.tabs.removeTab(0)
+            w.hide()  # before the project closes, so no pending refresh reads a closed database
             w.deleteLater()
         self.label_view = self.data_view = self.runs_panel = None
         self.project.close()

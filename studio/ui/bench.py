@@ -1,0 +1,213 @@
+"""`studio bench gui`: window start time against bare PySide6, next-pair latency and memory at scale."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Timed in fresh interpreters: prints READY once the window is shown and the event loop has turned.
+BARE_START = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+app = QApplication(sys.argv[:1])
+w = QMainWindow(); w.setCentralWidget(QLabel("bare")); w.resize(1280, 800); w.show()
+QTimer.singleShot(0, lambda: (print("READY", flush=True), app.quit()))
+app.exec()
+"""
+
+# The real `studio gui PROJECT` path (CLI parsing, every command module, the store), quitting once ready.
+STUDIO_START = """
+import sys
+{prelude}
+from PySide6.QtCore import QTimer
+import studio.ui.app as ui_app
+make_app = ui_app.make_app
+def ready_app(*args):
+    app = make_app(*args)
+    QTimer.singleShot(0, lambda: (print("READY", flush=True), app.quit()))
+    return app
+ui_app.make_app = ready_app
+from studio.cli import main
+main(["gui", sys.argv[1], "--annotator", "bench"])
+heavy = [m for m in ("torch", "transformers", "pyqtgraph", "pandas") if m in sys.modules]
+print("HEAVY", ",".join(heavy) or "-", flush=True)
+"""
+# pandas is in this environment only through the dev extra (trl -> datasets); sqlite-utils imports it
+# when present. This variant hides it, as on a plain install.
+NO_PANDAS = 'sys.modules["pandas"] = None'
+
+
+FILLER = ("the model answers clearly and cites a source while the other rambles about unrelated details "
+          "then gives a short list of steps with code and a summary")
+WORDS = FILLER.split()
+
+
+def _text(i: int, n_words: int) -> str:
+    body = " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n_words))
+    return f"Answer {i}: **{body[:40]}** {body}\n\n- step one {i}\n- step two\n\n```python\nx = {i}\n```\n"
+
+
+def build_project(folder: Path, n_pairs: int) -> Path:
+    """A project with n_pairs pairs: ten pairs per prompt (every pair of five responses), bulk-inserted."""
+    from studio.store import Project
+    from studio.store.project import now_iso
+
+    if (folder / "studio.db").exists():
+        with Project.open(folder) as p:
+            if p.pair_count() == n_pairs:
+                return folder
+        raise SystemExit(f"{folder}: holds a project of another size; remove it or use another --dir")
+    n_prompts = (n_pairs + 9) // 10
+    ts = now_iso()
+    with Project.create(folder, name=f"bench {n_pairs:,} pairs") as p, p.write() as c:
+        c.executemany("INSERT INTO prompts (id, text, split, source, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      ((i, f"Question {i}: explain step {i % 97} of the procedure, with an example.",
+                        "eval" if i % 10 == 0 else "train", f"src{i % 4}", f"p{i}", ts)
+                       for i in range(1, n_prompts + 1)))
+        c.executemany("INSERT INTO responses (id, prompt_id, text, model, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      ((5 * (i - 1) + k + 1, i, _text(i * 5 + k, 30 + 15 * k), f"m{k}", f"r{k}", ts)
+                       for i in range(1, n_prompts + 1) for k in range(5)))
+        combos = [(x, y) for x in range(5) for y in range(x + 1, 5)]
+
+        def pairs():
+            made = 0
+            for i in range(1, n_prompts + 1):
+                for x, y in combos:
+                    if made == n_pairs:
+                        return
+                    made += 1
+                    yield (i, 5 * (i - 1) + x + 1, 5 * (i - 1) + y + 1, f"src{i % 4}", ts)
+
+        c.executemany("INSERT INTO pairs (prompt_id, response_a_id, response_b_id, source, created_at) "
+                      "VALUES (?, ?, ?, ?, ?)", pairs())
+    return folder
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _start_once(code: str, *args: str) -> tuple[float, str]:
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+           # the probe must not add the bench project to the user's recent projects
+           "STUDIO_SETTINGS": os.path.join(tempfile.gettempdir(), "studio-bench-settings.ini")}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env)
+    ready = None
+    heavy = ""
+    for line in proc.stdout:
+        if line.startswith("READY") and ready is None:
+            ready = time.perf_counter() - t0
+        elif line.startswith("HEAVY"):
+            heavy = line.split()[1]
+    proc.wait()
+    if ready is None:
+        raise SystemExit(f"bench gui: the start probe exited with status {proc.returncode} before it was ready")
+    return ready, heavy
+
+
+def measure_start(project: Path, repeat: int) -> None:
+    bare, ours, lean, heavy = [], [], [], set()
+    for _ in range(repeat):  # interleaved, so load on the machine hits all alike
+        bare.append(_start_once(BARE_START)[0])
+        t, h = _start_once(STUDIO_START.format(prelude=""), str(project))
+        ours.append(t)
+        heavy.add(h)
+        lean.append(_start_once(STUDIO_START.format(prelude=NO_PANDAS), str(project))[0])
+    mb, mo, ml = statistics.median(bare), statistics.median(ours), statistics.median(lean)
+    print(f"start to interactive (median of {repeat} fresh processes each, offscreen, project {project.name}):")
+    print(f"  bare PySide6 window               {mb * 1000:7.0f} ms")
+    print(f"  studio gui PROJECT                {mo * 1000:7.0f} ms   ratio {mo / mb:.2f}x (target <= 1.5x)")
+    print(f"  studio gui PROJECT, no pandas     {ml * 1000:7.0f} ms   ratio {ml / mb:.2f}x")
+    print(f"  heavy modules loaded at start: {', '.join(sorted(heavy))}")
+
+
+def measure_labeling(project_dir: Path, n_labels: int) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from studio.store import Project
+    from studio.ui.app import make_app
+    from studio.ui.data_view import DataView
+    from studio.ui.label_view import LabelView
+
+    app = make_app()
+    rss0 = _rss_mb()
+    project = Project.open(project_dir)
+    t0 = time.perf_counter()
+    view = LabelView(project, f"bench-{time.time_ns()}")  # a fresh annotator: a full 'mine' queue
+    view.resize(1280, 800)
+    view.show()
+    QApplication.processEvents()
+    first = time.perf_counter() - t0
+    sides = ("left", "right", "tie", "left", "both_bad", "right", "skip")
+    times = []
+    for i in range(n_labels + 5):
+        t = time.perf_counter()
+        view.choose(sides[i % len(sides)])
+        QApplication.processEvents()
+        view.repaint()  # paint now, so the figure includes drawing the new pair
+        if i >= 5:  # the first few warm caches
+            times.append(time.perf_counter() - t)
+    times.sort()
+    p50 = times[len(times) // 2] * 1000
+    p95 = times[int(len(times) * 0.95) - 1] * 1000
+    t = time.perf_counter()
+    data = DataView(project)
+    data.resize(1280, 800)
+    data.show()
+    data.refresh()
+    QApplication.processEvents()
+    data_first = time.perf_counter() - t
+    rss = _rss_mb()
+    n = project.pair_count()
+    print(f"{n:,} pairs:")
+    print(f"  label view ready       {first * 1000:7.0f} ms")
+    print(f"  next pair (label + load + render), {len(times)} labels: p50 {p50:.1f} ms, p95 {p95:.1f} ms "
+          f"(target p95 <= 30 ms)")
+    print(f"  data view first page   {data_first * 1000:7.0f} ms (count + first {data.model.rowCount()} rows)")
+    print(f"  memory (RSS)           {rss:7.0f} MB with label + data views open ({rss - rss0:+.0f} MB for the "
+          f"project)")
+    data.close()
+    view.close()
+    data.deleteLater()
+    view.deleteLater()
+    app.processEvents()
+    project.close()
+
+
+def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | None = None) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    tmp = None
+    if keep_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="studio-bench-gui-")
+        base = Path(tmp.name)
+    else:
+        base = keep_dir
+        base.mkdir(parents=True, exist_ok=True)
+    try:
+        folders = {}
+        for n in sizes:
+            t = time.perf_counter()
+            folders[n] = build_project(base / f"pairs-{n}", n)
+            print(f"project with {n:,} pairs ready in {time.perf_counter() - t:.1f} s", flush=True)
+        measure_start(folders[min(sizes)], starts)
+        for n in sizes:
+            measure_labeling(folders[n], labels)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
