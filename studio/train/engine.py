@@ -314,8 +314,11 @@ def train(ctx: RunContext) -> str:
     assert folder is not None, "training needs a project folder for its adapter and checkpoints"
     accelerator = make_accelerator(config)
     device = accelerator.device
-    log.info("device: %s, precision: %s", device_name(device), accelerator.mixed_precision)
-    project.update_run(run_id, device=device_name(device))
+    # under `accelerate launch` every process trains its share of each batch; only the main one writes
+    main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    log.info("device: %s, precision: %s, processes: %d", device_name(device), accelerator.mixed_precision, world)
+    if main:
+        project.update_run(run_id, device=device_name(device) + (f" x{world}" if world > 1 else ""))
 
     # data: the run's frozen snapshot, tokenized once
     tokenizer, peft_model = load_policy(ctx.model_path, config, accelerator.mixed_precision)
@@ -328,7 +331,7 @@ def train(ctx: RunContext) -> str:
                truncation=config.truncation)
     train_ex = data.tokenize_rows(train_rows, tokenizer, **tok)
     eval_ex = data.tokenize_rows(eval_rows, tokenizer, **tok)
-    total_steps = total_steps_for(config, len(train_ex))
+    total_steps = total_steps_for(config, math.ceil(len(train_ex) / world))
     log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(train_ex), len(eval_ex), total_steps)
 
     # optimizer and schedule over the adapter weights only
@@ -348,9 +351,11 @@ def train(ctx: RunContext) -> str:
         scheduler.load_state_dict(ckpt["scheduler"])
         state = TrainState(**ckpt["position"], ref_cache=ckpt.get("ref_cache") or {})
         checkpoint.set_rng_state(ckpt["rng"])
-        _forget_after(project, run_id, state.step)
+        if main:
+            _forget_after(project, run_id, state.step)
         log.info("resumed at step %d (epoch %d, batch %d)", state.step, state.epoch, state.batch_index)
-    project.update_run(run_id, total_steps=total_steps, step=state.step)
+    if main:
+        project.update_run(run_id, total_steps=total_steps, step=state.step)
 
     use_ref = needs_reference(config.loss_type)
     if config.precompute_ref_logps and use_ref and not state.ref_cache:
@@ -360,7 +365,7 @@ def train(ctx: RunContext) -> str:
 
     candidates = [sampling.EvalPrompt(e.prompt_id, e.prompt_text, e.prompt_ids) for e in (eval_ex or train_ex)]
     eval_prompts = sampling.pick_prompts(candidates, config.eval_samples, config.seed)
-    writer = MetricsWriter(project, run_id)
+    writer = MetricsWriter(project, run_id) if main else _NoWriter()
 
     def save_checkpoint() -> None:
         ckpt = {"config": to_dict(config), "adapter": checkpoint.adapter_state(peft_model),
@@ -389,7 +394,9 @@ def train(ctx: RunContext) -> str:
         while True:
             if state.epoch not in epoch_cache:
                 epoch_cache.clear()
-                epoch_cache[state.epoch] = data.epoch_batches(train_ex, config.batch_size, config.seed, state.epoch)
+                # every process takes every world-th micro-batch of the same seeded order
+                epoch_cache[state.epoch] = data.epoch_batches(train_ex, config.batch_size, config.seed,
+                                                              state.epoch)[rank::world]
             batches = epoch_cache[state.epoch]
             if state.batch_index < len(batches):
                 state.batch_index += 1
@@ -403,7 +410,7 @@ def train(ctx: RunContext) -> str:
     status = "done"
     while state.step < total_steps:
         # stop requested (GUI button or signal): save and leave between optimizer steps
-        if ctx.should_stop():
+        if _any_process(accelerator, ctx.should_stop()):
             status = "interrupted"
             break
 
@@ -447,6 +454,22 @@ def train(ctx: RunContext) -> str:
     save_checkpoint()
     writer.flush()
     return status
+
+
+class _NoWriter:
+    """Metrics of processes other than the main one are not written."""
+
+    def add(self, *a, **k) -> None: ...
+    def set_step(self, *a, **k) -> None: ...
+    def flush(self) -> None: ...
+
+
+def _any_process(accelerator, flag: bool) -> bool:
+    """All processes stop together (one stopping alone would leave the others waiting in all-reduce)."""
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(t, reduction="sum").item() > 0)
 
 
 def _forget_after(project: Project, run_id: int, step: int) -> None:

@@ -97,7 +97,9 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
     project_folder = Path(project_folder)
     project = Project.open(project_folder)
     handler = _setup_log(project_folder, run_id)
-    run = claim(project, run_id, resume)
+    # under `accelerate launch` only the main process (rank 0) claims the run and reports its end
+    main = int(os.environ.get("RANK", "0")) == 0
+    run = claim(project, run_id, resume) if main else project.run(run_id)
     stop = StopFlag(project, run_id)
     old = {s: signal.signal(s, stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
     log.info("run %d (%s): worker pid %d on %s", run_id, run["name"], os.getpid(), socket.gethostname())
@@ -126,7 +128,8 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
             fields.update(error=error or "unknown error",
                           log_tail=read_tail(paths.log_path(project_folder, run_id)))
         log.info("run %d: %s", run_id, status)
-        project.update_run(run_id, **fields)
+        if main:
+            project.update_run(run_id, **fields)
         logging.getLogger("studio").removeHandler(handler)
         handler.close()
         project.close()
