@@ -16,9 +16,11 @@ from studio.ui.runs import RunsPanel, jobs
 from studio.ui.runs.launch_dialog import LaunchDialog
 from tests.conftest import add_pairs
 from tests.ui.fake_worker import value as fake_value
+from tests.ui.pyside_refcount import top_up_singletons
 from tests.ui.runs_helpers import FAKE_WORKER, fake_model, fake_train_command, label_all
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+top_up_singletons()  # see tests/ui/pyside_refcount.py: PySide6 6.12 on Python 3.11 steals references
 
 
 @pytest.fixture
@@ -290,3 +292,29 @@ def test_screenshot_views_register_and_build(qtbot, labeled):
         qtbot.addWidget(widget)
         assert widget.grab().width() > 0
     assert views["compare"](Window(), Args()).run_ids == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_real_tiny_dpo_run_launched_from_the_gui_fills_its_charts(qtbot, labeled, tmp_path, monkeypatch):
+    tiny = pytest.importorskip("studio.train.tiny", reason="needs the training worker's tiny model builder")
+    model = tiny.write_tiny_model(tmp_path / "tiny-model")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the worker shares 2 cores with the test
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    panel = make_panel(qtbot, labeled)
+    run_id = launch(panel, model, monkeypatch, max_steps=6, batch_size=2, eval_interval=3, eval_samples=2,
+                    sample_max_new_tokens=8, max_length=64, max_prompt_length=32, checkpoint_interval=0,
+                    warmup_ratio=0.0, **{"lora.r": 4})
+
+    def finished():
+        return status(labeled, run_id) in ("done", "failed")
+
+    qtbot.waitUntil(finished, timeout=120000)
+    run = labeled.run(run_id)
+    assert run["status"] == "done", f"{run['error']}\n{run['log_tail']}"
+    assert run["step"] == 6
+    qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) == 6, timeout=5000)
+    for name in (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.LOGPS_CHOSEN, M.REWARDS_ACCURACIES,
+                 M.LEARNING_RATE, M.KL_CHOSEN):
+        assert len(panel.monitor.curve_data(name)[0]) == 6, name
+    assert len(panel.monitor.curve_data(M.eval_name(M.REWARDS_MARGINS))[0]) >= 2
+    assert panel.monitor.rd.samples, "the worker sampled the eval prompts"

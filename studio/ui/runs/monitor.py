@@ -32,6 +32,7 @@ from studio.ui.runs.formatting import fmt_elapsed
 from studio.ui.runs.poller import Poller, RunData
 
 COLUMNS = 4
+MAX_MARKERS = 300
 REDRAW_MS = 100
 DISPLACEMENT_NATS = 0.5
 """Both log-probs falling by more than this (summed over the response) triggers the warning."""
@@ -320,7 +321,9 @@ class MonitorView(QWidget):
                     main, raw = chart.ensure(name, line, twin)
                     x = series.x(self.x_by, t0)
                     if raw is None:
-                        main.setData(x, series.y)
+                        # markers only while sparse: thousands of scatter symbols cost more than the line
+                        symbol = "o" if len(series) <= MAX_MARKERS else None
+                        main.setData(x, series.y, symbol=symbol)
                     elif self.smoothing > 0:
                         raw.setData(x, series.y)
                         raw.setVisible(True)

@@ -1,0 +1,226 @@
+"""`studio bench monitor`: the monitor's redraw time at 100k points per series, and the labeling
+view's next-pair latency idle and while a run writes 20 metrics at 10 steps/s."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from studio.core import metrics as M
+
+WRITER_METRICS = [*M.TRAIN_METRICS, M.EPOCH, M.NLL, "logps/chosen_mean", "logps/rejected_mean"][:20]
+
+
+def write_metrics(project_folder: str, run_id: int, steps_per_s: float, seconds: float) -> None:
+    """A worker stand-in: one transaction of 20 metric rows per step, at steps_per_s."""
+    from studio.store import Project
+
+    project = Project.open(project_folder)
+    end = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < end:
+        step += 1
+        project.log_metrics(run_id, [(step, n, (step % 97) / 97) for n in WRITER_METRICS])
+        project.update_run(run_id, step=step)
+        time.sleep(1 / steps_per_s)
+
+
+def _percentiles(ms: list[float]) -> str:
+    ms = sorted(ms)
+    return (f"median {statistics.median(ms):.2f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:.2f} ms, "
+            f"max {ms[-1]:.2f} ms (n={len(ms)})")
+
+
+def _make_project(folder: Path, pairs: int):
+    from studio.store import Project
+
+    project = Project.create(folder)
+    for i in range(pairs):
+        pid = project.add_prompt(f"Prompt {i}: explain item {i} in a sentence or two.")
+        a = project.add_response(pid, f"Item {i} is short.")
+        b = project.add_response(pid, f"Item {i} is described here at somewhat greater length, with detail.")
+        project.add_pair(pid, a, b)
+    return project
+
+
+def bench_redraw(points: int = 100_000, repeats: int = 10) -> dict:
+    """Redraw times of the monitor with `points` per series for every metric it charts."""
+    import numpy as np
+    from PySide6.QtWidgets import QApplication
+
+    from studio.ui.runs.charts import CHARTS
+    from studio.ui.runs.monitor import MonitorView
+    from studio.ui.runs.poller import Poller
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        project = _make_project(Path(tmp) / "p", 0)
+        run_id = project.create_run("dpo", "bench", {})
+        names = [line.metric for spec in CHARTS for line in spec.lines]
+        names += [M.eval_name(line.metric) for spec in CHARTS for line in spec.lines if line.eval_twin]
+        t0 = time.time()
+        rng = np.random.default_rng(0)
+        for name in names:
+            eval_name = name.startswith(M.EVAL_PREFIX)
+            n = points // 50 if eval_name else points
+            steps = np.arange(1, n + 1) * (50 if eval_name else 1)
+            vals = np.cumsum(rng.normal(size=n)) * 0.01
+            project.log_metrics(run_id, list(zip(steps.tolist(), [name] * n, vals.tolist(), strict=True)), at=t0)
+        poller = Poller(project)
+        view = MonitorView(project, poller)
+        view.redraw_timer.stop()
+        view.resize(1600, 1000)
+        view.show()
+        load = time.perf_counter()
+        view.set_run(run_id)
+        app.processEvents()
+        load_ms = (time.perf_counter() - load) * 1000
+
+        def timed(fn) -> tuple[list[float], list[float]]:
+            """(redraw ms: buffers to curves, paint ms: Qt painting the charts) per repeat."""
+            redraw, paint = [], []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                fn()
+                t1 = time.perf_counter()
+                view.graphics.viewport().repaint()
+                redraw.append((t1 - t) * 1000)
+                paint.append((time.perf_counter() - t1) * 1000)
+            return redraw, paint
+
+        def full():
+            view._all_dirty = True
+            view.redraw()
+
+        def append():
+            # 10 new steps for every train metric, as one poll brings them
+            step = int(view.rd.series[M.LOSS].step[view.rd.series[M.LOSS].n - 1])
+            for name, s in view.rd.series.items():
+                if not name.startswith(M.EVAL_PREFIX):
+                    s.extend(np.arange(step + 1, step + 11), np.full(10, t0), rng.normal(size=10))
+                    view._dirty.add(name)
+            view.redraw()
+
+        def smoothing_change():
+            view.smooth_slider.setValue(59 if view.smooth_slider.value() == 60 else 60)
+            view.redraw()
+
+        result = {"series": len(view.rd.series), "points": points, "load_ms": load_ms,
+                  "append": timed(append), "full": timed(full), "smoothing": timed(smoothing_change)}
+        view.close()
+        project.close()
+    return result
+
+
+def bench_labeling(pairs: int = 2000, seconds: float = 6.0, steps_per_s: float = 10.0) -> dict:
+    """Next-pair latency of the labeling view (show_next), idle and while a run writes metrics with
+    the Runs monitor polling in the same process (the worst case: both sections live)."""
+    from PySide6.QtWidgets import QApplication
+
+    from studio.ui.label_view import LabelView
+    from studio.ui.runs.monitor import MonitorView
+    from studio.ui.runs.poller import Poller
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "p"
+        project = _make_project(folder, pairs)
+        run_id = project.create_run("dpo", "bench", {})
+        view = LabelView(project, "bench")
+        view.resize(1200, 800)
+        view.show()
+        app.processEvents()
+
+        def measure(duration: float) -> list[float]:
+            out: list[float] = []
+            end = time.monotonic() + duration
+            after = 0
+            while time.monotonic() < end:
+                t = time.perf_counter()
+                view.show_next(after=after)
+                app.processEvents()
+                out.append((time.perf_counter() - t) * 1000)
+                after = view.pair.id if view.pair else 0
+                time.sleep(0.02)  # a person does not press keys back to back; let timers run
+                app.processEvents()
+            return out
+
+        idle = measure(seconds)
+        writer = subprocess.Popen([sys.executable, "-m", "studio.ui.runs.bench", "--write", str(folder), str(run_id),
+                                   str(steps_per_s), str(2 * seconds + 3)])
+        time.sleep(1.0)
+        # as in the app: the Runs section is hidden while labeling, so its poller is stopped
+        busy_hidden = measure(seconds)
+        # worst case: the monitor open in view (another window) and polling in the same process
+        poller = Poller(project)
+        monitor = MonitorView(project, poller)
+        monitor.resize(1600, 1000)
+        monitor.show()
+        poller.start()
+        monitor.set_run(run_id)
+        busy = measure(seconds)
+        writer.wait()
+        rows = project.scalar("SELECT count(*) FROM metrics WHERE run_id = ?", (run_id,))
+        monitor.close()
+        poller.stop()
+        view.close()
+        project.close()
+    return {"idle": idle, "busy_hidden": busy_hidden, "busy": busy, "rows_written": rows}
+
+
+def _survive_pyside_refcount_bug() -> None:
+    """PySide6 6.12 on Python 3.11 returns None/True/False without a reference (harmless from 3.12,
+    where they are immortal); a few thousand Qt calls then abort the process. Top the counts up so
+    the benchmark finishes; the app itself needs Python >= 3.12 or another PySide6 (see docs/runs.md)."""
+    if sys.version_info >= (3, 12):
+        return
+    import ctypes
+
+    for obj in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(obj)).value += 10_000_000  # ob_refcnt, first field
+
+
+def run_bench(points: int = 100_000, seconds: float = 6.0) -> int:
+    """Print the figures (the `studio bench monitor` entry point)."""
+    _survive_pyside_refcount_bug()
+    r = bench_redraw(points)
+    print(f"monitor redraw, {r['series']} series x {r['points']:,} points (eval series 1/50 of that):")
+    print(f"  first load of the run from the database: {r['load_ms']:.0f} ms")
+    for key, what in (("append", "10 new steps per series (incremental EMA + setData)"),
+                      ("full", "everything redrawn (x-axis switch)"),
+                      ("smoothing", "smoothing slider moved (EMA recomputed)")):
+        redraw, paint = r[key]
+        print(f"  {what}:\n    redraw {_percentiles(redraw)}\n    paint  {_percentiles(paint)}")
+    lab = bench_labeling(seconds=seconds)
+    idle = statistics.median(lab["idle"])
+    print("labeling view next-pair latency (LabelView.show_next + event processing):")
+    print(f"  idle:                                        {_percentiles(lab['idle'])}")
+    print(f"  run writing 20 metrics at 10 steps/s:        {_percentiles(lab['busy_hidden'])}")
+    print(f"  same, monitor also shown and polling:        {_percentiles(lab['busy'])}")
+    print(f"  ratio of medians to idle: {statistics.median(lab['busy_hidden']) / idle:.2f} (Runs hidden), "
+          f"{statistics.median(lab['busy']) / idle:.2f} (monitor shown); target <= 1.5; "
+          f"{lab['rows_written']} rows written")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m studio.ui.runs.bench")
+    ap.add_argument("--write", nargs=4, metavar=("PROJECT", "RUN", "STEPS_PER_S", "SECONDS"),
+                    help="internal: act as a run writing metrics")
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    args = ap.parse_args(argv)
+    if args.write:
+        folder, run, rate, secs = args.write
+        write_metrics(folder, int(run), float(rate), float(secs))
+        return 0
+    return run_bench(args.points, args.seconds)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
