@@ -177,3 +177,24 @@ def test_cli_trains_exports_and_explains_errors(trait_project, tiny_model, tmp_p
     # a done run cannot be started again, only a queued one
     assert studio(["train", folder, "--run", str(run["id"])]) == 2
     assert "only a queued run" in capsys.readouterr().err
+
+
+def test_precomputed_reference_gives_the_same_curve(trait_project, tiny_model):
+    from studio.core import metrics as M
+
+    runs = [make_run(trait_project, tiny_model, max_steps=4, eval_interval=0, precompute_ref_logps=pre)
+            for pre in ("false", "true")]
+    for run_id in runs:
+        assert run_worker(trait_project.folder, run_id) == "done"
+    curves = [[v for _, _, _, v, _ in trait_project.metrics(r, names=[M.LOSS, M.KL_CHOSEN])] for r in runs]
+    assert curves[0] == pytest.approx(curves[1], abs=1e-5)
+
+
+def test_simpo_and_rpo_runs_train_and_report_kl(trait_project, tiny_model):
+    from studio.core import metrics as M
+
+    run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, loss_type="simpo", beta=2.0,
+                      nll_weight=1.0)
+    assert run_worker(trait_project.folder, run_id) == "done"
+    names = {n for _, _, n, _, _ in trait_project.metrics(run_id)}
+    assert {M.KL_CHOSEN, M.NLL, M.LOSS} <= names
