@@ -193,6 +193,7 @@ def test_each_kind_of_bad_row_is_named_and_changes_nothing(project, tmp_path, ki
     assert str(exc.value.errors[0]).startswith(message), str(exc.value.errors[0])
     assert message in str(exc.value)
     assert snapshot(project) == before
+    assert_label_counts(project)
 
 
 def test_hh_rows_that_do_not_share_the_conversation_are_rejected(project, tmp_path):
@@ -238,6 +239,16 @@ def test_duplicates_in_the_file_and_in_the_project_are_skipped_and_counted(proje
     third = import_file(project, tmp_path / "a.jsonl")
     assert (third.pairs_added, third.labels_added, third.duplicates) == (0, 0, 4)
     assert snapshot(project)[2:4] == (3, 3)
+    assert_label_counts(project)
+
+
+def assert_label_counts(project: Project) -> None:
+    """Import counts labels itself (the counting trigger is off during the bulk write): same result."""
+    assert project.conn.execute(
+        "SELECT count(*) FROM pairs p WHERE n_labels != (SELECT count(*) FROM labels l WHERE l.pair_id = p.id "
+        "AND l.state = 'current' AND l.choice != 'skip')").fetchone()[0] == 0
+    assert project.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                          "AND name = 'labels_count_insert'") == 1
 
 
 def test_a_labeled_row_for_an_existing_unlabeled_pair_adds_its_label(project, tmp_path):
@@ -247,6 +258,7 @@ def test_a_labeled_row_for_an_existing_unlabeled_pair_adds_its_label(project, tm
     assert (report.pairs_added, report.duplicates, report.labels_added) == (0, 1, 1)
     (label,) = project.current_labels(1)
     assert label.choice == "b"  # chosen "A" is the existing pair's response B
+    assert_label_counts(project)
     (pref,) = project.resolved_preferences()
     assert project.response(pref.chosen_id).text == "A"
 
@@ -325,3 +337,19 @@ def test_export_by_split(project, tmp_path):
     import_file(project, write_jsonl(tmp_path / "e.jsonl", TRL_ROWS[2:]), split="eval")
     assert export_file(project, tmp_path / "eval.jsonl", "trl", split="eval").rows == 1
     assert json.loads((tmp_path / "eval.jsonl").read_text())["prompt"] == "Name a colour."
+
+
+def test_a_failure_during_the_write_rolls_everything_back(project, tmp_path):
+    import_file(project, write_jsonl(tmp_path / "first.jsonl", TRL_ROWS[:1]))
+    before = snapshot(project)
+
+    def cancel(done, total):
+        if done > total // 2:  # the write phase has started
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        import_file(project, write_jsonl(tmp_path / "more.jsonl", TRL_ROWS[1:]), progress=cancel)
+    assert snapshot(project) == before
+    assert_label_counts(project)
+    assert import_file(project, tmp_path / "more.jsonl").labels_added == 2
+    assert_label_counts(project)
