@@ -16,11 +16,9 @@ from studio.ui.runs import RunsPanel, jobs
 from studio.ui.runs.launch_dialog import LaunchDialog
 from tests.conftest import add_pairs
 from tests.ui.fake_worker import value as fake_value
-from tests.ui.pyside_refcount import top_up_singletons
 from tests.ui.runs_helpers import FAKE_WORKER, fake_model, fake_train_command, label_all
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-top_up_singletons()  # see tests/ui/pyside_refcount.py: PySide6 6.12 on Python 3.11 steals references
 
 
 @pytest.fixture

@@ -173,21 +173,8 @@ def bench_labeling(pairs: int = 2000, seconds: float = 6.0, steps_per_s: float =
     return {"idle": idle, "busy_hidden": busy_hidden, "busy": busy, "rows_written": rows}
 
 
-def _survive_pyside_refcount_bug() -> None:
-    """PySide6 6.12 on Python 3.11 returns None/True/False without a reference (harmless from 3.12,
-    where they are immortal); a few thousand Qt calls then abort the process. Top the counts up so
-    the benchmark finishes; the app itself needs Python >= 3.12 or another PySide6 (see docs/runs.md)."""
-    if sys.version_info >= (3, 12):
-        return
-    import ctypes
-
-    for obj in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(obj)).value += 10_000_000  # ob_refcnt, first field
-
-
 def run_bench(points: int = 100_000, seconds: float = 6.0) -> int:
     """Print the figures (the `studio bench monitor` entry point)."""
-    _survive_pyside_refcount_bug()
     r = bench_redraw(points)
     print(f"monitor redraw, {r['series']} series x {r['points']:,} points (eval series 1/50 of that):")
     print(f"  first load of the run from the database: {r['load_ms']:.0f} ms")
