@@ -7,17 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from studio import __version__
+from studio.commands import CommandError
 
 # Each module registers its subcommands; they import Qt or torch only inside the command functions.
 COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.gui")
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as `studio: error: ...` with exit status 2 (or `code`)."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:

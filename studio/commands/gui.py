@@ -1,8 +1,7 @@
 """`studio gui`, `studio screenshot` and `studio bench gui`: the desktop app and looking at it headless.
 
 Qt is imported inside the command functions only: `studio` loads every command module at start.
-User errors are raised as ProjectError (printed by the CLI with exit status 2); importing
-`studio.cli.CommandError` here would break the layering contract (commands sit below cli).
+User errors are raised as CommandError or ProjectError (printed by the CLI with exit status 2).
 """
 
 from __future__ import annotations
@@ -43,11 +42,20 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", help="keep the generated projects here and reuse them (default: a temp folder)")
     p.set_defaults(func=cmd_bench_gui)
 
+    p = bench_sub.add_parser("monitor", help="Live monitor redraw and paint time at 100k points per series, and "
+                                             "labeling latency while a run writes metrics.",
+                             description="Redraw/paint time of the run monitor with POINTS steps per series, and "
+                                         "the labeling view's next-pair latency idle vs while a fake run writes 20 "
+                                         "metrics at 10 steps/s.")
+    p.add_argument("--points", type=int, default=100_000, help="steps per series (default 100000)")
+    p.add_argument("--seconds", type=float, default=6.0, help="how long to label while the fake run writes")
+    p.set_defaults(func=cmd_bench_monitor)
+
 
 def _project_error(message: str) -> Exception:
-    from studio.store import ProjectError
+    from studio.commands import CommandError
 
-    return ProjectError(message)
+    return CommandError(message)
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -84,3 +92,12 @@ def cmd_bench_gui(args: argparse.Namespace) -> int:
         raise _project_error(f"--sizes: expected comma-separated integers, got {args.sizes!r}") from None
     bench.run(sizes, starts=args.starts, labels=args.labels, keep_dir=Path(args.dir) if args.dir else None)
     return 0
+
+
+def cmd_bench_monitor(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from studio.ui.runs import bench
+
+    return int(bench.run_bench(points=args.points, seconds=args.seconds) or 0)
