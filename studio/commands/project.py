@@ -93,7 +93,7 @@ class _ProgressLine:
 
     def __init__(self, name: str):
         self.name = name
-        self.shown = -1
+        self.shown = 0  # first line at 10%
 
     def __call__(self, done: int, total: int) -> None:
         if total < 2 * PROGRESS_MIN_ROWS:

@@ -573,18 +573,6 @@ def _max_id(conn: Any, table: str) -> int:
 
 
 @contextlib.contextmanager
-def _big_cache(conn: Any, kib: int = 256 * 1024) -> Iterator[None]:
-    """A larger page cache for one bulk write. With SQLite's default 2 MB, a big transaction spills the
-    randomly ordered hash indexes to the WAL again and again (about 25% slower at 300k pairs)."""
-    old = conn.execute("PRAGMA cache_size").fetchone()[0]
-    conn.execute(f"PRAGMA cache_size = {-kib}")
-    try:
-        yield
-    finally:
-        conn.execute(f"PRAGMA cache_size = {int(old)}")
-
-
-@contextlib.contextmanager
 def _label_trigger_off(conn: Any) -> Iterator[bool]:
     """Drop the trigger that counts each new label on its pair, for one bulk write, and put it back.
 
@@ -632,7 +620,7 @@ def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", ann
     old_prompts: set[int] = set()  # prompts that existed before this import: only they can have old pairs
     response_ids: dict[tuple[int, str], int] = {}
     ts = now_iso()
-    with project.write() as c, _big_cache(c), _label_trigger_off(c) as count_labels:
+    with project.write() as c, _label_trigger_off(c) as count_labels:
         aid = project.annotator_id(annotator) if annotator else None
         done = total - len(rows)
         for chunk in _chunks(rows, _CHUNK):
