@@ -621,7 +621,7 @@ def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", ann
     response_ids: dict[tuple[int, str], int] = {}
     ts = now_iso()
     with project.write() as c, _label_trigger_off(c) as count_labels:
-        aid = project.annotator_id(annotator) if annotator else None
+        aid = project.annotator_id(annotator) if annotator and rows else None
         done = total - len(rows)
         for chunk in _chunks(rows, _CHUNK):
             # prompts: look up the ones not seen yet, insert the missing, map the new ids back

@@ -353,3 +353,11 @@ def test_a_failure_during_the_write_rolls_everything_back(project, tmp_path):
     assert_label_counts(project)
     assert import_file(project, tmp_path / "more.jsonl").labels_added == 2
     assert_label_counts(project)
+
+
+def test_skip_invalid_with_no_valid_rows_adds_nothing(project, tmp_path):
+    before = snapshot(project)
+    report = import_file(project, write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q", "chosen": "A",
+                                                                        "rejected": "A"}]), skip_invalid=True)
+    assert (report.pairs_added, len(report.invalid)) == (0, 1)
+    assert snapshot(project) == before  # not even the import annotator
