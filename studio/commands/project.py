@@ -1,8 +1,4 @@
-"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo, bench store.
-
-User errors are raised as ProjectError (the CLI prints them with exit status 2): importing
-`studio.cli.CommandError` from here would break the layering contract (commands sit below cli).
-"""
+"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo, bench store."""
 
 from __future__ import annotations
 
@@ -11,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from studio.commands import CommandError
 
 IMPORT_CHOICES = ("auto", "trl", "trl-chat", "hh", "ultrafeedback", "pairs", "prompts")
 EXPORT_CHOICES = ("trl", "trl-chat", "labels", "csv")
@@ -105,21 +103,20 @@ class _ProgressLine:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from studio.store import Project, ProjectError
+    from studio.store import Project
     from studio.store.formats import parse_file, write_parsed
 
     path = Path(args.file)
     if not path.is_file():
-        raise ProjectError(f"{path}: no such file")
+        raise CommandError(f"{path}: no such file")
     progress = _ProgressLine(path.name)
     # Check the file before touching the project, so a bad file does not even create the folder.
     parsed = parse_file(path, args.format, progress=progress)
     if parsed.errors and not args.skip_invalid:
         for err in parsed.errors:
             print(err, file=sys.stderr)
-        print(f"studio: error: {path}: {len(parsed.errors)} invalid row(s) of {parsed.total}; nothing was imported "
-              "(fix them, or use --skip-invalid to import the valid rows)", file=sys.stderr)
-        return 1
+        raise CommandError(f"{path}: {len(parsed.errors)} invalid row(s) of {parsed.total}; nothing was imported "
+                           "(fix them, or use --skip-invalid to import the valid rows)", code=1)
     with Project.open(args.project, create=True) as project:
         report = write_parsed(project, parsed, args.split, args.annotator, args.skip_invalid, progress)
     for err in report.invalid:
@@ -256,16 +253,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_store(args: argparse.Namespace) -> int:
-    from studio.store import ProjectError
     from studio.store.bench import format_table, run_store_bench
 
     try:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
-        raise ProjectError(f"--sizes {args.sizes!r}: expected comma-separated integers such as 100000,1000000") \
+        raise CommandError(f"--sizes {args.sizes!r}: expected comma-separated integers such as 100000,1000000") \
             from None
     if not sizes or min(sizes) < 1:
-        raise ProjectError("--sizes: give at least one positive pair count")
+        raise CommandError("--sizes: give at least one positive pair count")
     results = run_store_bench(sizes, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(results))
     if args.json:

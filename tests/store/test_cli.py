@@ -120,3 +120,8 @@ def test_bench_store_small(tmp_path, capsys):
     assert "import s" in out and "next pair ms" in out
     figures = json.loads(out[out.index("["):])
     assert figures[0]["pairs"] == 300 and figures[0]["export_rows"] > 0
+
+
+def test_bench_sizes_are_checked(capsys):
+    assert main(["bench", "store", "--sizes", "lots"]) == 2
+    assert "--sizes 'lots': expected comma-separated integers" in capsys.readouterr().err
