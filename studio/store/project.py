@@ -13,9 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from studio.core import paths
 from studio.core.types import (
@@ -29,7 +27,10 @@ from studio.core.types import (
     RunStatus,
     Strength,
 )
-from studio.store.schema import known_migrations, migrations
+from studio.store.schema import applied_migrations, known_migrations, migration_set
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 15_000
 QUEUES = ("mine", "needs_more", "disagreements", "all")
@@ -79,10 +80,19 @@ def connect(db_file: str | Path) -> sqlite3.Connection:
 class Project:
     """A project folder: `studio.db` plus `runs/`. Use `Project.create` or `Project.open`."""
 
-    def __init__(self, folder: str | Path | None, db: Database):
+    def __init__(self, folder: str | Path | None, conn: sqlite3.Connection):
         self.folder = Path(folder) if folder is not None else None
-        self.db = db
-        self.conn: sqlite3.Connection = db.conn
+        self.conn = conn
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        """The sqlite-utils view of the connection, made on first use (it imports sqlite_utils)."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn, execute_plugins=False)
+        return self._db
 
     # ------------------------------------------------------------------ opening
 
@@ -130,8 +140,7 @@ class Project:
 
     @classmethod
     def _from_conn(cls, folder: Path | None, conn: sqlite3.Connection) -> Project:
-        db = Database(conn, execute_plugins=False)
-        project = cls(folder, db)
+        project = cls(folder, conn)
         try:
             project._migrate()
         except sqlite3.DatabaseError as e:
@@ -144,7 +153,7 @@ class Project:
         return project
 
     def _migrate(self) -> None:
-        applied = [m.name for m in migrations.applied(self.db)]
+        applied = applied_migrations(self.conn)
         unknown = [n for n in applied if n not in known_migrations()]
         if unknown:
             where = self.folder or ":memory:"
@@ -152,7 +161,7 @@ class Project:
                 f"{where}: this project was made by a newer version of Preference Studio "
                 f"(schema step {unknown[-1]} is unknown here); upgrade Preference Studio to open it")
         if len(applied) < len(known_migrations()):
-            migrations.apply(self.db)
+            migration_set().apply(self.db)
         if self.setting("salt") is None:
             self.set_setting("salt", secrets.token_hex(8))
 
@@ -173,7 +182,7 @@ class Project:
 
     @property
     def schema_version(self) -> int:
-        return len(migrations.applied(self.db))
+        return len(applied_migrations(self.conn))
 
     # ------------------------------------------------------------------ transactions
 

@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
 
 MIGRATION_SET = "studio"
-migrations = Migrations(MIGRATION_SET)
+MIGRATIONS_TABLE = "_sqlite_migrations"  # sqlite-utils' table of applied migrations
+
+# (name, function) in order. sqlite-utils' Migrations set is built from this list only when a
+# migration is pending: importing sqlite_utils also imports pandas where it is installed (~0.7 s),
+# which an already-current project need not pay when the window opens.
+_MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = []
+
+
+def migration(name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
+    def register(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+        _MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+def migration_set() -> Migrations:
+    """The sqlite-utils migration set (each migration applied in its own transaction)."""
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for name, fn in _MIGRATIONS:
+        migrations(name=name)(fn)
+    return migrations
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations applied to this database, read without sqlite-utils."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                          (MIGRATIONS_TABLE,)).fetchone()
+    if not exists:
+        return []
+    return [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ? "
+                                       "ORDER BY rowid", (MIGRATION_SET,))]
 
 CHOICES = "('a','b','tie','both_bad','skip')"
 STRENGTHS = "('slight','clear','decisive')"
@@ -28,7 +64,7 @@ def run_script(db: Database, script: str) -> None:
         raise ValueError(f"incomplete SQL statement in migration: {pending.strip()[:80]}")
 
 
-@migrations(name="m001_initial")
+@migration("m001_initial")
 def m001_initial(db: Database) -> None:
     run_script(db,
         f"""
@@ -181,7 +217,7 @@ def m001_initial(db: Database) -> None:
     )
 
 
-@migrations(name="m002_labels_by_annotator_time")
+@migration("m002_labels_by_annotator_time")
 def m002_labels_by_annotator_time(db: Database) -> None:
     # next_pair starts after the annotator's latest label: without this index, finding it for an
     # annotator with few or no labels scans the whole labels table (tens of ms at a million labels).
@@ -189,4 +225,4 @@ def m002_labels_by_annotator_time(db: Database) -> None:
 
 
 def known_migrations() -> list[str]:
-    return [m.name for m in migrations._migrations]
+    return [name for name, _ in _MIGRATIONS]
