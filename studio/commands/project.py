@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="Create a demo project with sample prompts, pairs and labels.")
     p.add_argument("project", help="folder to create")
+    p.add_argument("--no-model", action="store_true",
+                   help="skip writing the tiny demo model to PROJECT/models/tiny-demo")
     p.set_defaults(func=cmd_demo)
 
 
@@ -249,6 +251,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     project.close()
     print(f"created demo project {args.project}: {counts['prompts']} prompts, {counts['pairs']} pairs, "
           f"{counts['labels']} labels by {counts['annotators']} annotators")
+    if not args.no_model:
+        # A tiny random-weight model inside the project, so a DPO run can be launched from the demo on
+        # any machine without downloading anything (the Runs launcher lists PROJECT/models/*).
+        from pathlib import Path
+
+        from studio.train.tiny import write_tiny_model
+
+        out = write_tiny_model(Path(args.project) / "models" / "tiny-demo")
+        print(f"wrote a tiny random-weight model to {out} (for trying runs; its text is gibberish)")
     return 0
 
 

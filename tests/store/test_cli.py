@@ -73,6 +73,8 @@ def test_export_prints_what_was_left_out(tmp_path, capsys):
 def test_stats_json_shape(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "demo")]) == 0
     assert "created demo project" in capsys.readouterr().out
+    # the demo carries a tiny model, so a run can be launched from it offline
+    assert (tmp_path / "demo" / "models" / "tiny-demo" / "config.json").is_file()
     assert main(["stats", str(tmp_path / "demo"), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert set(s) == {"schema", "project", "split", "counts", "resolved", "label_distribution", "position_bias",
