@@ -519,11 +519,13 @@ class Project:
         return self.resolve(split)[0]
 
     def counts(self) -> dict[str, int]:
-        """Headline numbers for the window title bar and `studio stats`."""
+        """Headline numbers for the window title bar and `studio stats`. `annotators` counts those with a
+        label in force (opening the app registers its user, who has labeled nothing yet)."""
         row = self.conn.execute(
             "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM responses), (SELECT count(*) FROM pairs), "
             "(SELECT count(*) FROM pairs WHERE n_labels > 0), (SELECT count(*) FROM labels WHERE state = 'current'), "
-            "(SELECT count(*) FROM annotators), (SELECT count(*) FROM runs)").fetchone()
+            "(SELECT count(DISTINCT annotator_id) FROM labels WHERE state = 'current'), "
+            "(SELECT count(*) FROM runs)").fetchone()
         keys = ("prompts", "responses", "pairs", "labeled_pairs", "labels", "annotators", "runs")
         return dict(zip(keys, (int(v) for v in row), strict=True))
 

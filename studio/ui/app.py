@@ -78,6 +78,24 @@ def run_gui(project_path: str | Path | None = None, annotator: str | None = None
     from studio.ui.main_window import MainWindow
 
     window = MainWindow(project_path, annotator=annotator)
-    window.resize(1400, 900)
+    place_window(window)
     window.show()
     return app.exec()
+
+
+def place_window(window) -> None:
+    """Restore the last window geometry, else fit a comfortable size inside the screen's free area, so
+    the choice buttons at the bottom are never off-screen on a laptop."""
+    saved = settings().value("window/geometry")
+    if saved is not None and window.restoreGeometry(saved):
+        return
+    screen = window.screen() or QApplication.primaryScreen()
+    if screen is None:
+        window.resize(1400, 900)
+        return
+    free = screen.availableGeometry()
+    width, height = min(1400, int(free.width() * 0.95)), min(900, int(free.height() * 0.92))
+    window.resize(width, height)
+    frame = window.frameGeometry()
+    frame.moveCenter(free.center())
+    window.move(frame.topLeft())

@@ -362,5 +362,6 @@ class MainWindow(QMainWindow):
         if self.runs_panel is not None and not self.runs_panel.confirm_close():
             event.ignore()
             return
+        ui_app.settings().setValue("window/geometry", self.saveGeometry())
         self._close_project(ask=False)
         event.accept()
