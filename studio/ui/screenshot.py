@@ -70,6 +70,7 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
         raise ValueError(f"--view: unknown view {view!r}; known: {', '.join(sorted(known))}")
     args = args or Namespace()
     window = MainWindow(annotator=getattr(args, "annotator", None), remember_recent=False)
+    widget = None
     try:
         if not window.open_project(project):
             raise ValueError(f"{project}: could not open the project")
@@ -77,7 +78,14 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
         window.show()
         app.processEvents()
         widget = known[view](window, args)
+        if widget is not window and widget.parent() is None:
+            # a view built on its own gets the requested size, as if it filled the window
+            widget.resize(*size)
+            widget.show()
         for _ in range(3):  # layouts settle over a few event-loop turns (lazy fetches, text layout)
+            app.processEvents()
+        if hasattr(widget, "redraw"):  # charts draw on a timer; draw now so the grab shows them
+            widget.redraw()
             app.processEvents()
         image = widget.grab()
         out = Path(out)
@@ -86,6 +94,9 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
             raise OSError(f"{out}: could not write the PNG")
         return out
     finally:
+        if widget is not None and widget is not window and widget.parent() is None:
+            widget.close()
+            widget.deleteLater()
         window.close()
         window.deleteLater()
         app.processEvents()
