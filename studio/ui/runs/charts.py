@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
+from PySide6.QtWidgets import QGraphicsItem
 
 from studio.core import metrics as M
 
@@ -25,6 +27,8 @@ class Line:
     color: str
     eval_twin: bool = True
     """Also draw `eval/<metric>` (dashed, with markers) when the run logs it."""
+    axis: str = "left"
+    """'right': its own y axis on the right, for a metric on another scale than the chart's others."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +52,17 @@ CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("Loss", (Line(M.LOSS, "loss", BLUE),), "preference loss; DPO starts at ln 2 = 0.693"),
     ChartSpec("KL to reference", (Line(M.KL_CHOSEN, "chosen", GREEN, False),
                                   Line(M.KL_REJECTED, "rejected", RED, False),
-                                  Line(M.EVAL_KL, "sampled (eval)", PURPLE, False)),
+                                  Line(M.EVAL_KL, "sampled", PURPLE, False)),
               "per-token log-ratio on the data, and KL on the policy's own samples at evals"),
     ChartSpec("Entropy", (Line(M.ENTROPY, "entropy", BLUE),), "falling fast towards 0 is a collapse signal"),
     ChartSpec("Grad norm", (Line(M.GRAD_NORM, "grad norm", GREY, False),), "before clipping; spikes = instability"),
     ChartSpec("Learning rate", (Line(M.LEARNING_RATE, "lr", GREY, False),), "warmup then schedule"),
     ChartSpec("Tokens / s", (Line(M.TOKENS_PER_SECOND, "tokens/s", ORANGE, False),), "training throughput"),
     ChartSpec("Memory (GiB)", (Line(M.MEMORY, "peak memory", ORANGE, False),), "peak GPU memory (RSS on CPU)"),
-    ChartSpec("Samples", (Line(M.EVAL_SAMPLE_LENGTH, "length", GREY, False),
-                          Line(M.EVAL_DISTINCT_2, "distinct-2", PURPLE, False)),
-              "generated length and bigram diversity at evals; diversity collapsing = mode collapse"),
+    ChartSpec("Samples", (Line(M.EVAL_SAMPLE_LENGTH, "length (left)", GREY, False),
+                          Line(M.EVAL_DISTINCT_2, "distinct-2 (right)", PURPLE, False, axis="right")),
+              "generated length in tokens (left axis) and bigram diversity (right axis) at evals; "
+              "diversity collapsing = mode collapse"),
 )
 
 COMPARE_METRICS = (M.REWARDS_MARGINS, M.eval_name(M.REWARDS_MARGINS), M.REWARDS_ACCURACIES,
@@ -73,18 +78,38 @@ def is_sparse(name: str) -> bool:
 
 
 def make_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> pg.PlotItem:
-    """A chart with the settings that keep 100k points per curve smooth: clip to view, peak
-    downsampling (keeps spikes visible), no per-point symbols on dense curves."""
+    """A chart with the settings that keep 100k points per curve cheap to paint: clip to view and
+    peak downsampling on its curves (see curve_options), major grid lines only, and axes (with
+    their grid) cached as pixmaps, so a repaint for new points redraws the curves, not the text."""
     plot = layout.addPlot(row=row, col=col)
     plot.setTitle(title, size="10pt", bold=True)
     plot.setClipToView(True)
     plot.setDownsampling(auto=True, mode="peak")
-    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.showGrid(x=True, y=True, alpha=0.12)
     plot.setMenuEnabled(True)
+    plot.hideButtons()  # the autoscale "A" sits on the curves; Follow (or double-click menu) does it
     plot.getAxis("left").setWidth(48)
     for axis in ("left", "bottom"):
-        plot.getAxis(axis).setStyle(tickFont=_small_font())
+        style_axis(plot.getAxis(axis))
     return plot
+
+
+def style_axis(axis: pg.AxisItem) -> None:
+    axis.setStyle(tickFont=_small_font(), maxTickLevel=0, tickLength=-4)
+    axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+
+def curve_options() -> dict:
+    """PlotDataItem options for a curve: clipped to the view and peak-downsampled to about two points
+    (the min and max) per pixel column, so a curve of any length paints like a few hundred points.
+    Short curves are left alone (one point per pixel or fewer is never downsampled)."""
+    return {"clipToView": True, "autoDownsample": True, "downsampleMethod": "peak", "autoDownsampleFactor": 1.0}
+
+
+def legend_html(entries: list[tuple[str, str, str]]) -> str:
+    """A one-line legend drawn under a chart (where it can never cover a curve): (glyph, colour, label)."""
+    return "&nbsp;&nbsp;".join(
+        f"<span style='color:{color}'>{glyph}&nbsp;{html.escape(label)}</span>" for glyph, color, label in entries)
 
 
 def _small_font():
@@ -95,10 +120,12 @@ def _small_font():
     return f
 
 
-def faint(color: str, alpha: int = 70):
+def faint(color: str, strength: float = 0.3):
+    """The colour mixed with white: the raw curve behind the smoothed one. Opaque, so it is cheaper
+    to paint than a translucent pen and looks the same on the white background."""
     c = pg.mkColor(color)
-    c.setAlpha(alpha)
-    return c
+    mix = [round(255 - (255 - v) * strength) for v in (c.red(), c.green(), c.blue())]
+    return pg.mkColor(*mix)
 
 
 def write_csv(path: Path, rows) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
 
@@ -57,17 +58,59 @@ def likelihood_displacement(rd: RunData) -> str | None:
     return None
 
 
+class _Curves:
+    """The items of one metric on a chart: the main curve, the faint raw one behind it (dense
+    metrics), and what was last pushed to them, so a redraw skips metrics that did not change."""
+
+    __slots__ = ("drawn", "main", "markers", "raw")
+
+    def __init__(self, main: pg.PlotDataItem, raw: pg.PlotDataItem | None):
+        self.main = main
+        self.raw = raw
+        self.markers = raw is None
+        self.drawn: tuple | None = None  # (series version, x axis, smoothing) last drawn
+
+
 class _Chart:
-    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin."""
+    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin. Lines on
+    another scale (Line.axis == 'right') get a second ViewBox with its own axis on the right."""
 
     def __init__(self, spec: C.ChartSpec, plot: pg.PlotItem):
         self.spec = spec
         self.plot = plot
-        self.legend = plot.addLegend(offset=(4, 4), labelTextSize="8pt", verSpacing=-6)
-        self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem | None]] = {}
+        self.curves: dict[str, _Curves] = {}
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
         self.cursor.setVisible(False)
         plot.addItem(self.cursor, ignoreBounds=True)
+        self.right: pg.ViewBox | None = None
+        if any(line.axis == "right" for line in spec.lines):
+            self._add_right_axis()
+        self.show_legend()
+
+    def _add_right_axis(self) -> None:
+        plot = self.plot
+        self.right = pg.ViewBox(enableMenu=False)
+        self.right.setMouseEnabled(x=False, y=False)
+        plot.showAxis("right")
+        axis = plot.getAxis("right")
+        C.style_axis(axis)
+        axis.setWidth(40)
+        axis.setGrid(False)
+        color = next(line.color for line in self.spec.lines if line.axis == "right")
+        axis.setTextPen(color)
+        plot.getAxis("left").setTextPen(next(line.color for line in self.spec.lines if line.axis != "right"))
+        plot.scene().addItem(self.right)
+        axis.linkToView(self.right)
+        self.right.setXLink(plot.getViewBox())
+
+        def follow_geometry():
+            self.right.setGeometry(plot.getViewBox().sceneBoundingRect())
+
+        plot.getViewBox().sigResized.connect(follow_geometry)
+        follow_geometry()
+
+    def view_for(self, line: C.Line) -> pg.ViewBox:
+        return self.right if line.axis == "right" and self.right is not None else self.plot.getViewBox()
 
     def metrics(self) -> list[tuple[str, C.Line, bool]]:
         """(metric name, line, is_eval_twin) for every curve this chart can show."""
@@ -78,26 +121,101 @@ class _Chart:
                 out.append((M.eval_name(line.metric), line, True))
         return out
 
-    def ensure(self, name: str, line: C.Line, twin: bool) -> tuple[pg.PlotDataItem, pg.PlotDataItem | None]:
+    def ensure(self, name: str, line: C.Line, twin: bool) -> _Curves:
         """Create a metric's curves on first data, so legends list only what the run logs."""
-        if name in self.curves:
-            return self.curves[name]
-        sparse = twin or C.is_sparse(name)
-        label = f"eval {line.label}" if twin else line.label
-        if sparse:
+        curves = self.curves.get(name)
+        if curves is not None:
+            return curves
+        view = self.view_for(line)
+        if twin or C.is_sparse(name):
             pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
-            main = self.plot.plot([], [], pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color,
-                                  symbolPen=None, name=label)
+            # eval series are short, but a long run evaluated often still has thousands of points
+            main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color, symbolPen=None,
+                                   **C.curve_options())
             raw = None
         else:
-            raw = self.plot.plot([], [], pen=pg.mkPen(C.faint(line.color), width=1))
-            main = self.plot.plot([], [], pen=pg.mkPen(line.color, width=2), name=label)
-        for item in (raw, main):
-            if item is not None:
-                item.setClipToView(True)
-                item.setDownsampling(auto=True, method="peak")
-        self.curves[name] = (main, raw)
-        return main, raw
+            raw = pg.PlotDataItem(pen=pg.mkPen(C.faint(line.color), width=1), **C.curve_options())
+            main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=2), **C.curve_options())
+            view.addItem(raw)
+        view.addItem(main)
+        curves = self.curves[name] = _Curves(main, raw)
+        self.show_legend()
+        return curves
+
+    def show_legend(self) -> None:
+        """The legend, as the label under the x axis: coloured names of what this run logs."""
+        entries, eval_color = [], None
+        for name, line, twin in self.metrics():
+            if name not in self.curves:
+                continue
+            if twin:
+                eval_color = eval_color or "#666"
+                continue
+            entries.append(("●" if C.is_sparse(name) else "━", line.color, line.label))
+        if eval_color:
+            entries.append(("╍●", eval_color, "eval"))
+        self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
+
+    def clear(self) -> None:
+        for name, curves in self.curves.items():
+            line = next(line for n, line, _twin in self.metrics() if n == name)
+            for item in (curves.main, curves.raw):
+                if item is not None:
+                    self.view_for(line).removeItem(item)
+        self.curves.clear()
+        self.show_legend()
+
+    def fit(self, rd: RunData, x_by: str, running: bool) -> None:
+        """Follow: scale the axes to all the data, from each series' running min/max (never a scan of
+        100k points). While the run grows, leave headroom, so the axes (and their cached pictures)
+        change every few seconds rather than at every redraw."""
+        t0 = rd.t0 or 0.0
+        xs: list[float] = []
+        ys: dict[int, list[float]] = {}
+        for name, line, _twin in self.metrics():
+            series = rd.series.get(name)
+            if series is None or not len(series):
+                continue
+            x = series.x(x_by, t0)
+            xs += [float(x[0]), float(x[-1])]
+            vr = series.value_range()
+            if vr is not None:
+                ys.setdefault(id(self.view_for(line)), []).extend(vr)
+        if not xs:
+            return
+        main_view = self.plot.getViewBox()
+        _fit_axis(main_view, 0, min(xs), max(xs), running, only_up=True)
+        for view in (main_view, self.right):
+            if view is not None and id(view) in ys:
+                values = ys[id(view)]
+                _fit_axis(view, 1, min(values), max(values), running, only_up=False)
+
+
+def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, only_up: bool) -> None:
+    """Set one axis of a view to [lo, hi] with a little padding. While running: keep the current
+    range while the data fits in it and fills most of it; when changing it, leave room to grow
+    (to the right only for x)."""
+    span = hi - lo
+    if span <= 0 or not math.isfinite(span):
+        span = max(abs(hi) * 0.1, 1e-9) if math.isfinite(hi) else 1.0
+        lo, hi = lo - span / 2, hi + span / 2
+        span = hi - lo
+    pad = 0.02 * span if axis == 0 else 0.06 * span
+    cur_lo, cur_hi = view.viewRange()[axis]
+    if running:
+        fits = cur_lo <= lo and hi <= cur_hi and (hi - lo) >= 0.55 * (cur_hi - cur_lo)
+        if fits and (only_up or cur_lo >= lo - 4 * pad):
+            return
+        room = 0.25 * span
+        new = (lo - pad, hi + room) if only_up else (lo - pad - room / 2, hi + pad + room / 2)
+    else:
+        new = (lo - pad, hi + pad) if axis == 1 else (lo, hi + pad)
+        if abs(new[0] - cur_lo) <= 1e-9 * span and abs(new[1] - cur_hi) <= 1e-9 * span:
+            return
+    if axis == 0:
+        view.setXRange(*new, padding=0)
+    else:
+        view.setYRange(*new, padding=0)
 
 
 class MonitorView(QWidget):
@@ -118,6 +236,9 @@ class MonitorView(QWidget):
         self._dirty: set[str] = set()
         self._all_dirty = False
         self.last_redraw_ms = 0.0
+        self._loading = False
+        self._refit = True
+        self._was_running = False
         self._build()
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_MS)
@@ -184,6 +305,7 @@ class MonitorView(QWidget):
         self.follow = QCheckBox("Follow")
         self.follow.setChecked(True)
         self.follow.setToolTip("Keep every chart scaled to all data as it arrives (zooming a chart turns this off)")
+        self.follow.toggled.connect(self._on_follow)
         controls.addWidget(self.follow)
         controls.addSpacing(12)
         self.readout = QLabel()
@@ -208,6 +330,7 @@ class MonitorView(QWidget):
             plot.setToolTip(spec.hint)
             chart = _Chart(spec, plot)
             self.charts[spec.title] = chart
+            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
             plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
             menu = plot.getViewBox().menu
             menu.addSeparator()
@@ -233,12 +356,7 @@ class MonitorView(QWidget):
             self.poller.unwatch(self.run_id)
         self.run_id = run_id
         for chart in self.charts.values():
-            for main, raw in chart.curves.values():
-                chart.plot.removeItem(main)
-                if raw is not None:
-                    chart.plot.removeItem(raw)
-            chart.legend.clear()
-            chart.curves.clear()
+            chart.clear()
         self.rd = self.poller.watch(run_id) if run_id is not None else None
         self.run = None
         if run_id is not None:
@@ -249,6 +367,7 @@ class MonitorView(QWidget):
         self._show_run_info()
         self._show_samples()
         self._all_dirty = True
+        self._refit = True
         self.redraw()
 
     def _on_runs(self, runs: list[dict]) -> None:
@@ -262,6 +381,8 @@ class MonitorView(QWidget):
 
     def _show_run_info(self) -> None:
         run = self.run
+        progress = self.rd.progress if self.rd is not None else None
+        loading = f" · <i>loading metrics {progress:.0%}…</i>" if progress is not None else ""
         if run is None:
             self.header.setText("Select a run, or start one with <b>New run…</b>" if self.run_id is None
                                 else f"Run {self.run_id} was deleted.")
@@ -271,7 +392,7 @@ class MonitorView(QWidget):
         device = f" · {html.escape(run['device'])}" if run.get("device") else ""
         self.header.setText(
             f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
-            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}")
+            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}{loading}")
         if run["status"] == RunStatus.FAILED:
             self.error_label.setText(f"<b>Failed:</b> {html.escape(run.get('error') or 'no error recorded')}")
             self.log_tail.setPlainText(run.get("log_tail") or "(no log kept)")
@@ -288,6 +409,9 @@ class MonitorView(QWidget):
         self._dirty |= names
         if "samples" in names:
             self._show_samples()
+        if self.rd is not None and (self.rd.progress is not None or self._loading):
+            self._loading = self.rd.progress is not None
+            self._show_run_info()
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothing = value / 100
@@ -297,51 +421,85 @@ class MonitorView(QWidget):
     def _on_x_axis(self) -> None:
         self.x_by = self.x_combo.currentData()
         self._all_dirty = True
+        if self.follow.isChecked():
+            self._refit = True
         self.follow.setChecked(True)
 
+    def _on_follow(self, on: bool) -> None:
+        if on:
+            self._refit = True
+            self._all_dirty = True
+
     def _redraw_if_dirty(self) -> None:
+        # nothing to paint while hidden or minimised: keep the changes for when it shows again
+        if not self.isVisible() or self.window().isMinimized():
+            return
         if self._dirty or self._all_dirty:
             self.redraw()
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._redraw_if_dirty()
+
     def redraw(self) -> float:
         """Push the buffers of changed metrics to their curves (one pass per timer tick, never per
-        point). Returns the time taken in ms (also kept in last_redraw_ms for the benchmark)."""
+        point): only metrics whose data, x axis or smoothing changed since they were last drawn.
+        Returns the time taken in ms (also kept in last_redraw_ms for the benchmark)."""
         t = time.perf_counter()
-        dirty, everything = self._dirty, self._all_dirty
         self._dirty, self._all_dirty = set(), False
         rd = self.rd
         if rd is not None:
             t0 = rd.t0 or 0.0
+            running = bool(self.run and self.run.get("status") in (RunStatus.RUNNING, RunStatus.QUEUED,
+                                                                   RunStatus.STOPPING))
+            follow = self.follow.isChecked()
+            refit, self._refit = self._refit, False
+            drawn: set[str] = set()
             for chart in self.charts.values():
                 touched = False
                 for name, line, twin in chart.metrics():
                     series = rd.series.get(name)
-                    if series is None or not len(series) or not (everything or name in dirty):
+                    if series is None or not len(series):
                         continue
-                    main, raw = chart.ensure(name, line, twin)
-                    x = series.x(self.x_by, t0)
-                    if raw is None:
-                        # markers only while sparse: thousands of scatter symbols cost more than the line
-                        symbol = "o" if len(series) <= MAX_MARKERS else None
-                        main.setData(x, series.y, symbol=symbol)
-                    elif self.smoothing > 0:
-                        raw.setData(x, series.y)
-                        raw.setVisible(True)
-                        main.setData(x, series.smoothed(self.smoothing))
-                    else:
-                        raw.setVisible(False)
-                        main.setData(x, series.y)
-                    touched = True
-                if touched and self.follow.isChecked():
-                    chart.plot.enableAutoRange()
-            warning = likelihood_displacement(rd)
-            self.warning.setText(warning or "")
-            self.warning.setVisible(bool(warning))
-        if everything:
-            for chart in self.charts.values():
-                chart.plot.setLabel("bottom", "step" if self.x_by == "step" else "minutes")
+                    if self._draw(chart.ensure(name, line, twin), series, t0):
+                        touched = True
+                        drawn.add(name)
+                if follow and (touched or refit or running != self._was_running):
+                    chart.fit(rd, self.x_by, running)
+            self._was_running = running
+            if {M.LOGPS_CHOSEN, M.LOGPS_REJECTED} & drawn or refit:
+                warning = likelihood_displacement(rd)
+                self.warning.setText(warning or "")
+                self.warning.setVisible(bool(warning))
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
+
+    def _draw(self, curves: _Curves, series, t0: float) -> bool:
+        """Bring one metric's curves up to date; False when nothing about them changed."""
+        smoothing = 0.0 if curves.raw is None else self.smoothing
+        key = (series.version, self.x_by, smoothing)
+        if curves.drawn == key:
+            return False
+        data_changed = curves.drawn is None or curves.drawn[:2] != key[:2]
+        curves.drawn = key
+        x = series.x(self.x_by, t0)
+        skip = series.all_finite  # skipping pyqtgraph's finite check is only safe without gaps
+        if curves.raw is None:
+            # markers only while sparse: thousands of scatter symbols cost more than the line
+            markers = len(series) <= MAX_MARKERS
+            if markers != curves.markers:
+                curves.markers = markers
+                curves.main.setSymbol("o" if markers else None)
+            curves.main.setData(x, series.y, skipFiniteCheck=skip)
+        elif smoothing > 0:
+            if data_changed or not curves.raw.isVisible():
+                curves.raw.setData(x, series.y, skipFiniteCheck=skip)
+                curves.raw.setVisible(True)
+            curves.main.setData(x, series.smoothed(smoothing), skipFiniteCheck=True)
+        else:
+            curves.raw.setVisible(False)
+            curves.main.setData(x, series.y, skipFiniteCheck=skip)
+        return True
 
     def _show_samples(self) -> None:
         if self.rd is None or not self.rd.samples:
@@ -424,12 +582,15 @@ class MonitorView(QWidget):
     # ------------------------------------------------------------------ for tests and the benchmark
 
     def curve_data(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """The (x, y) drawn for a metric's main curve, empty when it has none yet."""
+        """The (x, y) drawn for a metric's main curve, empty when it has none yet (pending changes
+        are drawn first: a hidden monitor draws only when shown)."""
+        if self._dirty or self._all_dirty:
+            self.redraw()
         for chart in self.charts.values():
             if metric in chart.curves:
-                x, y = chart.curves[metric][0].getData()
-                if x is not None:
-                    return x, y
+                curve = chart.curves[metric].main  # all its points, not the downsampled ones on screen
+                if curve.xData is not None:
+                    return curve.xData, curve.yData
         return np.empty(0), np.empty(0)
 
     def closeEvent(self, event) -> None:

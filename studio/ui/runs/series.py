@@ -7,15 +7,42 @@ import math
 
 import numpy as np
 
-_CHUNK = 128  # EMA is computed in chunks so alpha**-k stays far from float64 overflow
+_MAX_LOG_SCALE = 200.0
+"""Per block, the scan multiplies by a**-k up to e**200: far from float64 overflow (e**709), and
+summands that small relative to the newest term are exactly those the EMA has forgotten."""
+_MAX_BLOCK = 4096
+
+
+def _scan(b: np.ndarray, a: float, p0: float) -> np.ndarray:
+    """p_j = a * p_{j-1} + b_j with p_{-1} = p0, for 0 < a < 1, without a Python loop per point.
+
+    Within a block of length L: p_j = a^j (a p0 + sum_{k<=j} b_k a^-k), one cumsum. Blocks are
+    solved at once (each from 0), then their carries are themselves a scan with factor a^L over the
+    blocks, solved the same way (recursively), so the work is a few numpy passes at any length."""
+    n = b.size
+    if a < 1e-100:  # nothing carries over (the carries of long blocks get here)
+        out = b.copy()
+        out[0] += a * p0
+        return out
+    block = int(min(_MAX_BLOCK, max(2.0, _MAX_LOG_SCALE / -math.log(a))))
+    k = np.arange(min(n, block), dtype=np.float64)
+    a_pow = a ** k
+    if n <= block:
+        return a_pow * (a * p0 + np.cumsum(b / a_pow))
+    m = -(-n // block)
+    padded = np.zeros(m * block)
+    padded[:n] = b
+    local = a_pow * np.cumsum(padded.reshape(m, block) / a_pow, axis=1)  # each block started from 0
+    carry = _scan(local[:, -1], a ** block, p0)  # p at the end of each block
+    before = np.concatenate(([p0], carry[:-1]))  # p just before each block
+    return (local + (a * a_pow) * before[:, None]).ravel()[:n]
 
 
 def ema(values: np.ndarray, weight: float, start: float | None = None) -> np.ndarray:
     """Exponential moving average with smoothing `weight` in [0, 1) (TensorBoard's slider).
 
     s_0 = start (or the first value), s_t = weight * s_{t-1} + (1 - weight) * x_t. A missing value
-    (NaN) repeats the last known one. Vectorised per chunk: within a chunk
-    s_j = w^(j+1) s_prev + (1 - w) * w^j * cumsum(x_k w^-k), so 100k points take a few ms."""
+    (NaN) repeats the last known one. Vectorised (see _scan): 100k points take about a millisecond."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0 or weight <= 0:
         return x.copy()
@@ -28,36 +55,38 @@ def ema(values: np.ndarray, weight: float, start: float | None = None) -> np.nda
         x = x[idx]
         x[: int(np.argmax(finite))] = x[int(np.argmax(finite))]  # leading NaNs take the first value
     prev = float(x[0]) if start is None or not math.isfinite(start) else float(start)
-    out = np.empty_like(x)
-    k = np.arange(_CHUNK, dtype=np.float64)
-    w_pow = weight ** k
-    w_inv = weight ** -k
-    for lo in range(0, x.size, _CHUNK):
-        chunk = x[lo:lo + _CHUNK]
-        n = chunk.size
-        acc = np.cumsum(chunk * w_inv[:n])
-        seg = w_pow[:n] * (weight * prev + (1 - weight) * acc)
-        out[lo:lo + n] = seg
-        prev = float(seg[-1])
-    return out
+    return _scan((1.0 - weight) * x, weight, prev)
 
 
 class Series:
     """One metric of one run: steps, wall times and values in buffers that grow by doubling.
 
     Steps only increase: a resumed run re-logs the steps after its last checkpoint, and those new
-    points replace the old tail (as TensorBoard does), so x stays sorted for search and drawing."""
+    points replace the old tail (as TensorBoard does), so x stays sorted for search and drawing.
+    What the charts need per redraw is kept incrementally: the EMA, the value range (to scale the
+    axes without scanning 100k points) and the time axis in minutes."""
 
-    __slots__ = ("_ema", "_ema_n", "_ema_weight", "n", "step", "time", "value")
+    __slots__ = ("_bounds", "_bounds_n", "_ema", "_ema_n", "_ema_weight", "_minutes", "_minutes_n",
+                 "_minutes_t0", "all_finite", "n", "step", "time", "value", "version")
 
     def __init__(self, capacity: int = 256):
+        capacity = max(1, capacity)
         self.step = np.empty(capacity, dtype=np.float64)
         self.time = np.empty(capacity, dtype=np.float64)
         self.value = np.empty(capacity, dtype=np.float64)
         self.n = 0
+        self.version = 0
+        """Bumped on every change, so a view can tell whether it has drawn the latest points."""
+        self.all_finite = True
+        """False once a NaN or inf value arrived (curves then check for gaps when drawing)."""
         self._ema = np.empty(capacity, dtype=np.float64)
         self._ema_n = 0
         self._ema_weight = 0.0
+        self._bounds: tuple[float, float] | None = None
+        self._bounds_n = 0
+        self._minutes = np.empty(0, dtype=np.float64)
+        self._minutes_n = 0
+        self._minutes_t0 = 0.0
 
     def __len__(self) -> int:
         return self.n
@@ -81,6 +110,9 @@ class Series:
         values = np.asarray(values, dtype=np.float64)
         if steps.size == 0:
             return
+        self.version += 1
+        if self.all_finite and not np.isfinite(values).all():
+            self.all_finite = False
         # split where the step goes back (a resume): each later segment truncates what it overlaps
         back = np.flatnonzero(np.diff(steps) <= 0) + 1
         bounds = [0, *back.tolist(), steps.size]
@@ -89,6 +121,9 @@ class Series:
             if self.n and first <= self.step[self.n - 1]:
                 self.n = int(np.searchsorted(self.step[: self.n], first, side="left"))
                 self._ema_n = min(self._ema_n, self.n)
+                self._minutes_n = min(self._minutes_n, self.n)
+                if self._bounds_n > self.n:  # the range may shrink: recompute from scratch
+                    self._bounds, self._bounds_n = None, 0
             m = hi - lo
             self._reserve(self.n + m)
             self.step[self.n:self.n + m] = steps[lo:hi]
@@ -97,10 +132,19 @@ class Series:
             self.n += m
 
     def x(self, by: str = "step", t0: float = 0.0) -> np.ndarray:
-        """The x values: optimizer steps, or minutes since t0 when by == 'time'."""
-        if by == "time":
-            return (self.time[: self.n] - t0) / 60.0
-        return self.step[: self.n]
+        """The x values: optimizer steps, or minutes since t0 when by == 'time' (kept, not recomputed)."""
+        if by != "time":
+            return self.step[: self.n]
+        if t0 != self._minutes_t0 or self._minutes.size < self.n:
+            if t0 != self._minutes_t0:
+                self._minutes_n = 0
+            grown = np.empty(self.step.size, dtype=np.float64)
+            grown[: self._minutes_n] = self._minutes[: self._minutes_n]
+            self._minutes, self._minutes_t0 = grown, t0
+        lo = self._minutes_n
+        self._minutes[lo:self.n] = (self.time[lo:self.n] - t0) / 60.0
+        self._minutes_n = self.n
+        return self._minutes[: self.n]
 
     @property
     def y(self) -> np.ndarray:
@@ -118,6 +162,20 @@ class Series:
             self._ema[self._ema_n:self.n] = ema(self.value[self._ema_n:self.n], weight, start)
             self._ema_n = self.n
         return self._ema[: self.n]
+
+    def value_range(self) -> tuple[float, float] | None:
+        """(lowest, highest) finite value, extended incrementally; None while there is none."""
+        if self._bounds_n < self.n:
+            new = self.value[self._bounds_n:self.n]
+            if not self.all_finite:
+                new = new[np.isfinite(new)]
+            if new.size:
+                lo, hi = float(new.min()), float(new.max())
+                if self._bounds is not None:
+                    lo, hi = min(lo, self._bounds[0]), max(hi, self._bounds[1])
+                self._bounds = (lo, hi)
+            self._bounds_n = self.n
+        return self._bounds
 
     def last(self) -> float | None:
         return float(self.value[self.n - 1]) if self.n else None
