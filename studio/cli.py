@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Without a subcommand, opens the app.")
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo).")
+    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo, gui, monitor).")
     bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
