@@ -29,6 +29,8 @@ class Line:
     """Also draw `eval/<metric>` (dashed, with markers) when the run logs it."""
     axis: str = "left"
     """'right': its own y axis on the right, for a metric on another scale than the chart's others."""
+    include: tuple[float, ...] = ()
+    """Values the y axis always shows (0 and 1 for a fraction), so a flat curve reads as where it is."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("Log-probs", (Line(M.LOGPS_CHOSEN, "chosen", GREEN, False), Line(M.LOGPS_REJECTED, "rejected", RED,
                                                                                False)),
               "both falling = likelihood displacement: probability moves to responses outside the data"),
-    ChartSpec("Accuracy", (Line(M.REWARDS_ACCURACIES, "accuracy", BLUE),),
+    ChartSpec("Accuracy", (Line(M.REWARDS_ACCURACIES, "accuracy", BLUE, include=(0.0, 1.0)),),
               "share of pairs whose chosen reward beats the rejected one"),
     ChartSpec("Loss", (Line(M.LOSS, "loss", BLUE),), "preference loss; DPO starts at ln 2 = 0.693"),
     ChartSpec("KL to reference", (Line(M.KL_CHOSEN, "chosen", GREEN, False),
@@ -59,8 +61,9 @@ CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("Learning rate", (Line(M.LEARNING_RATE, "lr", GREY, False),), "warmup then schedule"),
     ChartSpec("Tokens / s", (Line(M.TOKENS_PER_SECOND, "tokens/s", ORANGE, False),), "training throughput"),
     ChartSpec("Memory (GiB)", (Line(M.MEMORY, "peak memory", ORANGE, False),), "peak GPU memory (RSS on CPU)"),
-    ChartSpec("Samples", (Line(M.EVAL_SAMPLE_LENGTH, "length (left)", GREY, False),
-                          Line(M.EVAL_DISTINCT_2, "distinct-2 (right)", PURPLE, False, axis="right")),
+    ChartSpec("Samples", (Line(M.EVAL_SAMPLE_LENGTH, "length (left)", GREY, False, include=(0.0,)),
+                          Line(M.EVAL_DISTINCT_2, "distinct-2 (right)", PURPLE, False, axis="right",
+                               include=(0.0, 1.0))),
               "generated length in tokens (left axis) and bigram diversity (right axis) at evals; "
               "diversity collapsing = mode collapse"),
 )
@@ -95,7 +98,8 @@ def make_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> pg.P
 
 
 def style_axis(axis: pg.AxisItem) -> None:
-    axis.setStyle(tickFont=_small_font(), maxTickLevel=0, tickLength=-4)
+    # labels may reach a few pixels past the ends, so the first and last ticks (0, 1.0) keep theirs
+    axis.setStyle(tickFont=_small_font(), maxTickLevel=0, tickLength=-4, hideOverlappingLabels=8)
     axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 

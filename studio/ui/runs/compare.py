@@ -98,7 +98,10 @@ class CompareView(QWidget):
         self.slider.setMaximumWidth(140)
         self.slider.valueChanged.connect(self._on_smoothing)
         controls.addWidget(self.slider)
-        controls.addStretch(1)
+        controls.addSpacing(12)
+        self.legend = QLabel()  # one legend for every chart, above them: none covers a curve
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        controls.addWidget(self.legend, 1)
         png = QPushButton("Save PNG…")
         png.clicked.connect(self._ask_png)
         csv_button = QPushButton("Save CSV…")
@@ -110,12 +113,12 @@ class CompareView(QWidget):
         vsplit = QSplitter(Qt.Orientation.Vertical)
         self.graphics = pg.GraphicsLayoutWidget()
         self.plots: dict[str, pg.PlotItem] = {}
-        self.legends: dict[str, pg.LegendItem] = {}
         self.curves: dict[tuple[str, int], pg.PlotDataItem] = {}
+        self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing) last drawn
         for i, name in enumerate(C.COMPARE_METRICS):
             plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
+            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
             self.plots[name] = plot
-            self.legends[name] = plot.addLegend(offset=(4, 4), labelTextSize="8pt", verSpacing=-6)
         vsplit.addWidget(self.graphics)
         tabs = QTabWidget()
         self.config_table = QTableWidget()
@@ -180,8 +183,8 @@ class CompareView(QWidget):
         for (name, _rid), curve in self.curves.items():
             self.plots[name].removeItem(curve)
         self.curves.clear()
-        for legend in self.legends.values():
-            legend.clear()
+        self._drawn.clear()
+        self.legend.setText(C.legend_html([("▬", self.color(rid), self.runs[rid]["name"]) for rid in self.run_ids]))
         self._dirty = True
         self.redraw()
         self._fill_tables()
@@ -248,9 +251,13 @@ class CompareView(QWidget):
         self._dirty = True
 
     def _redraw_if_dirty(self) -> None:
-        if self._dirty:
+        if self._dirty and self.isVisible() and not self.window().isMinimized():
             self.redraw()
             self._fill_tables()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._redraw_if_dirty()
 
     def redraw(self) -> None:
         import time
@@ -265,26 +272,29 @@ class CompareView(QWidget):
                 s = rd.series.get(name)
                 if s is None or not len(s):
                     continue
-                curve = self.curves.get((name, rid))
-                color = self.color(rid)
                 sparse = C.is_sparse(name)
+                smoothing = 0.0 if sparse else self.smoothing
+                if self._drawn.get((name, rid)) == (s.version, smoothing):
+                    continue  # unchanged since last drawn
+                self._drawn[(name, rid)] = (s.version, smoothing)
+                curve = self.curves.get((name, rid))
                 if curve is None:
-                    label = self.runs[rid]["name"] if rid in self.runs else str(rid)
+                    color = self.color(rid)
                     kw = {"symbol": "o", "symbolSize": 5, "symbolBrush": color, "symbolPen": None} if sparse else {}
-                    curve = self.plots[name].plot([], [], pen=pg.mkPen(color, width=2), name=label, **kw)
-                    curve.setClipToView(True)
-                    curve.setDownsampling(auto=True, method="peak")
+                    curve = pg.PlotDataItem(pen=pg.mkPen(color, width=2), **kw, **C.curve_options())
+                    self.plots[name].addItem(curve)
                     self.curves[(name, rid)] = curve
-                y = s.y if sparse or self.smoothing <= 0 else s.smoothed(self.smoothing)
-                curve.setData(s.step[: s.n], y)
+                y = s.y if smoothing <= 0 else s.smoothed(smoothing)
+                curve.setData(s.step[: s.n], y, skipFiniteCheck=s.all_finite or smoothing > 0)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
 
     def curve_data(self, metric: str, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._dirty:
+            self.redraw()
         curve = self.curves.get((metric, run_id))
-        if curve is None:
+        if curve is None or curve.xData is None:
             return np.empty(0), np.empty(0)
-        x, y = curve.getData()
-        return (np.empty(0), np.empty(0)) if x is None else (x, y)
+        return curve.xData, curve.yData  # all points, not the downsampled ones on screen
 
     # ------------------------------------------------------------------ export
 

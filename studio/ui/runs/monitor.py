@@ -34,6 +34,7 @@ from studio.ui.runs.poller import Poller, RunData
 
 COLUMNS = 4
 MAX_MARKERS = 300
+EDGE_LABEL_PX = 9
 REDRAW_MS = 100
 DISPLACEMENT_NATS = 0.5
 """Both log-probs falling by more than this (summed over the response) triggers the warning."""
@@ -151,9 +152,9 @@ class _Chart:
             if twin:
                 eval_color = eval_color or "#666"
                 continue
-            entries.append(("●" if C.is_sparse(name) else "━", line.color, line.label))
+            entries.append(("●" if C.is_sparse(name) else "▬", line.color, line.label))
         if eval_color:
-            entries.append(("╍●", eval_color, "eval"))
+            entries.append(("- -●", eval_color, "eval"))
         self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
 
     def clear(self) -> None:
@@ -180,11 +181,14 @@ class _Chart:
             xs += [float(x[0]), float(x[-1])]
             vr = series.value_range()
             if vr is not None:
-                ys.setdefault(id(self.view_for(line)), []).extend(vr)
+                ys.setdefault(id(self.view_for(line)), []).extend((*vr, *line.include))
         if not xs:
             return
         main_view = self.plot.getViewBox()
-        _fit_axis(main_view, 0, min(xs), max(xs), running, only_up=True)
+        x_lo, x_hi = min(xs), max(xs)
+        if 0 < x_lo <= 0.1 * x_hi:
+            x_lo = 0.0  # steps from 1 (or minutes from a few seconds) read better from 0
+        _fit_axis(main_view, 0, x_lo, x_hi, running, only_up=True)
         for view in (main_view, self.right):
             if view is not None and id(view) in ys:
                 values = ys[id(view)]
@@ -200,7 +204,10 @@ def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, 
         span = max(abs(hi) * 0.1, 1e-9) if math.isfinite(hi) else 1.0
         lo, hi = lo - span / 2, hi + span / 2
         span = hi - lo
-    pad = 0.02 * span if axis == 0 else 0.06 * span
+    # room for the labels of ticks at the ends (pyqtgraph hides a label that would cross them)
+    pixels = view.width() if axis == 0 else view.height()
+    edge = EDGE_LABEL_PX / pixels if pixels > 0 else 0.0
+    pad = max(0.02 if axis == 0 else 0.06, edge) * span
     cur_lo, cur_hi = view.viewRange()[axis]
     if running:
         fits = cur_lo <= lo and hi <= cur_hi and (hi - lo) >= 0.55 * (cur_hi - cur_lo)
@@ -209,7 +216,7 @@ def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, 
         room = 0.25 * span
         new = (lo - pad, hi + room) if only_up else (lo - pad - room / 2, hi + pad + room / 2)
     else:
-        new = (lo - pad, hi + pad) if axis == 1 else (lo, hi + pad)
+        new = (lo - pad, hi + pad)
         if abs(new[0] - cur_lo) <= 1e-9 * span and abs(new[1] - cur_hi) <= 1e-9 * span:
             return
     if axis == 0:
@@ -375,6 +382,8 @@ class MonitorView(QWidget):
             return
         for r in runs:
             if r["id"] == self.run_id:
+                if self.run is not None and self.run.get("status") != r["status"]:
+                    self._all_dirty = True  # finished: fit the axes to the data, without headroom
                 self.run = r
                 break
         self._show_run_info()
@@ -382,6 +391,7 @@ class MonitorView(QWidget):
     def _show_run_info(self) -> None:
         run = self.run
         progress = self.rd.progress if self.rd is not None else None
+        self._loading = progress is not None
         loading = f" · <i>loading metrics {progress:.0%}…</i>" if progress is not None else ""
         if run is None:
             self.header.setText("Select a run, or start one with <b>New run…</b>" if self.run_id is None
@@ -410,8 +420,7 @@ class MonitorView(QWidget):
         if "samples" in names:
             self._show_samples()
         if self.rd is not None and (self.rd.progress is not None or self._loading):
-            self._loading = self.rd.progress is not None
-            self._show_run_info()
+            self._show_run_info()  # loading progress, or its end
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothing = value / 100
@@ -450,8 +459,7 @@ class MonitorView(QWidget):
         rd = self.rd
         if rd is not None:
             t0 = rd.t0 or 0.0
-            running = bool(self.run and self.run.get("status") in (RunStatus.RUNNING, RunStatus.QUEUED,
-                                                                   RunStatus.STOPPING))
+            running = bool(self.run and self.run.get("status") in (RunStatus.RUNNING, RunStatus.STOPPING))
             follow = self.follow.isChecked()
             refit, self._refit = self._refit, False
             drawn: set[str] = set()

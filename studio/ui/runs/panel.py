@@ -91,9 +91,10 @@ class RunsPanel(QWidget):
         self.split.addWidget(self.table)
         self.tabs = QTabWidget()
         self.split.addWidget(self.tabs)
-        self.split.setStretchFactor(0, 1)
-        self.split.setStretchFactor(1, 4)
-        self.split.setSizes([160, 640])
+        # the table needs a few rows; the charts need every pixel they can get
+        self.split.setStretchFactor(0, 0)
+        self.split.setStretchFactor(1, 1)
+        self.split.setSizes([150, 1000])
         layout.addWidget(self.split, 1)
         self._update_buttons()
 

@@ -32,6 +32,7 @@ def runs_view(window, args) -> QWidget:
     ids = _run_ids(project, args) or [r["id"] for r in project.runs()[-1:]]
     if ids:
         panel.show_run(ids[0])
+        panel.poller.finish_loading(ids[0])
     panel.monitor.redraw()
     return panel
 
@@ -48,6 +49,7 @@ def monitor_view(window, args) -> QWidget:
     poller.start()
     if ids:
         view.set_run(ids[0])
+        poller.finish_loading(ids[0])
     view.redraw()
     return view
 
