@@ -21,6 +21,14 @@ def test_ema_matches_the_recurrence_across_chunks():
         np.testing.assert_allclose(ema(x, w), x if w == 0 else reference_ema(x, w), atol=1e-9)
 
 
+def test_ema_is_exact_over_many_blocks_at_any_weight():
+    # long enough that the blocks' carries are themselves solved in blocks (for small weights)
+    x = np.random.default_rng(2).normal(size=30_000) * 100 + 50
+    for w in (0.01, 0.5, 0.95, 0.999):
+        np.testing.assert_allclose(ema(x, w), reference_ema(x, w), rtol=1e-9, atol=1e-7)
+        np.testing.assert_allclose(ema(x[:777], w, start=3.0)[0], w * 3.0 + (1 - w) * x[0])
+
+
 def test_ema_carries_missing_values_and_incremental_smoothing_equals_full():
     x = np.array([1.0, np.nan, 3.0, 4.0])
     np.testing.assert_allclose(ema(x, 0.5), reference_ema(np.array([1.0, 1.0, 3.0, 4.0]), 0.5))
@@ -41,3 +49,18 @@ def test_a_resumed_run_replaces_the_steps_it_logs_again():
     assert s.step[: s.n].tolist() == [1, 2, 3, 4, 5, 6]
     assert s.y.tolist() == [10, 20, 30, 41, 51, 61]
     assert s.value_at(4.4) == (4.0, 41.0)
+
+
+def test_value_range_and_minutes_follow_appends_and_resumes():
+    s = Series(capacity=2)
+    s.extend([1, 2, 3], [60, 120, 180], [5.0, np.nan, -1.0])
+    assert not s.all_finite and s.value_range() == (-1.0, 5.0)
+    assert s.x("time", t0=60).tolist() == [0, 1, 2]
+    s.extend([4], [240], [9.0])
+    assert s.value_range() == (-1.0, 9.0) and s.x("time", t0=60).tolist() == [0, 1, 2, 3]
+    s.extend([2, 3], [300, 360], [0.5, 0.25])  # resumed at step 2: the old extremes are gone
+    assert s.value_range() == (0.25, 5.0)
+    assert s.x("time", t0=60).tolist() == [0, 4, 5]
+    v = s.version
+    s.extend([], [], [])
+    assert s.version == v  # nothing new: the monitor will not redraw it

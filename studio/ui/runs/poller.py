@@ -46,9 +46,10 @@ class RunData:
             "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
             (self.run_id, self.last_metric_id, limit)).fetchall()
 
-    def poll(self, project, limit: int = CHUNK_ROWS) -> set[str]:
-        """Read up to `limit` rows newer than what we have; returns the names of the metrics that
-        changed. Sets `behind` when more rows are waiting."""
+    def poll(self, project, limit: int | None = None) -> set[str]:
+        """Read up to `limit` (CHUNK_ROWS) rows newer than what we have; returns the names of the
+        metrics that changed. Sets `behind` when more rows are waiting."""
+        limit = limit or CHUNK_ROWS
         if not self.behind and self.last_metric_id == 0:
             self.rows_expected = project.conn.execute(
                 "SELECT count(*) FROM metrics WHERE run_id = ?", (self.run_id,)).fetchone()[0]

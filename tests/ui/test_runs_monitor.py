@@ -1,0 +1,98 @@
+"""The live monitor with many points: chunked loading, what a redraw touches, axes and legends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core import metrics as M
+from studio.ui.runs import poller as poller_module
+from studio.ui.runs.monitor import MonitorView
+from studio.ui.runs.poller import Poller, RunData
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def log_run(project, steps: int, names=(M.LOSS, M.REWARDS_ACCURACIES, M.LOGPS_CHOSEN)) -> int:
+    """A run logged as a worker does: every metric of a step together, an eval every 10 steps."""
+    run_id = project.create_run("dpo", "m", {})
+    rows = []
+    for step in range(1, steps + 1):
+        rows += [(step, name, None if (name == M.LOSS and step == 5) else step / steps) for name in names]
+        if step % 10 == 0:
+            rows += [(step, M.EVAL_DISTINCT_2, 0.5), (step, M.EVAL_SAMPLE_LENGTH, 40.0 + step)]
+    project.log_metrics(run_id, rows)
+    return run_id
+
+
+def test_a_long_run_is_read_in_chunks_grouped_per_metric(project, monkeypatch):
+    run_id = log_run(project, 100)
+    rd = RunData(run_id)
+    changed = rd.poll(project, limit=120)
+    assert rd.behind and 0 < rd.progress < 1 and changed == {M.LOSS, M.REWARDS_ACCURACIES, M.LOGPS_CHOSEN,
+                                                             M.EVAL_DISTINCT_2, M.EVAL_SAMPLE_LENGTH}
+    while rd.behind:
+        rd.poll(project, limit=120)
+    assert rd.progress is None and rd.rows_read == 100 * 3 + 10 * 2
+    loss = rd.series[M.LOSS]
+    assert loss.step[: loss.n].tolist() == list(range(1, 101))
+    assert np.isnan(loss.y[4]) and loss.y[9] == pytest.approx(0.1)
+    assert rd.series[M.EVAL_SAMPLE_LENGTH].y.tolist() == [40.0 + s for s in range(10, 101, 10)]
+
+    # the Poller reads the first chunk at once and the rest from the event loop, or all on demand
+    monkeypatch.setattr(poller_module, "CHUNK_ROWS", 50)
+    poller = Poller(project)
+    rd = poller.watch(run_id)
+    assert rd.behind and len(rd.series[M.LOSS]) < 100
+    seen = []
+    poller.data_changed.connect(lambda rid, names: seen.append(rid))
+    poller.finish_loading(run_id)
+    assert not rd.behind and len(rd.series[M.LOSS]) == 100 and seen == [run_id]
+
+
+def test_redraw_touches_only_what_changed_and_waits_while_hidden(qtbot, project):
+    run_id = log_run(project, 200)
+    poller = Poller(project)
+    view = MonitorView(project, poller)
+    qtbot.addWidget(view)
+    view.redraw_timer.stop()
+    view.set_run(run_id)
+    loss = view.charts["Loss"].curves[M.LOSS]
+    acc = view.charts["Accuracy"].curves[M.REWARDS_ACCURACIES]
+    drawn_loss, drawn_acc = loss.drawn, acc.drawn
+    assert len(view.curve_data(M.LOSS)[0]) == 200
+
+    view.rd.series[M.LOSS].extend([201, 202], [0, 0], [1.0, 2.0])
+    view._dirty.add(M.LOSS)
+    view._redraw_if_dirty()  # never shown: nothing is drawn yet
+    assert loss.drawn == drawn_loss
+    assert len(view.curve_data(M.LOSS)[0]) == 202  # asking for the data draws what is pending
+    assert loss.drawn != drawn_loss and acc.drawn == drawn_acc
+
+    view.smooth_slider.setValue(0)  # smoothing off: the raw curve is the main one, the faint one hides
+    view.redraw()
+    assert not loss.raw.isVisible()
+    np.testing.assert_array_equal(view.curve_data(M.LOSS)[1], view.rd.series[M.LOSS].y)
+
+
+def test_fractions_keep_their_0_to_1_axis_and_distinct_2_gets_its_own(qtbot, project):
+    run_id = log_run(project, 50)
+    view = MonitorView(project, Poller(project))
+    qtbot.addWidget(view)
+    view.resize(1280, 800)
+    view.show()
+    view.set_run(run_id)
+    view.redraw()
+    lo, hi = view.charts["Accuracy"].plot.getViewBox().viewRange()[1]
+    assert lo < 0 and hi > 1  # accuracy only went to 1.0 by step 50, but the axis shows all of 0..1
+    samples = view.charts["Samples"]
+    assert samples.right is not None
+    assert samples.curves[M.EVAL_DISTINCT_2].main.getViewBox() is samples.right
+    assert samples.curves[M.EVAL_SAMPLE_LENGTH].main.getViewBox() is samples.plot.getViewBox()
+    d_lo, d_hi = samples.right.viewRange()[1]
+    l_lo, l_hi = samples.plot.getViewBox().viewRange()[1]
+    assert d_lo < 0 < 1 < d_hi and l_lo < 0 and l_hi > 90  # each on its own scale
+    legend = samples.plot.getAxis("bottom").labelText
+    assert "length" in legend and "distinct-2" in legend
+    assert "eval" not in view.charts["Loss"].plot.getAxis("bottom").labelText  # only what the run logs
+    assert view.charts["Loss"].plot.legend is None  # no legend box over the curves
