@@ -75,6 +75,7 @@ def bench_redraw(points: int = 100_000, repeats: int = 10) -> dict:
                 rows += [(step, name, float(walks[name][step])) for name in names
                          if not name.startswith(M.EVAL_PREFIX) or step % 50 == 0]
             project.log_metrics(run_id, rows, at=t0 + lo / 2)
+        project.update_run(run_id, status="running")  # new steps arrive only while a run runs
         poller = Poller(project)
         view = MonitorView(project, poller)
         view.redraw_timer.stop()
