@@ -78,6 +78,10 @@ def choice_to_side(choice: Choice, shown_left: str) -> str:
     return choice.value
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def describe(label: Label, shown_left: str) -> str:
     text = SIDE_TITLES[choice_to_side(label.choice, shown_left)]
     if label.strength:
@@ -153,7 +157,7 @@ class ResponsePane(QFrame):
     def show_text(self, text: str, raw: bool) -> None:
         long_text = render.render_text(self.browser.document(), text, raw)
         words = len(diff.WORD.findall(text)) if len(text) < 2_000_000 else None
-        size = f"{len(text):,} chars" + (f" · {words:,} words" if words is not None else "")
+        size = _count(len(text), "char") + (f" · {_count(words, 'word')}" if words is not None else "")
         name = "Left" if self.side == "left" else "Right"
         note = "  ·  long: shown as plain text" if long_text else ""
         self.title.setText(f"<b>{name}</b>&nbsp;&nbsp;<span style='color:#666'>{size}{note}</span>")
@@ -197,6 +201,14 @@ class ShortcutOverlay(QWidget):
     def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(0, 0, 0, 110))
+
+    def event(self, event) -> bool:
+        # While the help is up, a key only closes it: claiming the shortcut stops `1` from also
+        # labeling the pair behind it (the workbench's shortcuts would fire before keyPressEvent).
+        if event.type() == QEvent.Type.ShortcutOverride:
+            event.accept()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event) -> None:
         self.hide()
@@ -289,9 +301,12 @@ class LabelView(QWidget):
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search prompt and responses…  (Enter)")
         self.search_edit.setClearButtonEnabled(True)
-        self.queue_box.currentIndexChanged.connect(self._filters_changed)
-        self.split_box.currentIndexChanged.connect(self._filters_changed)
-        self.source_box.currentIndexChanged.connect(self._filters_changed)
+        for box in (self.queue_box, self.split_box, self.source_box):
+            box.currentIndexChanged.connect(self._filters_changed)
+            # A click must not leave the focus in a filter, where Up/Down would change it and the keys
+            # stop labeling; Tab still reaches them. Picking a value hands the keys back.
+            box.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            box.activated.connect(lambda _index: self.setFocus())
         self.search_edit.returnPressed.connect(self._filters_changed)
         self.search_edit.returnPressed.connect(self.setFocus)
         self.pair_label = QLabel()
@@ -330,6 +345,12 @@ class LabelView(QWidget):
         self.prompt_browser.setObjectName("promptBrowser")
         self.prompt_browser.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.prompt_browser.setFrameShape(QFrame.Shape.NoFrame)
+        # A chat is shown from its end: the responses answer the last turn. Kept there through the layout
+        # passes that follow (each changes the range) until the annotator scrolls it.
+        self._prompt_at_end = False
+        bar = self.prompt_browser.verticalScrollBar()
+        bar.rangeChanged.connect(lambda _lo, hi: self._prompt_at_end and bar.setValue(hi))
+        bar.actionTriggered.connect(lambda _action: setattr(self, "_prompt_at_end", False))
         self.prompt_title = QLabel("<b>Prompt</b>")
         self.prompt_title.setObjectName("paneTitle")
         prompt_head = QHBoxLayout()
@@ -441,8 +462,9 @@ class LabelView(QWidget):
         layout.addLayout(details)
         layout.addLayout(status)
         layout.addWidget(self.progress_bar)
-        self.overlay = ShortcutOverlay(self)
+        self._overlay: ShortcutOverlay | None = None
         self.rationale.installEventFilter(self)
+        self.search_edit.installEventFilter(self)
 
     def _bind_keys(self) -> None:
         def bind(keys, slot) -> None:
@@ -464,13 +486,24 @@ class LabelView(QWidget):
         bind(["J"], lambda: self._scroll(+1))
         bind(["K"], lambda: self._scroll(-1))
 
+    @property
+    def overlay(self) -> ShortcutOverlay:
+        """The `?` help, built the first time it is asked for: thirty labels the window need not build
+        before the first pair is on screen."""
+        if self._overlay is None:
+            self._overlay = ShortcutOverlay(self)
+        return self._overlay
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self.overlay.setGeometry(self.rect())
+        if self._overlay is not None:
+            self._overlay.setGeometry(self.rect())
         QTimer.singleShot(0, self._fit_prompt)
 
     def eventFilter(self, obj, event) -> bool:
-        if obj is self.rationale and event.type() == QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Escape:
+        # Esc in the rationale or the search box returns to the keys, as Enter does
+        if obj in (self.rationale, self.search_edit) and event.type() == QEvent.Type.KeyPress and \
+                event.key() == Qt.Key.Key_Escape:
             self.setFocus()
             return True
         return super().eventFilter(obj, event)
@@ -598,6 +631,7 @@ class LabelView(QWidget):
         if self.pair is None:
             return
         p = self.pair.prompt
+        self._prompt_at_end = bool(p.messages)
         render.render_prompt(self.prompt_browser.document(), p.text, p.messages, self.raw)
         left, right = (self.pair.a, self.pair.b) if self.shown_left == "a" else (self.pair.b, self.pair.a)
         self.left.show_text(left.text, self.raw)
@@ -605,6 +639,8 @@ class LabelView(QWidget):
         if self.diff_on:
             self._apply_diff()
         self._fit_prompt()
+        bar = self.prompt_browser.verticalScrollBar()
+        bar.setValue(bar.maximum() if self._prompt_at_end else 0)
 
     def _fit_prompt(self) -> None:
         """Give the prompt the height it needs, up to 45% of the space, so a short prompt leaves the
@@ -707,8 +743,8 @@ class LabelView(QWidget):
         """Commit the verdict for the pair on screen and show the next pair. Returns the label id."""
         if self.pair is None:
             return None
-        if self.overlay.isVisible():
-            self.overlay.hide()
+        if self._overlay is not None and self._overlay.isVisible():
+            self._overlay.hide()
         choice = side_to_choice(side, self.shown_left)
         strength = self.strength() if choice.decided else None
         seconds = round(self.timer.seconds(), 3)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Sequence
 
-from PySide6.QtCore import QEvent, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -16,12 +18,21 @@ from PySide6.QtGui import (
     QTextDocumentFragment,
     QTextFormat,
     QTextFrameFormat,
+    QTextTable,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 # Markdown layout in QTextDocument is superlinear on some inputs; beyond this many characters a text is
 # shown plain so a 100k-character response still opens instantly.
 MARKDOWN_LIMIT = 20_000
+
+# Qt wraps a run of characters with no break opportunity (a base64 blob, minified code, "aaaa…" from a
+# degenerate model) by trying every position, which takes about a second for a 100k-character run. Runs
+# this long get an invisible break opportunity (ZERO WIDTH SPACE) every SOFT_BREAK_EVERY characters
+# when shown plain; copying the text takes them out again.
+SOFT_BREAK_RUN = re.compile(r"[^\s\u200b]{80,}")
+SOFT_BREAK_EVERY = 40
+ZWSP = "\u200b"
 
 # GitHub dialect (tables, strikethrough, task lists) with raw HTML turned off: `<script>` and `<img>`
 # in a response are shown as the characters they are, never interpreted.
@@ -40,6 +51,7 @@ class SafeDocument(QTextDocument):
         super().__init__(parent)
         self.refused: list[str] = []  # what the text asked for; tests read it
         self.base_font = QFont()  # the widget's font (set from the style sheet); renders start from it
+        self.soft_breaks = False  # ZERO WIDTH SPACEs were added for display (see SOFT_BREAK_RUN)
 
     def loadResource(self, type: int, name: QUrl):
         self.refused.append(name.toString())
@@ -64,6 +76,13 @@ class SafeBrowser(QTextBrowser):
         self.document().refused.append(name.toString())
         return None
 
+    def createMimeDataFromSelection(self) -> QMimeData:
+        # copy what the response says, without the soft breaks added for display
+        data = QMimeData()
+        text = self.textCursor().selection().toPlainText()
+        data.setText(text.replace(ZWSP, "") if getattr(self.document(), "soft_breaks", False) else text)
+        return data
+
     def changeEvent(self, event) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:
@@ -81,21 +100,36 @@ def mono_font(like: QFont | None = None) -> QFont:
     return font
 
 
-def _style_code_blocks(doc: QTextDocument) -> None:
-    """Give fenced and indented code a tinted background so it reads as code, as on GitHub."""
+def _style_markdown(doc: QTextDocument) -> None:
+    """Make markdown structure read as it does on GitHub: code on a tinted background, quotes in grey,
+    tables with light solid rules (Qt's default grey outset border is heavy next to the text)."""
     block = doc.begin()
     while block.isValid():
         fmt = block.blockFormat()
         if fmt.hasProperty(QTextFormat.Property.BlockCodeFence) or fmt.nonBreakableLines():
-            cur = QTextCursor(block)
             fmt.setBackground(QColor("#f3f4f6"))
-            cur.setBlockFormat(fmt)
+            QTextCursor(block).setBlockFormat(fmt)
+        elif fmt.intProperty(QTextFormat.Property.BlockQuoteLevel) > 0:
+            cur = QTextCursor(block)
+            cur.select(QTextCursor.SelectionType.BlockUnderCursor)
+            grey = QTextCharFormat()
+            grey.setForeground(QColor("#555a62"))
+            cur.mergeCharFormat(grey)
         block = block.next()
+    frames = list(doc.rootFrame().childFrames())
+    while frames:
+        frame = frames.pop()
+        frames.extend(frame.childFrames())
+        if isinstance(frame, QTextTable):
+            tf = frame.format()
+            tf.setBorderBrush(QColor("#d0d3d8"))
+            tf.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
+            frame.setFormat(tf)
 
 
 def _replace_images(doc: QTextDocument) -> None:
-    """Turn each markdown image into visible text naming its address: the annotator sees that the
-    response wanted an image, and the layout never asks for it."""
+    """Turn each markdown image into visible text naming its alt text, title and address: the annotator
+    sees that the response wanted an image and what it said about it, and the layout never asks for it."""
     found: list[tuple[int, str]] = []
     block = doc.begin()
     while block.isValid():
@@ -105,8 +139,12 @@ def _replace_images(doc: QTextDocument) -> None:
             if frag.isValid():
                 fmt = frag.charFormat()
                 if fmt.isImageFormat():
+                    words = [fmt.stringProperty(QTextFormat.Property.ImageAltText),
+                             fmt.stringProperty(QTextFormat.Property.ImageTitle)]
+                    said = " · ".join(w for w in words if w.strip())
+                    name = fmt.toImageFormat().name() + (f" ({said})" if said else "")
                     for i in range(frag.length()):
-                        found.append((frag.position() + i, fmt.toImageFormat().name()))
+                        found.append((frag.position() + i, name))
             it += 1
         block = block.next()
     if not found:
@@ -121,36 +159,114 @@ def _replace_images(doc: QTextDocument) -> None:
         cur.insertText(f"[image not loaded: {name}]", note)
 
 
+def with_soft_breaks(text: str) -> str:
+    """The text with a ZERO WIDTH SPACE every few characters inside very long unbroken runs, so Qt can wrap
+    them cheaply. Texts that already hold one are left alone (copying strips them all)."""
+    if ZWSP in text:
+        return text
+    return SOFT_BREAK_RUN.sub(lambda m: ZWSP.join(m[0][i:i + SOFT_BREAK_EVERY]
+                                                 for i in range(0, len(m[0]), SOFT_BREAK_EVERY)), text)
+
+
+def _alnum(text: str) -> Counter:
+    return Counter(c for c in text if c.isalnum())
+
+
+def hides_text(doc: QTextDocument, source: str) -> bool:
+    """True when rendering `source` as markdown into `doc` hid something it says.
+
+    Responses are untrusted, plain-ish text: `0.` alone is an empty list item in markdown, `5. x` then
+    `3. y` is renumbered 5, 6, `&amp;` becomes `&`, a lone `#` or `-` disappears. Markdown may restyle
+    a text but not change its letters and digits: every one of the source's must still be visible (in
+    the text, a non-empty list item's number, a link's address, a code block's language, a ticked box).
+    """
+    shown: list[str] = []
+    block = doc.begin()
+    while block.isValid():
+        text = block.text()
+        shown.append(text)
+        if text.strip() and block.textList() is not None:
+            shown.append(block.textList().itemText(block))
+        fmt = block.blockFormat()
+        if fmt.marker() == QTextBlockFormat.MarkerType.Checked:
+            shown.append("xX")
+        shown.append(fmt.stringProperty(QTextFormat.Property.BlockCodeLanguage))
+        block = block.next()
+    if not "".join(shown).strip():
+        return bool(source.strip())  # "-", "#", "---": only markup, nothing would be left to read
+    missing = _alnum(source) - _alnum("".join(shown))
+    if not missing:
+        return False
+    # links are the one place where markdown moves letters out of the text (into the address)
+    block = doc.begin()
+    while block.isValid() and missing:
+        it = block.begin()
+        while not it.atEnd():
+            fmt = it.fragment().charFormat()
+            if fmt.isAnchor():
+                missing -= _alnum(fmt.anchorHref())
+            it += 1
+        block = block.next()
+    return bool(missing)
+
+
+def _markdown_document(text: str, base: QFont) -> QTextDocument | None:
+    """The text rendered as markdown in a document of its own, or None when markdown would hide part of it."""
+    doc = SafeDocument()
+    doc.setDefaultFont(base)
+    doc.setMarkdown(text, MARKDOWN_FEATURES)
+    _replace_images(doc)
+    if hides_text(doc, text):
+        return None
+    return doc
+
+
 def _insert_text(cursor: QTextCursor, text: str, raw: bool) -> bool:
-    """Insert one text at the cursor as markdown, or plain when raw or too long. Returns True when the
-    text was shown plain because of its size."""
-    if raw or len(text) > MARKDOWN_LIMIT:
+    """Insert one text at the cursor as markdown, or plain when raw, too long, or not really markdown.
+    Returns True when the text was shown plain because of its size."""
+    long_text = len(text) > MARKDOWN_LIMIT
+    rendered = None if raw or long_text else _markdown_document(text, base_font(cursor.document()))
+    if rendered is None:
         fmt = QTextCharFormat()
         if raw:
             fmt.setFont(mono_font(cursor.document().defaultFont()))
-        cursor.insertText(text, fmt)
-        return not raw
-    cursor.insertFragment(QTextDocumentFragment.fromMarkdown(text, MARKDOWN_FEATURES))
+        soft = with_soft_breaks(text)
+        if soft != text:
+            cursor.document().soft_breaks = True
+        cursor.insertText(soft, fmt)
+        return long_text and not raw
+    cursor.insertFragment(QTextDocumentFragment(rendered))
     return False
+
+
+def _set_plain(doc: QTextDocument, text: str) -> None:
+    soft = with_soft_breaks(text)
+    doc.soft_breaks = soft != text
+    doc.setPlainText(soft)
 
 
 def render_text(doc: QTextDocument, text: str, raw: bool = False) -> bool:
     """Render a response into the document. Returns True when it was too long for markdown."""
     doc.clear()
+    doc.soft_breaks = False
     font = base_font(doc)
     doc.setDefaultFont(mono_font(font) if raw else font)
     if raw or len(text) > MARKDOWN_LIMIT:
-        doc.setPlainText(text)
+        _set_plain(doc, text)
         return not raw
     doc.setMarkdown(text, MARKDOWN_FEATURES)
     _replace_images(doc)
-    _style_code_blocks(doc)
+    if hides_text(doc, text):
+        _set_plain(doc, text)  # the default font is the proportional one: this is not raw mode
+        return False
+    _style_markdown(doc)
     return False
 
 
 def render_chat(doc: QTextDocument, messages: Sequence[dict], raw: bool = False) -> bool:
     """Render a chat as turns: a colored role line, then the content, each turn in its own tinted box."""
     doc.clear()
+    doc.soft_breaks = False
     doc.setDefaultFont(base_font(doc))
     cursor = QTextCursor(doc)
     long_text = False
@@ -173,9 +289,20 @@ def render_chat(doc: QTextDocument, messages: Sequence[dict], raw: bool = False)
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
         long_text |= _insert_text(cursor, content, raw)
         cursor = root.lastCursorPosition()
-    _replace_images(doc)
-    _style_code_blocks(doc)
+    _hide_frame_separators(doc)
+    _style_markdown(doc)
     return long_text
+
+
+def _hide_frame_separators(doc: QTextDocument) -> None:
+    """A document keeps an empty paragraph before, between and after its frames; shown, they put a blank
+    line above the first turn and between turns. The turns' own margins space them instead."""
+    it = doc.rootFrame().begin()
+    while not it.atEnd():
+        if it.currentFrame() is None and not it.currentBlock().text():
+            it.currentBlock().setVisible(False)
+        it += 1
+    doc.markContentsDirty(0, doc.characterCount())
 
 
 def render_prompt(doc: QTextDocument, text: str, messages: Sequence[dict] | None, raw: bool = False) -> bool:

@@ -350,3 +350,89 @@ def test_killed_session_keeps_every_committed_label(pairs_project, tmp_path):
             lab = again.current_label(pid, "killed")
             assert lab is not None, f"label on pair {pid} lost"
         assert again.current_label(pending, "killed") is None
+
+
+def test_a_key_that_closes_the_help_does_not_also_label(qtbot, pairs_project):
+    view = make_view(qtbot, pairs_project)
+    pair = view.pair.id
+    qtbot.keyClick(view, Qt.Key.Key_Question, Qt.KeyboardModifier.ShiftModifier)
+    assert view.overlay.isVisible()
+    press(qtbot, view, "1")
+    assert not view.overlay.isVisible()
+    assert view.pair.id == pair and pairs_project.current_label(pair, "alice") is None
+    press(qtbot, view, "1")  # with the help closed the key labels again
+    assert pairs_project.current_label(pair, "alice") is not None
+
+
+def test_filters_hand_the_keys_back(qtbot, pairs_project):
+    view = make_view(qtbot, pairs_project)
+    # a click on a filter does not keep the focus, where Up/Down would change the filter
+    for box in (view.queue_box, view.split_box, view.source_box):
+        qtbot.mouseClick(box, Qt.MouseButton.LeftButton)
+        if QApplication.activePopupWidget() is not None:
+            QApplication.activePopupWidget().close()
+        assert not box.hasFocus()
+    # reached with Tab, a filter changed by the keyboard gives the keys back to the workbench
+    view.split_box.setFocus()
+    qtbot.keyClick(view.split_box, Qt.Key.Key_Down)
+    assert view.split == "train" and view.hasFocus()
+    pair = view.pair.id
+    press(qtbot, view, "1")
+    assert pairs_project.current_label(pair, "alice") is not None
+    # Esc in the search box returns to the keys, and digits typed there were text
+    qtbot.mouseClick(view.search_edit, Qt.MouseButton.LeftButton)
+    assert view.search_edit.hasFocus()
+    pair = view.pair.id
+    qtbot.keyClicks(view.search_edit, "12")
+    assert view.search_edit.text() == "12" and view.pair.id == pair
+    qtbot.keyClick(view.search_edit, Qt.Key.Key_Escape)
+    assert view.hasFocus()
+    press(qtbot, view, "2")
+    assert pairs_project.current_label(pair, "alice") is not None
+
+
+def test_rationale_escape_returns_to_the_keys(qtbot, pairs_project):
+    view = make_view(qtbot, pairs_project)
+    pair = view.pair.id
+    press(qtbot, view, "R")
+    qtbot.keyClicks(view.rationale, "3 T B S")
+    qtbot.keyClick(view.rationale, Qt.Key.Key_Escape)
+    assert view.hasFocus() and view.pair.id == pair
+    press(qtbot, view, "4")
+    assert pairs_project.current_label(pair, "alice").rationale == "3 T B S"
+
+
+def test_chat_prompt_opens_at_its_last_turn(qtbot, project):
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn {i}: some words here"}
+             for i in range(41)]
+    chat = project.add_prompt(messages=turns)
+    project.add_pair(chat, project.add_response(chat, "Answer one"), project.add_response(chat, "Answer two"))
+    plain = project.add_prompt("\n\n".join(f"Line {i}" for i in range(80)))
+    project.add_pair(plain, project.add_response(plain, "One"), project.add_response(plain, "Two"))
+    view = make_view(qtbot, project)
+    bar = view.prompt_browser.verticalScrollBar()
+    assert view.pair.prompt.messages
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+    press(qtbot, view, "1")
+    assert view.pair.prompt.messages is None
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    assert bar.value() == 0, "a plain prompt is read from its start"
+
+
+def test_lengths_are_counted_in_words(qtbot, project):
+    pid = project.add_prompt("Count")
+    project.add_pair(pid, project.add_response(pid, "Yes"), project.add_response(pid, "No way"))
+    view = make_view(qtbot, project)
+    titles = {view.left.title.text(), view.right.title.text()}
+    assert any("3 chars · 1 word<" in t for t in titles) and any("6 chars · 2 words" in t for t in titles)
+
+
+def test_a_zero_response_shows_as_written_and_raw_still_toggles(qtbot, project):
+    pid = project.add_prompt("Pick a number")
+    project.add_pair(pid, project.add_response(pid, "0."), project.add_response(pid, "**1.**"))
+    view = make_view(qtbot, project)
+    zero, one = (view.left, view.right) if view.shown_left == "a" else (view.right, view.left)
+    assert zero.browser.toPlainText() == "0."
+    assert one.browser.toPlainText() == "1."
+    qtbot.keyClick(view, Qt.Key.Key_M)
+    assert zero.browser.toPlainText() == "0." and one.browser.toPlainText() == "**1.**"

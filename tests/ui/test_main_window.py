@@ -22,6 +22,7 @@ def _own_settings(tmp_path, monkeypatch):
 def folder(tmp_path):
     with Project.create(tmp_path / "proj", name="My prefs") as p:
         add_pairs(p, 6)
+        p.set_setting("salt", "fixed-for-test")  # a known left/right draw per annotator
     return tmp_path / "proj"
 
 
@@ -71,6 +72,13 @@ def test_switch_annotator(qtbot, folder):
     w.set_annotator("bob")
     assert w.label_view.annotator == "bob"
     assert "bob" in w.annotator_button.text()
+    # bob gets his own queue (the pair alice labeled is still his to do) and his own left/right draw
+    view, p = w.label_view, w.project
+    ids = [r[0] for r in p.conn.execute("SELECT id FROM pairs ORDER BY id")]
+    assert view.pair.id == ids[0] and p.current_label(ids[0], "bob") is None
+    assert view.shown_left == p.shown_left(ids[0], "bob")
+    assert any(p.shown_left(i, "alice") != p.shown_left(i, "bob") for i in ids)
+    assert "bob</b>: 0 labeled" in view.progress_text.text()
     w.label_view.choose("right")
     with Project.open(folder) as p:
         assert set(p.annotators()) == {"alice", "bob"}
