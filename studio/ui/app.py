@@ -65,6 +65,11 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APP_NAME)
     app.setStyle("Fusion")
+    # The base size is the application font rather than a `QWidget { font-size }` rule: a rule that
+    # matches every widget makes each one re-resolve its font when polished (~10 ms more at start).
+    font = app.font()
+    font.setPointSizeF(10)
+    app.setFont(font)
     try:
         app.setStyleSheet(STYLE_FILE.read_text(encoding="utf-8"))
     except OSError:

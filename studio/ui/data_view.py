@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.types import LabelState
 from studio.store import Project
 from studio.ui import render
 
@@ -61,6 +63,11 @@ def pair_filter_sql(project: Project, state: str = "any", annotator: str | None 
                      "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
         params += [like, like]
     return " AND ".join(where) or "1", params
+
+
+# Who and what first: the details panel is narrow, and the state (current, replaced, undone) is what
+# tells a relabel from the label it replaced.
+HISTORY_COLUMNS = ["Annotator", "Choice", "State", "Strength", "Seconds", "When", "Rationale"]
 
 
 class PairTableModel(QAbstractTableModel):
@@ -224,9 +231,8 @@ class DataView(QWidget):
         self.open_button.setEnabled(False)
         self.open_button.clicked.connect(self._open_current)
         self.detail_text = render.SafeBrowser()
-        self.history = QTableWidget(0, 7)
-        self.history.setHorizontalHeaderLabels(["When", "Annotator", "Choice", "Strength", "Seconds", "State",
-                                                "Rationale"])
+        self.history = QTableWidget(0, len(HISTORY_COLUMNS))
+        self.history.setHorizontalHeaderLabels(HISTORY_COLUMNS)
         self.history.verticalHeader().hide()
         self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.history.horizontalHeader().setStretchLastSection(True)
@@ -348,9 +354,16 @@ class DataView(QWidget):
             choice = lab.choice.value.replace("_", " ")
             if lab.choice.decided:
                 choice += f" (shown {'left' if lab.choice.value == lab.shown_left else 'right'})"
-            cells = [lab.created_at[:19].replace("T", " "), lab.annotator, choice,
-                     lab.strength.value if lab.strength else "", f"{lab.seconds:.1f}" if lab.seconds else "",
-                     lab.state.value, lab.rationale or ""]
+            cells = [lab.annotator, choice, lab.state.value, lab.strength.value if lab.strength else "",
+                     f"{lab.seconds:.1f}" if lab.seconds else "", lab.created_at[:16].replace("T", " "),
+                     lab.rationale or ""]
             for j, c in enumerate(cells):
-                self.history.setItem(i, j, QTableWidgetItem(c))
+                item = QTableWidgetItem(c)
+                if lab.state is not LabelState.CURRENT:
+                    item.setForeground(QColor("#8a8d93"))  # replaced and undone labels read as past
+                if j == HISTORY_COLUMNS.index("When"):
+                    item.setToolTip(lab.created_at.replace("T", " "))
+                elif j == HISTORY_COLUMNS.index("Rationale"):
+                    item.setToolTip(lab.rationale or "")
+                self.history.setItem(i, j, item)
         self.history.resizeColumnsToContents()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QThread, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -53,6 +54,8 @@ class StoreJob(QThread):
             if self.kind == "import":
                 report = formats.import_file(project, progress=self.progress.emit, **self.kwargs)
             else:
+                # the store reports no progress while exporting; say at least how much is being written
+                self.progress.emit(0, export_rows(project, self.kwargs["fmt"], self.kwargs.get("split")))
                 report = formats.export_file(project, **self.kwargs)
         except formats.ImportErrors as e:
             self.failed.emit(f"{len(e.errors):,} invalid row(s); nothing was imported.", [str(x) for x in e.errors])
@@ -62,6 +65,20 @@ class StoreJob(QThread):
             self.succeeded.emit(report)
         finally:
             project.close()
+
+
+def export_rows(project: Project, fmt: str, split: str | None) -> int:
+    """How many rows an export writes: every label for `labels`; for the preference formats an upper bound,
+    the labeled pairs (resolving them exactly is the export's own work, not worth doing twice)."""
+    if fmt == "labels":
+        sql = "SELECT count(*) FROM labels l"
+        if split:
+            sql += " JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON pr.id = p.prompt_id WHERE pr.split = ?"
+    else:
+        sql = "SELECT count(*) FROM pairs p"
+        sql += " JOIN prompts pr ON pr.id = p.prompt_id WHERE p.n_labels > 0 AND pr.split = ?" if split else \
+            " WHERE p.n_labels > 0"
+    return int(project.scalar(sql, (split,) if split else ()))
 
 
 def _path_row(edit: QLineEdit, button: QPushButton) -> QWidget:
@@ -213,6 +230,8 @@ class ExportDialog(QDialog):
         self.progress.setRange(0, 1)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.expected_rows = None
+        self._ticker = QTimer(self, interval=1000, timeout=self._tick)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
         self.run_button.setDefault(True)
@@ -235,16 +254,36 @@ class ExportDialog(QDialog):
         if not path:
             self.status.setText("Choose a file to write.")
             return None
-        self.progress.setRange(0, 0)  # the store reports no progress for export; show that it is busy
+        # The store's export reports no progress (only its result): the bar shows that it is busy, the
+        # status how many rows it is writing and for how long.
+        self.progress.setRange(0, 0)
         self.run_button.setEnabled(False)
+        self.expected_rows: int | None = None
+        self._started = time.monotonic()
+        self._target = Path(path).name
+        self.status.setText(f"Exporting to {self._target}…")
         self.job = StoreJob(self.project.folder, "export",
                             {"out": path, "fmt": self.format_box.currentData(), "split": self.split_box.currentData()},
                             self)
+        self.job.progress.connect(self._counted)
+        self.job.finished.connect(self._ticker.stop)
+        self._ticker.start()
         self.job.succeeded.connect(self._done)
         self.job.failed.connect(self._failed)
         self.job.finished.connect(lambda: self.run_button.setEnabled(True))
         self.job.start()
         return self.job
+
+    def _counted(self, _done: int, total: int) -> None:
+        self.expected_rows = total
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.expected_rows is None:
+            return
+        what = "labels" if self.format_box.currentData() == "labels" else "preferences from labeled pairs (at most)"
+        elapsed = time.monotonic() - self._started
+        self.status.setText(f"Exporting {self.expected_rows:,} {what} to {self._target}…  {elapsed:.0f} s")
 
     def _done(self, report: formats.ExportReport) -> None:
         self.progress.setRange(0, 1)

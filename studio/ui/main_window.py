@@ -94,6 +94,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ layout
 
+    @property
+    def welcome(self) -> WelcomePage:
+        if self._welcome is None:
+            self._welcome = WelcomePage(self)
+            self.stack.addWidget(self._welcome)
+        return self._welcome
+
     def _build(self) -> None:
         self.header = QWidget()
         self.header.setObjectName("header")
@@ -116,9 +123,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.currentChanged.connect(self._section_changed)
-        self.welcome = WelcomePage(self)
+        self._welcome: WelcomePage | None = None  # built when first needed: not at all when opening a project
         self.stack = QStackedWidget()
-        self.stack.addWidget(self.welcome)
         self.stack.addWidget(self.tabs)
 
         central = QWidget()
@@ -193,7 +199,8 @@ class MainWindow(QMainWindow):
             return False
         self.project = project
         if self.remember_recent:
-            ui_app.add_recent_project(folder)
+            # writing the settings file (a synced save, ~10 ms) can wait until the first pair is on screen
+            QTimer.singleShot(0, lambda: ui_app.add_recent_project(folder))
         self._build_sections()
         self.stack.setCurrentWidget(self.tabs)
         self.header.show()
@@ -218,47 +225,63 @@ class MainWindow(QMainWindow):
         return True
 
     def _build_sections(self) -> None:
-        from studio.ui.data_view import DataView
         from studio.ui.label_view import LabelView
 
         self.tabs.blockSignals(True)
         self.label_view = LabelView(self.project, self.annotator)
-        self.data_view = DataView(self.project)
         self.label_view.counts_changed.connect(self._counts_timer.start)
-        self.label_view.counts_changed.connect(self.data_view.mark_stale)
-        self.data_view.open_pair.connect(self.open_pair)
         self.tabs.addTab(self.label_view, "Label")
-        self.tabs.addTab(self.data_view, "Data")
-        # Runs pulls in pyqtgraph; it is built the first time it is shown so the window opens fast
+        # Data (a table, a history, a text view) and Runs (pyqtgraph) are built the first time they are
+        # shown: the window opens on the Label section, and every widget built before it is time to wait
+        self.tabs.addTab(QWidget(), "Data")
         self.tabs.addTab(QWidget(), "Runs")
         self.tabs.setCurrentIndex(0)
         self.tabs.blockSignals(False)
         self._update_annotator_button()
+
+    def _place_section(self, name: str, widget: QWidget) -> None:
+        """Put a section built on first use where its placeholder tab was."""
+        idx = SECTIONS.index(name)
+        placeholder = self.tabs.widget(idx)
+        current = self.tabs.currentIndex()
+        self.tabs.blockSignals(True)
+        self.tabs.removeTab(idx)
+        self.tabs.insertTab(idx, widget, name)
+        self.tabs.setCurrentIndex(current)
+        self.tabs.blockSignals(False)
+        placeholder.deleteLater()
+
+    def _ensure_data(self):
+        if self.data_view is None and self.project is not None:
+            from studio.ui.data_view import DataView
+
+            self.data_view = DataView(self.project)
+            self.label_view.counts_changed.connect(self.data_view.mark_stale)
+            self.data_view.open_pair.connect(self.open_pair)
+            self._place_section("Data", self.data_view)
+        return self.data_view
 
     def _ensure_runs(self):
         if self.runs_panel is None and self.project is not None:
             from studio.ui.runs import RunsPanel
 
             self.runs_panel = RunsPanel(self.project, self)
-            idx = SECTIONS.index("Runs")
-            placeholder = self.tabs.widget(idx)
-            self.tabs.blockSignals(True)
-            self.tabs.removeTab(idx)
-            self.tabs.insertTab(idx, self.runs_panel, "Runs")
-            self.tabs.setCurrentIndex(idx)
-            self.tabs.blockSignals(False)
-            placeholder.deleteLater()
+            self._place_section("Runs", self.runs_panel)
         return self.runs_panel
 
     def _section_changed(self, index: int) -> None:
-        if index == SECTIONS.index("Runs"):
+        if index == SECTIONS.index("Data"):
+            self._ensure_data()
+        elif index == SECTIONS.index("Runs"):
             self._ensure_runs()
 
     def show_section(self, name: str) -> QWidget | None:
         if self.project is None:
             return None
         idx = SECTIONS.index(name)
-        if name == "Runs":
+        if name == "Data":
+            self._ensure_data()
+        elif name == "Runs":
             self._ensure_runs()
         self.tabs.setCurrentIndex(idx)
         return self.tabs.widget(idx)

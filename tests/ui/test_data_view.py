@@ -69,10 +69,31 @@ def test_filters_and_history(qtbot, pairs_project):
     assert view.current_pair_id() == ids[0]
     assert view.history.rowCount() == 2
     cells = [view.history.item(0, c).text() for c in range(7)]
-    assert cells[1:] == ["alice", "a (shown left)", "clear", "3.5", "current", "shorter"]
-    assert view.history.item(1, 2).text() == "b (shown left)"
+    assert cells[:5] == ["alice", "a (shown left)", "current", "clear", "3.5"]
+    assert cells[6] == "shorter"
+    assert view.history.item(1, 1).text() == "b (shown left)"
     with qtbot.waitSignal(view.open_pair) as sig:
         view.open_button.click()
     assert sig.args == [ids[0]]
     # untrusted text in the details panel is plain text too
     assert view.detail_text.refused == []
+
+
+def test_history_shows_a_relabel_and_an_undo_with_past_labels_greyed(qtbot, pairs_project):
+    project = pairs_project
+    pid = project.conn.execute("SELECT min(id) FROM pairs").fetchone()[0]
+    project.record_label(pid, "alice", "a", "a")
+    project.record_label(pid, "alice", "b", "a")  # relabeled: the first label is replaced
+    undone = project.record_label(pid, "bob", "tie", "b")
+    project.undo_label(undone)
+    view = DataView(project)
+    qtbot.addWidget(view)
+    view.show()
+    view.refresh()
+    view.table.selectRow(0)
+    rows = [[view.history.item(r, c).text() for c in (0, 1, 2)] for r in range(view.history.rowCount())]
+    assert rows == [["alice", "a (shown left)", "replaced"], ["alice", "b (shown right)", "current"],
+                    ["bob", "tie", "undone"]]
+    grey = view.history.item(0, 0).foreground().color()
+    assert grey != view.history.item(1, 0).foreground().color()
+    assert view.history.item(2, 0).foreground().color() == grey

@@ -40,7 +40,7 @@ def test_open_shows_name_counts_and_remembers(qtbot, folder):
     assert w.open_project(folder)
     assert w.name_label.text() == "My prefs"
     assert "6 pairs" in w.counts_label.text() and "0 labeled" in w.counts_label.text()
-    assert ui_app.recent_projects() == [str(folder.resolve())]
+    qtbot.waitUntil(lambda: ui_app.recent_projects() == [str(folder.resolve())])  # saved once the window is up
     # a label updates the always-visible counts
     w.label_view.choose("left")
     w.refresh_counts()
@@ -123,3 +123,49 @@ def test_import_from_the_gui(qtbot, folder, tmp_path):
     assert "Nothing was imported" in dialog.status.text()
     assert "bad.jsonl:2" in dialog.errors.item(0).text()
     assert w.project.pair_count() == 9, "nothing half-imported"
+
+
+def test_export_from_the_gui_says_how_much_it_writes(qtbot, folder, tmp_path):
+    from studio.ui.import_dialog import ExportDialog
+
+    w = make_window(qtbot, folder)
+    view = w.label_view
+    for side in ("left", "right", "tie", "tie"):
+        view.choose(side)
+    view.undo()  # an undone label is in the labels export too: it is history
+    dialog = ExportDialog(w.project, w)
+    qtbot.addWidget(dialog)
+    dialog.format_box.setCurrentIndex(dialog.format_box.findData("labels"))
+    dialog.path_edit.setText(str(tmp_path / "labels.jsonl"))
+    job = dialog.start()
+    assert dialog.progress.maximum() == 0, "busy while the store writes"
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: "Wrote" in dialog.status.text())
+    assert dialog.expected_rows == 4
+    assert "Wrote 4 rows" in dialog.status.text()
+    assert dialog.progress.value() == dialog.progress.maximum() == 1
+
+    dialog.format_box.setCurrentIndex(dialog.format_box.findData("trl"))
+    dialog.path_edit.setText(str(tmp_path / "prefs.jsonl"))
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: "Wrote" in dialog.status.text())
+    assert dialog.expected_rows == 3, "an upper bound: the pairs with a label"
+    assert "Wrote 2 rows" in dialog.status.text() and "1 tie" in dialog.status.text()
+
+
+def test_only_the_label_section_is_built_at_start(qtbot, folder):
+    w = make_window(qtbot, folder)
+    assert w.data_view is None and w.runs_panel is None and w._welcome is None
+    assert w.label_view.pair is not None, "the first pair is on screen"
+    assert w.label_view._overlay is None, "the ? help is built when first asked for"
+    # the Data tab builds its view when clicked, in its place, and it follows labels from then on
+    w.tabs.setCurrentIndex(1)
+    assert w.data_view is not None and w.tabs.currentWidget() is w.data_view
+    assert [w.tabs.tabText(i) for i in range(w.tabs.count())] == ["Label", "Data", "Runs"]
+    qtbot.waitUntil(lambda: w.data_view.model.rowCount() == 6)
+    w.show_section("Label")
+    pair = w.label_view.pair.id
+    w.label_view.choose("left")
+    data = w.show_section("Data")
+    qtbot.waitUntil(lambda: data.history.rowCount() == 1 and data.current_pair_id() == pair)
