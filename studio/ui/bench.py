@@ -190,6 +190,61 @@ def measure_labeling(project_dir: Path, n_labels: int) -> None:
     project.close()
 
 
+LONG = 100_000
+LONG_SHAPES = {
+    "prose, many paragraphs": lambda i: ((FILLER + f" {i}.\n\n") * (LONG // len(FILLER) + 1))[:LONG],
+    "one 100k paragraph": lambda i: ((FILLER + f" {i} ") * (LONG // len(FILLER) + 1))[:LONG],
+    "no spaces (base64-like)": lambda i: (f"QUJD{i}" * LONG)[:LONG],
+    "markdown, 19k (rendered)": lambda i: (f"## Part {i}\n\n**bold** text, `code` and a list:\n\n- one\n- two\n\n"
+                                          "```python\nprint('x')\n```\n\n" * 400)[:19_000],
+    "chat prompt, 200 turns": None,
+}
+
+
+def measure_long_responses(folder: Path, repeat: int = 5) -> None:
+    """Next-pair latency (label + load + render + paint) onto pairs with 100k-character responses."""
+    from PySide6.QtWidgets import QApplication
+
+    from studio.store import Project
+    from studio.ui.app import make_app
+    from studio.ui.label_view import LabelView
+
+    make_app()
+    with Project.create(folder) as p:
+        for name, make in LONG_SHAPES.items():
+            for i in range(repeat + 1):
+                if make is None:
+                    turns = [{"role": "user" if k % 2 == 0 else "assistant", "content": f"Turn {k}: {FILLER}"}
+                             for k in range(199)]
+                    pid = p.add_prompt(messages=[*turns, {"role": "user", "content": f"Last question {i}?"}],
+                                       source=name)
+                    a, b = _text(i, 40), _text(i + 1, 60)
+                else:
+                    pid = p.add_prompt(f"{name} {i}", source=name)
+                    a, b = make(i), make(i + 7)
+                p.add_pair(pid, p.add_response(pid, a), p.add_response(pid, b), source=name)
+    project = Project.open(folder)
+    view = LabelView(project, "bench-long")
+    view.resize(1280, 800)
+    view.show()
+    QApplication.processEvents()
+    print(f"next pair onto long texts (label + load + render + paint; median and max of {repeat}, 1280x800):")
+    for name in LONG_SHAPES:
+        view.set_filters(source=name)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            view.choose("skip")
+            QApplication.processEvents()
+            view.repaint()
+            times.append((time.perf_counter() - t) * 1000)
+        print(f"  {name:26s} {statistics.median(times):7.1f} ms   max {max(times):7.1f} ms")
+    view.close()
+    view.deleteLater()
+    QApplication.processEvents()
+    project.close()
+
+
 def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | None = None) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     tmp = None
@@ -208,6 +263,12 @@ def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | N
         measure_start(folders[min(sizes)], starts)
         for n in sizes:
             measure_labeling(folders[n], labels)
+        long_dir = base / "long-texts"
+        if long_dir.exists():
+            import shutil
+
+            shutil.rmtree(long_dir)
+        measure_long_responses(long_dir)
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -52,6 +52,8 @@ class SafeDocument(QTextDocument):
         self.refused: list[str] = []  # what the text asked for; tests read it
         self.base_font = QFont()  # the widget's font (set from the style sheet); renders start from it
         self.soft_breaks = False  # ZERO WIDTH SPACEs were added for display (see SOFT_BREAK_RUN)
+        # read-only: an undo stack would only record every format the renderer sets (and cost time)
+        self.setUndoRedoEnabled(False)
 
     def loadResource(self, type: int, name: QUrl):
         self.refused.append(name.toString())
@@ -103,6 +105,8 @@ def mono_font(like: QFont | None = None) -> QFont:
 def _style_markdown(doc: QTextDocument) -> None:
     """Make markdown structure read as it does on GitHub: code on a tinted background, quotes in grey,
     tables with light solid rules (Qt's default grey outset border is heavy next to the text)."""
+    edit = QTextCursor(doc)
+    edit.beginEditBlock()  # one relayout for all the changes, not one per styled block
     block = doc.begin()
     while block.isValid():
         fmt = block.blockFormat()
@@ -125,11 +129,14 @@ def _style_markdown(doc: QTextDocument) -> None:
             tf.setBorderBrush(QColor("#d0d3d8"))
             tf.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
             frame.setFormat(tf)
+    edit.endEditBlock()
 
 
-def _replace_images(doc: QTextDocument) -> None:
+def _replace_images(doc: QTextDocument, source: str) -> None:
     """Turn each markdown image into visible text naming its alt text, title and address: the annotator
     sees that the response wanted an image and what it said about it, and the layout never asks for it."""
+    if "![" not in source:
+        return  # every markdown image, inline or by reference, starts so: no need to walk the fragments
     found: list[tuple[int, str]] = []
     block = doc.begin()
     while block.isValid():
@@ -169,7 +176,7 @@ def with_soft_breaks(text: str) -> str:
 
 
 def _alnum(text: str) -> Counter:
-    return Counter(c for c in text if c.isalnum())
+    return Counter(filter(str.isalnum, text))
 
 
 def hides_text(doc: QTextDocument, source: str) -> bool:
@@ -180,23 +187,22 @@ def hides_text(doc: QTextDocument, source: str) -> bool:
     a text but not change its letters and digits: every one of the source's must still be visible (in
     the text, a non-empty list item's number, a link's address, a code block's language, a ticked box).
     """
-    shown: list[str] = []
-    block = doc.begin()
-    while block.isValid():
-        text = block.text()
-        shown.append(text)
-        if text.strip() and block.textList() is not None:
-            shown.append(block.textList().itemText(block))
-        fmt = block.blockFormat()
-        if fmt.marker() == QTextBlockFormat.MarkerType.Checked:
-            shown.append("xX")
-        shown.append(fmt.stringProperty(QTextFormat.Property.BlockCodeLanguage))
-        block = block.next()
-    if not "".join(shown).strip():
+    plain = doc.toPlainText()
+    if not plain.strip():
         return bool(source.strip())  # "-", "#", "---": only markup, nothing would be left to read
-    missing = _alnum(source) - _alnum("".join(shown))
+    missing = _alnum(source) - _alnum(plain)
     if not missing:
-        return False
+        return False  # the common case, decided without walking the blocks in Python
+    block = doc.begin()
+    while block.isValid() and missing:
+        fmt = block.blockFormat()
+        shown = fmt.stringProperty(QTextFormat.Property.BlockCodeLanguage)
+        if block.textList() is not None and block.text().strip():
+            shown += block.textList().itemText(block)
+        if fmt.marker() == QTextBlockFormat.MarkerType.Checked:
+            shown += "xX"
+        missing -= _alnum(shown)
+        block = block.next()
     # links are the one place where markdown moves letters out of the text (into the address)
     block = doc.begin()
     while block.isValid() and missing:
@@ -215,7 +221,7 @@ def _markdown_document(text: str, base: QFont) -> QTextDocument | None:
     doc = SafeDocument()
     doc.setDefaultFont(base)
     doc.setMarkdown(text, MARKDOWN_FEATURES)
-    _replace_images(doc)
+    _replace_images(doc, text)
     if hides_text(doc, text):
         return None
     return doc
@@ -255,7 +261,7 @@ def render_text(doc: QTextDocument, text: str, raw: bool = False) -> bool:
         _set_plain(doc, text)
         return not raw
     doc.setMarkdown(text, MARKDOWN_FEATURES)
-    _replace_images(doc)
+    _replace_images(doc, text)
     if hides_text(doc, text):
         _set_plain(doc, text)  # the default font is the proportional one: this is not raw mode
         return False
@@ -269,6 +275,8 @@ def render_chat(doc: QTextDocument, messages: Sequence[dict], raw: bool = False)
     doc.soft_breaks = False
     doc.setDefaultFont(base_font(doc))
     cursor = QTextCursor(doc)
+    edit = QTextCursor(doc)
+    edit.beginEditBlock()  # lay the turns out once, not after each insertion
     long_text = False
     root = cursor.currentFrame()
     for i, m in enumerate(messages):
@@ -289,6 +297,7 @@ def render_chat(doc: QTextDocument, messages: Sequence[dict], raw: bool = False)
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
         long_text |= _insert_text(cursor, content, raw)
         cursor = root.lastCursorPosition()
+    edit.endEditBlock()
     _hide_frame_separators(doc)
     _style_markdown(doc)
     return long_text
