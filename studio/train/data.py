@@ -6,10 +6,13 @@ runs one forward pass per micro-batch; the caller splits the per-sequence result
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 
 import torch
+
+log = logging.getLogger("studio.train")
 
 
 @dataclass
@@ -43,18 +46,36 @@ class Batch:
         return self.input_ids.shape[0] // 2
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.input_ids.to(device, non_blocking=True), self.attention_mask.to(device, non_blocking=True),
-                     self.completion_mask.to(device, non_blocking=True), self.pair_ids)
+        return Batch(to_device(self.input_ids, device), to_device(self.attention_mask, device),
+                     to_device(self.completion_mask, device), self.pair_ids)
+
+
+def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Copy a host tensor to the device without stalling the host: a copy from pageable memory makes CUDA
+    wait for the stream to drain first, so the next step's kernels could not be queued ahead."""
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def uses_chat_template(tokenizer, messages: list[dict] | None) -> bool:
+    """A chat prompt goes through the template when the tokenizer has one; without one (a base model) it is
+    rendered as plain text (`render_plain_chat`) and then handled like any plain prompt."""
+    return messages is not None and bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_plain_chat(messages: list[dict]) -> str:
+    """The fallback for a tokenizer without a chat template: 'role: content' turns, ending with 'assistant:'."""
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
 
 
 def prompt_token_ids(tokenizer, prompt: str, messages: list[dict] | None) -> list[int]:
     """A chat goes through the tokenizer's chat template with the generation prompt (the assistant turn
     header), a plain prompt is tokenized as is (with BOS if the tokenizer adds one)."""
     if messages is not None:
-        if not getattr(tokenizer, "chat_template", None):
-            # A base model without a template: the chat is rendered as the plain-text prompt instead.
-            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
-            return list(tokenizer(text).input_ids)
+        if not uses_chat_template(tokenizer, messages):
+            return list(tokenizer(render_plain_chat(messages)).input_ids)
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # the rendered template already holds any BOS it wants
         return list(tokenizer(text, add_special_tokens=False).input_ids)
@@ -74,17 +95,22 @@ def completion_token_ids(tokenizer, text: str, prompt_is_chat: bool = False) -> 
 
 
 def truncate(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int, max_prompt_length: int,
-             mode: str = "keep_end") -> tuple[list[int], list[int], list[int]]:
+             mode: str = "keep_end", bos_id: int | None = None) -> tuple[list[int], list[int], list[int]]:
     """Fit prompt + completion into max_length without ever dropping a whole completion.
 
     The prompt is cut to max_prompt_length first (keeping its end, next to the completion, with 'keep_end').
     If a completion still does not fit, it keeps its start, but never fewer than min(its length,
-    max_length // 2) tokens: the prompt is shortened further to make room."""
+    max_length // 2) tokens: the prompt is shortened further to make room. With 'keep_end' a leading BOS
+    (`bos_id`) stays in front of the kept end: models trained with BOS drift without it."""
     def cut_prompt(ids: list[int], n: int) -> list[int]:
         n = max(n, 0)
         if len(ids) <= n:
             return ids
-        return ids[len(ids) - n:] if mode == "keep_end" else ids[:n]
+        if mode != "keep_end":
+            return ids[:n]
+        if n > 1 and bos_id is not None and ids and ids[0] == bos_id:
+            return ids[:1] + ids[len(ids) - (n - 1):]
+        return ids[len(ids) - n:]
 
     prompt = cut_prompt(prompt, max_prompt_length)
     longest = max(len(chosen), len(rejected))
@@ -98,12 +124,18 @@ def tokenize_rows(rows: list[dict], tokenizer, max_length: int, max_prompt_lengt
                   truncation: str = "keep_end") -> list[Example]:
     """Snapshot rows (`Project.run_snapshot`) -> truncated examples."""
     out = []
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if not getattr(tokenizer, "chat_template", None) and any(r.get("messages") is not None for r in rows):
+        log.warning("the tokenizer has no chat template: chat prompts are rendered as plain 'role: content' "
+                    "text ending in 'assistant:' (use an instruct model's tokenizer to train on its template)")
     for r in rows:
-        is_chat = r.get("messages") is not None
+        # a chat rendered without a template is a plain prompt: its completion needs the separating space
+        is_chat = uses_chat_template(tokenizer, r.get("messages"))
         prompt = prompt_token_ids(tokenizer, r["prompt"], r.get("messages"))
         chosen = completion_token_ids(tokenizer, r["chosen"], is_chat)
         rejected = completion_token_ids(tokenizer, r["rejected"], is_chat)
-        prompt, chosen, rejected = truncate(prompt, chosen, rejected, max_length, max_prompt_length, truncation)
+        prompt, chosen, rejected = truncate(prompt, chosen, rejected, max_length, max_prompt_length, truncation,
+                                            bos_id=bos_id)
         out.append(Example(int(r["pair_id"]), int(r["prompt_id"]), prompt, chosen, rejected,
                            prompt_text=r["prompt"], messages=r.get("messages")))
     return out

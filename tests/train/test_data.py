@@ -101,3 +101,94 @@ def test_chunked_logps_equal_full_log_softmax_with_gradients(tiny_model):
     torch.testing.assert_close(out.entropy_sum, (entropy * mask).sum(1).detach(), atol=1e-4, rtol=1e-5)
     for n, p in model.named_parameters():
         torch.testing.assert_close(grads[n], p.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def bos_tokenizer():
+    """The tiny tokenizer made to behave like Llama's: BOS added to every text, and a template that writes it."""
+    from tokenizers import processors
+
+    from studio.train import tiny
+
+    tok = tiny.build_tokenizer()
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}" + tiny.CHAT_TEMPLATE
+    return tok
+
+
+def test_bos_appears_once_for_chat_and_plain_prompts(bos_tokenizer):
+    tok, bos = bos_tokenizer, bos_tokenizer.bos_token_id
+    chat = data.prompt_token_ids(tok, "", [{"role": "user", "content": "hello friend"}])
+    plain = data.prompt_token_ids(tok, "hello friend", None)
+    assert chat[0] == bos and chat.count(bos) == 1  # the template writes it; tokenizing adds no second one
+    assert plain[0] == bos and plain.count(bos) == 1
+
+
+def test_keep_end_truncation_keeps_the_bos_in_front(bos_tokenizer):
+    rows = [{"pair_id": 1, "prompt_id": 1, "prompt": "the cat " * 40, "messages": None, "chosen": "sure",
+             "rejected": "no"}]
+    [end] = data.tokenize_rows(rows, bos_tokenizer, max_length=64, max_prompt_length=16, truncation="keep_end")
+    full = data.prompt_token_ids(bos_tokenizer, rows[0]["prompt"], None)
+    assert len(end.prompt_ids) == 16
+    assert end.prompt_ids == [bos_tokenizer.bos_token_id, *full[-15:]]  # BOS, then the end next to the answer
+    [start] = data.tokenize_rows(rows, bos_tokenizer, 64, 16, truncation="keep_start")
+    assert start.prompt_ids == full[:16]
+    # without a BOS in front, keep_end keeps the plain end
+    assert data.truncate(list(range(10, 30)), [1], [2], 64, 5, bos_id=0) == (list(range(25, 30)), [1], [2])
+
+
+def test_chat_without_a_template_falls_back_to_plain_text_with_a_space(tokenizer, caplog):
+    from transformers import AutoTokenizer
+
+    plain = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    plain.chat_template = None
+    rows = [{"pair_id": 1, "prompt_id": 1, "prompt": "user: hello", "chosen": "sure it is.", "rejected": "no.",
+             "messages": [{"role": "user", "content": "hello friend"}]}]
+    with caplog.at_level("WARNING", logger="studio.train"):
+        [ex] = data.tokenize_rows(rows, plain, max_length=128, max_prompt_length=64)
+    assert "no chat template" in caplog.text
+    # the answer is separated from 'assistant:' as any plain prompt's completion is
+    assert plain.decode(ex.prompt_ids + ex.chosen_ids) == "user: hello friend\n\nassistant: sure it is.<|eos|>"
+
+
+def test_tokenizer_padding_side_and_missing_pad_token_do_not_change_batches(tiny_model):
+    from transformers import AutoTokenizer
+
+    from studio.core.configs import DPOConfig
+    from studio.train import engine
+
+    rows = [{"pair_id": i, "prompt_id": i, "prompt": f"Question {i}: the cat" + " big" * i, "messages": None,
+             "chosen": "sure.", "rejected": "no it is" + " red" * i} for i in range(3)]
+    right = AutoTokenizer.from_pretrained(tiny_model)
+    left = AutoTokenizer.from_pretrained(tiny_model, padding_side="left")
+    a = data.collate(data.tokenize_rows(rows, right, 64, 32), right.pad_token_id)
+    b = data.collate(data.tokenize_rows(rows, left, 64, 32), left.pad_token_id)
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.completion_mask, b.completion_mask)
+    # every completion ends with exactly one EOS, inside the completion mask
+    eos = right.eos_token_id
+    for row, mask in zip(a.input_ids, a.completion_mask, strict=True):
+        completion = row[mask.bool()].tolist()
+        assert completion[-1] == eos and completion.count(eos) == 1
+
+    # a tokenizer without a pad token pads with EOS; pad positions are masked, so log-probs do not change
+    no_pad = AutoTokenizer.from_pretrained(tiny_model)
+    no_pad.pad_token = None
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        shutil.copytree(tiny_model, folder)
+        no_pad.save_pretrained(folder)
+        tok, model = engine.load_policy(folder, DPOConfig(), "no")
+    assert tok.pad_token_id == eos
+    c = data.collate(data.tokenize_rows(rows, tok, 64, 32), tok.pad_token_id)
+    assert torch.equal(c.attention_mask, a.attention_mask) and torch.equal(c.completion_mask, a.completion_mask)
+    from studio.train.logps import sequence_logps
+
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(sequence_logps(model, c.input_ids, c.attention_mask, c.completion_mask).logps,
+                                   sequence_logps(model, a.input_ids, a.attention_mask, a.completion_mask).logps)
