@@ -103,6 +103,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.run is not None and args.resume is not None:
         raise ProjectError("--run and --resume: give one of them")
+    if args.run is not None or args.resume is not None:
+        # a run keeps the settings it was created with (its checkpoint depends on them): refuse, don't ignore
+        given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
+                                          ("--name", args.name)) if value]
+        if given:
+            flag = "--run" if args.run is not None else "--resume"
+            raise ProjectError(f"{', '.join(given)}: not taken with {flag}; a run keeps the model and settings it "
+                               f"was created with. Start a new run with them instead")
     project = Project.open(args.project)
     try:
         if args.run is not None or args.resume is not None:
@@ -112,10 +120,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not args.model:
                 raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
             try:
-                resolve_model(args.model)
+                model_path = resolve_model(args.model)
             except ModelNotFound as e:
                 raise ProjectError(str(e)) from None
             config = _load_config(args)
+            from studio.train import preflight
+
+            try:
+                preflight.check_model_folder(model_path)
+                preflight.check_settings(config)
+            except preflight.TrainingError as e:
+                raise ProjectError(str(e)) from None
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)

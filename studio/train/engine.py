@@ -24,10 +24,11 @@ from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, to_dict
 from studio.store import Project
-from studio.train import checkpoint, data, sampling
+from studio.train import checkpoint, data, preflight, sampling
 from studio.train.logps import sequence_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
 from studio.train.metrics_writer import MetricsWriter
+from studio.train.preflight import TrainingError
 
 log = logging.getLogger("studio.train")
 
@@ -36,10 +37,6 @@ KNOWN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                  "c_attn", "c_proj", "c_fc",  # gpt2
                  "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h",  # gpt-neox, falcon
                  "fc1", "fc2", "out_proj", "Wqkv", "qkv_proj", "gate_up_proj")  # opt, phi
-
-
-class TrainingError(RuntimeError):
-    """A problem with the run's inputs (empty snapshot, bad model); the message says what to do."""
 
 
 @dataclass
@@ -63,6 +60,9 @@ class TrainState:
     epoch: int = 0
     batch_index: int = 0
     ref_cache: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # the step whose evaluation finished (-1: none yet); a stop during an evaluation leaves it behind `step`,
+    # so the resumed run evaluates that step first instead of leaving a hole or doubling the rows
+    evaluated_step: int = -1
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -70,11 +70,17 @@ class TrainState:
 
 def pick_precision(config: DPOConfig) -> str:
     """accelerate's mixed_precision for the config on this machine ('auto' follows the device)."""
+    cuda = torch.cuda.is_available()
     if config.precision == "fp32":
         return "no"
+    if config.precision == "fp16" and not cuda:
+        # accelerate would load the weights in fp16 but run no autocast and no loss scaling off CUDA
+        raise TrainingError("precision: fp16 needs a CUDA GPU (loss scaling); use bf16 or fp32 on this machine")
+    if config.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise TrainingError(f"precision: bf16 is not supported by {torch.cuda.get_device_name()}; use fp16 or auto")
     if config.precision in ("bf16", "fp16"):
         return config.precision
-    if torch.cuda.is_available():
+    if cuda:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"  # CPU and MPS: fp32 is the safe default
 
@@ -106,8 +112,17 @@ def load_policy(model_path: Path, config: DPOConfig, mixed_precision: str):
     """The tokenizer and the base model wrapped with a fresh LoRA adapter (seeded)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    preflight.check_model_folder(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainingError(f"{model_path}: its tokenizer does not load ({first})") from e
     if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise TrainingError(f"{model_path}: the tokenizer has neither a pad nor an EOS token; set eos_token "
+                                f"in its tokenizer_config.json (completions end with EOS)")
+        # pad positions are masked out everywhere, so EOS can stand in (as TRL does)
         tokenizer.pad_token = tokenizer.eos_token
     # base weights in the compute dtype (half the memory); LoRA weights stay fp32 (peft upcasts them)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
@@ -120,12 +135,28 @@ def wrap_lora(base: nn.Module, config: DPOConfig):
     from peft import LoraConfig, get_peft_model
 
     base.config.use_cache = False
+    disable_dropout(base)
     if config.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(config.seed)  # adapter initialisation
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=lora_targets(base, config.lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(base, lora)
+
+
+def disable_dropout(base: nn.Module) -> None:
+    """Switch off the base model's own dropout (LoRA's dropout is added later and stays), as TRL does: the
+    reference forward runs in train mode, and with dropout on (GPT-2 has 0.1) the reference log-probs, and
+    so the loss, would be noisy and differ from precomputed ones."""
+    for module in base.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        # attention dropout is a float on the attention module in most HF architectures (Llama, Qwen, ...)
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    for name in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout"):
+        if isinstance(getattr(base.config, name, None), float):
+            setattr(base.config, name, 0.0)
 
 
 class PolicyLogps(nn.Module):
@@ -172,22 +203,32 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 class StepStats:
-    """Sums of per-step statistics kept as device tensors; `.read()` syncs once."""
+    """Sums of per-step statistics kept as device tensors; `.read()` syncs once.
+
+    Counts the host already knows (pairs per batch) stay host numbers: turning a Python number into a CUDA
+    tensor is a copy from pageable memory, which waits for the stream to drain (a hidden sync per batch)."""
 
     KEYS = ("loss", "nll", "rc", "rr", "acc", "margin", "lpc", "lpr", "logits_c", "logits_r", "tok_c", "tok_r",
-            "entropy", "klc", "klr", "pairs", "ref_pairs", "n_tokens")
+            "entropy", "klc", "klr", "n_tokens")
+    HOST_KEYS = ("pairs", "ref_pairs")
 
     def __init__(self, device: torch.device):
         self.v = torch.zeros(len(self.KEYS), device=device, dtype=torch.float64)
+        self._zero = torch.zeros((), device=device, dtype=torch.float64)
+        self.host = dict.fromkeys(self.HOST_KEYS, 0.0)
 
     def add(self, **values: torch.Tensor | float) -> None:
-        idx = [self.KEYS.index(k) for k in values]
-        vals = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.v.device).reshape(())
-                            for v in values.values()])
-        self.v[idx] += vals
+        """Add device scalars (by KEYS) and host numbers (by HOST_KEYS); one stack and one add on the device."""
+        for k in self.HOST_KEYS:
+            self.host[k] += float(values.pop(k, 0.0))
+        unknown = set(values) - set(self.KEYS)
+        if unknown:
+            raise KeyError(f"unknown statistics: {sorted(unknown)}")
+        self.v += torch.stack([values[k].detach().to(torch.float64).reshape(()) if k in values else self._zero
+                               for k in self.KEYS])
 
     def read(self, n_micro: int) -> dict[str, float]:
-        s = dict(zip(self.KEYS, self.v.tolist(), strict=True))
+        s = dict(zip(self.KEYS, self.v.tolist(), strict=True)) | self.host
         pairs = max(s["pairs"], 1)
         out = {
             M.LOSS: s["loss"] / max(n_micro, 1),
@@ -267,18 +308,23 @@ def _batch_ref(state: TrainState, batch: data.Batch, device) -> tuple[torch.Tens
     if not state.ref_cache:
         return None
     pairs = [state.ref_cache[i] for i in batch.pair_ids]
-    t = torch.tensor(pairs, dtype=torch.float32, device=device)
+    t = data.to_device(torch.tensor(pairs, dtype=torch.float32), device)
     return t[:, 0], t[:, 1]
 
 
 @torch.no_grad()
 def precompute_ref(peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device,
-                   accelerator) -> dict[int, tuple[float, float]]:
-    """Reference log-probs of every pair once, before training (config.precompute_ref_logps)."""
+                   accelerator, should_stop: Callable[[], bool] = lambda: False
+                   ) -> dict[int, tuple[float, float]] | None:
+    """Reference log-probs of every pair once, before training (config.precompute_ref_logps).
+    None when a stop was requested meanwhile (a pass over a large dataset takes minutes)."""
     cache: dict[int, tuple[float, float]] = {}
     peft_model.eval()
     with peft_model.disable_adapter():
         for k in range(0, len(examples), config.batch_size):
+            if should_stop():
+                peft_model.train()
+                return None
             batch = data.collate(examples[k:k + config.batch_size], pad_id).to(device)
             with accelerator.autocast():
                 lp = sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
@@ -291,12 +337,15 @@ def precompute_ref(peft_model, examples: list[data.Example], config: DPOConfig, 
 
 @torch.no_grad()
 def evaluate(policy, peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device, accelerator,
-             state: TrainState) -> dict[str, float]:
-    """The train metrics on the eval split (no gradient, dropout off)."""
+             state: TrainState, should_stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
+    """The train metrics on the eval split (no gradient, dropout off); None when a stop was requested."""
     peft_model.eval()
     stats = StepStats(device)
     n = 0
     for k in range(0, len(examples), config.batch_size):
+        if should_stop():
+            peft_model.train()
+            return None
         batch = data.collate(examples[k:k + config.batch_size], pad_id).to(device)
         with accelerator.autocast():
             dpo_forward(policy, peft_model, batch, config, ref=_batch_ref(state, batch, device), stats=stats)
@@ -312,10 +361,23 @@ def train(ctx: RunContext) -> str:
     config, project, run_id = ctx.config, ctx.project, ctx.run_id
     folder = project.folder
     assert folder is not None, "training needs a project folder for its adapter and checkpoints"
+    # settings and data first: a mistake here must not cost a model load
+    preflight.check_settings(config)
     accelerator = make_accelerator(config)
     device = accelerator.device
     # under `accelerate launch` every process trains its share of each batch; only the main one writes
     main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    train_rows, eval_rows = data.split_eval(project.run_snapshot(run_id), config.eval_fraction, config.seed)
+    if not train_rows:
+        raise TrainingError(f"run {run_id}: its snapshot holds no train preferences; label some pairs (a or b) "
+                            f"in the train split before starting a run")
+    ckpt_dir = paths.checkpoint_dir(folder, run_id)
+    ckpt = checkpoint.load(ckpt_dir) if ctx.resume else None
+    if ckpt is not None:
+        changes = preflight.config_changes(ckpt.get("config") or {}, to_dict(config))
+        if changes:
+            raise TrainingError(f"run {run_id}: its settings differ from its checkpoint's ({'; '.join(changes)}), so "
+                                f"it cannot continue where it stopped; duplicate the run to train with new settings")
     log.info("device: %s, precision: %s, processes: %d", device_name(device), accelerator.mixed_precision, world)
     if main:
         project.update_run(run_id, device=device_name(device) + (f" x{world}" if world > 1 else ""))
@@ -323,10 +385,6 @@ def train(ctx: RunContext) -> str:
     # data: the run's frozen snapshot, tokenized once
     tokenizer, peft_model = load_policy(ctx.model_path, config, accelerator.mixed_precision)
     pad_id = tokenizer.pad_token_id
-    train_rows, eval_rows = data.split_eval(project.run_snapshot(run_id), config.eval_fraction, config.seed)
-    if not train_rows:
-        raise TrainingError(f"run {run_id}: its snapshot holds no train preferences; label some pairs (a or b) "
-                            f"in the train split before starting a run")
     tok = dict(max_length=config.max_length, max_prompt_length=config.max_prompt_length,
                truncation=config.truncation)
     train_ex = data.tokenize_rows(train_rows, tokenizer, **tok)
@@ -343,13 +401,13 @@ def train(ctx: RunContext) -> str:
 
     # resume: the mirror of the checkpoint save below
     state = TrainState()
-    ckpt_dir = paths.checkpoint_dir(folder, run_id)
-    if ctx.resume:
-        ckpt = checkpoint.load(ckpt_dir)
+    if ckpt is not None:
         checkpoint.load_adapter_state(peft_model, ckpt["adapter"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        state = TrainState(**ckpt["position"], ref_cache=ckpt.get("ref_cache") or {})
+        position = dict(ckpt["position"])
+        position.setdefault("evaluated_step", position["step"])  # checkpoints of older versions
+        state = TrainState(**position, ref_cache=ckpt.get("ref_cache") or {})
         checkpoint.set_rng_state(ckpt["rng"])
         if main:
             _forget_after(project, run_id, state.step)
@@ -357,11 +415,19 @@ def train(ctx: RunContext) -> str:
     if main:
         project.update_run(run_id, total_steps=total_steps, step=state.step)
 
+    # every process must leave together (see _any_process), so collective points ask all of them
+    def stop_requested() -> bool:
+        return _any_process(accelerator, ctx.should_stop())
+
     use_ref = needs_reference(config.loss_type)
     if config.precompute_ref_logps and use_ref and not state.ref_cache:
         t0 = time.time()
-        state.ref_cache = precompute_ref(peft_model, train_ex + eval_ex, config, pad_id, device, accelerator)
-        log.info("reference log-probs precomputed in %.1fs", time.time() - t0)
+        cache = precompute_ref(peft_model, train_ex + eval_ex, config, pad_id, device, accelerator, stop_requested)
+        if cache is None:
+            log.info("stop requested during the reference pass (it is redone on resume)")
+        else:
+            state.ref_cache = cache
+            log.info("reference log-probs precomputed in %.1fs", time.time() - t0)
 
     candidates = [sampling.EvalPrompt(e.prompt_id, e.prompt_text, e.prompt_ids) for e in (eval_ex or train_ex)]
     eval_prompts = sampling.pick_prompts(candidates, config.eval_samples, config.seed)
@@ -371,22 +437,41 @@ def train(ctx: RunContext) -> str:
         ckpt = {"config": to_dict(config), "adapter": checkpoint.adapter_state(peft_model),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": checkpoint.rng_state(), "ref_cache": state.ref_cache,
-                "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index}}
+                "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index,
+                             "evaluated_step": state.evaluated_step}}
         if accelerator.is_main_process:
             path = checkpoint.save(ckpt_dir, ckpt)
             checkpoint.save_adapter(peft_model, tokenizer, paths.adapter_dir(folder, run_id))
             project.add_checkpoint(run_id, state.step, path)
             log.info("checkpoint at step %d", state.step)
 
-    def run_eval() -> None:
+    def run_eval() -> bool:
+        """Evaluate at this step; False (nothing written) when a stop came first. The eval-split metrics
+        and the samples are written together, so a stopped evaluation leaves no half of itself behind."""
+        values: dict[str, float] = {}
         if eval_ex:
-            writer.add(state.step, evaluate(policy, peft_model, eval_ex, config, pad_id, device, accelerator, state))
+            split_values = evaluate(policy, peft_model, eval_ex, config, pad_id, device, accelerator, state,
+                                    stop_requested)
+            if split_values is None:
+                return False
+            values.update(split_values)
+        rows: list[dict] = []
         if eval_prompts and accelerator.is_main_process:
+            if ctx.should_stop():  # sampling is the main process's alone: no collective here
+                return False
             with accelerator.autocast():
-                values, rows = sampling.sample_and_measure(peft_model, tokenizer, eval_prompts,
-                                                           config.sample_max_new_tokens, config.seed, device)
-            writer.add(state.step, values)
+                sample_values, rows = sampling.sample_and_measure(peft_model, tokenizer, eval_prompts,
+                                                                  config.sample_max_new_tokens, config.seed, device)
+            values.update(sample_values)
+        writer.add(state.step, values)
+        if rows:
             project.add_samples(run_id, state.step, rows)
+        state.evaluated_step = state.step
+        return True
+
+    def eval_due() -> bool:
+        return (config.eval_interval > 0 and state.step % config.eval_interval == 0 and state.step < total_steps
+                and state.evaluated_step != state.step)
 
     epoch_cache: dict[int, list[list[data.Example]]] = {}
 
@@ -403,14 +488,15 @@ def train(ctx: RunContext) -> str:
                 return data.collate(batches[state.batch_index - 1], pad_id).to(device)
             state.epoch, state.batch_index = state.epoch + 1, 0
 
-    if state.step == 0 and config.eval_interval > 0:
-        run_eval()  # the baseline: samples and KL (zero) before any update
+    # the baseline at step 0 (samples and KL zero before any update), or an evaluation a stop cut short
+    if eval_due() and not stop_requested():
+        run_eval()
     stats = StepStats(device)
     window_start, window_micro = time.perf_counter(), 0
     status = "done"
     while state.step < total_steps:
         # stop requested (GUI button or signal): save and leave between optimizer steps
-        if _any_process(accelerator, ctx.should_stop()):
+        if stop_requested():
             status = "interrupted"
             break
 
@@ -427,7 +513,7 @@ def train(ctx: RunContext) -> str:
         state.step += 1
 
         # log (the only place that syncs with the device)
-        if state.step % config.log_interval == 0 or state.step == total_steps:
+        if log_step:
             values = stats.read(config.grad_accumulation)
             elapsed = time.perf_counter() - window_start
             # tokens of the last step, scaled to the whole window of steps since the previous log
@@ -442,15 +528,17 @@ def train(ctx: RunContext) -> str:
                 ctx.on_progress(state.step, total_steps, values)
         writer.set_step(state.step)
 
-        # evaluate, checkpoint
-        if config.eval_interval and state.step % config.eval_interval == 0 and state.step < total_steps:
+        # evaluate, checkpoint (their time is left out of the next tokens/s window)
+        paused = time.perf_counter()
+        if eval_due():
             run_eval()
         if config.checkpoint_interval and state.step % config.checkpoint_interval == 0 \
                 and state.step < total_steps:
             save_checkpoint()
+        window_start += time.perf_counter() - paused
 
-    if status == "done":
-        run_eval()
+    if status == "done" and state.evaluated_step != state.step and not run_eval():
+        status = "interrupted"  # stopped during the final evaluation: a resume does it
     save_checkpoint()
     writer.flush()
     return status

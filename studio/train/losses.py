@@ -62,6 +62,8 @@ def robust_loss(p: PairLogps, s: LossSettings) -> torch.Tensor:
     Language Models with Noisy Feedback" (eq. 5); the conservative variant (cDPO, Mitchell 2023) is the same
     family with a plus sign."""
     eps = s.label_smoothing
+    if not 0 <= eps < 0.5:
+        raise ValueError(f"label_smoothing: the robust loss needs 0 <= label_smoothing < 0.5, got {eps}")
     logits = s.beta * p.logratio_margin()
     return (-(1 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1 - 2 * eps)
 

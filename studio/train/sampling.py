@@ -67,7 +67,10 @@ def sample_and_measure(model, tokenizer, prompts: list[EvalPrompt], max_new_toke
         torch.manual_seed(seed)
         out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), do_sample=True,
                              temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, eos_token_id=eos)
+                             pad_token_id=pad, eos_token_id=eos,
+                             # training turns the cache off in the model config; without it every new
+                             # token re-runs the whole prefix
+                             use_cache=True)
     generated: list[list[int]] = []
     for row in out[:, width:].tolist():
         gen = []

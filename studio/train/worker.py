@@ -49,7 +49,7 @@ def _setup_log(project_folder: Path, run_id: int) -> logging.Handler:
 def claim(project: Project, run_id: int, resume: bool) -> dict:
     """Move the run to 'running' atomically, so two workers can never train the same run."""
     allowed = ("interrupted", "failed") if resume else ("queued",)
-    run = project.run(run_id)
+    project.run(run_id)  # a missing run gets its own message
     with project.write() as c:
         cur = c.execute(
             f"UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = coalesce(started_at, ?), "
@@ -57,12 +57,23 @@ def claim(project: Project, run_id: int, resume: bool) -> dict:
             f"WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
             (os.getpid(), socket.gethostname(), now_iso(), now_iso(), run_id, *allowed))
         if cur.rowcount != 1:
-            want = " or ".join(allowed)
-            raise ClaimError(f"run {run_id}: is {run['status']}, not {want}; "
-                             + ("use --resume RUN to continue an interrupted or failed run"
-                                if run["status"] in ("interrupted", "failed") else
-                                "only a queued run can be started"))
+            # read again: another worker may have claimed it between our first read and the UPDATE
+            raise ClaimError(_claim_refusal(project.run(run_id), resume))
     return project.run(run_id)
+
+
+def _claim_refusal(run: dict, resume: bool) -> str:
+    """Why a run in this status cannot be started (or resumed), and what to do instead."""
+    rid, status = run["id"], run["status"]
+    if status in ("running", "stopping"):
+        return (f"run {rid}: is {status} in another worker (pid {run['pid']} on {run['host']}); only one worker "
+                f"trains a run: wait for it, or stop it first")
+    if status == "done":
+        return (f"run {rid}: is done (step {run['step']}/{run['total_steps']}); a finished run does not continue: "
+                f"start a new run (larger max_steps or epochs) to train further")
+    if resume:
+        return f"run {rid}: is {status} and has never started; start it with --run {rid}"
+    return f"run {rid}: is {status}; use --resume {rid} to continue it from its last checkpoint"
 
 
 class StopFlag:

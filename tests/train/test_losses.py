@@ -89,3 +89,25 @@ def test_loss_averages_over_pairs_and_gradient_points_the_right_way():
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="unknown loss 'dpo2'"):
         preference_loss("dpo2", pair(), LossSettings())
+
+
+def test_robust_refuses_half_smoothing_instead_of_dividing_by_zero():
+    # label_smoothing = 0.5 made the loss inf/nan and trained the adapter into NaNs without a word
+    with pytest.raises(ValueError, match="label_smoothing"):
+        preference_loss("robust", pair(), LossSettings(beta=0.5, label_smoothing=0.5))
+
+
+def test_k3_is_the_schulman_estimator_and_never_negative():
+    from studio.train.sampling import k3
+
+    logp = torch.tensor([-1.0, -2.0, -0.5, -3.0])
+    ref = torch.tensor([-1.0, -1.0, -2.5, -3.5])
+    ratio = torch.exp(ref - logp)  # r = p_ref / p_pi per token
+    expected = (ratio - 1) - torch.log(ratio)
+    torch.testing.assert_close(k3(logp, ref), expected)
+    assert k3(logp, ref)[0] == 0 and (k3(logp, ref) >= 0).all()
+    # unbiased for KL(pi || ref): on samples from pi its mean approaches the exact KL
+    pi, q = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.3, 0.3, 0.4])
+    samples = torch.multinomial(pi, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    estimate = k3(pi.log()[samples], q.log()[samples]).mean()
+    assert estimate.item() == pytest.approx((pi * (pi / q).log()).sum().item(), abs=0.01)

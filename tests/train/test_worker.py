@@ -174,9 +174,10 @@ def test_cli_trains_exports_and_explains_errors(trait_project, tiny_model, tmp_p
 
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     assert (tmp_path / "merged" / "model.safetensors").is_file() and merged.config.vocab_size > 100
-    # a done run cannot be started again, only a queued one
-    assert studio(["train", folder, "--run", str(run["id"])]) == 2
-    assert "only a queued run" in capsys.readouterr().err
+    # a done run cannot be started or resumed again; the message says what to do instead
+    for flag in ("--run", "--resume"):
+        assert studio(["train", folder, flag, str(run["id"])]) == 2
+        assert "is done" in (err := capsys.readouterr().err) and "start a new run" in err
 
 
 def test_precomputed_reference_gives_the_same_curve(trait_project, tiny_model):
@@ -198,3 +199,179 @@ def test_simpo_and_rpo_runs_train_and_report_kl(trait_project, tiny_model):
     assert run_worker(trait_project.folder, run_id) == "done"
     names = {n for _, _, n, _, _ in trait_project.metrics(run_id)}
     assert {M.KL_CHOSEN, M.NLL, M.LOSS} <= names
+
+
+def test_merged_export_gives_the_logits_of_base_plus_adapter(trait_project, tiny_model, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, eval_samples=0)
+    assert run_worker(trait_project.folder, run_id) == "done"
+    out = tmp_path / "merged"
+    assert studio(["export-model", str(trait_project.folder), str(run_id), str(out), "--merged"]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora" in name for name, _ in merged.named_parameters())  # a plain model, no adapter left
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("Question 3: tell me about the dog. sure the dog", return_tensors="pt").input_ids
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        plain = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, paths.adapter_dir(trait_project.folder, run_id))
+        expected = tuned(ids).logits
+        assert not torch.allclose(expected, plain, atol=1e-4)  # the adapter does change the model
+        torch.testing.assert_close(merged(ids).logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_zero_preferences_and_bad_settings_fail_before_a_model_is_loaded(tmp_path, tiny_model, monkeypatch):
+    from studio.train import engine
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(engine, "load_policy", no_load)
+    project = Project.create(tmp_path / "empty")
+    run_id = make_run(project, tiny_model)  # the app can create a run on an empty snapshot
+    assert run_worker(project.folder, run_id) == "failed"
+    assert "no train preferences" in project.run(run_id)["error"]
+
+    from .conftest import add_trait_pairs
+
+    add_trait_pairs(project, n_train=4, n_eval=0)
+    run_id = make_run(project, tiny_model, loss_type="robust", label_smoothing=0.5)
+    assert run_worker(project.folder, run_id) == "failed"
+    assert "label_smoothing" in project.run(run_id)["error"]
+    project.close()
+
+
+def test_cli_names_model_folder_and_settings_problems_before_creating_a_run(trait_project, tiny_model, tmp_path,
+                                                                           capsys):
+    import shutil
+
+    folder = str(trait_project.folder)
+    weights_only = tmp_path / "weights-only"
+    weights_only.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model / name, weights_only / name)
+    assert studio(["train", folder, "--model", str(weights_only)]) == 2
+    err = capsys.readouterr().err
+    assert str(weights_only) in err and "no tokenizer files" in err
+    assert studio(["train", folder, "--model", str(tiny_model), "--set", "loss_type=robust",
+                   "--set", "label_smoothing=0.5"]) == 2
+    assert "label_smoothing" in capsys.readouterr().err
+    assert trait_project.runs() == []  # nothing was created
+
+    # the worker says the same for a run the app created
+    run_id = make_run(trait_project, weights_only)
+    assert run_worker(trait_project.folder, run_id) == "failed"
+    assert "no tokenizer files" in trait_project.run(run_id)["error"]
+
+    # settings given with --run/--resume would be silently ignored: refused instead
+    for flag in ("--run", "--resume"):
+        assert studio(["train", folder, flag, str(run_id), "--set", "max_steps=20"]) == 2
+        assert "--set: not taken with " + flag in capsys.readouterr().err
+
+
+def test_only_one_of_two_racing_workers_claims_a_run(trait_project, tiny_model):
+    import threading
+
+    from studio.train.worker import ClaimError, claim
+
+    def worker(project, run_id, barrier, results):
+        barrier.wait()  # both UPDATEs as close together as two threads can make them
+        try:
+            claim(project, run_id, resume=False)
+            results.append("won")
+        except ClaimError as e:
+            results.append(str(e))
+
+    for _ in range(3):
+        run_id = make_run(trait_project, tiny_model)
+        projects = [Project.open(trait_project.folder) for _ in range(2)]
+        barrier, results = threading.Barrier(2), []
+        threads = [threading.Thread(target=worker, args=(p, run_id, barrier, results)) for p in projects]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for p in projects:
+            p.close()
+        assert results.count("won") == 1, results
+        [lost] = [r for r in results if r != "won"]
+        assert "is running in another worker" in lost
+
+
+def test_resume_refuses_a_changed_config_and_a_run_that_never_started(trait_project, tiny_model):
+    from studio.train.worker import ClaimError, claim
+
+    queued = make_run(trait_project, tiny_model)
+    with pytest.raises(ClaimError, match=f"has never started; start it with --run {queued}"):
+        claim(trait_project, queued, resume=True)
+
+    run_id = make_run(trait_project, tiny_model, eval_interval=0, eval_samples=0)
+
+    def stop_at_2(step, total, values):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert run_worker(trait_project.folder, run_id, on_progress=stop_at_2) == "interrupted"
+    config = trait_project.run(run_id)["config"]
+    trait_project.update_run(run_id, config={**config, "beta": 0.5, "lora": {**config["lora"], "r": 8}})
+    assert run_worker(trait_project.folder, run_id, resume=True) == "failed"
+    error = trait_project.run(run_id)["error"]
+    assert "beta: 0.1 -> 0.5" in error and "lora.r: 4 -> 8" in error and "duplicate the run" in error
+    trait_project.update_run(run_id, config=config)  # put back, it continues
+    assert run_worker(trait_project.folder, run_id, resume=True) == "done"
+
+
+def _eval_rows(project, run_id):
+    from studio.core import metrics as M
+
+    name = M.eval_name(M.REWARDS_MARGINS)
+    return sorted(s for _, s, n, _, _ in project.metrics(run_id) if n in (name, M.EVAL_KL))
+
+
+def test_sigterm_during_the_reference_pass_stops_before_training_and_resume_redoes_it(trait_project, tiny_model,
+                                                                                      monkeypatch):
+    from studio.train import engine
+
+    real = engine.precompute_ref
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the pass runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "precompute_ref", signalled)
+    run_id = make_run(trait_project, tiny_model, precompute_ref_logps="true", max_steps=4, eval_interval=2)
+    assert run_worker(trait_project.folder, run_id) == "interrupted"
+    run = trait_project.run(run_id)
+    assert run["step"] == 0 and trait_project.metrics(run_id) == []  # no baseline evaluation after the stop
+    monkeypatch.setattr(engine, "precompute_ref", real)
+    assert run_worker(trait_project.folder, run_id, resume=True) == "done"
+    # the baseline, step 2 and the end, each evaluated exactly once
+    assert _eval_rows(trait_project, run_id) == [0, 0, 2, 2, 4, 4]
+    assert sorted(s["step"] for s in trait_project.samples(run_id)) == [0, 0, 2, 2, 4, 4]
+
+
+@pytest.mark.parametrize("where", ["eval split", "sampling"])
+def test_sigterm_during_an_evaluation_leaves_no_hole_and_no_duplicate(trait_project, tiny_model, monkeypatch,
+                                                                     where):
+    from studio.train import engine, sampling
+
+    target, name = (engine, "evaluate") if where == "eval split" else (sampling, "sample_and_measure")
+    real = getattr(target, name)
+    calls = []
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the baseline evaluation, before step 1
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, signalled)
+    run_id = make_run(trait_project, tiny_model, max_steps=4, eval_interval=2)
+    assert run_worker(trait_project.folder, run_id) == "interrupted"
+    assert trait_project.run(run_id)["step"] == 0
+    monkeypatch.setattr(target, name, real)
+    assert run_worker(trait_project.folder, run_id, resume=True) == "done"
+    assert _eval_rows(trait_project, run_id) == [0, 0, 2, 2, 4, 4]
+    assert sorted(s["step"] for s in trait_project.samples(run_id)) == [0, 0, 2, 2, 4, 4]
