@@ -88,6 +88,10 @@ class MainWindow(QMainWindow):
         self.runs_panel = None
         self._build()
         self._counts_timer = QTimer(self, singleShot=True, interval=300, timeout=self.refresh_counts)
+        # Saving the recent-projects list writes the settings file (~10 ms, synced): done once the first
+        # pair has been painted, not before (a zero timer would run ahead of the first paint)
+        self._pending_recent: str | None = None
+        self._recent_timer = QTimer(self, singleShot=True, interval=500, timeout=self._save_recent)
         if project_path is not None:
             self.open_project(project_path, create=False)
         self._update_title()
@@ -199,8 +203,8 @@ class MainWindow(QMainWindow):
             return False
         self.project = project
         if self.remember_recent:
-            # writing the settings file (a synced save, ~10 ms) can wait until the first pair is on screen
-            QTimer.singleShot(0, lambda: ui_app.add_recent_project(folder))
+            self._pending_recent = str(folder)
+            self._recent_timer.start()
         self._build_sections()
         self.stack.setCurrentWidget(self.tabs)
         self.header.show()
@@ -208,6 +212,11 @@ class MainWindow(QMainWindow):
         self._update_title()
         self.project_changed.emit(str(folder))
         return True
+
+    def _save_recent(self) -> None:
+        if self._pending_recent is not None:
+            ui_app.add_recent_project(self._pending_recent)
+            self._pending_recent = None
 
     def _close_project(self, ask: bool = True) -> bool:
         if self.project is None:
@@ -385,6 +394,8 @@ class MainWindow(QMainWindow):
         if self.runs_panel is not None and not self.runs_panel.confirm_close():
             event.ignore()
             return
+        self._recent_timer.stop()
+        self._save_recent()  # closed within the first half second: still remembered
         ui_app.settings().setValue("window/geometry", self.saveGeometry())
         self._close_project(ask=False)
         event.accept()

@@ -169,3 +169,10 @@ def test_only_the_label_section_is_built_at_start(qtbot, folder):
     w.label_view.choose("left")
     data = w.show_section("Data")
     qtbot.waitUntil(lambda: data.history.rowCount() == 1 and data.current_pair_id() == pair)
+
+
+def test_a_project_closed_at_once_is_still_remembered(qtbot, folder):
+    w = make_window(qtbot, folder)
+    assert ui_app.recent_projects() == [], "saved after the first paint, not while the window opens"
+    w.close()
+    assert ui_app.recent_projects() == [str(folder.resolve())]
