@@ -2,7 +2,9 @@
 
 Usage: python fake_worker.py PROJECT (--run ID | --resume ID) [--steps N] [--rate STEPS_PER_S]
 [--metrics N] [--fail-at STEP] [--eval-every N]. It honours stop requests and SIGTERM between steps
-(then status 'interrupted'), so tests of Stop/Resume exercise the same protocol as the real worker.
+(then status 'interrupted'), and like the real worker's claim it refuses a run in the wrong state
+(--run: queued only; --resume: interrupted or failed only), so tests of Stop/Resume exercise the same
+protocol as the real worker.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ EVAL_NAMES = [M.eval_name(M.LOSS), M.eval_name(M.REWARDS_MARGINS), M.eval_name(M
 
 
 def value(name: str, step: int, total: int) -> float:
-    """Plausible, deterministic curves: margins rise, both log-probs fall (displacement), KL grows."""
+    """Plausible, deterministic curves: margins rise while the chosen responses, too, become less likely
+    than under the reference (both log-probs fall, kl/chosen goes negative: likelihood displacement)."""
     p = step / max(total, 1)
     wobble = 0.05 * math.sin(step * 1.7)
     table = {
         M.LOSS: 0.693 * math.exp(-2 * p) + wobble,
-        M.REWARDS_CHOSEN: 0.2 * p + wobble,
-        M.REWARDS_REJECTED: -0.8 * p + wobble,
+        M.REWARDS_CHOSEN: -0.2 * p + wobble,
+        M.REWARDS_REJECTED: -1.2 * p + wobble,
         M.REWARDS_MARGINS: 1.0 * p + wobble,
         M.REWARDS_ACCURACIES: min(1.0, 0.5 + 0.5 * p + wobble),
         M.LOGPS_CHOSEN: -40 - 6 * p + wobble,
@@ -45,8 +48,8 @@ def value(name: str, step: int, total: int) -> float:
         M.LEARNING_RATE: 5e-5 * min(1.0, 10 * p) * (1 - p),
         M.TOKENS_PER_SECOND: 900 + 50 * math.sin(step),
         M.MEMORY: 1.2 + 0.01 * p,
-        M.KL_CHOSEN: 0.3 * p,
-        M.KL_REJECTED: 0.7 * p,
+        M.KL_CHOSEN: -0.1 * p,
+        M.KL_REJECTED: -0.4 * p,
         M.EVAL_KL: 0.4 * p,
     }
     return table.get(M.train_name(name) if name not in table else name, p + wobble)
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = {"term": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("term", True))
     run = project.run(run_id)
+    # the real worker's claim: --run takes a queued run, --resume an interrupted or failed one
+    allowed = ("interrupted", "failed") if args.resume else ("queued",)
+    if run["status"] not in allowed:
+        print(f"studio: error: run {run_id}: is {run['status']}, not {' or '.join(allowed)}", flush=True)
+        return 2
     start = run["step"] if args.resume else 0
     project.update_run(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), device="cpu (fake)",
                        started_at=run["started_at"] or now_iso(), total_steps=args.steps, stop_requested=0,

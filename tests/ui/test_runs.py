@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog
 
 from studio.core import metrics as M
@@ -253,8 +255,15 @@ def test_export_csv_png_and_delete(qtbot, labeled, tmp_path):
     panel.show_run(run_id)
     panel.monitor.redraw()
     panel.monitor.export_csv(tmp_path / "all.csv")
-    lines = (tmp_path / "all.csv").read_text().splitlines()
-    assert lines[0] == "run,metric,step,time,value" and len(lines) == 1 + 30 + 1
+    with open(tmp_path / "all.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["run", "run_name", "metric", "step", "wall_time", "value"] and len(rows) == 30 + 1
+    # the values read back are the stored ones, to the last bit, with the time each was logged
+    stored = {(r[2], r[1]): (r[3], r[4]) for r in labeled.metrics(run_id)}
+    for row in rows:
+        value, wall = stored[(row["metric"], int(row["step"]))]
+        assert row["run"] == str(run_id) and row["run_name"] == "one"
+        assert float(row["value"]) == value and abs(float(row["wall_time"]) - wall) < 1e-3
     chart = panel.monitor.charts["Accuracy"]
     panel.monitor.export_csv(tmp_path / "acc.csv", chart)
     assert len((tmp_path / "acc.csv").read_text().splitlines()) == 2
@@ -316,3 +325,118 @@ def test_a_real_tiny_dpo_run_launched_from_the_gui_fills_its_charts(qtbot, label
         assert len(panel.monitor.curve_data(name)[0]) == 6, name
     assert len(panel.monitor.curve_data(M.eval_name(M.REWARDS_MARGINS))[0]) >= 2
     assert panel.monitor.rd.samples, "the worker sampled the eval prompts"
+
+
+def test_a_resume_the_worker_refuses_says_why_and_leaves_the_run_as_it_was(qtbot, labeled, fake_jobs):
+    run_id = add_run(labeled, "finished")  # done: the worker's claim refuses to resume it
+    panel = make_panel(qtbot, labeled)
+    panel.start_run(run_id, resume=True)
+    qtbot.waitUntil(lambda: "did not resume" in panel.message.text(), timeout=30000)
+    assert f"run {run_id}: is done, not interrupted or failed" in panel.message.text()
+    assert status(labeled, run_id) == "done"  # not turned into a failed (or queued) run
+
+
+def adapter_run(project, name):
+    run_id = add_run(project, name)
+    adapter = paths.run_dir(project.folder, run_id) / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    return run_id
+
+
+def test_export_model_from_the_gui_reports_its_end_and_its_errors(qtbot, labeled, tmp_path):
+    """`studio export-model` (the real command) runs in the background; its success or the error it
+    ended with shows in the message line, though no run row changes meanwhile."""
+    run_id = adapter_run(labeled, "good")
+    panel = make_panel(qtbot, labeled)
+    out = tmp_path / "out"
+    assert panel.export_run(run_id, out, merged=False)
+    assert "Exporting run" in panel.message.text()
+    qtbot.waitUntil(lambda: not panel.exporting(), timeout=60000)
+    assert panel.message.text() == f"Exported run {run_id} to {out}."
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").read_bytes() == b"weights"
+
+    # a used folder is refused before anything is spawned, in the dialog and in the panel
+    assert not panel.export_run(run_id, out, merged=False) and not panel.exporting()
+    assert "exists and is not empty" in panel.message.text()
+    from studio.ui.runs.panel import ExportDialog
+
+    dialog = ExportDialog(labeled.run(run_id), panel)
+    dialog.out_edit.setText(str(out))
+    dialog._on_ok()
+    assert dialog.result() != QDialog.DialogCode.Accepted and "not empty" in dialog.error_label.text()
+
+    # the command's own error (no adapter saved) comes back in words
+    bare = add_run(labeled, "no-adapter")
+    assert panel.export_run(bare, tmp_path / "out2", merged=False)
+    qtbot.waitUntil(lambda: not panel.exporting(), timeout=60000)
+    assert f"Export of run {bare} failed: run {bare}: no adapter at" in panel.message.text()
+
+
+def test_presets_undo_what_the_previous_preset_set(qtbot, labeled, model_dir):
+    dialog = LaunchDialog(labeled, models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    dialog.apply_preset("SimPO")
+    assert dialog.raw_value("learning_rate") == "1e-05" and dialog.raw_value("beta") == "2.0"
+    dialog.apply_preset("DPO")  # SimPO's learning rate must not stay behind under a DPO preset
+    assert dialog.raw_value("learning_rate") == "5e-05" and dialog.raw_value("beta") == "0.1"
+    assert dialog.preset_combo.currentText() == "DPO"
+    dialog.apply_preset("SimPO")
+    dialog.set_value("learning_rate", "2e-5")  # the user's own choice survives a preset change
+    dialog.apply_preset("IPO")
+    assert dialog.raw_value("learning_rate") == "2e-5" and dialog.raw_value("loss_type") == "ipo"
+    tip = dialog.preset_combo.itemData(dialog.preset_combo.findText("SimPO"), Qt.ItemDataRole.ToolTipRole)
+    assert "learning_rate = 1e-05" in tip
+
+
+def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_come_into_view(qtbot, labeled,
+                                                                                         tmp_path):
+    gone = tmp_path / "models" / "removed"
+    run = {"id": 7, "name": "old", "model": str(gone), "config": to_dict(DPOConfig())}
+    from studio.ui.runs.launch_dialog import initial_from_run
+
+    dialog = LaunchDialog(labeled, initial=initial_from_run(run, retry=True), models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    assert dialog.windowTitle() == "Retry old"
+    assert "Model not found" in dialog.estimate_label.text() and str(gone) in dialog.estimate_label.text()
+    assert "d62728" in dialog.model_combo.styleSheet()
+
+    dialog.resize(980, 700)
+    dialog.show()
+    assert dialog.scroll.verticalScrollBar().value() == 0
+    dialog.set_value("gradient_checkpointing", False)
+    dialog.editors["lora.dropout"].setText("lots")
+    before = len(labeled.runs())
+    assert dialog.launch() is None and len(labeled.runs()) == before
+    assert "lora.dropout: expected float, got 'lots'" in dialog.error_label.text()
+    editor = dialog.editors["lora.dropout"]
+    top = editor.mapTo(dialog.scroll.widget(), editor.rect().topLeft()).y()
+    bar = dialog.scroll.verticalScrollBar().value()
+    assert bar <= top <= bar + dialog.scroll.viewport().height() - editor.height()  # scrolled into view
+
+
+def test_best_eval_accuracy_ignores_the_step_0_evaluation(qtbot, labeled):
+    run_id = add_run(labeled, "r")  # eval accuracy 0.51 at step 5
+    labeled.log_metrics(run_id, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    only_start = labeled.create_run("dpo", "m", to_dict(DPOConfig()), name="started")
+    labeled.log_metrics(only_start, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    panel = make_panel(qtbot, labeled)
+    cells = {panel.table.item(r, 0).text(): panel.table.item(r, 6).text() for r in range(panel.table.rowCount())}
+    assert cells == {"r": "51.0%", "started": "–"}
+
+
+def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):
+    a = add_run(labeled, "base")
+    b = add_run(labeled, "other", beta=0.5, learning_rate=1e-4, **{"lora.r": 4, "lora.alpha": 8})
+    panel = make_panel(qtbot, labeled)
+    panel.resize(1280, 720)  # the Runs section inside a 1280x800 window
+    panel.show()
+    panel.table.select_ids([a, b])
+    panel.compare_selected()
+    qtbot.waitUntil(lambda: panel.compare.config_table.isVisible())
+    t = panel.compare.config_table
+    assert t.rowCount() == 4
+    last = t.rowCount() - 1
+    assert t.rowViewportPosition(last) + t.rowHeight(last) <= t.viewport().height()
+    assert min(p.height() for p in panel.compare.plots.values()) >= 120  # charts still readable

@@ -7,7 +7,7 @@ import pytest
 
 from studio.core import metrics as M
 from studio.ui.runs import poller as poller_module
-from studio.ui.runs.monitor import MonitorView
+from studio.ui.runs.monitor import MonitorView, divergence, likelihood_displacement, run_warnings
 from studio.ui.runs.poller import Poller, RunData
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -96,3 +96,118 @@ def test_fractions_keep_their_0_to_1_axis_and_distinct_2_gets_its_own(qtbot, pro
     assert "length" in legend and "distinct-2" in legend
     assert "eval" not in view.charts["Loss"].plot.getAxis("bottom").labelText  # only what the run logs
     assert view.charts["Loss"].plot.legend is None  # no legend box over the curves
+
+
+def data_of(project, rows) -> RunData:
+    run_id = project.create_run("dpo", "m", {})
+    project.log_metrics(run_id, rows)
+    rd = RunData(run_id)
+    while rd.poll(project) or rd.behind:
+        pass
+    return rd
+
+
+def noisy_run(seed: int, steps: int = 400, kl_end: float | None = 0.2, logp_trend: float = 0.0) -> list[tuple]:
+    """Per-step log-probs as a tiny model logs them: summed over responses whose lengths vary from
+    batch to batch (sd 150 nats), plus per-token log-ratios to the reference ending at kl_end."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for step in range(1, steps + 1):
+        p = step / steps
+        rows += [(step, M.LOGPS_CHOSEN, -600 + logp_trend * p + rng.normal(0, 150)),
+                 (step, M.LOGPS_REJECTED, -300 + 2 * logp_trend * p + rng.normal(0, 150))]
+        if kl_end is not None:
+            rows += [(step, M.KL_CHOSEN, kl_end * p + rng.normal(0, 0.02)),
+                     (step, M.KL_REJECTED, -abs(kl_end) * 2 * p + rng.normal(0, 0.02))]
+    return rows
+
+
+def test_likelihood_displacement_warns_on_a_real_fall_and_not_on_batch_noise(project):
+    # healthy runs: chosen more likely than under the reference, log-probs noisy but flat
+    for seed in range(10):
+        assert likelihood_displacement(data_of(project, noisy_run(seed))) is None, seed
+    # older runs without kl/chosen: flat noisy log-probs are not a fall either (the first and last
+    # 10% of steps differ by chance by far more than 0.5 nats)
+    for seed in range(10):
+        assert likelihood_displacement(data_of(project, noisy_run(seed, kl_end=None))) is None, seed
+
+    warning = likelihood_displacement(data_of(project, noisy_run(0, kl_end=-0.1)))
+    assert warning.startswith("Likelihood displacement") and "less likely than under the reference" in warning
+    assert "-0.09" in warning or "-0.10" in warning  # the recent per-token log-ratio, in numbers
+    fell = likelihood_displacement(data_of(project, noisy_run(0, kl_end=None, logp_trend=-300)))
+    assert fell is not None and "fell too" in fell
+
+
+def test_a_nan_loss_is_called_divergence_with_its_step(qtbot, project):
+    rows = [(s, M.LOSS, 0.69 - s / 100) for s in range(1, 20)] + [(20, M.LOSS, float("nan"))]
+    rd = data_of(project, rows)
+    assert run_warnings(rd) == [divergence(rd)]
+    assert "The loss became nan at step 20: training diverged" in divergence(rd)
+    assert run_warnings(data_of(project, rows[:-1])) == []
+
+
+def test_every_chart_shows_the_runs_steps_and_distinct_2_keeps_0_to_1(qtbot, project):
+    """Early in a run, the step-0 evaluation is the only point of the Samples chart: it used to get an
+    x axis of +-1e-9 (or -400..400) and, with distinct-2 exactly 1.0, a right axis of 0.5..1.5."""
+    run_id = project.create_run("dpo", "m", {})
+    project.update_run(run_id, status="running")
+    project.log_metrics(run_id, [(0, M.EVAL_DISTINCT_2, 1.0), (0, M.EVAL_SAMPLE_LENGTH, 64.0)]
+                        + [(s, M.LOSS, 0.69) for s in range(1, 8)] + [(s, M.LOGPS_CHOSEN, -5.0 - s) for s in (6, 7)])
+    view = MonitorView(project, Poller(project))
+    qtbot.addWidget(view)
+    view.resize(1280, 700)
+    view.show()
+    view.set_run(run_id)
+    qtbot.wait(300)  # pyqtgraph's own range updates happen in the event loop
+    view.redraw()
+    ranges = {title: chart.plot.getViewBox().viewRange()[0] for title, chart in view.charts.items()
+              if chart.curves}
+    assert set(ranges) == {"Samples", "Loss", "Log-probs"}
+    for title, (lo, hi) in ranges.items():
+        assert lo <= 0 and 7 <= hi <= 12, title  # all from 0 to the latest step, with room to grow
+    d_lo, d_hi = view.charts["Samples"].right.viewRange()[1]
+    assert d_lo <= 0 and d_hi >= 1
+
+
+def test_legends_fit_under_their_charts_at_1280x800(qtbot, project):
+    from PySide6.QtGui import QFont, QFontMetrics, QTextDocument
+
+    from studio.ui.runs import charts as C
+    from studio.ui.runs.panel import RunsPanel
+
+    run_id = project.create_run("dpo", "m", {})
+    names = [m for spec in C.CHARTS for line in spec.lines for m in (line.metric, M.eval_name(line.metric))]
+    project.log_metrics(run_id, [(s, n, 0.5) for s in range(1, 11) for n in names])
+    panel = RunsPanel(project)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)  # the Runs section inside a 1280x800 window
+    panel.show()
+    panel.show_run(run_id)
+    qtbot.wait(200)
+    panel.monitor.redraw()
+    font = QFont()
+    font.setPointSize(8)
+    metrics = QFontMetrics(font)
+    for title, chart in panel.monitor.charts.items():
+        axis = chart.plot.getAxis("bottom")
+        doc = QTextDocument()
+        doc.setHtml(axis.labelText)
+        text = doc.toPlainText()
+        assert metrics.horizontalAdvance(text) <= axis.width(), (title, text, axis.width())
+    assert "train" in panel.monitor.charts["Accuracy"].plot.getAxis("bottom").labelText
+
+
+def test_a_failed_runs_log_leaves_the_charts_room_at_1280x800(qtbot, project):
+    from studio.ui.runs.panel import RunsPanel
+
+    run_id = log_run(project, 50)
+    project.update_run(run_id, status="failed", error="RuntimeError: CUDA out of memory. " * 6,
+                       log_tail="\n".join(f"log line {i}" for i in range(200)))
+    panel = RunsPanel(project)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)
+    panel.show()
+    panel.show_run(run_id)
+    qtbot.waitUntil(lambda: panel.monitor.failure.isVisible())
+    assert "log line 199" in panel.monitor.log_tail.toPlainText()
+    assert panel.monitor.graphics.height() >= 330  # three rows of charts that can still be read

@@ -61,8 +61,10 @@ CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("Learning rate", (Line(M.LEARNING_RATE, "lr", GREY, False),), "warmup then schedule"),
     ChartSpec("Tokens / s", (Line(M.TOKENS_PER_SECOND, "tokens/s", ORANGE, False),), "training throughput"),
     ChartSpec("Memory (GiB)", (Line(M.MEMORY, "peak memory", ORANGE, False),), "peak GPU memory (RSS on CPU)"),
-    ChartSpec("Samples", (Line(M.EVAL_SAMPLE_LENGTH, "length (left)", GREY, False, include=(0.0,)),
-                          Line(M.EVAL_DISTINCT_2, "distinct-2 (right)", PURPLE, False, axis="right",
+    # each axis is coloured like its line, so the legend needs no "(left)"/"(right)", which did not
+    # fit under the chart at 1280x800
+    ChartSpec("Samples", (Line(M.EVAL_SAMPLE_LENGTH, "length", GREY, False, include=(0.0,)),
+                          Line(M.EVAL_DISTINCT_2, "distinct-2", PURPLE, False, axis="right",
                                include=(0.0, 1.0))),
               "generated length in tokens (left axis) and bigram diversity (right axis) at evals; "
               "diversity collapsing = mode collapse"),
@@ -132,12 +134,24 @@ def faint(color: str, strength: float = 0.3):
     return pg.mkColor(*mix)
 
 
+CSV_HEADER = ("run", "run_name", "metric", "step", "wall_time", "value")
+"""wall_time: Unix seconds when the worker logged the value (TensorBoard's CSV calls it "Wall time")."""
+
+
 def write_csv(path: Path, rows) -> None:
-    """rows: iterables of (run, name, step, time, value)."""
+    """rows: iterables of CSV_HEADER's fields. Values are written in full precision; a missing one
+    (NaN) is written as 'nan' so pandas and numpy read it back as such."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run", "metric", "step", "time", "value"])
+        w.writerow(CSV_HEADER)
         w.writerows(rows)
+
+
+def series_rows(run_id: int, run_name: str, name: str, series) -> list[tuple]:
+    """CSV rows of one metric of a run."""
+    n = len(series)
+    return [(run_id, run_name, name, int(st), f"{t:.3f}", repr(float(v)))
+            for st, t, v in zip(series.step[:n], series.time[:n], series.y, strict=True)]
 
 
 def export_plot_png(plot: pg.PlotItem, path: Path, width: int = 1200) -> None:

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -120,17 +119,31 @@ class CompareView(QWidget):
             plot.setLabel("bottom", "step", **{"font-size": "8pt"})
             self.plots[name] = plot
         vsplit.addWidget(self.graphics)
-        tabs = QTabWidget()
+        # the two tables side by side (each has one narrow column per run), with compact rows, so at
+        # 1280x800 they show their rows instead of one line each under the charts
+        tables = QWidget()
+        tl = QHBoxLayout(tables)
+        tl.setContentsMargins(0, 0, 0, 0)
         self.config_table = QTableWidget()
         self.final_table = QTableWidget()
-        for t in (self.config_table, self.final_table):
+        for title, t in (("Settings that differ", self.config_table), ("Final metrics", self.final_table)):
             t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
             t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        tabs.addTab(self.config_table, "Settings that differ")
-        tabs.addTab(self.final_table, "Final metrics")
-        vsplit.addWidget(tabs)
+            t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
+            t.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+            box = QWidget()
+            bl = QVBoxLayout(box)
+            bl.setContentsMargins(0, 0, 0, 0)
+            bl.setSpacing(2)
+            heading = QLabel(f"<b>{title}</b>")
+            bl.addWidget(heading)
+            bl.addWidget(t, 1)
+            tl.addWidget(box, 1)
+        tables.setMinimumHeight(self.fontMetrics().height() * 8)
+        vsplit.addWidget(tables)
         vsplit.setStretchFactor(0, 3)
-        vsplit.setStretchFactor(1, 1)
+        vsplit.setStretchFactor(1, 2)
+        vsplit.setSizes([600, 260])
         rl.addWidget(vsplit, 1)
         split.addWidget(right)
         split.setStretchFactor(0, 0)
@@ -307,11 +320,11 @@ class CompareView(QWidget):
             rd = self.poller.data.get(rid)
             if rd is None:
                 continue
+            self.poller.finish_loading(rid)
             for name in C.COMPARE_METRICS:
                 s = rd.series.get(name)
                 if s is not None:
-                    rows += [(rid, name, int(st), f"{t:.3f}", v)
-                             for st, t, v in zip(s.step[: s.n], s.time[: s.n], s.y, strict=True)]
+                    rows += C.series_rows(rid, self.runs[rid]["name"] if rid in self.runs else "", name, s)
         C.write_csv(Path(path), rows)
 
     def _ask_png(self) -> None:

@@ -52,6 +52,28 @@ def start_export(project_folder: Path, run_id: int, out: Path, merged: bool) -> 
     return spawn(export_command(project_folder, run_id, out, merged), log)
 
 
+def last_error(log_file: Path, max_bytes: int = 8192) -> str | None:
+    """The error a command ended with, from the end of its log: the CLI's `studio: error: ...` line,
+    else the last exception line of a traceback, else the last line; None without a log."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    for line in reversed(lines):
+        if line.startswith("studio: error:"):
+            return line[len("studio: error:"):].strip()
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "NotFound")) and " " not in head:
+            return line
+    return lines[-1]
+
+
 def reap() -> None:
     """Collect exit statuses of finished children (a zombie would still look alive by pid)."""
     for proc in list(_children):

@@ -74,8 +74,12 @@ class LaunchDialog(QDialog):
         self.models = models if models is not None else find_local_models(model_search_dirs(project))
         self.gpus = gpus if gpus is not None else resources.gpus()
         self.summary = resources.summarize_data(project)
-        self.setWindowTitle("Retry run" if self.initial.get("retry") else
-                           ("Duplicate run with changes" if self.parent_id else "New training run"))
+        source = self.initial.get("source_name") or "run"
+        self.setWindowTitle(f"Retry {source}" if self.initial.get("retry") else
+                            (f"Duplicate {source} with changes" if self.parent_id else "New training run"))
+        # fields outside the method group set by the last preset applied, with the values it gave them
+        # (SimPO's learning rate): the next preset puts them back unless the user changed them since
+        self._preset_extras: dict[str, Any] = {}
         self.resize(980, 760)
         self._build()
         self._fill(self.initial.get("config") or {})
@@ -110,7 +114,11 @@ class LaunchDialog(QDialog):
 
         self.preset_combo = QComboBox()
         self.preset_combo.addItem(CUSTOM)
-        self.preset_combo.addItems(list(PRESETS))
+        for name, overrides in PRESETS.items():
+            self.preset_combo.addItem(name)
+            sets = ", ".join(f"{k} = {v}" for k, v in overrides.items())
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, f"Sets {sets}; the other method "
+                                          f"settings go back to their defaults", Qt.ItemDataRole.ToolTipRole)
         self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
         self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
         top.addRow("Preset", self.preset_combo)
@@ -135,7 +143,7 @@ class LaunchDialog(QDialog):
         info.addWidget(device_box, 1)
         layout.addLayout(info)
 
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         form_host = QWidget()
         grid = QGridLayout(form_host)
@@ -226,12 +234,20 @@ class LaunchDialog(QDialog):
         if preset not in PRESETS:
             return
         defaults = _flatten(to_dict(self.cls()))
+        overrides = PRESETS[preset]
+        current = self._parsed(quiet=True)[0]
         # a preset sets the method fields; everything it does not mention goes back to the default
         for name in self.fields:
             if self.fields[name].group == "method":
                 self.set_value(name, defaults[name])
-        for name, value in PRESETS[preset].items():
+        # so does what the previous preset set elsewhere (SimPO's learning rate), unless edited since:
+        # switching SimPO -> DPO silently kept SimPO's 1e-5 before
+        for name, value in self._preset_extras.items():
+            if name not in overrides and current.get(name) == value:
+                self.set_value(name, defaults[name])
+        for name, value in overrides.items():
             self.set_value(name, value)
+        self._preset_extras = {n: v for n, v in overrides.items() if self.fields[n].group != "method"}
         self.preset_combo.setCurrentText(preset)
 
     def _match_preset(self) -> None:
@@ -307,15 +323,22 @@ class LaunchDialog(QDialog):
         model = self._selected_model()
         path = model.path if model else None
         params = model.parameters if model else None
-        if model is None and self.model_name():
+        self.model_combo.setStyleSheet("")
+        if not self.model_name():
+            self.estimate_label.setText("Choose a model to see what the run needs.")
+            return
+        if model is None or not path.is_dir():
+            # typed, prefilled by Retry/Duplicate, or removed since: say at once when it is not there
             try:
                 from studio.core.models import describe
 
                 path = resolve_model(self.model_name())
                 found = describe(path)
                 params = found.parameters if found else None
-            except ModelNotFound:
-                path = None
+            except ModelNotFound as e:
+                self.model_combo.setStyleSheet(ERROR_STYLE)
+                self.estimate_label.setText(f"Model not found, so no estimate: {e}")
+                return
         need, how = resources.estimate_memory(params, path, config, on_gpu=bool(self.gpus))
         verdict = ""
         if self.gpus:
@@ -355,6 +378,12 @@ class LaunchDialog(QDialog):
         config, errors = self.validate()
         if errors:
             self.error_label.setText("Cannot launch:\n" + "\n".join(f"• {e}" for e in errors))
+            # the form scrolls: bring the first outlined field into view
+            first = next((self.editors[e.split(":", 1)[0]] for e in errors if e.split(":", 1)[0] in self.editors),
+                         None)
+            if first is not None:
+                self.scroll.ensureWidgetVisible(first)
+                first.setFocus()
             return None
         self.error_label.setText("")
         self.run_id = self.project.create_run(config["method"], self.model_name(), config,
@@ -390,4 +419,4 @@ def _nest(flat: dict) -> dict:
 def initial_from_run(run: dict, retry: bool = False) -> dict:
     """Dialog pre-fill from an existing run: duplicate (parent set) or retry after a failure."""
     return {"model": run["model"], "config": run["config"], "parent_id": run["id"], "retry": retry,
-            "name": "" if not retry else f"{run['name']}-retry"}
+            "name": "" if not retry else f"{run['name']}-retry", "source_name": run["name"]}

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSplitter,
+    QTabWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -36,27 +37,82 @@ COLUMNS = 4
 MAX_MARKERS = 300
 EDGE_LABEL_PX = 9
 REDRAW_MS = 100
+DISPLACEMENT_PER_TOKEN = 0.02
+"""The chosen responses' mean per-token log-ratio to the reference (kl/chosen) below -this, clearly
+(two standard errors) below 0 over the recent steps, is likelihood displacement."""
 DISPLACEMENT_NATS = 0.5
-"""Both log-probs falling by more than this (summed over the response) triggers the warning."""
+"""Without kl/chosen (old runs): both summed log-probs falling by more than this, and by more than
+their batch-to-batch noise, triggers the warning."""
+MIN_STEPS = 10
+
+
+def _window(y: np.ndarray) -> int:
+    return max(5, len(y) // 10)
+
+
+def _mean_se(y: np.ndarray) -> tuple[float, float]:
+    y = y[np.isfinite(y)]
+    if y.size < 2:
+        return (float(y[0]) if y.size else math.nan), math.inf
+    return float(y.mean()), float(y.std(ddof=1) / math.sqrt(y.size))
 
 
 def likelihood_displacement(rd: RunData) -> str | None:
-    """The warning in words when chosen and rejected log-probs both fell since the start of training."""
+    """The warning in words when training made the chosen responses less likely, not only the rejected.
+
+    Judged on kl/chosen, the per-token log pi - log pi_ref on the same batch: a noisy summed log-prob
+    moves with each batch's lengths (hundreds of nats on a tiny model), so comparing its start with
+    its end warned on healthy runs. Without kl/chosen, the log-probs' fall must exceed their noise."""
+    advice = ("The margin can grow while the model moves probability to responses outside your data; "
+              "consider a lower learning rate, a higher beta, or DPO + NLL.")
+    kl = rd.series.get(M.KL_CHOSEN)
+    if kl is not None and len(kl) >= MIN_STEPS:
+        y = kl.y
+        k = _window(y)
+        mean, se = _mean_se(y[-k:])
+        if not (mean < -DISPLACEMENT_PER_TOKEN and mean + 2 * se < 0):
+            return None
+        rej = rd.series.get(M.KL_REJECTED)
+        rej_text = ""
+        if rej is not None and len(rej) >= k:
+            rej_text = f" (rejected: {_mean_se(rej.y[-k:])[0]:+.3f})"
+        return (f"Likelihood displacement: the chosen responses became less likely than under the reference "
+                f"model (log-ratio {mean:+.3f} per token over the last {k} steps{rej_text}), not only the "
+                f"rejected ones. " + advice)
     chosen, rejected = rd.series.get(M.LOGPS_CHOSEN), rd.series.get(M.LOGPS_REJECTED)
-    if chosen is None or rejected is None or min(len(chosen), len(rejected)) < 10:
+    if chosen is None or rejected is None or min(len(chosen), len(rejected)) < 2 * MIN_STEPS:
         return None
 
-    def drop(s) -> tuple[float, float]:
-        k = max(3, len(s) // 10)
-        return float(np.nanmean(s.y[:k])), float(np.nanmean(s.y[-k:]))
+    def fall(series) -> tuple[float, float, bool]:
+        y = series.y
+        k = _window(y)
+        (m0, se0), (m1, se1) = _mean_se(y[:k]), _mean_se(y[-k:])
+        return m0, m1, m0 - m1 > max(DISPLACEMENT_NATS, 2 * math.hypot(se0, se1))
 
-    (c0, c1), (r0, r1) = drop(chosen), drop(rejected)
-    if c0 - c1 > DISPLACEMENT_NATS and r0 - r1 > DISPLACEMENT_NATS:
+    c0, c1, c_fell = fall(chosen)
+    r0, r1, r_fell = fall(rejected)
+    if c_fell and r_fell:
         return (f"Likelihood displacement: the chosen responses' log-prob fell too ({c0:.1f} → {c1:.1f}), "
-                f"not only the rejected ones' ({r0:.1f} → {r1:.1f}). The margin can grow while the model "
-                f"moves probability to responses outside your data; consider a lower learning rate, a higher "
-                f"beta, or DPO + NLL.")
+                f"not only the rejected ones' ({r0:.1f} → {r1:.1f}). " + advice)
     return None
+
+
+def divergence(rd: RunData) -> str | None:
+    """The warning in words when the loss stopped being a number: nothing after that step is training."""
+    loss = rd.series.get(M.LOSS)
+    if loss is None or loss.all_finite:
+        return None
+    bad = np.flatnonzero(~np.isfinite(loss.y))
+    if not bad.size:
+        return None
+    step = int(loss.step[bad[0]])
+    return (f"The loss became {loss.y[bad[0]]} at step {step}: training diverged. Lower the learning rate, "
+            f"keep gradient clipping on (max grad norm), or use fp32/bf16 instead of fp16.")
+
+
+def run_warnings(rd: RunData) -> list[str]:
+    """Every warning in words that applies to the run's data so far."""
+    return [w for w in (divergence(rd), likelihood_displacement(rd)) if w]
 
 
 class _Curves:
@@ -92,6 +148,9 @@ class _Chart:
         plot = self.plot
         self.right = pg.ViewBox(enableMenu=False)
         self.right.setMouseEnabled(x=False, y=False)
+        # Follow sets this axis like the others; left auto-ranging, pyqtgraph re-fitted it around
+        # the data (0.6..1.4 for a distinct-2 of 1.0) whenever Follow found the range already right
+        self.right.disableAutoRange()
         plot.showAxis("right")
         axis = plot.getAxis("right")
         C.style_axis(axis)
@@ -146,13 +205,16 @@ class _Chart:
     def show_legend(self) -> None:
         """The legend, as the label under the x axis: coloured names of what this run logs."""
         entries, eval_color = [], None
+        # a chart of one metric is titled by it: its legend only tells train from eval
+        single = len(self.spec.lines) == 1
         for name, line, twin in self.metrics():
             if name not in self.curves:
                 continue
             if twin:
                 eval_color = eval_color or "#666"
                 continue
-            entries.append(("●" if C.is_sparse(name) else "▬", line.color, line.label))
+            label = "train" if single and line.eval_twin else line.label
+            entries.append(("●" if C.is_sparse(name) else "▬", line.color, label))
         if eval_color:
             entries.append(("- -●", eval_color, "eval"))
         self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
@@ -166,29 +228,23 @@ class _Chart:
         self.curves.clear()
         self.show_legend()
 
-    def fit(self, rd: RunData, x_by: str, running: bool) -> None:
+    def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
         """Follow: scale the axes to all the data, from each series' running min/max (never a scan of
         100k points). While the run grows, leave headroom, so the axes (and their cached pictures)
-        change every few seconds rather than at every redraw."""
-        t0 = rd.t0 or 0.0
-        xs: list[float] = []
+        change every few seconds rather than at every redraw. x_range is the whole run's, so every
+        chart shows the same steps (one evaluated only at step 0 included)."""
         ys: dict[int, list[float]] = {}
         for name, line, _twin in self.metrics():
             series = rd.series.get(name)
             if series is None or not len(series):
                 continue
-            x = series.x(x_by, t0)
-            xs += [float(x[0]), float(x[-1])]
             vr = series.value_range()
             if vr is not None:
                 ys.setdefault(id(self.view_for(line)), []).extend((*vr, *line.include))
-        if not xs:
+        if not ys:
             return
         main_view = self.plot.getViewBox()
-        x_lo, x_hi = min(xs), max(xs)
-        if 0 < x_lo <= 0.1 * x_hi:
-            x_lo = 0.0  # steps from 1 (or minutes from a few seconds) read better from 0
-        _fit_axis(main_view, 0, x_lo, x_hi, running, only_up=True)
+        _fit_axis(main_view, 0, *x_range, running, only_up=True)
         for view in (main_view, self.right):
             if view is not None and id(view) in ys:
                 values = ys[id(view)]
@@ -225,6 +281,22 @@ def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, 
         view.setYRange(*new, padding=0)
 
 
+def run_x_range(rd: RunData, x_by: str) -> tuple[float, float] | None:
+    """The x extent of all of a run's series (first and last points only), from 0 when the data starts
+    near it, and at least one step (or a few seconds) wide."""
+    t0 = rd.t0 or 0.0
+    lo, hi = math.inf, -math.inf
+    for series in rd.series.values():
+        if len(series):
+            x = series.x(x_by, t0)
+            lo, hi = min(lo, float(x[0])), max(hi, float(x[-1]))
+    if not math.isfinite(lo):
+        return None
+    if 0 < lo <= 0.1 * hi:
+        lo = 0.0  # steps from 1 (or minutes from a few seconds) read better from 0
+    return lo, max(hi, lo + (1.0 if x_by == "step" else 0.1))
+
+
 class MonitorView(QWidget):
     """Charts for one run, following it live from the database through the shared Poller."""
 
@@ -246,6 +318,7 @@ class MonitorView(QWidget):
         self._loading = False
         self._refit = True
         self._was_running = False
+        self._x_range: tuple[float, float] | None = None
         self._build()
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_MS)
@@ -277,11 +350,12 @@ class MonitorView(QWidget):
         row.addWidget(self.error_label, 1)
         row.addWidget(self.retry_button)
         fl.addLayout(row)
+        # the log tail goes in the side pane (a tab beside the samples): under the error it took the
+        # charts' height, leaving them ~60 px a row at 1280x800
         self.log_tail = QPlainTextEdit()
         self.log_tail.setReadOnly(True)
-        self.log_tail.setMaximumHeight(140)
-        self.log_tail.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        fl.addWidget(self.log_tail)
+        self.log_tail.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.log_tail.setPlaceholderText("A failed run's last log lines appear here.")
         self.failure.hide()
         outer.addWidget(self.failure)
 
@@ -347,7 +421,10 @@ class MonitorView(QWidget):
         split.addWidget(self.graphics)
         self.samples_view = QTextBrowser()
         self.samples_view.setPlaceholderText("Generations on the eval prompts appear here at each evaluation.")
-        split.addWidget(self.samples_view)
+        self.side = QTabWidget()
+        self.side.addTab(self.samples_view, "Samples")
+        self.side.addTab(self.log_tail, "Log")
+        split.addWidget(self.side)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
         split.setSizes([900, 260])
@@ -397,6 +474,7 @@ class MonitorView(QWidget):
             self.header.setText("Select a run, or start one with <b>New run…</b>" if self.run_id is None
                                 else f"Run {self.run_id} was deleted.")
             self.failure.hide()
+            self.log_tail.clear()
             return
         total = f"/{run['total_steps']}" if run.get("total_steps") else ""
         device = f" · {html.escape(run['device'])}" if run.get("device") else ""
@@ -404,12 +482,19 @@ class MonitorView(QWidget):
             f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
             f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}{loading}")
         if run["status"] == RunStatus.FAILED:
-            self.error_label.setText(f"<b>Failed:</b> {html.escape(run.get('error') or 'no error recorded')}")
-            self.log_tail.setPlainText(run.get("log_tail") or "(no log kept)")
-            self.log_tail.verticalScrollBar().setValue(self.log_tail.verticalScrollBar().maximum())
+            self.error_label.setText(f"<b>Failed:</b> {html.escape(run.get('error') or 'no error recorded')}"
+                                     f"<br><small>The end of its log is in the Log tab on the right.</small>")
+            tail = run.get("log_tail") or "(no log kept)"
+            if self.log_tail.toPlainText() != tail:  # runs refresh often: keep the user's scroll position
+                self.log_tail.setPlainText(tail)
+                self.log_tail.verticalScrollBar().setValue(self.log_tail.verticalScrollBar().maximum())
+                self.side.setCurrentWidget(self.log_tail)
             self.failure.show()
         else:
             self.failure.hide()
+            if self.log_tail.toPlainText():
+                self.log_tail.clear()
+                self.side.setCurrentWidget(self.samples_view)
 
     # ------------------------------------------------------------------ data and drawing
 
@@ -463,6 +548,7 @@ class MonitorView(QWidget):
             follow = self.follow.isChecked()
             refit, self._refit = self._refit, False
             drawn: set[str] = set()
+            touched_charts = []
             for chart in self.charts.values():
                 touched = False
                 for name, line, twin in chart.metrics():
@@ -472,13 +558,20 @@ class MonitorView(QWidget):
                     if self._draw(chart.ensure(name, line, twin), series, t0):
                         touched = True
                         drawn.add(name)
-                if follow and (touched or refit or running != self._was_running):
-                    chart.fit(rd, self.x_by, running)
+                touched_charts.append((chart, touched))
+            x_range = run_x_range(rd, self.x_by) if follow else None
+            if x_range is not None:
+                x_moved = x_range != self._x_range
+                self._x_range = x_range
+                for chart, touched in touched_charts:
+                    # every chart follows the run's x extent, also one that got no new points
+                    if touched or x_moved or refit or running != self._was_running:
+                        chart.fit(rd, x_range, running)
             self._was_running = running
-            if {M.LOGPS_CHOSEN, M.LOGPS_REJECTED} & drawn or refit:
-                warning = likelihood_displacement(rd)
-                self.warning.setText(warning or "")
-                self.warning.setVisible(bool(warning))
+            if drawn or refit:
+                warnings = run_warnings(rd)
+                self.warning.setText("\n\n".join(warnings))
+                self.warning.setVisible(bool(warnings))
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
 
@@ -552,20 +645,21 @@ class MonitorView(QWidget):
     # ------------------------------------------------------------------ export
 
     def metric_rows(self, chart: _Chart | None = None):
-        """(run, metric, step, time, value) rows of the whole run, or of one chart's metrics."""
+        """CSV rows (charts.CSV_HEADER) of the whole run, or of one chart's metrics."""
         if self.rd is None:
             return []
         names = [n for n, _l, _t in chart.metrics()] if chart else sorted(self.rd.series)
+        run_name = self.run["name"] if self.run else ""
         rows = []
         for name in names:
             s = self.rd.series.get(name)
-            if s is None:
-                continue
-            rows += [(self.run_id, name, int(st), f"{t:.3f}", v) for st, t, v in
-                     zip(s.step[: s.n], s.time[: s.n], s.y, strict=True)]
+            if s is not None:
+                rows += C.series_rows(self.run_id, run_name, name, s)
         return rows
 
     def export_csv(self, path: str | Path, chart: _Chart | None = None) -> None:
+        if self.run_id is not None:
+            self.poller.finish_loading(self.run_id)  # a long run may still be loading: export all of it
         C.write_csv(Path(path), self.metric_rows(chart))
 
     def export_png(self, path: str | Path, chart: _Chart | None = None) -> None:

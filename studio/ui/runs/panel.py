@@ -43,7 +43,14 @@ class RunsPanel(QWidget):
         self.poller = Poller(project, parent=self)
         self.monitor = None  # built on first show: pyqtgraph is imported only when the section is opened
         self.compare = None
-        self._exports: list[tuple[int, Path, object]] = []
+        self._exports: list[tuple[int, Path, object, float]] = []
+        # resumed workers that have not claimed their run yet; one that exits before claiming (the run
+        # was not resumable after all) says why in its log, and that is shown here
+        self._starting: dict[int, object] = {}
+        # exports and starting workers finish without any run row changing, so they get their own timer
+        self._child_timer = QTimer(self)
+        self._child_timer.setInterval(500)
+        self._child_timer.timeout.connect(self._check_children)
         # one timer (a child, so it dies with the panel) checks stop requests against their deadline
         self._stop_deadlines: dict[int, float] = {}
         self._stop_timer = QTimer(self)
@@ -111,6 +118,7 @@ class RunsPanel(QWidget):
     def closeEvent(self, event) -> None:
         self.poller.stop()
         self._stop_timer.stop()
+        self._child_timer.stop()
         super().closeEvent(event)
 
     def ensure_views(self) -> None:
@@ -136,8 +144,8 @@ class RunsPanel(QWidget):
 
     def _on_runs(self, runs: list[dict]) -> None:
         self.table.set_runs(runs)
+        self._check_children()
         self._update_buttons()
-        self._check_exports()
         if self.monitor is not None and self.monitor.run_id is None:
             self._follow_active()
 
@@ -165,11 +173,13 @@ class RunsPanel(QWidget):
         runs = self.selected_runs()
         one = runs[0] if len(runs) == 1 else None
         self.stop_button.setEnabled(any(RunStatus(r["status"]).active for r in runs))
-        self.resume_button.setEnabled(bool(one) and jobs.resumable(self.project.folder, one))
+        self.resume_button.setEnabled(bool(one) and one["id"] not in self._starting
+                                      and jobs.resumable(self.project.folder, one))
         self.duplicate_button.setEnabled(bool(one))
         self.delete_button.setEnabled(bool(runs) and not any(RunStatus(r["status"]).active for r in runs))
         self.folder_button.setEnabled(bool(one) and self.project.folder is not None)
-        self.export_button.setEnabled(bool(one) and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED))
+        self.export_button.setEnabled(bool(one) and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
+                                      and not any(e[0] == one["id"] for e in self._exports))
         self.compare_button.setEnabled(len(runs) >= 2)
 
     def say(self, text: str) -> None:
@@ -194,18 +204,23 @@ class RunsPanel(QWidget):
             self.say("This project lives in memory; runs need a project folder.")
             return
         self._stop_deadlines.pop(run_id, None)
-        if resume:
-            self.project.update_run(run_id, status="queued", stop_requested=0, error=None, ended_at=None)
         try:
             proc = jobs.start_training(self.project.folder, run_id, resume=resume)
         except OSError as e:
-            self.project.update_run(run_id, status="failed", error=f"could not start the worker: {e}")
+            if not resume:  # a resumable run keeps its state: Resume can be tried again
+                self.project.update_run(run_id, status="failed", error=f"could not start the worker: {e}")
             self.say(f"Could not start the worker for run {run_id}: {e}")
             self.poller.refresh_runs()
             return
-        self.project.update_run(run_id, pid=proc.pid, host=socket.gethostname())
+        # A resumed run stays interrupted/failed until its worker claims it: `studio train --resume`
+        # only accepts those states, so marking it queued here made every resume fail.
+        if resume:
+            self._starting[run_id] = proc
+            self._child_timer.start()
+        else:
+            self.project.update_run(run_id, pid=proc.pid, host=socket.gethostname())
         log = paths.log_path(self.project.folder, run_id)
-        self.say(f"Started run {run_id} (worker pid {proc.pid}; log: {log}).")
+        self.say(f"{'Resuming' if resume else 'Started'} run {run_id} (worker pid {proc.pid}; log: {log}).")
         self.poller.refresh_runs()
         self.ensure_views()
         self.show_run(run_id)
@@ -304,23 +319,58 @@ class RunsPanel(QWidget):
             return
         dialog = ExportDialog(runs[0], self)
         if dialog.exec() == QDialog.DialogCode.Accepted:
-            self.export_run(runs[0]["id"], Path(dialog.out_edit.text()), dialog.merged.isChecked())
+            self.export_run(runs[0]["id"], dialog.out_path(), dialog.merged.isChecked())
 
-    def export_run(self, run_id: int, out: Path, merged: bool) -> None:
-        proc = jobs.start_export(self.project.folder, run_id, out, merged)
-        self._exports.append((run_id, out, proc))
-        self.say(f"Exporting run {run_id} to {out}…")
+    def export_run(self, run_id: int, out: Path, merged: bool) -> bool:
+        """Spawn `studio export-model`; its end (success or the error it printed) shows in the message
+        line. False, with the reason shown, when it cannot start."""
+        problem = export_problem(out)
+        if problem:
+            self.say(f"Cannot export run {run_id}: {problem}")
+            return False
+        try:
+            proc = jobs.start_export(self.project.folder, run_id, out, merged)
+        except OSError as e:
+            self.say(f"Could not start the export of run {run_id}: {e}")
+            return False
+        self._exports.append((run_id, out, proc, time.monotonic()))
+        self._child_timer.start()
+        self.say(f"Exporting run {run_id} {'as a merged model ' if merged else ''}to {out}…")
+        self._update_buttons()
+        return True
 
-    def _check_exports(self) -> None:
+    def exporting(self) -> bool:
+        return bool(self._exports)
+
+    def _check_children(self) -> None:
+        """Report exports that ended and workers that exited before claiming their run."""
         for entry in list(self._exports):
-            run_id, out, proc = entry
+            run_id, out, proc, started = entry
             code = proc.poll()
             if code is None:
+                self.say(f"Exporting run {run_id} to {out}… {time.monotonic() - started:.0f} s")
                 continue
             self._exports.remove(entry)
             log = paths.run_dir(self.project.folder, run_id) / "export.log"
-            self.say(f"Exported run {run_id} to {out}." if code == 0
-                     else f"Export of run {run_id} failed (exit {code}); see {log}.")
+            if code == 0:
+                self.say(f"Exported run {run_id} to {out}.")
+            else:
+                self.say(f"Export of run {run_id} failed: {jobs.last_error(log) or f'exit {code}'} (log: {log})")
+            self._update_buttons()
+        for run_id, proc in list(self._starting.items()):
+            try:
+                claimed = self.project.run(run_id)["pid"] == proc.pid  # the worker stores its pid on claiming
+            except ProjectError:  # deleted meanwhile
+                claimed = True
+            code = proc.poll()
+            if claimed or code is not None:
+                self._starting.pop(run_id)
+                self._update_buttons()
+            if not claimed and code is not None:
+                log = paths.log_path(self.project.folder, run_id)
+                self.say(f"Run {run_id} did not resume: {jobs.last_error(log) or f'exit {code}'} (log: {log})")
+        if not self._exports and not self._starting:
+            self._child_timer.stop()
 
     def compare_selected(self) -> None:
         self.ensure_views()
@@ -363,6 +413,17 @@ class RunsPanel(QWidget):
         return True
 
 
+def export_problem(out: Path) -> str | None:
+    """Why `studio export-model` would refuse this output folder (checked before spawning it)."""
+    if not str(out).strip():
+        return "choose an output folder"
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file, not a folder"
+    if out.is_dir() and any(out.iterdir()):
+        return f"{out} exists and is not empty; choose a new folder"
+    return None
+
+
 class ExportDialog(QDialog):
     """Where to export a run's model, and whether to merge the adapter into the base weights."""
 
@@ -379,10 +440,25 @@ class ExportDialog(QDialog):
         form.addRow("Output folder", row)
         self.merged = QCheckBox("Merge the adapter into the base model (a standalone model, larger)")
         form.addRow(self.merged)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d62728;")
+        form.addRow(self.error_label)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
+        buttons.accepted.connect(self._on_ok)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+        self.resize(640, self.sizeHint().height())
+
+    def out_path(self) -> Path:
+        return Path(self.out_edit.text().strip()).expanduser()
+
+    def _on_ok(self) -> None:
+        # the export refuses a non-empty folder; say so here rather than after spawning it
+        problem = export_problem(self.out_path())
+        self.error_label.setText(problem or "")
+        if problem is None:
+            self.accept()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to folder")

@@ -27,7 +27,9 @@ class BestEvalAccuracy:
         rows = self.project.metrics(run_id, since_id=self.last_id.get(run_id, 0), names=[EVAL_ACCURACY])
         if rows:
             self.last_id[run_id] = rows[-1][0]
-            values = [r[3] for r in rows if r[3] is not None]
+            # the step-0 evaluation is the untouched reference: every reward is 0, so its "accuracy"
+            # (chosen reward strictly above rejected) is 0%, which read as a broken run in this column
+            values = [r[3] for r in rows if r[3] is not None and r[1] > 0]
             if values:
                 self.best[run_id] = max(self.best.get(run_id, float("-inf")), *values)
         return self.best.get(run_id)
