@@ -26,6 +26,7 @@ import dataclasses
 import io
 import itertools
 import json
+import math
 import os
 import re
 import secrets
@@ -320,11 +321,19 @@ def _type_name(v: Any) -> str:
         type(v), type(v).__name__)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_size(value: str, field: str, limit: int) -> None:
+    """The text fits the size limit and is storable: JSON's `\\ud800` escapes can produce half of a
+    UTF-16 surrogate pair, which is not Unicode text, and SQLite (UTF-8) would refuse it mid-import."""
+    bad = _SURROGATE.search(value)
+    if bad:
+        raise _Bad(field, f"invalid text: a lone UTF-16 surrogate \\u{ord(bad.group()):04x} at character "
+                          f"{bad.start() + 1} (a broken \\u escape; not Unicode text)")
     # len() bounds the UTF-8 size from below (and by 4x from above): encode only long texts
-    if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
-        raise _Bad(field, f"text over the size limit ({len(value.encode('utf-8', 'surrogatepass')):,} bytes > "
-                          f"{limit:,})")
+    if len(value) * 4 > limit and len(value.encode("utf-8")) > limit:
+        raise _Bad(field, f"text over the size limit ({len(value.encode('utf-8')):,} bytes > {limit:,})")
 
 
 def _text(record: dict, field: str, limit: int) -> str:
@@ -393,10 +402,14 @@ def _hh_transcript(value: Any, field: str, limit: int) -> list[dict]:
     if not value.strip():
         raise _Bad(field, "empty text")
     _check_size(value, field, limit)
-    text = value if value.startswith("\n\n") else "\n\n" + value.lstrip()
+    # a transcript that went through a Windows tool has \r\n line ends: turn markers are then \r\n\r\n
+    text = value.replace("\r\n", "\n")
+    text = text if text.startswith("\n\n") else "\n\n" + text.lstrip()
     parts = _HH_TURN.split(text)
     if len(parts) < 3 or parts[0].strip():
         raise _Bad(field, "not a Human/Assistant transcript (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')")
+    if parts[-2] != "Assistant":
+        raise _Bad(field, "the transcript does not end with an '\\n\\nAssistant:' reply")
     return [{"role": "user" if role == "Human" else "assistant", "content": content.strip()}
             for role, content in zip(parts[1::2], parts[2::2], strict=True)]
 
@@ -415,6 +428,11 @@ def _score(record: dict, field: str) -> float | None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _Bad(field, f"wrong type: expected a number, got {_type_name(v)}")
+    if math.isnan(v):
+        # pandas writes a missing score as NaN (JSON NaN, or "nan" in CSV): it means "no score"
+        return None
+    if math.isinf(v):
+        raise _Bad(field, f"not a finite number: {v}")
     return float(v)
 
 
@@ -434,6 +452,8 @@ def _normalise(fmt: str, record: dict, line: int, limit: int) -> Row:
             v = record.get(key)
             if v is not None and not isinstance(v, str):
                 raise _Bad(key, f"wrong type: expected a string, got {_type_name(v)}")
+            if v:
+                _check_size(v, key, limit)
         model_a, model_b = record.get("model_a") or None, record.get("model_b") or None
     elif fmt == "trl":
         if isinstance(record.get("prompt"), list):
@@ -589,7 +609,10 @@ def _label_trigger_off(conn: Any) -> Iterator[bool]:
     try:
         yield True
     finally:
-        conn.execute(row[0])
+        # On some errors (disk full) SQLite has already rolled the whole transaction back, trigger
+        # included: creating it again would fail and hide the real error.
+        if conn.in_transaction:
+            conn.execute(row[0])
 
 
 def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", annotator: str | None = None,

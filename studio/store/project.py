@@ -40,6 +40,40 @@ class ProjectError(Exception):
     """A problem a user can fix (missing folder, newer schema, unknown pair...); the message says what."""
 
 
+class StorageError(ProjectError):
+    """The database could not take a write (disk full, read-only, I/O error); nothing of it was saved."""
+
+
+class ProjectBusy(StorageError):
+    """Another process held the write lock for longer than the busy timeout (typically a large import).
+    Nothing was written; the same write can simply be tried again later."""
+
+
+_STORAGE_ERRORS = ("SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An SQLite failure of the storage itself (disk full, busy, I/O), not of the statement."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    return isinstance(e, sqlite3.OperationalError) and name.startswith(_STORAGE_ERRORS)
+
+
+def storage_error(where: object, e: sqlite3.Error) -> StorageError:
+    """The user-facing form of an SQLite failure during a write, saying what happened and what to do."""
+    msg = str(e)
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        return ProjectBusy(
+            f"{where}: the project is busy: another process (an import or a training run) held the write lock "
+            f"for more than {BUSY_TIMEOUT_MS // 1000} s; nothing was saved by this change, try it again")
+    if "full" in low:
+        return StorageError(f"{where}: the disk is full; nothing was saved by this change (the project is as it "
+                            "was before it): free some space and try again")
+    if "readonly" in low or "read-only" in low:
+        return StorageError(f"{where}: the project database is read-only here; nothing was saved by this change")
+    return StorageError(f"{where}: the database could not save this change ({msg}); nothing of it was saved")
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
@@ -196,19 +230,34 @@ class Project:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute(f"ROLLBACK TO SAVEPOINT {sp}")
-                self.conn.execute(f"RELEASE SAVEPOINT {sp}")
+                # SQLite rolls the whole transaction back by itself on some errors (disk full): then the
+                # savepoint is gone and the outer write() reports the original error
+                if self.conn.in_transaction:
+                    self.conn.execute(f"ROLLBACK TO SAVEPOINT {sp}")
+                    self.conn.execute(f"RELEASE SAVEPOINT {sp}")
                 raise
             self.conn.execute(f"RELEASE SAVEPOINT {sp}")
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if is_storage_error(e):
+                raise storage_error(self._where, e) from e
+            raise
         try:
             yield self.conn
-        except BaseException:
+            self.conn.execute("COMMIT")
+        except BaseException as e:
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            if is_storage_error(e):
+                raise storage_error(self._where, e) from e
             raise
-        self.conn.execute("COMMIT")
+
+    @property
+    def _where(self) -> str:
+        return str(paths.db_path(self.folder)) if self.folder is not None else ":memory:"
 
     def query(self, sql: str, params: Sequence | dict = ()) -> list[dict]:
         cur = self.conn.execute(sql, params)

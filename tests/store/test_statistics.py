@@ -119,3 +119,59 @@ def test_stats_are_json_and_the_demo_project_has_disagreements(tmp_path):
     assert any(r["messages"] for r in p.query("SELECT messages FROM prompts"))
     assert p.scalar("SELECT count(*) FROM prompts WHERE split = 'eval'") > 0
     p.close()
+
+
+def test_demo_stats_match_a_count_made_from_the_demo_file(tmp_path):
+    """`studio stats` on the demo against a count made straight from demo.json, not through the database."""
+    import statistics as st
+    from collections import Counter
+
+    from studio.store.demo import demo_data
+
+    labels, lengths = [], {}
+    for item in demo_data()["prompts"]:
+        for n, pair in enumerate(item["pairs"]):
+            key = (json.dumps(item["prompt"]), n)
+            lengths[key] = (len(pair["a"]), len(pair["b"]))
+            labels += [(key, lab["annotator"], lab["choice"], lab["shown_left"], lab.get("seconds"))
+                       for lab in pair.get("labels", [])]
+    votes: dict = {}
+    for key, who, choice, _left, _s in labels:
+        if choice != "skip":
+            votes.setdefault(key, {})[who] = choice
+    decided = [(c, left) for _k, _w, c, left, _s in labels if c in ("a", "b")]
+    prefs, longer, left_out = 0, 0, Counter()
+    for key, v in votes.items():
+        top = Counter(v.values()).most_common()
+        if len(top) > 1 and top[0][1] == top[1][1]:
+            left_out["no_majority"] += 1
+        elif top[0][0] in ("tie", "both_bad"):
+            left_out[top[0][0]] += 1
+        else:
+            prefs += 1
+            a, b = lengths[key]
+            longer += (a > b) if top[0][0] == "a" else (b > a)
+    shared = [v for v in votes.values() if len(v) >= 2]
+
+    with create_demo(tmp_path / "demo") as p:
+        s = project_stats(p)
+    assert s["counts"]["pairs"] == len(lengths)
+    assert s["counts"]["labeled_pairs"] == len(votes)
+    assert s["counts"]["unlabeled_pairs"] == len(lengths) - len({k for k, *_ in labels})
+    assert s["counts"]["labels"]["current"] == len(labels)
+    assert {k: v["count"] for k, v in s["label_distribution"].items()} == {
+        c: sum(1 for lab in labels if lab[2] == c) for c in ("a", "b", "tie", "both_bad", "skip")}
+    assert (s["position_bias"]["decided"], s["position_bias"]["left_won"]) == (
+        len(decided), sum(1 for c, left in decided if c == left))
+    assert s["resolved"] == {"preferences": prefs, "tie": left_out["tie"], "both_bad": left_out["both_bad"],
+                             "no_majority": left_out["no_majority"], "skipped": 0}
+    assert s["length_bias"]["chosen_longer"] == longer
+    assert s["agreement"]["pairs"] == len(shared)
+    assert s["agreement"]["percent"] == pytest.approx(sum(len(set(v.values())) == 1 for v in shared) / len(shared))
+    for a in s["annotators"]:
+        mine = [lab for lab in labels if lab[1] == a["name"]]
+        assert a["labels"] == len(mine)
+        assert a["median_seconds"] == pytest.approx(st.median(lab[4] for lab in mine if lab[4] is not None))
+    # the figures docs/store.md shows for the demo
+    assert (s["counts"]["labels"]["current"], s["resolved"]["preferences"], s["position_bias"]["left_won"]) == (
+        48, 22, 21)
