@@ -146,6 +146,9 @@ def test_stop_then_resume_continues_the_same_run(qtbot, labeled, model_dir, fake
 
     monkeypatch.setenv("FAKE_STEPS", str(stopped_at + 5))
     panel.resume_selected()
+    assert not panel.resume_button.isEnabled()  # one worker per resume, however often it is clicked
+    resumed = f"Run {run_id} resumed from its last checkpoint (it had reached step {stopped_at})."
+    qtbot.waitUntil(lambda: panel.message.text() == resumed, timeout=60000)
     qtbot.waitUntil(lambda: status(labeled, run_id) == "done", timeout=60000)
     qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.LOSS)[0]) == stopped_at + 5, timeout=20000)
     assert panel.monitor.curve_data(M.LOSS)[0][-1] == stopped_at + 5

@@ -46,7 +46,7 @@ class RunsPanel(QWidget):
         self._exports: list[tuple[int, Path, object, float]] = []
         # resumed workers that have not claimed their run yet; one that exits before claiming (the run
         # was not resumable after all) says why in its log, and that is shown here
-        self._starting: dict[int, object] = {}
+        self._starting: dict[int, tuple[object, int]] = {}  # run id: (process, step it resumes from)
         # exports and starting workers finish without any run row changing, so they get their own timer
         self._child_timer = QTimer(self)
         self._child_timer.setInterval(500)
@@ -215,7 +215,7 @@ class RunsPanel(QWidget):
         # A resumed run stays interrupted/failed until its worker claims it: `studio train --resume`
         # only accepts those states, so marking it queued here made every resume fail.
         if resume:
-            self._starting[run_id] = proc
+            self._starting[run_id] = (proc, self.project.run(run_id)["step"])
             self._child_timer.start()
         else:
             self.project.update_run(run_id, pid=proc.pid, host=socket.gethostname())
@@ -357,15 +357,19 @@ class RunsPanel(QWidget):
             else:
                 self.say(f"Export of run {run_id} failed: {jobs.last_error(log) or f'exit {code}'} (log: {log})")
             self._update_buttons()
-        for run_id, proc in list(self._starting.items()):
+        for run_id, (proc, from_step) in list(self._starting.items()):
             try:
-                claimed = self.project.run(run_id)["pid"] == proc.pid  # the worker stores its pid on claiming
+                run = self.project.run(run_id)
             except ProjectError:  # deleted meanwhile
-                claimed = True
+                self._starting.pop(run_id)
+                continue
+            claimed = run["pid"] == proc.pid  # the worker stores its pid when it claims the run
             code = proc.poll()
             if claimed or code is not None:
                 self._starting.pop(run_id)
                 self._update_buttons()
+            if claimed:
+                self.say(f"Run {run_id} resumed from its last checkpoint (it had reached step {from_step}).")
             if not claimed and code is not None:
                 log = paths.log_path(self.project.folder, run_id)
                 self.say(f"Run {run_id} did not resume: {jobs.last_error(log) or f'exit {code}'} (log: {log})")
