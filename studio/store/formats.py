@@ -804,17 +804,29 @@ def _label_rows(project: Project, split: str | None) -> Iterator[dict]:
 
 def _atomic_writer(out: Path) -> tuple[io.TextIOWrapper, Callable[[bool], None]]:
     """A temporary file next to `out`, renamed over it on success, so a failed export leaves no half file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     # open(..., "x") rather than mkstemp: the file gets the user's usual permissions (umask), not 0600
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    f = open(tmp, "x", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finish()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ProjectError(f"{out}: cannot create the folder {out.parent} ({e.strerror or e})") from None
+    try:
+        f = open(tmp, "x", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finish()
+    except OSError as e:
+        raise ProjectError(f"{out}: cannot write ({e.strerror or e})") from None
 
     def finish(ok: bool) -> None:
-        f.close()
-        if ok:
-            os.replace(tmp, out)
-        else:
-            os.unlink(tmp)
+        try:
+            f.close()  # flushes: on a full disk this is where the error comes
+            if ok:
+                os.replace(tmp, out)
+        except OSError:
+            ok = False
+            raise
+        finally:
+            if not ok:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     return f, finish
 
@@ -878,8 +890,13 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
             for rec in records:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 n += 1
+        finish(True)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            finish(False)
+        raise ProjectError(f"{out}: cannot write ({e.strerror or e}); no file was written") from None
     except BaseException:
-        finish(False)
+        with contextlib.suppress(OSError):
+            finish(False)
         raise
-    finish(True)
     return ExportReport(str(out), fmt, n, left_out)

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from studio.cli import main
-from studio.store import Project
+from studio.store import Project, ProjectError
 from studio.store.formats import ImportErrors, export_file, import_file, parse_file
 from studio.store.project import ProjectBusy, StorageError
 from tests.store.test_formats import assert_label_counts, preferences, snapshot, write_jsonl
@@ -303,3 +303,32 @@ def test_export_prints_what_it_left_out(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()[-1]
     assert out == (f"wrote 22 preferences to {tmp_path / 'out.jsonl'} (left out: 2 ties, 0 both bad, "
                    "6 without a majority, 0 only skipped)")
+
+
+def test_an_export_that_cannot_be_written_is_a_clear_error_and_leaves_no_file(tmp_path):
+    with Project.create(tmp_path / "p") as p:
+        import_file(p, write_jsonl(tmp_path / "in.jsonl", _rows(3)))
+        (tmp_path / "a-file").write_text("x")
+        with pytest.raises(ProjectError, match=r"a-file/out.jsonl: cannot create the folder"):
+            export_file(p, tmp_path / "a-file" / "out.jsonl")
+        (tmp_path / "out.jsonl").mkdir()  # the rename over a folder fails once everything is written
+        with pytest.raises(ProjectError, match=r"out.jsonl: cannot write \(.*\); no file was written"):
+            export_file(p, tmp_path / "out.jsonl")
+        assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_an_export_onto_a_full_tmpfs_leaves_no_half_file(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with Project.create(tmp_path / "p") as p:
+            import_file(p, write_jsonl(tmp_path / "in.jsonl", _rows(300)))
+            with pytest.raises(ProjectError, match="No space left on device"):
+                export_file(p, mnt / "out.jsonl")
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
