@@ -303,6 +303,13 @@ def test_screenshot_views_register_and_build(qtbot, labeled):
         assert widget.grab().width() > 0
     assert views["compare"](Window(), Args()).run_ids == [1, 2]
 
+    class Chosen:  # as `studio screenshot --run 1` parses it
+        runs = (1,)
+
+    monitor = views["monitor"](Window(), Chosen())
+    qtbot.addWidget(monitor)
+    assert monitor.run_id == 1  # not the latest run
+
 
 @pytest.mark.slow
 def test_a_real_tiny_dpo_run_launched_from_the_gui_fills_its_charts(qtbot, labeled, tmp_path, monkeypatch):

@@ -19,7 +19,8 @@ def _project(window, args):
 
 
 def _run_ids(project, args) -> list[int]:
-    return [int(r) for r in (getattr(args, "run", None) or [])]
+    # `studio screenshot --run ID` stores its ids as `runs`; this module's own main() as `run`
+    return [int(r) for r in (getattr(args, "runs", None) or getattr(args, "run", None) or [])]
 
 
 def runs_view(window, args) -> QWidget:
