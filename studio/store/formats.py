@@ -840,13 +840,15 @@ def _csv_record(r: dict) -> dict:
             "rejected": json.dumps([{"role": "assistant", "content": r["rejected"]}], ensure_ascii=False)}
 
 
-def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str | None = None) -> ExportReport:
+def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str | None = None,
+                progress: Progress | None = None) -> ExportReport:
     """Export resolved preferences (trl, trl-chat, csv) or every raw label (labels).
 
     `trl` writes plain strings and refuses projects whose prompts are chats (TRL cannot mix the two in
     one dataset): use `trl-chat`, which writes message lists and wraps a plain prompt as one user turn.
     `.json` files get a JSON array, anything else JSON lines; `csv` has prompt, chosen, rejected columns,
-    holding JSON message lists on rows whose prompt is a chat (import reads both kinds back)."""
+    holding JSON message lists on rows whose prompt is a chat (import reads both kinds back).
+    `progress(done, total)` is called every few thousand rows and at the end."""
     if fmt not in EXPORT_FORMATS:
         raise ProjectError(f"format: unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     if split not in (None, "train", "eval"):
@@ -855,8 +857,12 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
     left_out: dict[str, int] = {}
     if fmt == "labels":
         records: Iterator[dict] = _label_rows(project, split)
+        total = int(project.scalar(
+            "SELECT count(*) FROM labels l" + (" JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON "
+                                                "pr.id = p.prompt_id WHERE pr.split = ?" if split else ""),
+            (split,) if split else ()))
     else:
-        resolved, left_out, _n = _resolved_rows(project, split)
+        resolved, left_out, total = _resolved_rows(project, split)
         if fmt == "trl":
             chats = project.scalar(
                 "SELECT count(*) FROM prompts WHERE messages IS NOT NULL" + (" AND split = ?" if split else ""),
@@ -871,6 +877,8 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
                         "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in resolved)
         else:
             records = (_csv_record(r) for r in resolved)
+    if progress is not None:
+        records = _reporting(records, total, progress)
     f, finish = _atomic_writer(out)
     n = 0
     try:
@@ -899,4 +907,14 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
         with contextlib.suppress(OSError):
             finish(False)
         raise
+    if progress is not None:
+        progress(n, total)
     return ExportReport(str(out), fmt, n, left_out)
+
+
+def _reporting(records: Iterator[dict], total: int, progress: Progress) -> Iterator[dict]:
+    progress(0, total)
+    for i, rec in enumerate(records, 1):
+        yield rec
+        if i % _CHUNK == 0:
+            progress(i, total)

@@ -54,9 +54,7 @@ class StoreJob(QThread):
             if self.kind == "import":
                 report = formats.import_file(project, progress=self.progress.emit, **self.kwargs)
             else:
-                # the store reports no progress while exporting; say at least how much is being written
-                self.progress.emit(0, export_rows(project, self.kwargs["fmt"], self.kwargs.get("split")))
-                report = formats.export_file(project, **self.kwargs)
+                report = formats.export_file(project, progress=self.progress.emit, **self.kwargs)
         except formats.ImportErrors as e:
             self.failed.emit(f"{len(e.errors):,} invalid row(s); nothing was imported.", [str(x) for x in e.errors])
         except (ProjectError, OSError, ValueError) as e:
@@ -65,20 +63,6 @@ class StoreJob(QThread):
             self.succeeded.emit(report)
         finally:
             project.close()
-
-
-def export_rows(project: Project, fmt: str, split: str | None) -> int:
-    """How many rows an export writes: every label for `labels`; for the preference formats an upper bound,
-    the labeled pairs (resolving them exactly is the export's own work, not worth doing twice)."""
-    if fmt == "labels":
-        sql = "SELECT count(*) FROM labels l"
-        if split:
-            sql += " JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON pr.id = p.prompt_id WHERE pr.split = ?"
-    else:
-        sql = "SELECT count(*) FROM pairs p"
-        sql += " JOIN prompts pr ON pr.id = p.prompt_id WHERE p.n_labels > 0 AND pr.split = ?" if split else \
-            " WHERE p.n_labels > 0"
-    return int(project.scalar(sql, (split,) if split else ()))
 
 
 def _path_row(edit: QLineEdit, button: QPushButton) -> QWidget:
@@ -254,8 +238,7 @@ class ExportDialog(QDialog):
         if not path:
             self.status.setText("Choose a file to write.")
             return None
-        # The store's export reports no progress (only its result): the bar shows that it is busy, the
-        # status how many rows it is writing and for how long.
+        # busy until the export has counted its rows, then a real bar; the status says how many and how long
         self.progress.setRange(0, 0)
         self.run_button.setEnabled(False)
         self.expected_rows: int | None = None
@@ -274,14 +257,16 @@ class ExportDialog(QDialog):
         self.job.start()
         return self.job
 
-    def _counted(self, _done: int, total: int) -> None:
+    def _counted(self, done: int, total: int) -> None:
         self.expected_rows = total
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
         self._tick()
 
     def _tick(self) -> None:
         if self.expected_rows is None:
             return
-        what = "labels" if self.format_box.currentData() == "labels" else "preferences from labeled pairs (at most)"
+        what = "labels" if self.format_box.currentData() == "labels" else "preferences"
         elapsed = time.monotonic() - self._started
         self.status.setText(f"Exporting {self.expected_rows:,} {what} to {self._target}…  {elapsed:.0f} s")
 

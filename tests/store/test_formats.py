@@ -361,3 +361,17 @@ def test_skip_invalid_with_no_valid_rows_adds_nothing(project, tmp_path):
                                                                         "rejected": "A"}]), skip_invalid=True)
     assert (report.pairs_added, len(report.invalid)) == (0, 1)
     assert snapshot(project) == before  # not even the import annotator
+
+
+def test_export_reports_progress_up_to_the_rows_written(project, tmp_path, monkeypatch):
+    import studio.store.formats as formats
+
+    monkeypatch.setattr(formats, "_CHUNK", 2)  # report every 2 rows, so a small file shows steps
+    rows = [{"prompt": f"Question {i}?", "chosen": f"Yes {i}.", "rejected": f"No {i}."} for i in range(5)]
+    import_file(project, write_jsonl(tmp_path / "in.jsonl", rows))
+    seen: list[tuple[int, int]] = []
+    assert export_file(project, tmp_path / "out.jsonl", "trl", progress=lambda d, t: seen.append((d, t))).rows == 5
+    assert seen == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    seen.clear()
+    export_file(project, tmp_path / "labels.jsonl", "labels", progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5)
