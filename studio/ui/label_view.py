@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.types import Choice, Label, Pair, Strength
-from studio.store import Project
+from studio.store import Project, ProjectError
 from studio.ui import diff, render
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
@@ -253,6 +253,8 @@ class LabelView(QWidget):
     """The pair now on screen (0 when the queue is empty)."""
     counts_changed = Signal()
     """Labels changed; the window refreshes its headline counts."""
+    save_failed = Signal(str)
+    """A label could not be saved (disk full, project busy): the message; the pair stays on screen."""
 
     def __init__(self, project: Project, annotator: str, parent: QWidget | None = None):
         super().__init__(parent)
@@ -748,9 +750,16 @@ class LabelView(QWidget):
         choice = side_to_choice(side, self.shown_left)
         strength = self.strength() if choice.decided else None
         seconds = round(self.timer.seconds(), 3)
-        label_id = self.project.record_label(self.pair.id, self.annotator, choice, self.shown_left,
-                                             strength=strength, rationale=self.rationale.text().strip() or None,
-                                             seconds=seconds)
+        try:
+            label_id = self.project.record_label(self.pair.id, self.annotator, choice, self.shown_left,
+                                                 strength=strength, rationale=self.rationale.text().strip() or None,
+                                                 seconds=seconds)
+        except ProjectError as e:
+            # disk full, read-only, or another process holding the write lock: the pair stays on screen with
+            # everything the annotator set, so the same key can simply be pressed again
+            self.save_failed.emit(str(e))
+            self.note.setText(f"Not saved: {e}")
+            return None
         pair_id = self.pair.id
         self.session.labels += 1
         self.session.seconds = self._session_timer.seconds()
