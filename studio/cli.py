@@ -41,11 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from studio.core.configs import ConfigError
+    from studio.core.errors import ConfigError
     from studio.store import ProjectError
 
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `studio stats ... | head` closed the pipe: not an error; keep Python from complaining at exit
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CommandError as e:
         print(f"studio: error: {e}", file=sys.stderr)
         return e.code

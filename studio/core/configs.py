@@ -13,9 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
-
-class ConfigError(ValueError):
-    """A config value a user supplied is invalid; the message names the field."""
+from studio.core.errors import ConfigError
 
 
 def _f(default: Any, help: str, *, group: str = "training", choices: tuple | None = None,
