@@ -113,6 +113,10 @@ def resolve_model(name: str | Path, cache: Path | None = None) -> Path:
             if (main / "config.json").is_file():
                 return main
         return max(snaps, key=lambda s: s.stat().st_mtime)
+    looks_like_path = str(name).startswith((".", "/", "~")) or str(name).count("/") > 1  # hub ids: org/name
+    if looks_like_path:
+        raise ModelNotFound(f"model folder {p.resolve()} not found; pass the path of a local model folder, "
+                            "or a hub id (org/name) already in the Hugging Face cache")
     raise ModelNotFound(
         f"model {name!r} not found: it is not a folder ({p.resolve()}) and not in the Hugging Face cache "
         f"({repo}). Download it once with `huggingface-cli download {name}` on a machine with internet, "

@@ -275,6 +275,8 @@ class MainWindow(QMainWindow):
             from studio.ui.runs import RunsPanel
 
             self.runs_panel = RunsPanel(self.project, self)
+            # a run launched, finished or deleted changes the header's run count
+            self.runs_panel.poller.runs_changed.connect(self._counts_timer.start)
             self._place_section("Runs", self.runs_panel)
         return self.runs_panel
 
