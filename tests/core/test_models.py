@@ -37,9 +37,9 @@ def test_missing_models_name_where_they_were_looked_for(tmp_path):
         resolve_model("org/gone", cache=tmp_path / "hub")
     assert "huggingface-cli download org/gone" in str(hub.value)
     # a path is not a hub id: no download advice, just the folder
-    with pytest.raises(ModelNotFound, match="model folder .*tiny-gone not found") as path:
+    with pytest.raises(ModelNotFound, match=r"model folder .*tiny-gone not found") as path:
         resolve_model(str(tmp_path / "tiny-gone"), cache=tmp_path / "hub")
     assert "download" not in str(path.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFound, match="holds no config.json"):
+    with pytest.raises(ModelNotFound, match=r"holds no config\.json"):
         resolve_model(tmp_path / "empty")
