@@ -56,6 +56,9 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     b.add_argument("--prompt-len", type=int, default=256)
     b.add_argument("--completion-len", type=int, default=256)
     b.add_argument("--only", choices=("ours", "trl"), help="run one side only")
+    b.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per case (0: torch's default). On a shared CPU use 1: spinning threads "
+                        "of an oversubscribed machine make the figures swing tenfold")
     b.add_argument("--json", action="store_true", help="print the results as JSON too")
     b.set_defaults(func=cmd_bench)
 

@@ -94,8 +94,12 @@ def run_ours(a: argparse.Namespace) -> dict:
         if i == WARMUP:
             _sync(device)
             t0 = time.perf_counter()
-        engine.train_step(policy, peft_model, [batch], [None], config, accelerator, optimizer, scheduler, trainable,
-                          want_ref=True, stats=None)
+        # what a run with the default log_interval=1 does each step: statistics (entropy, KL, ...) and one read
+        stats = engine.StepStats(device)
+        grad_norm = engine.train_step(policy, peft_model, [batch], [None], config, accelerator, optimizer, scheduler,
+                                      trainable, want_ref=True, stats=stats)
+        stats.read(1)
+        float(grad_norm)
     _sync(device)
     elapsed = time.perf_counter() - t0
     return {"tokens_per_s": tokens_per_step * a.steps / elapsed, "peak_gib": _peak(device),
@@ -169,7 +173,12 @@ def child_main(argv: list[str]) -> int:
     p.add_argument("--batch", type=int)
     p.add_argument("--prompt-len", type=int)
     p.add_argument("--completion-len", type=int)
+    p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
+    if a.threads > 0:
+        import torch
+
+        torch.set_num_threads(a.threads)
     a.gc = bool(a.gc)
     result = run_ours(a) if a.side == "ours" else run_trl(a)
     print("RESULT " + json.dumps(result), flush=True)
@@ -180,14 +189,18 @@ def main(args: argparse.Namespace) -> int:
     """Run every case in a child process and print the table and the ratios."""
     sides = [args.only] if args.only else ["trl", "ours"]
     rows = []
+    threads = getattr(args, "threads", 0)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = str(threads)
     print(f"DPO benchmark: shape {args.model_shape}, {args.batch} pairs x ({args.prompt_len} prompt + "
-          f"{args.completion_len} completion) tokens, LoRA r=16 all-linear, {args.steps} timed steps")
+          f"{args.completion_len} completion) tokens, LoRA r=16 all-linear, {args.steps} timed steps"
+          + (f", {threads} CPU thread(s) per case" if threads > 0 else ""))
     for gc in (False, True):
         for side in sides:
             cmd = [sys.executable, "-m", "studio.train.bench", "--side", side, "--gc", str(int(gc)), "--shape",
                    args.model_shape, "--steps", str(args.steps), "--batch", str(args.batch), "--prompt-len",
-                   str(args.prompt_len), "--completion-len", str(args.completion_len)]
+                   str(args.prompt_len), "--completion-len", str(args.completion_len), "--threads", str(threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode or line is None:

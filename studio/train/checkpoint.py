@@ -60,7 +60,8 @@ def save(folder: Path, state: dict[str, Any]) -> Path:
 def load(folder: Path) -> dict[str, Any]:
     path = folder / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from (the run never reached a checkpoint)")
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from (the run stopped before its first "
+                                f"checkpoint, or its folder {folder.parent} was deleted); start a new run")
     # our own file, holding RNG tuples and numpy state, so not weights_only
     return torch.load(path, map_location="cpu", weights_only=False)
 

@@ -151,3 +151,59 @@ def test_config_changes_name_the_changed_settings_and_ignore_new_fields():
     current = {"beta": 0.2, "lora": {"r": 8, "alpha": 32}, "new_field": True}
     assert preflight.config_changes(saved, current) == ["beta: 0.1 -> 0.2", "lora.r: 16 -> 8"]
     assert preflight.config_changes(saved, saved) == []
+
+
+def test_samples_come_from_the_policy_and_kl_from_the_adapter_disabled(tiny_model):
+    from transformers import AutoTokenizer
+
+    from studio.core import metrics as M
+    from studio.train import sampling
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model, _ = lora_model(tiny_model)
+    with torch.no_grad():  # a strong adapter, so the policy's samples and the base model's differ
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(5)
+    prompts = [sampling.EvalPrompt(i, f"q{i}", tokenizer(f"Question {i}: tell me about the cat.").input_ids)
+               for i in range(3)]
+    generated = []  # what model.generate returned: the sampled token ids (text does not round-trip)
+    real_generate = model.generate
+
+    def spy(*args, **kwargs):
+        generated.append(real_generate(*args, **kwargs))
+        return generated[-1]
+
+    model.generate = spy
+    values, rows = sampling.sample_and_measure(model, tokenizer, prompts, 8, seed=3, device=torch.device("cpu"))
+    del model.generate
+    assert model.training  # put back in train mode
+    [out] = generated
+    width = out.shape[1] - 8
+
+    # per sampled token, log p under the policy (adapter on) and the reference (adapter off), computed here
+    # with a plain forward of each unpadded sequence
+    policy_lp, ref_lp = [], []
+    model.eval()
+    with torch.no_grad():
+        for p, row, seq in zip(prompts, rows, out[:, width:].tolist(), strict=True):
+            gen = seq[:row["meta"]["tokens"]]
+            ids = torch.tensor([p.ids + gen])
+            targets = ids[0, len(p.ids):, None]
+            policy_lp.append(model(ids).logits[0, len(p.ids) - 1:-1].log_softmax(-1).gather(-1, targets)[:, 0])
+            with model.disable_adapter():
+                ref_lp.append(model(ids).logits[0, len(p.ids) - 1:-1].log_softmax(-1).gather(-1, targets)[:, 0])
+    model.train()
+    ratio = torch.exp(torch.cat(ref_lp) - torch.cat(policy_lp))  # p_ref / p_pi per sampled token
+    assert values[M.EVAL_KL] == pytest.approx(((ratio - 1) - ratio.log()).mean().item(), rel=1e-4)
+    assert values[M.EVAL_KL] > 0.01
+    # the policy wrote the samples: they are far likelier under it than under the base model
+    assert torch.cat(policy_lp).sum() > torch.cat(ref_lp).sum() + 5
+
+    # with the adapter at zero the policy is the reference: KL exactly 0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.zero_()
+    zero, _ = sampling.sample_and_measure(model, tokenizer, prompts, 8, seed=3, device=torch.device("cpu"))
+    assert zero[M.EVAL_KL] == 0 and zero[M.EVAL_KL_SEQ] == 0

@@ -50,6 +50,9 @@ def test_run_goes_queued_running_done_with_metrics_samples_and_adapter(trait_pro
     assert {M.EVAL_KL, M.EVAL_KL_SEQ, M.eval_name(M.REWARDS_MARGINS), M.EVAL_DISTINCT_2} <= names
     steps = sorted({s for _, s, n, _, _ in trait_project.metrics(run_id, names=[M.LOSS])})
     assert steps == list(range(1, 9))
+    # memory is in GiB (this process's peak RSS on CPU: hundreds of MiB, not hundreds of "GiB" in KiB or MiB)
+    memory = [v for _, _, _, v, _ in trait_project.metrics(run_id, names=[M.MEMORY])]
+    assert all(0.05 < v < 64 for v in memory)
     assert {s["step"] for s in trait_project.samples(run_id)} == {0, 3, 6, 8}
     assert paths.log_path(trait_project.folder, run_id).read_text().count("checkpoint at step 8") == 1
 
@@ -375,3 +378,23 @@ def test_sigterm_during_an_evaluation_leaves_no_hole_and_no_duplicate(trait_proj
     assert run_worker(trait_project.folder, run_id, resume=True) == "done"
     assert _eval_rows(trait_project, run_id) == [0, 0, 2, 2, 4, 4]
     assert sorted(s["step"] for s in trait_project.samples(run_id)) == [0, 0, 2, 2, 4, 4]
+
+
+def test_a_deleted_run_folder_neither_breaks_the_run_nor_a_later_resume_message(trait_project, tiny_model):
+    import shutil
+
+    run_id = make_run(trait_project, tiny_model, max_steps=4, eval_interval=0, eval_samples=0)
+    run_folder = paths.log_path(trait_project.folder, run_id).parent
+
+    def delete_at_2(step, total, values):
+        if step == 2:
+            shutil.rmtree(run_folder)  # worker.log, checkpoint and adapter gone mid-run
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert run_worker(trait_project.folder, run_id, on_progress=delete_at_2) == "interrupted"
+    assert (paths.adapter_dir(trait_project.folder, run_id) / "adapter_config.json").is_file()  # saved again
+    shutil.rmtree(run_folder)
+    assert run_worker(trait_project.folder, run_id, resume=True) == "failed"
+    error = trait_project.run(run_id)["error"]
+    assert "no checkpoint to resume from" in error and str(run_folder) in error
+    assert "no checkpoint" in trait_project.run(run_id)["log_tail"]  # the new log holds the story
