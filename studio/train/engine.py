@@ -522,6 +522,14 @@ def train(ctx: RunContext) -> str:
                            M.TOKENS_PER_SECOND: tokens / max(elapsed, 1e-9), M.MEMORY: peak_memory_gib(device),
                            M.EPOCH: state.epoch + state.batch_index / max(1, len(epoch_cache.get(state.epoch, [1])))})
             writer.add(state.step, values)
+            if not math.isfinite(values[M.LOSS]):
+                # the adapter is wrecked from here on; failing now keeps the last good checkpoint as the
+                # one to resume from, instead of ending "done" with a NaN adapter
+                writer.flush(wait=True)
+                raise TrainingError(
+                    f"the loss became {values[M.LOSS]} at step {state.step}: training diverged. Lower "
+                    f"learning_rate (now {config.learning_rate:g}), keep max_grad_norm > 0, or use fp32/bf16 "
+                    "instead of fp16; then resume from the last checkpoint or start a new run")
             stats = StepStats(device)
             window_start, window_micro = time.perf_counter(), 0
             if ctx.on_progress:
@@ -540,7 +548,7 @@ def train(ctx: RunContext) -> str:
     if status == "done" and state.evaluated_step != state.step and not run_eval():
         status = "interrupted"  # stopped during the final evaluation: a resume does it
     save_checkpoint()
-    writer.flush()
+    writer.flush(wait=True)
     return status
 
 

@@ -12,7 +12,9 @@ import time
 from collections.abc import Mapping
 
 from studio.store import Project
-from studio.store.project import now_iso
+from studio.store.project import ProjectBusy, now_iso
+
+FINAL_FLUSH_TRIES = 8  # each try already waits the store's busy timeout (15 s) for the write lock
 
 
 class MetricsWriter:
@@ -40,12 +42,25 @@ class MetricsWriter:
         if time.monotonic() - self._last_flush >= self.min_interval:
             self.flush()
 
-    def flush(self) -> None:
-        rows, self._rows = self._rows, []
-        with self.project.write():
-            self.project.log_metrics(self.run_id, rows)
-            fields = {"heartbeat_at": now_iso()}
-            if self._step is not None:
-                fields["step"] = self._step
-            self.project.update_run(self.run_id, **fields)
-        self._last_flush = time.monotonic()
+    def flush(self, wait: bool = False) -> bool:
+        """Write the buffered rows. When another process holds the write lock past the busy timeout (a
+        very large import), the rows stay buffered for the next flush instead of being lost and failing
+        the run; with `wait` (the last flush of a run) it keeps trying. Returns True when written."""
+        tries = FINAL_FLUSH_TRIES if wait else 1
+        for attempt in range(1, tries + 1):
+            try:
+                with self.project.write():
+                    self.project.log_metrics(self.run_id, self._rows)
+                    fields = {"heartbeat_at": now_iso()}
+                    if self._step is not None:
+                        fields["step"] = self._step
+                    self.project.update_run(self.run_id, **fields)
+            except ProjectBusy:
+                self._last_flush = time.monotonic()
+                if wait and attempt == tries:
+                    raise
+                continue
+            self._rows = []
+            self._last_flush = time.monotonic()
+            return True
+        return False

@@ -398,3 +398,50 @@ def test_a_deleted_run_folder_neither_breaks_the_run_nor_a_later_resume_message(
     error = trait_project.run(run_id)["error"]
     assert "no checkpoint to resume from" in error and str(run_folder) in error
     assert "no checkpoint" in trait_project.run(run_id)["log_tail"]  # the new log holds the story
+
+
+def test_a_diverging_loss_fails_the_run_at_that_step_instead_of_ending_done(trait_project, tiny_model, monkeypatch):
+    import dataclasses
+
+    import studio.train.engine as engine
+
+    real = engine.preference_loss
+    calls = {"n": 0}
+
+    def diverging(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] < 4:
+            return out
+        return dataclasses.replace(out, loss=out.loss * float("nan"))  # what an exploding update leads to
+
+    monkeypatch.setattr(engine, "preference_loss", diverging)
+    run_id = make_run(trait_project, tiny_model, eval_interval=0, eval_samples=0)
+    assert run_worker(trait_project.folder, run_id) == "failed"
+    run = trait_project.run(run_id)
+    assert "diverged" in run["error"] and "learning_rate" in run["error"]
+    assert run["step"] < 8
+    losses = [v for _, _, name, v, _ in trait_project.metrics(run_id) if name == "loss"]
+    assert losses[-1] is None  # stored as a gap, so the chart shows where it broke
+
+
+def test_metric_rows_survive_a_busy_project_and_are_written_at_the_next_flush(trait_project):
+    from studio.store.project import ProjectBusy
+    from studio.train.metrics_writer import MetricsWriter
+
+    run_id = trait_project.create_run("dpo", "m", {})
+    writer = MetricsWriter(trait_project, run_id, min_interval=0.0)
+    real_write = trait_project.write
+    busy = {"left": 1}
+
+    def write():
+        if busy["left"]:
+            busy["left"] -= 1
+            raise ProjectBusy("another process holds the write lock (a large import)")
+        return real_write()
+
+    trait_project.write = write
+    writer.add(1, {"loss": 0.7})  # flush fails: the row is kept
+    assert trait_project.metrics(run_id) == []
+    writer.add(2, {"loss": 0.6})
+    assert [(s, v) for _, s, _, v, _ in trait_project.metrics(run_id)] == [(1, 0.7), (2, 0.6)]
