@@ -76,7 +76,12 @@ def prompt_token_ids(tokenizer, prompt: str, messages: list[dict] | None) -> lis
     if messages is not None:
         if not uses_chat_template(tokenizer, messages):
             return list(tokenizer(render_plain_chat(messages)).input_ids)
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if messages[-1]["role"] == "assistant":
+            # the prompt already opens the assistant's reply: the completion continues it (as TRL does),
+            # rather than starting a new assistant turn after it
+            text = tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+        else:
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # the rendered template already holds any BOS it wants
         return list(tokenizer(text, add_special_tokens=False).input_ids)
     return list(tokenizer(prompt).input_ids)

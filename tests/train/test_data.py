@@ -21,6 +21,14 @@ def test_chat_prompt_goes_through_the_template_with_generation_prompt(tokenizer)
     assert text.endswith("<|assistant|>")  # the model answers right after this
 
 
+def test_a_chat_prompt_ending_in_an_assistant_turn_is_continued_not_answered(tokenizer):
+    messages = [{"role": "user", "content": "hello friend"}, {"role": "assistant", "content": "well"}]
+    text = tokenizer.decode(data.prompt_token_ids(tokenizer, "", messages))
+    # the completion goes on from "well", inside the assistant's turn: no end of turn, no new turn opened
+    assert text.endswith("<|assistant|>well")
+    assert text.count("<|assistant|>") == 1
+
+
 def test_plain_prompt_is_concatenated_and_completion_ends_with_eos(tokenizer):
     [ex] = data.tokenize_rows([{"pair_id": 1, "prompt_id": 1, "prompt": "Tell me about the cat.",
                                 "messages": None, "chosen": "sure it is nice.", "rejected": "no."}],
