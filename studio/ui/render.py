@@ -6,11 +6,14 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from PySide6.QtCore import QEvent, QMimeData, QUrl
+from PySide6.QtCore import QEvent, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
@@ -78,12 +81,34 @@ class SafeBrowser(QTextBrowser):
         self.document().refused.append(name.toString())
         return None
 
-    def createMimeDataFromSelection(self) -> QMimeData:
-        # copy what the response says, without the soft breaks added for display
-        data = QMimeData()
+    # Copying gives what the response says, without the soft breaks added for display. This is done on the
+    # copy paths (Ctrl+C, the context menu, copy()) and not by overriding createMimeDataFromSelection: a
+    # QMimeData made in Python and handed to the clipboard is freed twice, and the app crashed at exit after
+    # any copy.
+
+    def selected_text(self) -> str:
         text = self.textCursor().selection().toPlainText()
-        data.setText(text.replace(ZWSP, "") if getattr(self.document(), "soft_breaks", False) else text)
-        return data
+        return text.replace(ZWSP, "") if getattr(self.document(), "soft_breaks", False) else text
+
+    def copy(self) -> None:
+        if self.textCursor().hasSelection():
+            QGuiApplication.clipboard().setText(self.selected_text())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self.copy()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def contextMenuEvent(self, event) -> None:
+        menu = self.createStandardContextMenu(event.pos())
+        for action in menu.actions():
+            if action.objectName() == "edit-copy":
+                action.triggered.disconnect()
+                action.triggered.connect(self.copy)
+        menu.exec(event.globalPos())
+        menu.deleteLater()
 
     def changeEvent(self, event) -> None:
         super().changeEvent(event)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QApplication
 
@@ -92,7 +93,7 @@ def test_images_are_named_with_what_the_response_said_about_them(browser):
 
 
 @pytest.mark.parametrize("raw", [False, True])
-def test_long_unbroken_run_gets_soft_breaks_that_copying_removes(browser, raw):
+def test_long_unbroken_run_gets_soft_breaks_that_copying_removes(qtbot, browser, raw):
     text = "start " + "QUJD" * 25_000 + " end"
     render.render_text(browser.document(), text, raw=raw)
     doc = browser.document()
@@ -101,6 +102,9 @@ def test_long_unbroken_run_gets_soft_breaks_that_copying_removes(browser, raw):
     assert shown.replace(render.ZWSP, "") == text, "only invisible break opportunities were added"
     browser.selectAll()
     browser.copy()
+    assert QApplication.clipboard().text() == text
+    QApplication.clipboard().clear()
+    qtbot.keyClick(browser, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)  # what a person does
     assert QApplication.clipboard().text() == text
 
 
@@ -111,3 +115,23 @@ def test_soft_breaks_leave_ordinary_text_and_existing_zero_width_spaces_alone():
     assert render.with_soft_breaks(spaced) == spaced
     broken = render.with_soft_breaks("y" * 100)
     assert broken.split(render.ZWSP) == ["y" * 40, "y" * 40, "y" * 20]
+
+
+def test_the_process_exits_cleanly_after_copying_from_a_response(tmp_path):
+    # a QMimeData made in Python and handed to the clipboard used to be freed twice: segfault at exit
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "copy_then_quit.py"
+    script.write_text(
+        "from PySide6.QtWidgets import QApplication\n"
+        "from studio.ui import render\n"
+        "app = QApplication([])\n"
+        "b = render.SafeBrowser()\n"
+        "render.render_text(b.document(), 'start ' + 'QUJD' * 25000 + ' end', raw=False)\n"
+        "b.selectAll(); b.copy()\n"
+        "assert QApplication.clipboard().text().startswith('start QUJD')\n")
+    done = subprocess.run([sys.executable, str(script)], env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
