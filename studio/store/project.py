@@ -490,10 +490,9 @@ class Project:
             where.append("p.source = ?")
             params.append(source)
         if search:
-            like = f"%{search}%"
-            where.append("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM "
-                         "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
-            params += [like, like]
+            cond, args = search_condition(search)
+            where.append(cond)
+            params += args
         return " AND ".join(where) or "1", params
 
     def next_pair(self, annotator: str, queue: str = "mine", after: int | None = None, split: str | None = None,
@@ -699,7 +698,7 @@ class Project:
                             "AND pid IS NOT NULL"):
             if r["host"] not in (None, host):
                 continue
-            if not _pid_alive(r["pid"]):
+            if not pid_alive(r["pid"]):
                 dead.append(r["id"])
         for run_id in dead:
             tail = _read_tail(paths.log_path(self.folder, run_id)) if self.folder else None
@@ -713,7 +712,7 @@ class Project:
 
     def delete_run(self, run_id: int, files: bool = True) -> None:
         run = self.run(run_id)
-        if RunStatus(run["status"]).active and run["pid"] and _pid_alive(run["pid"]):
+        if RunStatus(run["status"]).active and run["pid"] and pid_alive(run["pid"]):
             raise ProjectError(f"run {run_id}: is still {run['status']}; stop it before deleting")
         with self.write() as c:
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
@@ -721,7 +720,17 @@ class Project:
             shutil.rmtree(paths.run_dir(self.folder, run_id), ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def search_condition(search: str) -> tuple[str, list[str]]:
+    """SQL (over `pairs p`) for pairs whose prompt or either response contains `search`, with its params."""
+    like = f"%{search}%"
+    return ("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM responses r "
+            "WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))", [like, like])
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid runs on this machine (a zombie, exited but not reaped, is gone)."""
+    if not pid:
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.types import LabelState
 from studio.store import Project
+from studio.store.project import search_condition
 from studio.ui import render
 
 STATES = {"any": "Any state", "unlabeled": "Unlabeled", "labeled": "Labeled", "needs_more": "Needs another label"}
@@ -58,10 +59,9 @@ def pair_filter_sql(project: Project, state: str = "any", annotator: str | None 
     elif agreement == "disagree":
         where.append(f"p.n_labels >= 2 AND {_DISTINCT} > 1")
     if search:
-        like = f"%{search}%"
-        where.append("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM "
-                     "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
-        params += [like, like]
+        cond, args = search_condition(search)
+        where.append(cond)
+        params += args
     return " AND ".join(where) or "1", params
 
 

@@ -97,23 +97,6 @@ def terminate(pid: int | None) -> bool:
     return True
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid runs (a zombie, exited but not yet reaped, counts as gone)."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def is_active(run: dict) -> bool:
     return RunStatus(run["status"]).active
 

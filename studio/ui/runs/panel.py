@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from studio.core import paths
 from studio.core.types import RunStatus
-from studio.store.project import ProjectError
+from studio.store.project import ProjectError, pid_alive
 from studio.ui.runs import jobs
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
@@ -244,7 +244,7 @@ class RunsPanel(QWidget):
         """Ask the worker to stop between steps; SIGTERM it if it has not stopped after a grace period."""
         self.project.request_stop(run_id)
         run = self.project.run(run_id)
-        if run["status"] == RunStatus.QUEUED and not (run["pid"] and jobs.pid_alive(run["pid"])):
+        if run["status"] == RunStatus.QUEUED and not (run["pid"] and pid_alive(run["pid"])):
             self.project.update_run(run_id, status="interrupted")  # never started: nothing to wait for
         self.say(f"Asked run {run_id} to stop after its current step.")
         self._stop_deadlines[run_id] = time.monotonic() + jobs.STOP_GRACE_S
@@ -260,7 +260,7 @@ class RunsPanel(QWidget):
             except ProjectError:
                 self._stop_deadlines.pop(run_id)
                 continue
-            alive = RunStatus(run["status"]).active and jobs.pid_alive(run["pid"])
+            alive = RunStatus(run["status"]).active and pid_alive(run["pid"])
             if not alive:
                 self._stop_deadlines.pop(run_id)
             elif now >= deadline:
