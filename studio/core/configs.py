@@ -239,11 +239,12 @@ def to_json(config: Any) -> str:
     return json.dumps(to_dict(config), indent=2, sort_keys=True)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict with dotted keys (`{"lora": {"r": 8}}` -> `{"lora.r": 8}`)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -252,7 +253,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Build a config from a (possibly partial) dict such as a stored run config or a --config file."""
     config = cls()
-    flat = {k: v for k, v in _flatten(data).items() if k != "method"}
+    flat = {k: v for k, v in flatten(data).items() if k != "method"}
     return apply_overrides(config, flat) if flat else config
 
 
@@ -265,6 +266,6 @@ def config_for(method: str) -> type:
 
 def diff_configs(configs: list[dict[str, Any]]) -> list[str]:
     """Dotted names of the fields whose values differ among the given config dicts."""
-    flats = [_flatten(c) for c in configs]
+    flats = [flatten(c) for c in configs]
     keys = sorted(set().union(*flats)) if flats else []
     return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import metrics as M
-from studio.core.configs import diff_configs
+from studio.core.configs import diff_configs, flatten
 from studio.ui.runs import charts as C
 from studio.ui.runs.poller import Poller
 
@@ -35,16 +35,6 @@ TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "E
           M.REWARDS_ACCURACIES: "Accuracy", M.eval_name(M.REWARDS_ACCURACIES): "Eval accuracy",
           M.LOSS: "Loss", M.LOGPS_CHOSEN: "Log-prob chosen", M.LOGPS_REJECTED: "Log-prob rejected",
           M.EVAL_KL: "Sampled KL (eval)"}
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def comparable_config(run: dict) -> dict:
@@ -221,7 +211,7 @@ class CompareView(QWidget):
         t.setHorizontalHeaderLabels(names)
         t.setRowCount(len(fields))
         t.setVerticalHeaderLabels(fields)
-        flats = [_flat(comparable_config(r)) for r in runs]
+        flats = [flatten(comparable_config(r)) for r in runs]
         for row, f in enumerate(fields):
             for col, flat in enumerate(flats):
                 t.setItem(row, col, QTableWidgetItem("–" if f not in flat else str(flat[f])))

@@ -33,6 +33,7 @@ from studio.core.configs import (
     ConfigField,
     DPOConfig,
     config_fields,
+    flatten,
     from_dict,
     parse_value,
     to_dict,
@@ -225,7 +226,7 @@ class LaunchDialog(QDialog):
         except ConfigError as e:
             self.error_label.setText(f"The stored config could not be read fully: {e}")
             cfg = self.cls()
-        flat = _flatten(to_dict(cfg))
+        flat = flatten(to_dict(cfg))
         for name in self.fields:
             self.set_value(name, flat[name])
         self._match_preset()
@@ -233,7 +234,7 @@ class LaunchDialog(QDialog):
     def apply_preset(self, preset: str) -> None:
         if preset not in PRESETS:
             return
-        defaults = _flatten(to_dict(self.cls()))
+        defaults = flatten(to_dict(self.cls()))
         overrides = PRESETS[preset]
         current = self._parsed(quiet=True)[0]
         # a preset sets the method fields; everything it does not mention goes back to the default
@@ -252,7 +253,7 @@ class LaunchDialog(QDialog):
 
     def _match_preset(self) -> None:
         values = self._parsed(quiet=True)[0]
-        defaults = _flatten(to_dict(self.cls()))
+        defaults = flatten(to_dict(self.cls()))
         for preset, overrides in PRESETS.items():
             want = {n: defaults[n] for n, f in self.fields.items() if f.group == "method"} | overrides
             if all(values.get(k) == v for k, v in want.items()):
@@ -393,16 +394,6 @@ class LaunchDialog(QDialog):
     def _on_launch(self) -> None:
         if self.launch() is not None:
             self.accept()
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _nest(flat: dict) -> dict:
