@@ -13,14 +13,14 @@ from studio.ui.runs.poller import Poller, RunData
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
-def log_run(project, steps: int, names=(M.LOSS, M.REWARDS_ACCURACIES, M.LOGPS_CHOSEN)) -> int:
+def log_run(project, steps: int, names=(M.LOSS, M.REWARDS_ACCURACIES, M.LOGPS_CHOSEN), growth: float = 1.0) -> int:
     """A run logged as a worker does: every metric of a step together, an eval every 10 steps."""
     run_id = project.create_run("dpo", "m", {})
     rows = []
     for step in range(1, steps + 1):
         rows += [(step, name, None if (name == M.LOSS and step == 5) else step / steps) for name in names]
         if step % 10 == 0:
-            rows += [(step, M.EVAL_DISTINCT_2, 0.5), (step, M.EVAL_SAMPLE_LENGTH, 40.0 + step)]
+            rows += [(step, M.EVAL_DISTINCT_2, 0.5), (step, M.EVAL_SAMPLE_LENGTH, 40.0 + step * growth)]
     project.log_metrics(run_id, rows)
     return run_id
 
@@ -200,7 +200,7 @@ def test_legends_fit_under_their_charts_at_1280x800(qtbot, project):
 def test_a_failed_runs_log_leaves_the_charts_room_at_1280x800(qtbot, project):
     from studio.ui.runs.panel import RunsPanel
 
-    run_id = log_run(project, 50)
+    run_id = log_run(project, 50, growth=0.1)  # sample lengths steady: no warning line above the charts
     project.update_run(run_id, status="failed", error="RuntimeError: CUDA out of memory. " * 6,
                        log_tail="\n".join(f"log line {i}" for i in range(200)))
     panel = RunsPanel(project)
@@ -211,3 +211,30 @@ def test_a_failed_runs_log_leaves_the_charts_room_at_1280x800(qtbot, project):
     qtbot.waitUntil(lambda: panel.monitor.failure.isVisible())
     assert "log line 199" in panel.monitor.log_tail.toPlainText()
     assert panel.monitor.graphics.height() >= 330  # three rows of charts that can still be read
+
+
+def test_overfitting_length_drift_and_collapse_are_named_only_when_they_happen(project):
+    from studio.ui.runs.monitor import diversity_collapse, length_drift, overfitting
+
+    def run(train_acc, eval_acc, lengths, distinct):
+        rows = [(s, M.REWARDS_ACCURACIES, train_acc) for s in range(1, 41)]
+        for (step, acc), n, d in zip(((0, 0.5), (20, eval_acc[0]), (40, eval_acc[1])), lengths, distinct,
+                                     strict=True):
+            rows += [(step, M.eval_name(M.REWARDS_ACCURACIES), acc), (step, M.EVAL_SAMPLE_LENGTH, n),
+                     (step, M.EVAL_DISTINCT_2, d)]
+        return data_of(project, rows)
+
+    healthy = run(0.8, (0.7, 0.72), (40, 44, 46), (0.8, 0.78, 0.75))
+    assert run_warnings(healthy) == []
+
+    memorised = run(1.0, (0.6, 0.55), (40, 41, 40), (0.8, 0.8, 0.8))
+    assert overfitting(memorised).startswith("Overfitting: train accuracy 100%")
+    assert "55% on the eval split at step 40" in overfitting(memorised)
+    assert run_warnings(memorised) == [overfitting(memorised)]
+
+    longer = run(0.8, (0.7, 0.7), (40, 60, 90), (0.8, 0.8, 0.8))
+    assert "2.2x as long" in length_drift(longer) and "40 → 90 tokens at step 40" in length_drift(longer)
+
+    repetitive = run(0.8, (0.7, 0.7), (40, 40, 40), (0.8, 0.5, 0.3))
+    assert "distinct-2 fell from 0.80 to 0.30 by step 40" in diversity_collapse(repetitive)
+    assert overfitting(repetitive) is None and length_drift(repetitive) is None

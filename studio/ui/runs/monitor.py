@@ -110,9 +110,77 @@ def divergence(rd: RunData) -> str | None:
             f"keep gradient clipping on (max grad norm), or use fp32/bf16 instead of fp16.")
 
 
+OVERFIT_TRAIN_ACCURACY = 0.95
+"""Recent train accuracy at or above this while the eval accuracy trails it by OVERFIT_GAP or more."""
+OVERFIT_GAP = 0.25
+LENGTH_GROWTH = 1.5
+"""Sampled generations this many times longer than at the first evaluation: DPO is learning length."""
+DIVERSITY_DROP = 0.6
+"""distinct-2 of the samples below this share of its first value: generations are collapsing."""
+
+
+def _evals(rd: RunData, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    series = rd.series.get(name)
+    if series is None:
+        return None
+    y = series.y
+    ok = np.isfinite(y)
+    if ok.sum() < 2:
+        return None
+    return series.step[: len(y)][ok], y[ok]
+
+
+def overfitting(rd: RunData) -> str | None:
+    """The warning in words when the training pairs are learned but held-out pairs are not."""
+    train = rd.series.get(M.REWARDS_ACCURACIES)
+    evals = _evals(rd, M.eval_name(M.REWARDS_ACCURACIES))
+    if train is None or len(train) < MIN_STEPS or evals is None:
+        return None
+    recent, _ = _mean_se(train.y[-_window(train.y):])
+    step, acc = int(evals[0][-1]), float(evals[1][-1])
+    if recent < OVERFIT_TRAIN_ACCURACY or recent - acc < OVERFIT_GAP:
+        return None
+    return (f"Overfitting: train accuracy {recent:.0%} over the last steps, but {acc:.0%} on the eval split at "
+            f"step {step}: the model is memorising the training pairs. More labeled pairs, fewer epochs or "
+            f"steps, or a higher beta help; the best adapter may be an earlier one.")
+
+
+def length_drift(rd: RunData) -> str | None:
+    """The warning in words when the policy's own samples keep getting longer (length exploitation)."""
+    evals = _evals(rd, M.EVAL_SAMPLE_LENGTH)
+    if evals is None or evals[1][0] <= 0:
+        return None
+    first, last = float(evals[1][0]), float(evals[1][-1])
+    if last < LENGTH_GROWTH * first:
+        return None
+    return (f"Length drift: sampled answers are {last / first:.1f}x as long as at the start "
+            f"({first:.0f} → {last:.0f} tokens at step {int(evals[0][-1])}). If your chosen responses are "
+            f"mostly the longer ones (see Data and the launch summary), DPO is learning length, not quality.")
+
+
+def diversity_collapse(rd: RunData) -> str | None:
+    """The warning in words when the samples lose variety (mode collapse)."""
+    evals = _evals(rd, M.EVAL_DISTINCT_2)
+    if evals is None or evals[1][0] <= 0:
+        return None
+    first, last = float(evals[1][0]), float(evals[1][-1])
+    if last >= DIVERSITY_DROP * first:
+        return None
+    return (f"Samples are getting repetitive: distinct-2 fell from {first:.2f} to {last:.2f} by step "
+            f"{int(evals[0][-1])} (mode collapse). Check the latest samples; a higher beta or an earlier "
+            f"checkpoint keeps more of the reference model's variety.")
+
+
+def headline(warning: str) -> str:
+    """The first sentence of a warning: what happened, with its numbers."""
+    first, sep, _ = warning.partition(". ")
+    return first + "." if sep else warning
+
+
 def run_warnings(rd: RunData) -> list[str]:
     """Every warning in words that applies to the run's data so far."""
-    return [w for w in (divergence(rd), likelihood_displacement(rd)) if w]
+    checks = (divergence, likelihood_displacement, overfitting, length_drift, diversity_collapse)
+    return [w for w in (check(rd) for check in checks) if w]
 
 
 class _Curves:
@@ -570,7 +638,10 @@ class MonitorView(QWidget):
             self._was_running = running
             if drawn or refit:
                 warnings = run_warnings(rd)
-                self.warning.setText("\n\n".join(warnings))
+                # one line each (what happened, in numbers) so several warnings leave the charts their room;
+                # the advice that follows is in the tooltip
+                self.warning.setText("\n".join("⚠ " + headline(w) for w in warnings))
+                self.warning.setToolTip("\n\n".join(warnings))
                 self.warning.setVisible(bool(warnings))
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
