@@ -583,6 +583,10 @@ class Project:
                    parent_id: int | None = None, snapshot: Iterable[Preference] | None = None) -> int:
         """Create a queued run with its frozen snapshot of resolved preferences (taken now unless given)."""
         prefs = list(snapshot) if snapshot is not None else self.resolved_preferences()
+        if Path(model).expanduser().is_dir():
+            # A local folder is kept absolute: relative to this process's working directory it would name
+            # another folder (or none) when the run is resumed or retried from elsewhere.
+            model = str(Path(model).expanduser().resolve())
         with self.write() as c:
             cur = c.execute(
                 "INSERT INTO runs (name, method, model, config, status, created_at, parent_id) "

@@ -161,3 +161,15 @@ def test_resolve_majority_and_left_out_counts(project):
     prefs, left_out = project.resolve()
     assert [(x.pair_id, x.votes_for, x.votes_total) for x in prefs] == [(1, 2, 3)]
     assert left_out == {"tie": 1, "both_bad": 1, "no_majority": 1, "skipped": 1}
+
+
+def test_a_run_keeps_a_relative_model_folder_as_an_absolute_path(tmp_path, monkeypatch):
+    # `studio train p --model p/models/tiny` then `--resume` from another directory must find the model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "proj" / "models" / "tiny").mkdir(parents=True)
+    p = Project.create(tmp_path / "proj")
+    local = p.create_run("dpo", "proj/models/tiny", {}, snapshot=[])
+    hub = p.create_run("dpo", "org/name", {}, snapshot=[])
+    assert p.run(local)["model"] == str(tmp_path / "proj" / "models" / "tiny")
+    assert p.run(hub)["model"] == "org/name"  # a hub id (no such folder here) is kept as given
+    p.close()
