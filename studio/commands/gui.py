@@ -21,10 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("screenshot", help="Render a view of a project offscreen to a PNG.",
                        description="Open PROJECT offscreen at the given size, show a view (label, data, or a "
                                    "Runs view such as runs, monitor, compare) and save it as a PNG.")
-    p.add_argument("project")
+    p.add_argument("project", help="project folder")
     p.add_argument("--view", required=True, help="label, data, or a view the Runs section registers")
-    p.add_argument("--run", type=int, action="append", dest="runs", metavar="ID", default=[],
-                   help="run id(s) for run views (repeat for compare)")
+    # README and the usage line say `--run ID ...`: take `--run 1 2` as well as `--run 1 --run 2`
+    p.add_argument("--run", type=int, action="extend", nargs="+", dest="runs", metavar="ID", default=[],
+                   help="run id(s) for run views: --run 1 2 (or --run 1 --run 2) for compare")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default 1280x800)")
     p.add_argument("--annotator", help="annotator whose queue the label view shows")

@@ -49,3 +49,12 @@ def test_registry_has_builtin_and_runs_views():
     assert {"label", "data"} <= names
     screenshot.register_view("extra", lambda window, args: window)
     assert "extra" in screenshot.views()
+
+
+def test_screenshot_takes_run_ids_after_one_flag_as_the_readme_shows():
+    from studio.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["screenshot", "p", "--view", "compare", "--run", "1", "2", "--out", "x.png"]).runs == [1, 2]
+    assert parse(["screenshot", "p", "--view", "compare", "--run", "1", "--run", "2", "--out", "x.png"]).runs == [1, 2]
+    assert parse(["screenshot", "p", "--view", "label", "--out", "x.png"]).runs == []
