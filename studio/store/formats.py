@@ -187,7 +187,9 @@ def _jsonl_records(f: BinaryIO) -> Iterator[tuple[int, Any]]:
             yield n, _Bad(None, f"undecodable bytes (not UTF-8) on line {n}")
             continue
         try:
-            yield n, json.loads(text)
+            # without its line break: a line cut short in a string otherwise reads "Invalid control
+            # character" (the newline) instead of "Unterminated string"
+            yield n, json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as e:
             yield n, _Bad(None, f"invalid JSON: {e.msg} (column {e.colno})")
 

@@ -160,6 +160,8 @@ def test_explicit_annotator_and_format(project, tmp_path):
 BAD = [
     ("invalid_json", b'{"prompt": "Q", "chosen": "A", "rejected": "B"}\n{"prompt": "Q2", "chosen": \n',
      "bad.jsonl:2: invalid JSON"),
+    ("truncated_line", b'{"prompt": "Q", "chosen": "A", "rejected": "B"}\n{"prompt": "Q2", "chosen": "A", "rej\r\n',
+     "bad.jsonl:2: invalid JSON: Unterminated string starting at (column 33)"),
     ("missing_field", [TRL_ROWS[0], {"prompt": "Q2", "chosen": "A"}], "bad.jsonl:2: rejected: missing field"),
     ("wrong_type", [TRL_ROWS[0], {"prompt": "Q2", "chosen": 5, "rejected": "B"}],
      "bad.jsonl:2: chosen: wrong type: expected a string, got number"),
