@@ -142,6 +142,8 @@ def test_stop_then_resume_continues_the_same_run(qtbot, labeled, model_dir, fake
     qtbot.waitUntil(lambda: status(labeled, run_id) == "interrupted", timeout=40000)
     stopped_at = labeled.run(run_id)["step"]
     assert stopped_at < 1000
+    stopped = f"Run {run_id} stopped at step {stopped_at} (interrupted)."
+    qtbot.waitUntil(lambda: panel.message.text() == stopped, timeout=20000)  # not "Asked run N to stop" any more
     qtbot.waitUntil(lambda: panel.resume_button.isEnabled(), timeout=20000)
 
     monkeypatch.setenv("FAKE_STEPS", str(stopped_at + 5))

@@ -263,6 +263,8 @@ class RunsPanel(QWidget):
             alive = RunStatus(run["status"]).active and pid_alive(run["pid"])
             if not alive:
                 self._stop_deadlines.pop(run_id)
+                # "Asked run N to stop" otherwise stays up, even after the run is resumed from the CLI
+                self.say(f"Run {run_id} stopped at step {run['step']} ({run['status']}).")
             elif now >= deadline:
                 self._stop_deadlines.pop(run_id)
                 if jobs.terminate(run["pid"]):
