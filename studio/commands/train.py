@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from studio.commands import CommandError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,7 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--merged", action="store_true", help="merge the adapter into the base model (safetensors)")
     e.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("tiny-model", help="Write a tiny random-weight model + tokenizer (for demos and tests).")
+    st = sub.add_parser("stop", help="Ask a running training run to stop after its current step.",
+                        description="Ask the worker of RUN to stop after its current optimizer step: it saves the "
+                                    "adapter and a checkpoint and ends 'interrupted' (resume it with `studio "
+                                    "train PROJECT --resume RUN`). Works for runs started from the app or with "
+                                    "--detach.")
+    st.add_argument("project", help="project folder")
+    st.add_argument("run", type=int, help="run id")
+    st.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                    help="wait up to this long for the run to stop, then say how it ended")
+    st.set_defaults(func=cmd_stop)
+
+    t = sub.add_parser("tiny-model", help="Write a tiny random-weight model + tokenizer (for demos and tests).",
+                       description="Write a tiny causal LM with random weights and a tokenizer trained on a small "
+                                   "built-in text to OUT, loadable with from_pretrained: for trying runs and tests "
+                                   "without downloading anything. Its generations are gibberish.")
     t.add_argument("out", help="output folder")
     t.set_defaults(func=cmd_tiny)
 
@@ -233,6 +249,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     except FileExistsError as e:
         raise ProjectError(str(e)) from None
     print(f"{'merged model' if args.merged else 'adapter'} written to {out}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from studio.core.types import RunStatus
+    from studio.store import Project
+    from studio.store.project import pid_alive
+
+    with Project.open(args.project) as project:
+        project.mark_dead_runs()
+        run = project.run(args.run)
+        if not RunStatus(run["status"]).active or not pid_alive(run["pid"]):
+            raise CommandError(f"run {args.run}: is {run['status']} and no worker is training it; nothing to stop")
+        project.request_stop(args.run)
+        print(f"run {args.run}: asked to stop after its current step")
+        deadline = time.monotonic() + args.wait
+        while args.wait and time.monotonic() < deadline:
+            project.mark_dead_runs()
+            run = project.run(args.run)
+            if not RunStatus(run["status"]).active:
+                print(f"run {args.run}: {run['status']} at step {run['step']}")
+                return 0
+            time.sleep(0.5)
+        if args.wait:
+            raise CommandError(f"run {args.run}: still {run['status']} after {args.wait:g} s "
+                               f"(pid {run['pid']}); it stops after its current step", code=1)
     return 0
 
 

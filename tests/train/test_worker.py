@@ -445,3 +445,28 @@ def test_metric_rows_survive_a_busy_project_and_are_written_at_the_next_flush(tr
     assert trait_project.metrics(run_id) == []
     writer.add(2, {"loss": 0.6})
     assert [(s, v) for _, s, _, v, _ in trait_project.metrics(run_id)] == [(1, 0.7), (2, 0.6)]
+
+
+def test_studio_stop_stops_a_background_run(trait_project, tiny_model, capsys):
+    folder = str(trait_project.folder)
+    run_id = make_run(trait_project, tiny_model, max_steps=100000, eval_interval=0)
+    assert studio(["stop", folder, str(run_id)]) == 2  # queued, nobody training it yet
+    assert "no worker is training it" in capsys.readouterr().err
+    env = {**os.environ, "STUDIO_TORCH_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "train", folder, "--run", str(run_id)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and trait_project.run(run_id)["step"] < 2:
+            assert proc.poll() is None, "the worker ended early"
+            time.sleep(0.2)
+        assert studio(["stop", folder, str(run_id), "--wait", "60"]) == 0
+        out = capsys.readouterr().out
+        assert "asked to stop" in out and "interrupted at step" in out
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert trait_project.run(run_id)["status"] == "interrupted"
+    assert studio(["stop", folder, str(run_id)]) == 2  # stopped already
