@@ -13,7 +13,9 @@ from studio.store.project import Project
 SCHEMA_VERSION = 1
 IMPORT_PREFIX = "import:"
 """Annotators named `import:...` hold imported labels: they had no screen sides and took no time, so
-they are left out of position bias and timing (their labels still count everywhere else)."""
+they are left out of position bias and timing, and they are the dataset's verdict rather than a person's,
+so they are left out of inter-annotator agreement. Their labels count everywhere else (resolution,
+label distribution, length bias)."""
 
 
 def _split_clause(split: str | None, alias: str = "p") -> tuple[str, tuple]:
@@ -79,9 +81,12 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
         chosen_len = np.concatenate([len_a[a_wins], len_b[b_wins]])
         rejected_len = np.concatenate([len_b[a_wins], len_a[b_wins]])
 
+    # agreement is between people: an imported label is the dataset's verdict, not a second annotator's
     ratings = c.execute(
         "SELECT l.pair_id, l.annotator_id, l.choice FROM labels l JOIN pairs p ON p.id = l.pair_id "
-        f"WHERE p.n_labels >= 2 AND l.state = 'current' AND l.choice != 'skip'{where}", params).fetchall()
+        "JOIN annotators a ON a.id = l.annotator_id "
+        f"WHERE p.n_labels >= 2 AND l.state = 'current' AND l.choice != 'skip' AND a.name NOT LIKE ?{where}",
+        (IMPORT_PREFIX + "%", *params)).fetchall()
 
     annotators = []
     per_annotator = c.execute(

@@ -109,6 +109,23 @@ def test_imported_labels_are_left_out_of_position_bias(project, tmp_path):
     assert bias_warnings(project) == s["warnings"]
 
 
+def test_agreement_is_between_people_not_with_the_imported_verdict(project, tmp_path):
+    from studio.store.formats import import_file
+
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Q{i}", "chosen": f"yes {i}", "rejected": f"no {i}"}) + "\n"
+                            for i in range(6)))
+    import_file(project, path)
+    pairs = [r[0] for r in project.conn.execute("SELECT id FROM pairs ORDER BY id")]
+    for i, pair_id in enumerate(pairs):
+        project.record_label(pair_id, "alice", "b" if i % 2 else "a", "a")  # disagrees with the file half the time
+    assert project_stats(project)["agreement"]["pairs"] == 0  # alice is the only person who labeled
+    for pair_id in pairs[:4]:
+        project.record_label(pair_id, "bob", project.current_label(pair_id, "alice").choice, "b")
+    ag = project_stats(project)["agreement"]
+    assert (ag["pairs"], ag["annotators"], ag["percent"]) == (4, 2, 1.0)
+
+
 def test_stats_are_json_and_the_demo_project_has_disagreements(tmp_path):
     p = create_demo(tmp_path / "demo")
     s = json.loads(json.dumps(project_stats(p)))
