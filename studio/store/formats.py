@@ -554,6 +554,13 @@ def parse_file(path: str | Path, fmt: str = "auto", max_field_bytes: int = MAX_F
                                          f"{', '.join(sorted(first[1])) or '(none)'}; expected prompt/chosen/"
                                          "rejected, chosen/rejected, prompt/response_a/response_b or prompt")])
         fmt = max(votes, key=lambda k: votes[k])
+        first = next((r for _ln, r in head if isinstance(r, dict)), {})
+        if fmt == "pairs" and {"label_id", "annotator", "choice"} <= set(first):
+            # Read as plain pairs, every label in it would be dropped without a word.
+            raise ImportErrors([RowError(name, None, None, "this is a labels export (one raw label per row); "
+                                         "importing raw labels is not supported. To bring the preferences "
+                                         "over, export --format trl or trl-chat and import that; to label the "
+                                         "pairs again, import this file with --format pairs")])
     rows: list[Row] = []
     errors: list[RowError] = []
     total = 0

@@ -377,3 +377,15 @@ def test_export_reports_progress_up_to_the_rows_written(project, tmp_path, monke
     seen.clear()
     export_file(project, tmp_path / "labels.jsonl", "labels", progress=lambda d, t: seen.append((d, t)))
     assert seen[0] == (0, 5) and seen[-1] == (5, 5)
+
+
+def test_a_labels_export_is_not_silently_read_as_unlabeled_pairs(project, tmp_path):
+    import_file(project, write_jsonl(tmp_path / "in.jsonl", TRL_ROWS[:2]))
+    export_file(project, tmp_path / "labels.jsonl", "labels")
+    fresh = Project.create(tmp_path / "fresh")
+    with pytest.raises(ImportErrors, match="labels export") as e:
+        import_file(fresh, tmp_path / "labels.jsonl")
+    assert "--format trl" in str(e.value)
+    assert fresh.pair_count() == 0
+    # asked for explicitly, the pairs come over (to be labeled again)
+    assert import_file(fresh, tmp_path / "labels.jsonl", fmt="pairs").pairs_added == 2
