@@ -328,8 +328,10 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.welcome)
             self.header.hide()
         else:
-            where = str(self.project.folder) if self.project.folder else ""
-            self.setWindowTitle(f"{self.project.name} — {ui_app.APP_NAME}  ({where})")
+            # the folder only when the name does not already say it (a demo-project folder is "demo-project")
+            folder = self.project.folder.resolve() if self.project.folder else None
+            where = f" ({folder})" if folder and folder.name != self.project.name else ""
+            self.setWindowTitle(f"{self.project.name}{where} — {ui_app.APP_NAME}")
 
     # ------------------------------------------------------------------ annotator
 
