@@ -630,6 +630,7 @@ class Project:
         return rows
 
     RUN_FIELDS = frozenset({"name", "status", "device", "pid", "host", "step", "total_steps", "started_at",
+                            "resumed_at",
                             "ended_at", "heartbeat_at", "error", "log_tail", "stop_requested", "config", "model"})
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -641,8 +642,16 @@ class Project:
         if "config" in fields and not isinstance(fields["config"], str):
             fields["config"] = json.dumps(fields["config"], sort_keys=True)
         sets = ", ".join(f"{k} = ?" for k in fields)
+        if fields.get("ended_at"):
+            # a worker session ends: its length joins the run's training time (pauses between a stop and
+            # a resume are not counted), once, since resumed_at is cleared with it
+            sets += (", active_seconds = active_seconds + coalesce(max(0, (julianday(?) - julianday(resumed_at)) "
+                     "* 86400), 0), resumed_at = NULL")
+            values: tuple = (*fields.values(), fields["ended_at"])
+        else:
+            values = tuple(fields.values())
         with self.write() as c:
-            c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+            c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values, run_id))
 
     def request_stop(self, run_id: int) -> None:
         """Ask a running worker to stop after its current step (it saves the adapter first)."""
@@ -707,7 +716,10 @@ class Project:
         for run_id in dead:
             tail = _read_tail(paths.log_path(self.folder, run_id)) if self.folder else None
             with self.write() as c:
+                # the session's training time runs up to the worker's last sign of life
                 c.execute("UPDATE runs SET status = 'failed', ended_at = ?, error = coalesce(error, ?), "
+                          "active_seconds = active_seconds + coalesce(max(0, (julianday(heartbeat_at) - "
+                          "julianday(resumed_at)) * 86400), 0), resumed_at = NULL, "
                           "log_tail = coalesce(?, log_tail) WHERE id = ? AND status IN ('running', 'stopping', "
                           "'queued')",
                           (now_iso(), "the worker process ended without reporting (killed or crashed)", tail,

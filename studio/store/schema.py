@@ -233,3 +233,13 @@ def m003_metrics_by_name(db: Database) -> None:
     # reading one metric of a run (best eval accuracy in the runs list, compare charts) would otherwise
     # scan every row of the run: ~150 ms at 1.4M rows
     run_script(db, "CREATE INDEX metrics_by_name ON metrics (run_id, name, id);")
+
+
+@migration("m004_run_active_time")
+def m004_run_active_time(db: Database) -> None:
+    # elapsed time must not count the pause between a stop and a resume: each worker session adds its
+    # own length to active_seconds when it ends; resumed_at is when the current session began
+    run_script(db, """
+        ALTER TABLE runs ADD COLUMN active_seconds REAL NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN resumed_at TEXT;
+    """)

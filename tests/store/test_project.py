@@ -173,3 +173,18 @@ def test_a_run_keeps_a_relative_model_folder_as_an_absolute_path(tmp_path, monke
     assert p.run(local)["model"] == str(tmp_path / "proj" / "models" / "tiny")
     assert p.run(hub)["model"] == "org/name"  # a hub id (no such folder here) is kept as given
     p.close()
+
+
+def test_a_runs_training_time_leaves_out_the_pause_between_stop_and_resume(project):
+    run_id = project.create_run("dpo", "m", {})
+    project.update_run(run_id, status="running", started_at="2026-01-01T10:00:00+00:00",
+                       resumed_at="2026-01-01T10:00:00+00:00")
+    project.update_run(run_id, status="interrupted", ended_at="2026-01-01T10:00:10+00:00")
+    # an hour later it is resumed and runs 5 more seconds
+    project.update_run(run_id, status="running", resumed_at="2026-01-01T11:00:00+00:00")
+    project.update_run(run_id, status="done", ended_at="2026-01-01T11:00:05+00:00")
+    run = project.run(run_id)
+    assert run["active_seconds"] == pytest.approx(15.0, abs=0.01) and run["resumed_at"] is None
+    # ending again without a new session adds nothing
+    project.update_run(run_id, ended_at="2026-01-01T12:00:00+00:00")
+    assert project.run(run_id)["active_seconds"] == pytest.approx(15.0, abs=0.01)

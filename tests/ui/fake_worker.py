@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = run["step"] if args.resume else 0
     project.update_run(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), device="cpu (fake)",
-                       started_at=run["started_at"] or now_iso(), total_steps=args.steps, stop_requested=0,
-                       error=None)
+                       started_at=run["started_at"] or now_iso(), resumed_at=now_iso(), total_steps=args.steps,
+                       stop_requested=0, error=None)
     print(f"fake worker: run {run_id} from step {start} to {args.steps}", flush=True)
     names = TRAIN_NAMES[: args.metrics]
     for step in range(start + 1, args.steps + 1):
