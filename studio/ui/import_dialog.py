@@ -74,7 +74,51 @@ def _path_row(edit: QLineEdit, button: QPushButton) -> QWidget:
     return w
 
 
-class ImportDialog(QDialog):
+class _StoreDialog(QDialog):
+    """What the import and export dialogs share: a file row, a format box, a progress bar, a status line and
+    a run button beside Close. Subclasses add their fields to `self.form` and lay out `self.extra`."""
+
+    def __init__(self, project: Project, title: str, width: int, run_label: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.setMinimumWidth(width)
+        self.project = project
+        self.job: StoreJob | None = None
+        self.path_edit = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.format_box = QComboBox()
+        self.form = QFormLayout()
+        self.form.addRow("File", _path_row(self.path_edit, browse))
+        self.form.addRow("Format", self.format_box)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.run_button = self.buttons.addButton(run_label, QDialogButtonBox.ButtonRole.ActionRole)
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start)
+        self.buttons.rejected.connect(self.reject)
+
+    def _lay_out(self, *extra: QWidget) -> None:
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        for w in extra:
+            layout.addWidget(w, 1)
+        layout.addWidget(self.buttons)
+
+    def _browse(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> StoreJob | None:
+        raise NotImplementedError
+
+
+class ImportDialog(_StoreDialog):
     """Pick a file and format; the import is checked whole and written in one transaction, so an
     invalid file changes nothing and the error list says which line and field."""
 
@@ -82,15 +126,7 @@ class ImportDialog(QDialog):
     """An import finished: its report."""
 
     def __init__(self, project: Project, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Import preference data")
-        self.setMinimumWidth(640)
-        self.project = project
-        self.job: StoreJob | None = None
-        self.path_edit = QLineEdit()
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        self.format_box = QComboBox()
+        super().__init__(project, "Import preference data", 640, "Import", parent)
         self.format_box.addItem("Detect from the fields", "auto")
         for f in formats.IMPORT_FORMATS:
             self.format_box.addItem(f, f)
@@ -100,30 +136,12 @@ class ImportDialog(QDialog):
         self.annotator_edit.setPlaceholderText("import:<file name>")
         self.annotator_edit.setToolTip("Labeled formats store one label per row under this annotator name")
         self.skip_check = QCheckBox("Import the valid rows and list the invalid ones")
-        form = QFormLayout()
-        form.addRow("File", _path_row(self.path_edit, browse))
-        form.addRow("Format", self.format_box)
-        form.addRow("Split", self.split_box)
-        form.addRow("Annotator", self.annotator_edit)
-        form.addRow("", self.skip_check)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.form.addRow("Split", self.split_box)
+        self.form.addRow("Annotator", self.annotator_edit)
+        self.form.addRow("", self.skip_check)
         self.errors = QListWidget()
         self.errors.hide()
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.run_button = self.buttons.addButton("Import", QDialogButtonBox.ButtonRole.ActionRole)
-        self.run_button.setDefault(True)
-        self.run_button.clicked.connect(self.start)
-        self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.errors, 1)
-        layout.addWidget(self.buttons)
+        self._lay_out(self.errors)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import file", "", "Preference data (*.jsonl *.json *.csv *.tsv "
@@ -187,45 +205,21 @@ class ImportDialog(QDialog):
         super().reject()
 
 
-class ExportDialog(QDialog):
+class ExportDialog(_StoreDialog):
     """Write resolved preferences (trl, trl-chat, csv) or every label (labels) to a file."""
 
     def __init__(self, project: Project, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Export")
-        self.setMinimumWidth(560)
-        self.project = project
-        self.job: StoreJob | None = None
-        self.path_edit = QLineEdit()
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        self.format_box = QComboBox()
+        super().__init__(project, "Export", 560, "Export", parent)
         for f in formats.EXPORT_FORMATS:
             self.format_box.addItem(f, f)
         self.split_box = QComboBox()
         self.split_box.addItem("All splits", None)
         self.split_box.addItem("train", "train")
         self.split_box.addItem("eval", "eval")
-        form = QFormLayout()
-        form.addRow("File", _path_row(self.path_edit, browse))
-        form.addRow("Format", self.format_box)
-        form.addRow("Split", self.split_box)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.form.addRow("Split", self.split_box)
         self.expected_rows = None
         self._ticker = QTimer(self, interval=1000, timeout=self._tick)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
-        self.run_button.setDefault(True)
-        self.run_button.clicked.connect(self.start)
-        self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.buttons)
+        self._lay_out()
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", "preferences.jsonl",
