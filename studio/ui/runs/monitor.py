@@ -145,29 +145,33 @@ def overfitting(rd: RunData) -> str | None:
             f"steps, or a higher beta help; the best adapter may be an earlier one.")
 
 
-def length_drift(rd: RunData) -> str | None:
-    """The warning in words when the policy's own samples keep getting longer (length exploitation)."""
-    evals = _evals(rd, M.EVAL_SAMPLE_LENGTH)
+def _first_and_last(rd: RunData, name: str) -> tuple[float, float, int] | None:
+    """An eval metric at the first evaluation (the reference, at step 0) and the latest, with its step."""
+    evals = _evals(rd, name)
     if evals is None or evals[1][0] <= 0:
         return None
-    first, last = float(evals[1][0]), float(evals[1][-1])
-    if last < LENGTH_GROWTH * first:
+    return float(evals[1][0]), float(evals[1][-1]), int(evals[0][-1])
+
+
+def length_drift(rd: RunData) -> str | None:
+    """The warning in words when the policy's own samples keep getting longer (length exploitation)."""
+    seen = _first_and_last(rd, M.EVAL_SAMPLE_LENGTH)
+    if seen is None or seen[1] < LENGTH_GROWTH * seen[0]:
         return None
+    first, last, step = seen
     return (f"Length drift: sampled answers are {last / first:.1f}x as long as at the start "
-            f"({first:.0f} → {last:.0f} tokens at step {int(evals[0][-1])}). If your chosen responses are "
+            f"({first:.0f} → {last:.0f} tokens at step {step}). If your chosen responses are "
             f"mostly the longer ones (see Data and the launch summary), DPO is learning length, not quality.")
 
 
 def diversity_collapse(rd: RunData) -> str | None:
     """The warning in words when the samples lose variety (mode collapse)."""
-    evals = _evals(rd, M.EVAL_DISTINCT_2)
-    if evals is None or evals[1][0] <= 0:
+    seen = _first_and_last(rd, M.EVAL_DISTINCT_2)
+    if seen is None or seen[1] >= DIVERSITY_DROP * seen[0]:
         return None
-    first, last = float(evals[1][0]), float(evals[1][-1])
-    if last >= DIVERSITY_DROP * first:
-        return None
+    first, last, step = seen
     return (f"Samples are getting repetitive: distinct-2 fell from {first:.2f} to {last:.2f} by step "
-            f"{int(evals[0][-1])} (mode collapse). Check the latest samples; a higher beta or an earlier "
+            f"{step} (mode collapse). Check the latest samples; a higher beta or an earlier "
             f"checkpoint keeps more of the reference model's variety.")
 
 
