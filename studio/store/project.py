@@ -680,6 +680,42 @@ class Project:
             params += list(names)
         return self.conn.execute(sql + " ORDER BY id", params).fetchall()
 
+    def metrics_since(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[tuple]:
+        """Metric rows (id, step, value, time, name) of a run with id > after_id, oldest first, at most
+        `limit` of them: the monitor reads a long run in chunks so the window stays responsive."""
+        sql = "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ? ORDER BY id"
+        params: list[Any] = [run_id, after_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self.conn.execute(sql, params).fetchall()
+
+    def metric_count(self, run_id: int) -> int:
+        return int(self.scalar("SELECT count(*) FROM metrics WHERE run_id = ?", (run_id,)))
+
+    def truncate_run_after(self, run_id: int, step: int) -> None:
+        """Drop a run's metric and sample rows after `step`: a run resumed from an earlier checkpoint redoes
+        those steps, and its curves continue from the checkpoint instead of doubling back."""
+        with self.write() as c:
+            c.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            c.execute("DELETE FROM samples WHERE run_id = ? AND step > ?", (run_id, step))
+
+    def active_run_count(self) -> int:
+        """Runs queued, running or stopping (what closing the app asks about)."""
+        return int(self.scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running', 'stopping')"))
+
+    def claim_run(self, run_id: int, allowed: Sequence[str], pid: int, host: str) -> bool:
+        """Move a run in one of the `allowed` states to 'running' for the worker (pid, host), atomically, so
+        two workers can never train the same run. False when the run was not in an allowed state."""
+        ts = now_iso()
+        with self.write() as c:
+            cur = c.execute(
+                f"UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = coalesce(started_at, ?), "
+                f"resumed_at = ?, ended_at = NULL, error = NULL, stop_requested = 0, heartbeat_at = ? "
+                f"WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
+                (pid, host, ts, ts, ts, run_id, *allowed))
+            return cur.rowcount == 1
+
     def add_samples(self, run_id: int, step: int, samples: Iterable[dict]) -> None:
         """Store generations: dicts with prompt_id, prompt_text, text and optional meta."""
         t = time.time()

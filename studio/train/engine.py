@@ -410,7 +410,7 @@ def train(ctx: RunContext) -> str:
         state = TrainState(**position, ref_cache=ckpt.get("ref_cache") or {})
         checkpoint.set_rng_state(ckpt["rng"])
         if main:
-            _forget_after(project, run_id, state.step)
+            project.truncate_run_after(run_id, state.step)
         log.info("resumed at step %d (epoch %d, batch %d)", state.step, state.epoch, state.batch_index)
     if main:
         project.update_run(run_id, total_steps=total_steps, step=state.step)
@@ -566,14 +566,6 @@ def _any_process(accelerator, flag: bool) -> bool:
         return flag
     t = torch.tensor([float(flag)], device=accelerator.device)
     return bool(accelerator.reduce(t, reduction="sum").item() > 0)
-
-
-def _forget_after(project: Project, run_id: int, step: int) -> None:
-    """A run resumed from an earlier checkpoint redoes the steps after it: drop their old rows so the
-    curves continue from the checkpoint instead of doubling back."""
-    with project.write() as c:
-        c.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
-        c.execute("DELETE FROM samples WHERE run_id = ? AND step > ?", (run_id, step))
 
 
 def env_threads() -> None:

@@ -50,15 +50,9 @@ def claim(project: Project, run_id: int, resume: bool) -> dict:
     """Move the run to 'running' atomically, so two workers can never train the same run."""
     allowed = ("interrupted", "failed") if resume else ("queued",)
     project.run(run_id)  # a missing run gets its own message
-    with project.write() as c:
-        cur = c.execute(
-            f"UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = coalesce(started_at, ?), "
-            f"resumed_at = ?, ended_at = NULL, error = NULL, stop_requested = 0, heartbeat_at = ? "
-            f"WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
-            (os.getpid(), socket.gethostname(), now_iso(), now_iso(), now_iso(), run_id, *allowed))
-        if cur.rowcount != 1:
-            # read again: another worker may have claimed it between our first read and the UPDATE
-            raise ClaimError(_claim_refusal(project.run(run_id), resume))
+    if not project.claim_run(run_id, allowed, os.getpid(), socket.gethostname()):
+        # read again: another worker may have claimed it between our first read and the claim
+        raise ClaimError(_claim_refusal(project.run(run_id), resume))
     return project.run(run_id)
 
 

@@ -386,8 +386,7 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return False
         with contextlib.suppress(Exception):
-            return bool(self.project.scalar(
-                "SELECT count(*) FROM runs WHERE status IN ('queued', 'running', 'stopping')"))
+            return self.project.active_run_count() > 0
         return False
 
     def closeEvent(self, event) -> None:

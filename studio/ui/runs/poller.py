@@ -40,20 +40,13 @@ class RunData:
             return None
         return min(0.99, self.rows_read / self.rows_expected)
 
-    def _read_metrics(self, project, limit: int) -> list[tuple]:
-        # Project.metrics reads everything at once; a limit keeps each step short (see CHUNK_ROWS)
-        return project.conn.execute(
-            "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (self.run_id, self.last_metric_id, limit)).fetchall()
-
     def poll(self, project, limit: int | None = None) -> set[str]:
         """Read up to `limit` (CHUNK_ROWS) rows newer than what we have; returns the names of the
         metrics that changed. Sets `behind` when more rows are waiting."""
         limit = limit or CHUNK_ROWS
         if not self.behind and self.last_metric_id == 0:
-            self.rows_expected = project.conn.execute(
-                "SELECT count(*) FROM metrics WHERE run_id = ?", (self.run_id,)).fetchone()[0]
-        rows = self._read_metrics(project, limit)
+            self.rows_expected = project.metric_count(self.run_id)
+        rows = project.metrics_since(self.run_id, self.last_metric_id, limit)
         self.behind = len(rows) >= limit
         if not self.behind:
             self.rows_expected = 0
