@@ -62,16 +62,31 @@ def length_bias(chosen_lengths: Sequence[float] | np.ndarray,
             "median_ratio": ratio}
 
 
-def majority(votes: Mapping[str, int]) -> str | None:
-    """The verdict with the most votes (a, b, tie or both_bad), or None for a split vote or no votes.
+NO_VOTES = -1
+"""`resolve_votes` code of a pair whose current labels are all skips."""
+SPLIT_VOTE = -2
+"""`resolve_votes` code of a pair whose most-voted verdicts are tied (no majority)."""
 
-    The same rule as Project.resolve: skips are ignored, a tie for first place has no majority."""
-    counted = {c: int(votes.get(c, 0)) for c in VERDICTS}
-    best = max(counted.values())
-    if best == 0:
-        return None
-    winners = [c for c, v in counted.items() if v == best]
-    return winners[0] if len(winners) == 1 else None
+
+def resolve_votes(votes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    """The majority rule, for many pairs at once: votes is [n, 4] counts of (a, b, tie, both_bad) per pair;
+    returns per pair the index of the winning verdict in VERDICTS, NO_VOTES, or SPLIT_VOTE.
+
+    Skips are not votes; a tie for first place has no majority. The store resolves preferences and the
+    statistics count them with this one function."""
+    v = np.asarray(votes, dtype=np.int64).reshape(-1, len(VERDICTS))
+    if not len(v):
+        return np.zeros(0, dtype=np.int64)
+    best = v.max(axis=1)
+    n_best = (v == best[:, None]).sum(axis=1)
+    return np.where(best == 0, NO_VOTES, np.where(n_best > 1, SPLIT_VOTE, v.argmax(axis=1)))
+
+
+def majority(votes: Mapping[str, int]) -> str | None:
+    """The verdict with the most votes (a, b, tie or both_bad) of one pair, or None for a split vote or
+    no votes (`resolve_votes` for a single pair)."""
+    code = int(resolve_votes([[int(votes.get(c, 0)) for c in VERDICTS]])[0])
+    return VERDICTS[code] if code >= 0 else None
 
 
 # ---------------------------------------------------------------------------------------------- agreement

@@ -1,5 +1,7 @@
-"""The project store: one SQLite file per project, through sqlite-utils. No Qt, no torch."""
+"""The project store: one SQLite file per project, through sqlite-utils. No Qt, no torch; all the SQL."""
 
-from studio.store.project import Project, ProjectError
+from studio.store.db import ProjectBusy, ProjectError, StorageError
+from studio.store.pairs import PairFilter, PairRow
+from studio.store.project import Project
 
-__all__ = ["Project", "ProjectError"]
+__all__ = ["PairFilter", "PairRow", "Project", "ProjectBusy", "ProjectError", "StorageError"]

@@ -49,7 +49,7 @@ def _add_human_labels(project: Project, share: float, seed: int = 1) -> dict[str
     n = project.pair_count()
     k = int(n * share)
     ts = now_iso()
-    with project.write() as c:
+    with project._write() as c:
         alice, bob = project.annotator_id("alice"), project.annotator_id("bob")
         rows = []
         for pid in range(1, k + 1):

@@ -20,7 +20,7 @@ def demo_data() -> dict[str, Any]:
 def fill_demo(project: Project, data: dict[str, Any] | None = None) -> None:
     """Add the demo prompts, pairs and labels to a project, in one transaction."""
     data = data or demo_data()
-    with project.write():
+    with project.transaction():
         settings = data.get("project", {})
         if "overlap_target" in settings:
             project.overlap_target = int(settings["overlap_target"])

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from studio.core.types import ROLES
-from studio.store.project import Project, ProjectError, content_hash, messages_to_text, now_iso, prompt_hash
+from studio.store.db import ProjectError, content_hash, messages_to_text, now_iso, prompt_hash
+from studio.store.project import Project
 
 IMPORT_FORMATS = ("trl", "trl-chat", "hh", "ultrafeedback", "pairs", "prompts")
 EXPORT_FORMATS = ("trl", "trl-chat", "labels", "csv")
@@ -652,7 +653,7 @@ def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", ann
     old_prompts: set[int] = set()  # prompts that existed before this import: only they can have old pairs
     response_ids: dict[tuple[int, str], int] = {}
     ts = now_iso()
-    with project.write() as c, _label_trigger_off(c) as count_labels:
+    with project._write() as c, _label_trigger_off(c) as count_labels:
         aid = project.annotator_id(annotator) if annotator and rows else None
         done = total - len(rows)
         for chunk in _chunks(rows, _CHUNK):
@@ -783,7 +784,7 @@ def _resolved_rows(project: Project, split: str | None) -> tuple[Iterator[dict],
         sql = ("SELECT p.id, pr.text, pr.messages, pr.split, ra.id, ra.text, rb.text FROM pairs p "
                "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
                "JOIN responses rb ON rb.id = p.response_b_id WHERE p.n_labels > 0 ORDER BY p.id")
-        for pair_id, ptext, pmsgs, psplit, ra_id, a_text, b_text in project.conn.execute(sql):
+        for pair_id, ptext, pmsgs, psplit, ra_id, a_text, b_text in project._conn.execute(sql):
             pref = by_pair.get(pair_id)
             if pref is None:
                 continue
@@ -801,7 +802,7 @@ def _label_rows(project: Project, split: str | None) -> Iterator[dict]:
            "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
            "JOIN responses rb ON rb.id = p.response_b_id" + (" WHERE pr.split = ?" if split else "") +
            " ORDER BY l.id")
-    for row in project.conn.execute(sql, (split,) if split else ()):
+    for row in project._conn.execute(sql, (split,) if split else ()):
         (lid, pair_id, prompt_id, ptext, pmsgs, psplit, a_text, b_text, name, choice, strength, rationale,
          shown_left, seconds, created, state, ended, replaces) = row
         yield {"label_id": lid, "pair_id": pair_id, "prompt_id": prompt_id,
@@ -866,14 +867,14 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
     left_out: dict[str, int] = {}
     if fmt == "labels":
         records: Iterator[dict] = _label_rows(project, split)
-        total = int(project.scalar(
+        total = int(project._scalar(
             "SELECT count(*) FROM labels l" + (" JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON "
                                                 "pr.id = p.prompt_id WHERE pr.split = ?" if split else ""),
             (split,) if split else ()))
     else:
         resolved, left_out, total = _resolved_rows(project, split)
         if fmt == "trl":
-            chats = project.scalar(
+            chats = project._scalar(
                 "SELECT count(*) FROM prompts WHERE messages IS NOT NULL" + (" AND split = ?" if split else ""),
                 (split,) if split else ())
             if chats:

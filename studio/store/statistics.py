@@ -26,7 +26,7 @@ def _split_clause(split: str | None, alias: str = "p") -> tuple[str, tuple]:
 
 def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
     """Every statistic of `studio stats`, as a JSON-able dict (schema documented in docs/store.md)."""
-    c = project.conn
+    c = project._conn
     where, params = _split_clause(split)
     overlap = project.overlap_target
 
@@ -52,8 +52,7 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
         "JOIN annotators a ON a.id = l.annotator_id WHERE l.state = 'current' AND l.choice IN ('a', 'b') "
         f"AND a.name NOT LIKE '{IMPORT_PREFIX}%'{where}", params).fetchone()
 
-    # One row per labeled pair with its votes and both lengths; majority resolved with numpy, by the
-    # same rule as Project.resolve (checked by a test).
+    # One row per labeled pair with its votes and both lengths, resolved by the one majority rule
     rows = c.execute(
         "SELECT v.na, v.nb, v.nt, v.nbb, length(ra.text), length(rb.text) FROM (SELECT l.pair_id, "
         "sum(l.choice = 'a') AS na, sum(l.choice = 'b') AS nb, sum(l.choice = 'tie') AS nt, "
@@ -61,25 +60,15 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
         f"WHERE l.state = 'current'{where} GROUP BY l.pair_id) v JOIN pairs p ON p.id = v.pair_id "
         "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id",
         params).fetchall()
-    resolved = {"preferences": 0, "tie": 0, "both_bad": 0, "no_majority": 0, "skipped": 0}
-    chosen_len = rejected_len = np.zeros(0)
-    if rows:
-        arr = np.asarray(rows, dtype=np.int64)
-        votes, len_a, len_b = arr[:, :4], arr[:, 4], arr[:, 5]
-        best = votes.max(axis=1)
-        winners = (votes == best[:, None]).sum(axis=1)
-        winner = votes.argmax(axis=1)
-        none = best == 0
-        split_vote = ~none & (winners > 1)
-        clear = ~none & (winners == 1)
-        resolved["skipped"] = int(none.sum())
-        resolved["no_majority"] = int(split_vote.sum())
-        resolved["tie"] = int((clear & (winner == 2)).sum())
-        resolved["both_bad"] = int((clear & (winner == 3)).sum())
-        a_wins, b_wins = clear & (winner == 0), clear & (winner == 1)
-        resolved["preferences"] = int(a_wins.sum() + b_wins.sum())
-        chosen_len = np.concatenate([len_a[a_wins], len_b[b_wins]])
-        rejected_len = np.concatenate([len_b[a_wins], len_a[b_wins]])
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
+    winner = core.resolve_votes(arr[:, :4])
+    len_a, len_b = arr[:, 4], arr[:, 5]
+    a_wins, b_wins = winner == 0, winner == 1
+    resolved = {"preferences": int(a_wins.sum() + b_wins.sum()), "tie": int((winner == 2).sum()),
+                "both_bad": int((winner == 3).sum()), "no_majority": int((winner == core.SPLIT_VOTE).sum()),
+                "skipped": int((winner == core.NO_VOTES).sum())}
+    chosen_len = np.concatenate([len_a[a_wins], len_b[b_wins]])
+    rejected_len = np.concatenate([len_b[a_wins], len_a[b_wins]])
 
     # agreement is between people: an imported label is the dataset's verdict, not a second annotator's
     ratings = c.execute(

@@ -49,7 +49,7 @@ class MetricsWriter:
         tries = FINAL_FLUSH_TRIES if wait else 1
         for attempt in range(1, tries + 1):
             try:
-                with self.project.write():
+                with self.project.transaction():
                     self.project.log_metrics(self.run_id, self._rows)
                     fields = {"heartbeat_at": now_iso()}
                     if self._step is not None:

@@ -131,7 +131,7 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         fields = {"status": status, "ended_at": now_iso()}
         if status == "failed":
             fields.update(error=error or "unknown error",
-                          log_tail=read_tail(paths.log_path(project_folder, run_id)))
+                          log_tail=paths.log_tail(project_folder, run_id))
         log.info("run %d: %s", run_id, status)
         if main:
             project.update_run(run_id, **fields)
@@ -139,16 +139,6 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         handler.close()
         project.close()
     return status
-
-
-def read_tail(path: Path, max_bytes: int = 8000) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
 
 
 def _describe(e: BaseException) -> str:

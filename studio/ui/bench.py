@@ -65,7 +65,7 @@ def build_project(folder: Path, n_pairs: int) -> Path:
         raise SystemExit(f"{folder}: holds a project of another size; remove it or use another --dir")
     n_prompts = (n_pairs + 9) // 10
     ts = now_iso()
-    with Project.create(folder, name=f"bench {n_pairs:,} pairs") as p, p.write() as c:
+    with Project.create(folder, name=f"bench {n_pairs:,} pairs") as p, p._write() as c:
         c.executemany("INSERT INTO prompts (id, text, split, source, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                       ((i, f"Question {i}: explain step {i % 97} of the procedure, with an example.",
                         "eval" if i % 10 == 0 else "train", f"src{i % 4}", f"p{i}", ts)

@@ -23,46 +23,12 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.types import LabelState
-from studio.store import Project
-from studio.store.project import search_condition
+from studio.store import PairFilter, Project
 from studio.ui import render
 
 STATES = {"any": "Any state", "unlabeled": "Unlabeled", "labeled": "Labeled", "needs_more": "Needs another label"}
 AGREEMENTS = {"any": "Any agreement", "single": "One label", "agree": "Annotators agree",
               "disagree": "Annotators disagree"}
-
-# non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
-_DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
-             "AND l.choice != 'skip')")
-
-
-def pair_filter_sql(project: Project, state: str = "any", annotator: str | None = None, agreement: str = "any",
-                    search: str | None = None) -> tuple[str, list[Any]]:
-    """The WHERE clause (over `pairs p`) for the data view's filters, with its parameters."""
-    where: list[str] = []
-    params: list[Any] = []
-    if state == "unlabeled":
-        where.append("p.n_labels = 0")
-    elif state == "labeled":
-        where.append("p.n_labels > 0")
-    elif state == "needs_more":
-        where.append("p.n_labels >= 1 AND p.n_labels < ?")
-        params.append(project.overlap_target)
-    if annotator:
-        where.append("EXISTS (SELECT 1 FROM labels l JOIN annotators a ON a.id = l.annotator_id "
-                     "WHERE l.pair_id = p.id AND l.state = 'current' AND a.name = ?)")
-        params.append(annotator)
-    if agreement == "single":
-        where.append("p.n_labels = 1")
-    elif agreement == "agree":
-        where.append(f"p.n_labels >= 2 AND {_DISTINCT} = 1")
-    elif agreement == "disagree":
-        where.append(f"p.n_labels >= 2 AND {_DISTINCT} > 1")
-    if search:
-        cond, args = search_condition(search)
-        where.append(cond)
-        params += args
-    return " AND ".join(where) or "1", params
 
 
 # Who and what first: the details panel is narrow, and the state (current, replaced, undone) is what
@@ -81,13 +47,14 @@ class PairTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.project = project
         self.rows: list[tuple] = []
-        self._cond, self._params = "1", []
+        self._filter = PairFilter()
         self._more = True
         self._last_id = 0
 
-    def set_filters(self, **filters: Any) -> None:
+    def set_filters(self, state: str = "any", annotator: str | None = None, agreement: str = "any",
+                    search: str | None = None) -> None:
         self.beginResetModel()
-        self._cond, self._params = pair_filter_sql(self.project, **filters)
+        self._filter = PairFilter(state=state, labeled_by=annotator, agreement=agreement, search=search)
         self.rows = []
         self._more = True
         self._last_id = 0
@@ -95,7 +62,7 @@ class PairTableModel(QAbstractTableModel):
         self.fetchMore(QModelIndex())
 
     def total(self) -> int:
-        return int(self.project.scalar(f"SELECT count(*) FROM pairs p WHERE {self._cond}", self._params))
+        return self.project.count_pairs(self._filter)
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.rows)
@@ -109,43 +76,27 @@ class PairTableModel(QAbstractTableModel):
     def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
         if parent.isValid() or not self._more:
             return
-        page = self.project.conn.execute(
-            "SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text), "
-            "p.n_labels FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
-            "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id "
-            f"WHERE p.id > ? AND {self._cond} ORDER BY p.id LIMIT ?",
-            [self._last_id, *self._params, self.PAGE]).fetchall()
+        page = self.project.pair_page(self._filter, self._last_id, self.PAGE)
         if len(page) < self.PAGE:
             self._more = False
         if not page:
             return
-        self._last_id = page[-1][0]
-        votes = self._votes([r[0] for r in page])
+        self._last_id = page[-1].id
         rows = []
-        for pid, split, source, prompt, la, lb, _n in page:
-            v = votes.get(pid, {})
-            decided = {k: n for k, n in v.items() if k != "skip"}
+        for r in page:
+            decided = {k: n for k, n in r.votes.items() if k != "skip"}
             if not decided:
                 agreement = ""
             elif sum(decided.values()) == 1:
                 agreement = "one label"
             else:
                 agreement = "agree" if len(decided) == 1 else "disagree"
-            vote_text = " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(v.items()))
-            rows.append((pid, split, source or "", " ".join(prompt.split()), la, lb, sum(v.values()), vote_text,
-                         agreement))
+            vote_text = " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(r.votes.items()))
+            rows.append((r.id, r.split, r.source, " ".join(r.prompt.split()), r.a_chars, r.b_chars,
+                         sum(r.votes.values()), vote_text, agreement))
         self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(rows) - 1)
         self.rows.extend(rows)
         self.endInsertRows()
-
-    def _votes(self, ids: list[int]) -> dict[int, dict[str, int]]:
-        marks = ", ".join("?" * len(ids))
-        out: dict[int, dict[str, int]] = {}
-        for pid, choice, n in self.project.conn.execute(
-                f"SELECT pair_id, choice, count(*) FROM labels WHERE state = 'current' AND pair_id IN ({marks}) "
-                "GROUP BY pair_id, choice", ids):
-            out.setdefault(pid, {})[choice] = n
-        return out
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

@@ -229,8 +229,7 @@ class SourceCombo(QComboBox):
 
     def showPopup(self) -> None:
         current = self.currentData()
-        sources = [r[0] for r in self.project.conn.execute(
-            "SELECT DISTINCT source FROM pairs WHERE source IS NOT NULL ORDER BY source")]
+        sources = self.project.sources()
         self.blockSignals(True)
         self.clear()
         self.addItem("All sources", None)
@@ -776,8 +775,7 @@ class LabelView(QWidget):
         if label_id is None:
             self.note.setText("Nothing to undo: you have no labels in this project.")
             return None
-        undone = next(lab for lab in self.project.label_history(self.project.scalar(
-            "SELECT pair_id FROM labels WHERE id = ?", (label_id,))) if lab.id == label_id)
+        undone = self.project.label(label_id)
         pair_id = self.project.undo_label(label_id)
         self.session.labels = max(0, self.session.labels - 1)
         if self._queue_left is not None and self.queue in ("mine", "needs_more"):
@@ -796,9 +794,7 @@ class LabelView(QWidget):
             self._recount.start()
 
     def my_label_count(self) -> int:
-        aid = self.project.annotator_id(self.annotator)
-        return int(self.project.scalar(
-            "SELECT count(*) FROM labels WHERE annotator_id = ? AND state = 'current'", (aid,)))
+        return self.project.label_count(self.annotator)
 
     def _refresh_queue_count(self) -> None:
         if self.queue == "mine" and not self._filtered():
@@ -810,7 +806,7 @@ class LabelView(QWidget):
 
     def _refresh_progress(self) -> None:
         mine = self.my_label_count()
-        labeled = int(self.project.scalar("SELECT count(*) FROM pairs WHERE n_labels > 0"))
+        labeled = self.project.labeled_pair_count()
         total = self._total_pairs
         left = self._queue_left if self._queue_left is not None else (
             max(0, total - mine) if self.queue == "mine" and not self._filtered() else None)

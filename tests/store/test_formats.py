@@ -18,7 +18,7 @@ def write_jsonl(path, rows):
 
 def snapshot(project: Project) -> tuple:
     """Everything an import could touch, to assert that a failed import changed nothing."""
-    return tuple(project.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+    return tuple(project._conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                  for t in ("prompts", "responses", "pairs", "labels", "annotators"))
 
 
@@ -116,7 +116,7 @@ def test_prompts_only_into_the_eval_split(project, tmp_path):
     rows = [{"prompt": "First?"}, {"prompt": "Second?"}, {"prompt": "First?"}]
     report = import_file(project, write_jsonl(tmp_path / "prompts.jsonl", rows), split="eval")
     assert (report.format, report.prompts_added, report.pairs_added, report.duplicates) == ("prompts", 2, 0, 1)
-    assert {r["split"] for r in project.query("SELECT split FROM prompts")} == {"eval"}
+    assert {r["split"] for r in project._query("SELECT split FROM prompts")} == {"eval"}
 
 
 def test_json_array_and_csv_with_message_list_cells(project, tmp_path):
@@ -246,10 +246,10 @@ def test_duplicates_in_the_file_and_in_the_project_are_skipped_and_counted(proje
 
 def assert_label_counts(project: Project) -> None:
     """Import counts labels itself (the counting trigger is off during the bulk write): same result."""
-    assert project.conn.execute(
+    assert project._conn.execute(
         "SELECT count(*) FROM pairs p WHERE n_labels != (SELECT count(*) FROM labels l WHERE l.pair_id = p.id "
         "AND l.state = 'current' AND l.choice != 'skip')").fetchone()[0] == 0
-    assert project.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+    assert project._scalar("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
                           "AND name = 'labels_count_insert'") == 1
 
 

@@ -15,14 +15,14 @@ from tests.conftest import add_pairs
 
 def test_a_new_memory_project_has_every_migration_and_the_schema():
     p = Project.memory()
-    applied = [r[0] for r in p.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    applied = [r[0] for r in p._conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
     assert applied == known_migrations()
     assert p.schema_version == len(known_migrations()) >= 2
-    tables = {r[0] for r in p.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {r[0] for r in p._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"prompts", "responses", "pairs", "labels", "annotators", "runs", "metrics", "samples"} <= tables
-    indexes = {r[0] for r in p.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {r[0] for r in p._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "labels_by_annotator_time" in indexes
-    assert p.scalar("PRAGMA foreign_keys") == 1
+    assert p._scalar("PRAGMA foreign_keys") == 1
 
 
 def test_an_older_project_is_migrated_on_open(tmp_path):
@@ -36,7 +36,7 @@ def test_an_older_project_is_migrated_on_open(tmp_path):
     conn.close()
     with Project.open(folder) as p:
         assert p.schema_version == len(known_migrations())
-        assert p.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'labels_by_annotator_time'") == 1
+        assert p._scalar("SELECT count(*) FROM sqlite_master WHERE name = 'labels_by_annotator_time'") == 1
 
 
 def test_a_project_from_a_newer_version_is_refused_clearly(tmp_path):
@@ -53,7 +53,7 @@ def test_a_project_from_a_newer_version_is_refused_clearly(tmp_path):
 
 def test_memory_project_refuses_a_newer_schema():
     p = Project.memory()
-    p.conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+    p._conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
                    "VALUES ('studio', 'm999_future', 'x')")
     with pytest.raises(ProjectError, match="newer version"):
         p._migrate()
@@ -76,13 +76,13 @@ def test_relabel_and_undo_keep_the_history(pairs_project):
     first = p.record_label(1, "alice", "a", "a", strength="slight", seconds=2.0)
     second = p.record_label(1, "alice", "b", "b", rationale="changed my mind")
     assert [(lab.choice, lab.state) for lab in p.label_history(1)] == [("a", "replaced"), ("b", "current")]
-    assert p.scalar("SELECT n_labels FROM pairs WHERE id = 1") == 1
+    assert p._scalar("SELECT n_labels FROM pairs WHERE id = 1") == 1
     assert p.last_label_id("alice") == second
     assert p.undo_label(second) == 1
     assert p.current_label(1, "alice").id == first
     assert [lab.state for lab in p.label_history(1)] == ["current", "undone"]
     p.undo_label(first)
-    assert p.current_labels(1) == [] and p.scalar("SELECT n_labels FROM pairs WHERE id = 1") == 0
+    assert p.current_labels(1) == [] and p._scalar("SELECT n_labels FROM pairs WHERE id = 1") == 0
     with pytest.raises(ProjectError, match="only a current label can be undone"):
         p.undo_label(first)
 
@@ -90,9 +90,9 @@ def test_relabel_and_undo_keep_the_history(pairs_project):
 def test_skips_do_not_count_towards_the_overlap(pairs_project):
     p = pairs_project
     p.record_label(2, "alice", "skip", "a")
-    assert p.scalar("SELECT n_labels FROM pairs WHERE id = 2") == 0
+    assert p._scalar("SELECT n_labels FROM pairs WHERE id = 2") == 0
     p.record_label(2, "alice", "tie", "a")
-    assert p.scalar("SELECT n_labels FROM pairs WHERE id = 2") == 1
+    assert p._scalar("SELECT n_labels FROM pairs WHERE id = 2") == 1
 
 
 # ---------------------------------------------------------------------------------------------- queues

@@ -26,7 +26,7 @@ def test_jsonl_with_bom_crlf_and_a_trailing_blank_line(project, tmp_path):
                      b'{"prompt": "p2", "chosen": "c2", "rejected": "r2"}\r\n\r\n')
     report = import_file(project, path)
     assert (report.format, report.rows, report.pairs_added) == ("trl", 2, 2)
-    assert {r[0] for r in project.conn.execute("SELECT text FROM prompts")} == {"p1", "p2"}  # no \r, no BOM
+    assert {r[0] for r in project._conn.execute("SELECT text FROM prompts")} == {"p1", "p2"}  # no \r, no BOM
 
 
 def test_csv_with_bom_embedded_newlines_and_quotes_names_the_right_lines(project, tmp_path):
@@ -94,7 +94,7 @@ def test_ultrafeedback_with_system_messages_and_pandas_nan_scores(project, tmp_p
     assert pair.prompt.messages == conv("x")[:2]
     assert (pair.a.text, pair.b.text) == ("Well.", "Bad.")
     assert pair.meta == {"score_chosen": 8.5}  # NaN means no score; never a NaN in the stored JSON
-    assert "NaN" not in project.scalar("SELECT meta FROM pairs WHERE id = 1")
+    assert "NaN" not in project._scalar("SELECT meta FROM pairs WHERE id = 1")
 
 
 def test_nan_score_in_csv_is_no_score_and_infinity_is_an_error(project, tmp_path):
@@ -180,7 +180,7 @@ def test_importing_the_same_file_twice_counts_duplicates_and_adds_no_labels(tmp_
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "imported prefs.jsonl as trl: 2 rows, 0 pairs added, 2 duplicates skipped, 0 new prompts"
     with Project.open(tmp_path / "p") as p:
-        assert p.scalar("SELECT count(*) FROM labels") == 2
+        assert p._scalar("SELECT count(*) FROM labels") == 2
 
 
 def test_skip_invalid_lists_each_skipped_row_on_stderr(tmp_path, capsys):
@@ -200,8 +200,8 @@ def test_skip_invalid_lists_each_skipped_row_on_stderr(tmp_path, capsys):
 def _fill_up(project: Project, spare_pages: int = 3) -> None:
     """Cap the database a few pages above its size: SQLite then fails writes with SQLITE_FULL, exactly as
     on a full disk (see test_a_real_full_disk... for the real thing)."""
-    pages = project.scalar("PRAGMA page_count")
-    project.conn.execute(f"PRAGMA max_page_count = {pages + spare_pages}")
+    pages = project._scalar("PRAGMA page_count")
+    project._conn.execute(f"PRAGMA max_page_count = {pages + spare_pages}")
 
 
 def _rows(n: int, tag: str = "") -> list[dict]:
@@ -218,9 +218,9 @@ def test_a_full_disk_during_import_is_a_clear_error_and_changes_nothing(project,
     assert "studio.db" in str(exc.value)
     assert snapshot(project) == before
     # the label-count trigger the import drops for speed is back, and counts still match
-    assert project.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'labels_count_insert'") == 1
+    assert project._scalar("SELECT count(*) FROM sqlite_master WHERE name = 'labels_count_insert'") == 1
     assert_label_counts(project)
-    project.conn.execute("PRAGMA max_page_count = 1073741823")
+    project._conn.execute("PRAGMA max_page_count = 1073741823")
     assert import_file(project, tmp_path / "big.jsonl").pairs_added == 2000
     assert_label_counts(project)
 
@@ -233,15 +233,15 @@ def test_a_full_disk_while_labeling_keeps_the_earlier_label(project, tmp_path):
         project.record_label(1, "alice", "b", "a", rationale="x" * 20_000)
     assert [(lab.id, lab.choice.value, lab.state.value) for lab in project.label_history(1)] == [
         (first, "a", "current")]
-    assert project.scalar("SELECT n_labels FROM pairs WHERE id = 1") == 1
+    assert project._scalar("SELECT n_labels FROM pairs WHERE id = 1") == 1
 
 
 def test_a_write_behind_a_held_lock_is_reported_as_busy(tmp_path):
     with Project.create(tmp_path / "p") as first, Project.open(tmp_path / "p") as second:
-        second.conn.execute("PRAGMA busy_timeout = 50")
-        with first.write(), pytest.raises(ProjectBusy, match="the project is busy"):
+        second._conn.execute("PRAGMA busy_timeout = 50")
+        with first.transaction(), pytest.raises(ProjectBusy, match="the project is busy"):
             second.log_metrics(1, [(1, "loss", 0.5)])
-        assert not second.conn.in_transaction
+        assert not second._conn.in_transaction
         second.set_setting("x", "1")  # once the lock is free, the same write works
 
 
@@ -268,7 +268,7 @@ def test_a_real_full_disk_on_a_small_tmpfs(tmp_path):
         with Project.open(folder) as p:
             assert p.pair_count() == 100
             assert_label_counts(p)
-            assert p.scalar("PRAGMA integrity_check") == "ok"
+            assert p._scalar("PRAGMA integrity_check") == "ok"
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 
@@ -293,8 +293,8 @@ def test_labels_from_another_process_go_in_while_a_worker_logs_metrics(tmp_path)
     finally:
         assert worker.wait(timeout=120) == 0
     with Project.open(folder) as p:
-        assert p.scalar("SELECT count(*) FROM labels WHERE state = 'current'") == 200
-        assert p.scalar("SELECT count(*) FROM metrics") == 600
+        assert p._scalar("SELECT count(*) FROM labels WHERE state = 'current'") == 200
+        assert p._scalar("SELECT count(*) FROM metrics") == 600
 
 
 def test_export_prints_what_it_left_out(tmp_path, capsys):

@@ -116,7 +116,7 @@ def test_agreement_is_between_people_not_with_the_imported_verdict(project, tmp_
     path.write_text("".join(json.dumps({"prompt": f"Q{i}", "chosen": f"yes {i}", "rejected": f"no {i}"}) + "\n"
                             for i in range(6)))
     import_file(project, path)
-    pairs = [r[0] for r in project.conn.execute("SELECT id FROM pairs ORDER BY id")]
+    pairs = [r[0] for r in project._conn.execute("SELECT id FROM pairs ORDER BY id")]
     for i, pair_id in enumerate(pairs):
         project.record_label(pair_id, "alice", "b" if i % 2 else "a", "a")  # disagrees with the file half the time
     assert project_stats(project)["agreement"]["pairs"] == 0  # alice is the only person who labeled
@@ -133,8 +133,8 @@ def test_stats_are_json_and_the_demo_project_has_disagreements(tmp_path):
     assert s["counts"]["unlabeled_pairs"] > 0 and s["counts"]["labels"]["replaced"] >= 1
     assert s["agreement"]["annotators"] == 2 and s["agreement"]["percent"] < 1
     assert {a["name"] for a in s["annotators"]} == {"alice", "bob"}
-    assert any(r["messages"] for r in p.query("SELECT messages FROM prompts"))
-    assert p.scalar("SELECT count(*) FROM prompts WHERE split = 'eval'") > 0
+    assert any(r["messages"] for r in p._query("SELECT messages FROM prompts"))
+    assert p._scalar("SELECT count(*) FROM prompts WHERE split = 'eval'") > 0
     p.close()
 
 

@@ -143,7 +143,7 @@ def test_sigkilled_worker_leaves_project_intact_and_run_failed(trait_project, ti
     assert reopened.mark_dead_runs() == [run_id]
     run = reopened.run(run_id)
     assert run["status"] == "failed" and "killed" in run["error"]
-    assert reopened.scalar("PRAGMA integrity_check") == "ok"
+    assert reopened.integrity_check() == "ok"
     assert reopened.counts()["labels"] == labels
     assert len(reopened.metrics(run_id)) > 0
     reopened.close()
@@ -431,7 +431,7 @@ def test_metric_rows_survive_a_busy_project_and_are_written_at_the_next_flush(tr
 
     run_id = trait_project.create_run("dpo", "m", {})
     writer = MetricsWriter(trait_project, run_id, min_interval=0.0)
-    real_write = trait_project.write
+    real_write = trait_project.transaction
     busy = {"left": 1}
 
     def write():
@@ -440,7 +440,7 @@ def test_metric_rows_survive_a_busy_project_and_are_written_at_the_next_flush(tr
             raise ProjectBusy("another process holds the write lock (a large import)")
         return real_write()
 
-    trait_project.write = write
+    trait_project.transaction = write
     writer.add(1, {"loss": 0.7})  # flush fails: the row is kept
     assert trait_project.metrics(run_id) == []
     writer.add(2, {"loss": 0.6})

@@ -11,7 +11,7 @@ FAKE_WORKER = Path(__file__).with_name("fake_worker.py")
 
 def label_all(project, choice: str = "b", annotator: str = "ann") -> None:
     """Label every pair for one annotator (the conftest pairs: b is the longer response)."""
-    for (pair_id,) in project.conn.execute("SELECT id FROM pairs").fetchall():
+    for pair_id in project.pair_ids():
         project.record_label(pair_id, annotator, choice, shown_left="a")
 
 

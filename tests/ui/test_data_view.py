@@ -31,7 +31,7 @@ def test_model_fetches_pages_lazily(project, monkeypatch):
 
 def test_filters_and_history(qtbot, pairs_project):
     project = pairs_project
-    ids = [r[0] for r in project.conn.execute("SELECT id FROM pairs ORDER BY id")]
+    ids = project.pair_ids()
     project.record_label(ids[0], "alice", "a", "a", strength="clear", rationale="shorter", seconds=3.5)
     project.record_label(ids[0], "bob", "b", "b")
     project.record_label(ids[1], "alice", "a", "b")
@@ -81,7 +81,7 @@ def test_filters_and_history(qtbot, pairs_project):
 
 def test_history_shows_a_relabel_and_an_undo_with_past_labels_greyed(qtbot, pairs_project):
     project = pairs_project
-    pid = project.conn.execute("SELECT min(id) FROM pairs").fetchone()[0]
+    pid = project.pair_ids()[0]
     project.record_label(pid, "alice", "a", "a")
     project.record_label(pid, "alice", "b", "a")  # relabeled: the first label is replaced
     undone = project.record_label(pid, "bob", "tie", "b")

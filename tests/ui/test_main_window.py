@@ -74,7 +74,7 @@ def test_switch_annotator(qtbot, folder):
     assert "bob" in w.annotator_button.text()
     # bob gets his own queue (the pair alice labeled is still his to do) and his own left/right draw
     view, p = w.label_view, w.project
-    ids = [r[0] for r in p.conn.execute("SELECT id FROM pairs ORDER BY id")]
+    ids = p.pair_ids()
     assert view.pair.id == ids[0] and p.current_label(ids[0], "bob") is None
     assert view.shown_left == p.shown_left(ids[0], "bob")
     assert any(p.shown_left(i, "alice") != p.shown_left(i, "bob") for i in ids)

@@ -180,7 +180,7 @@ def bench_labeling(pairs: int = 2000, seconds: float = 6.0, steps_per_s: float =
         monitor.set_run(run_id)
         busy = measure(seconds)
         writer.wait()
-        rows = project.scalar("SELECT count(*) FROM metrics WHERE run_id = ?", (run_id,))
+        rows = project.metric_count(run_id)
         monitor.close()
         poller.stop()
         view.close()

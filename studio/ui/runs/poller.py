@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import defaultdict
 from operator import itemgetter
@@ -157,13 +156,12 @@ class Poller(QObject):
 
     def _catch_up(self) -> None:
         """One more chunk for each run that is behind, then back to the event loop."""
-        try:
-            for run_id, rd in list(self.data.items()):
-                if rd.behind:
-                    changed = rd.poll(self.project)
-                    self.data_changed.emit(run_id, changed)
-        except sqlite3.ProgrammingError:
+        if self.project.closed:
             return
+        for run_id, rd in list(self.data.items()):
+            if rd.behind:
+                changed = rd.poll(self.project)
+                self.data_changed.emit(run_id, changed)
         self._schedule_catch_up()
 
     def unwatch(self, run_id: int) -> None:
@@ -178,10 +176,10 @@ class Poller(QObject):
         self.data.pop(run_id, None)
 
     def tick(self) -> None:
-        try:
-            self._tick()
-        except sqlite3.ProgrammingError:
+        if self.project.closed:
             self.timer.stop()  # the project was closed under us (the window is going away)
+            return
+        self._tick()
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from studio.ui.runs.formatting import fmt_bytes
 
-GIB = 1024**3
 CPU_ONLY = "no GPU: CPU training (slow; fine for tiny models)"
 
 
@@ -113,53 +112,10 @@ class DataSummary:
 
 
 def summarize_data(project) -> DataSummary:
-    """Counts of what a run launched now would train on, and bias warnings in words."""
+    """Counts of what a run launched now would train on, and the project's bias warnings in words (the
+    same ones `studio stats` prints)."""
+    from studio.store import statistics
+
     prefs, left_out = project.resolve()
     n_eval = sum(1 for p in prefs if p.split == "eval")
-    warnings: list[str] = []
-    stats_warnings = _store_bias_warnings(project)
-    if stats_warnings is not None:
-        warnings = stats_warnings
-    elif prefs:
-        warnings = length_warnings(project, prefs)
-    return DataSummary(len(prefs) - n_eval, n_eval, left_out, warnings)
-
-
-def _store_bias_warnings(project) -> list[str] | None:
-    """The statistics module's bias warnings when it is available (it covers position bias too)."""
-    try:
-        from studio.store import statistics  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(statistics, "bias_warnings", None)
-    if fn is None:
-        return None
-    try:
-        return [str(w) for w in fn(project)]
-    except Exception:  # a contract mismatch must not block launching; fall back to our own check
-        return None
-
-
-LENGTH_SHARE_WARN = 0.65
-
-
-def length_warnings(project, prefs) -> list[str]:
-    """Warn when chosen responses are mostly the longer (or shorter) ones: DPO would learn length."""
-    ids = {p.chosen_id for p in prefs} | {p.rejected_id for p in prefs}
-    lengths: dict[int, int] = {}
-    id_list = list(ids)
-    for lo in range(0, len(id_list), 900):  # stay under SQLite's parameter limit
-        chunk = id_list[lo:lo + 900]
-        rows = project.query(f"SELECT id, length(text) AS n FROM responses WHERE id IN ({','.join('?' * len(chunk))})",
-                             chunk)
-        lengths.update({r["id"]: r["n"] for r in rows})
-    decided = [(lengths[p.chosen_id], lengths[p.rejected_id]) for p in prefs
-               if lengths[p.chosen_id] != lengths[p.rejected_id]]
-    if len(decided) < 5:
-        return []
-    longer = sum(1 for c, r in decided if c > r) / len(decided)
-    if longer >= LENGTH_SHARE_WARN:
-        return [f"{longer:.0%} of chosen responses are longer: DPO will learn length"]
-    if 1 - longer >= LENGTH_SHARE_WARN:
-        return [f"{1 - longer:.0%} of chosen responses are shorter: DPO will learn brevity"]
-    return []
+    return DataSummary(len(prefs) - n_eval, n_eval, left_out, statistics.bias_warnings(project))

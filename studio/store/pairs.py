@@ -1,0 +1,400 @@
+"""Prompts, responses, pairs, labels and annotators: what is labeled, by whom, and the queues over it.
+
+`PairFilter` is the one condition builder for "which pairs": the labeling queues and the Data view's
+filters are both expressed with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from studio.core import stats
+from studio.core.types import Choice, Label, LabelState, Pair, Preference, Prompt, Response, Strength
+from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
+
+QUEUES = ("mine", "needs_more", "disagreements", "all")
+STATES = ("any", "unlabeled", "labeled", "needs_more")
+AGREEMENTS = ("any", "single", "agree", "disagree")
+
+# non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
+_DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
+             "AND l.choice != 'skip')")
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    """Which pairs to show: a labeling queue, the Data view's filters, or both.
+
+    `not_labeled_by` keeps the pairs an annotator (by id) has no current label on; `labeled_by` those an
+    annotator (by name) has one on. `state` counts people's non-skip labels (n_labels)."""
+
+    state: str = "any"
+    agreement: str = "any"
+    not_labeled_by: int | None = None
+    labeled_by: str | None = None
+    split: str | None = None
+    source: str | None = None
+    search: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ProjectError(f"state: unknown filter {self.state!r}; known: {', '.join(STATES)}")
+        if self.agreement not in AGREEMENTS:
+            raise ProjectError(f"agreement: unknown filter {self.agreement!r}; known: {', '.join(AGREEMENTS)}")
+
+    @classmethod
+    def queue(cls, queue: str, annotator_id: int, split: str | None = None, source: str | None = None,
+              search: str | None = None) -> PairFilter:
+        """A labeling queue: 'mine' (not labeled by me), 'needs_more' (labeled by others, fewer labels than
+        the overlap target, not by me), 'disagreements', 'all'."""
+        if queue not in QUEUES:
+            raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+        mine = annotator_id if queue in ("mine", "needs_more") else None
+        return cls(state="needs_more" if queue == "needs_more" else "any",
+                   agreement="disagree" if queue == "disagreements" else "any",
+                   not_labeled_by=mine, split=split, source=source, search=search)
+
+    def sql(self, overlap_target: int, n_labels: int | None = None, scan: bool = False) -> tuple[str, list[Any]]:
+        """The WHERE clause over `pairs p`, with its parameters.
+
+        `n_labels` narrows 'needs_more' to pairs with exactly that many labels (an equality the
+        (n_labels, id) index serves in id order); `scan` picks forms that are fast when walking pairs in id
+        order for the first match (or a page) rather than counting them all."""
+        where: list[str] = []
+        params: list[Any] = []
+        if self.state == "unlabeled":
+            where.append("p.n_labels = 0")
+        elif self.state == "labeled":
+            where.append("p.n_labels > 0")
+        elif self.state == "needs_more" and n_labels is not None:
+            where.append("p.n_labels = ?")
+            params.append(n_labels)
+        elif self.state == "needs_more":
+            where.append("p.n_labels >= 1 AND p.n_labels < ?")
+            params.append(overlap_target)
+        if self.not_labeled_by is not None:
+            where.append("NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id AND l.annotator_id = ? "
+                         "AND l.state = 'current')")
+            params.append(self.not_labeled_by)
+        if self.labeled_by:
+            where.append("EXISTS (SELECT 1 FROM labels l JOIN annotators a ON a.id = l.annotator_id "
+                         "WHERE l.pair_id = p.id AND l.state = 'current' AND a.name = ?)")
+            params.append(self.labeled_by)
+        if self.agreement == "single":
+            where.append("p.n_labels = 1")
+        elif self.agreement == "agree":
+            where.append(f"p.n_labels >= 2 AND {_DISTINCT} = 1")
+        elif self.agreement == "disagree" and scan:
+            # per pair, through labels_by_pair; `+` keeps the planner walking pairs in id order
+            where.append(f"+p.n_labels >= 2 AND {_DISTINCT} > 1")
+        elif self.agreement == "disagree":
+            where.append("p.id IN (SELECT pair_id FROM labels WHERE state = 'current' AND choice != 'skip' "
+                         "GROUP BY pair_id HAVING count(DISTINCT choice) > 1)")
+        if self.split:
+            where.append("p.prompt_id IN (SELECT id FROM prompts WHERE split = ?)")
+            params.append(self.split)
+        if self.source:
+            where.append("p.source = ?")
+            params.append(self.source)
+        if self.search:
+            like = f"%{self.search}%"
+            where.append("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM "
+                         "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
+            params += [like, like]
+        return " AND ".join(where) or "1", params
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row of the Data view's table: a pair with its lengths and current votes."""
+
+    id: int
+    split: str
+    source: str
+    prompt: str
+    a_chars: int
+    b_chars: int
+    votes: dict[str, int]
+
+
+class PairsStore(StoreBase):
+    """The labeling half of a project."""
+
+    # ------------------------------------------------------------------ annotators
+
+    def annotator_id(self, name: str) -> int:
+        """The id of an annotator, created on first use."""
+        name = name.strip()
+        if not name:
+            raise ProjectError("annotator: the name is empty")
+        found = self._scalar("SELECT id FROM annotators WHERE name = ?", (name,))
+        if found is not None:
+            return int(found)
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO annotators (name, created_at) VALUES (?, ?)", (name, now_iso()))
+        return int(self._scalar("SELECT id FROM annotators WHERE name = ?", (name,)))
+
+    def annotators(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT name FROM annotators ORDER BY name")]
+
+    # ------------------------------------------------------------------ prompts, responses, pairs
+
+    def add_prompt(self, text: str | None = None, messages: Sequence[dict] | None = None,
+                   split: str = "train", source: str | None = None) -> int:
+        """Add a prompt (plain text or a chat message list), or return the id of the identical one."""
+        if messages is not None:
+            messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+            text = messages_to_text(messages)
+        if not text:
+            raise ProjectError("prompt: the text is empty")
+        h = prompt_hash(text, messages)
+        with self._write() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO prompts (text, messages, split, source, hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (text, json.dumps(messages, ensure_ascii=False) if messages is not None else None,
+                 split, source, h, now_iso()))
+        return int(self._scalar("SELECT id FROM prompts WHERE hash = ?", (h,)))
+
+    def add_response(self, prompt_id: int, text: str, model: str | None = None) -> int:
+        if not text:
+            raise ProjectError("response: the text is empty")
+        h = content_hash(text)
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO responses (prompt_id, text, model, hash, created_at) "
+                      "VALUES (?, ?, ?, ?, ?)", (prompt_id, text, model, h, now_iso()))
+        return int(self._scalar("SELECT id FROM responses WHERE prompt_id = ? AND hash = ?", (prompt_id, h)))
+
+    def add_pair(self, prompt_id: int, response_a_id: int, response_b_id: int, source: str | None = None,
+                 meta: dict | None = None) -> int | None:
+        """Add a pair; returns None when the same two responses to this prompt are already a pair."""
+        if response_a_id == response_b_id:
+            raise ProjectError("pair: both sides are the same response")
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO pairs (prompt_id, response_a_id, response_b_id, source, meta, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (prompt_id, response_a_id, response_b_id, source,
+                 json.dumps(meta) if meta else None, now_iso()))
+            return int(cur.lastrowid) if cur.rowcount else None
+
+    def _prompt_from_row(self, r: dict) -> Prompt:
+        return Prompt(id=r["id"], text=r["text"], messages=json.loads(r["messages"]) if r["messages"] else None,
+                      split=r["split"], source=r["source"])
+
+    def prompt(self, prompt_id: int) -> Prompt:
+        rows = self._query("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        if not rows:
+            raise ProjectError(f"prompt {prompt_id}: no such prompt")
+        return self._prompt_from_row(rows[0])
+
+    def response(self, response_id: int) -> Response:
+        rows = self._query("SELECT id, prompt_id, text, model FROM responses WHERE id = ?", (response_id,))
+        if not rows:
+            raise ProjectError(f"response {response_id}: no such response")
+        return Response(**rows[0])
+
+    def pair(self, pair_id: int) -> Pair:
+        rows = self._query("SELECT * FROM pairs WHERE id = ?", (pair_id,))
+        if not rows:
+            raise ProjectError(f"pair {pair_id}: no such pair")
+        r = rows[0]
+        return Pair(id=r["id"], prompt=self.prompt(r["prompt_id"]), a=self.response(r["response_a_id"]),
+                    b=self.response(r["response_b_id"]), source=r["source"],
+                    meta=json.loads(r["meta"]) if r["meta"] else {})
+
+    def pair_count(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM pairs"))
+
+    def pair_ids(self) -> list[int]:
+        """Every pair's id, in order."""
+        return [r[0] for r in self._conn.execute("SELECT id FROM pairs ORDER BY id")]
+
+    def labeled_pair_count(self) -> int:
+        """Pairs with at least one current non-skip label."""
+        return int(self._scalar("SELECT count(*) FROM pairs WHERE n_labels > 0"))
+
+    def sources(self) -> list[str]:
+        """The distinct sources of the pairs (the labeling view's source filter)."""
+        return [r[0] for r in self._conn.execute(
+            "SELECT DISTINCT source FROM pairs WHERE source IS NOT NULL ORDER BY source")]
+
+    # ------------------------------------------------------------------ labeling
+
+    def shown_left(self, pair_id: int, annotator: str) -> str:
+        """Which response ('a' or 'b') this annotator sees on the left: random per annotator and pair,
+        but stable across restarts (a keyed hash, so nothing has to be stored before labeling)."""
+        digest = hashlib.blake2b(f"{annotator}\x00{pair_id}".encode(), digest_size=1,
+                                 key=(self.setting("salt") or "").encode()).digest()
+        return "a" if digest[0] & 1 else "b"
+
+    def record_label(self, pair_id: int, annotator: str, choice: Choice | str, shown_left: str,
+                     strength: Strength | str | None = None, rationale: str | None = None,
+                     seconds: float | None = None) -> int:
+        """Commit a label; an earlier label by the same annotator on this pair becomes 'replaced'."""
+        choice = Choice(choice)
+        strength = Strength(strength).value if strength else None
+        if shown_left not in ("a", "b"):
+            raise ProjectError(f"shown_left: expected 'a' or 'b', got {shown_left!r}")
+        aid = self.annotator_id(annotator)
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+                raise ProjectError(f"pair {pair_id}: no such pair")
+            prev = c.execute("SELECT id FROM labels WHERE pair_id = ? AND annotator_id = ? AND state = 'current'",
+                             (pair_id, aid)).fetchone()
+            ts = now_iso()
+            if prev:
+                c.execute("UPDATE labels SET state = 'replaced', ended_at = ? WHERE id = ?", (ts, prev[0]))
+            cur = c.execute(
+                "INSERT INTO labels (pair_id, annotator_id, choice, strength, rationale, shown_left, seconds, "
+                "created_at, state, replaces_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'current', ?)",
+                (pair_id, aid, choice.value, strength, rationale or None, shown_left, seconds, ts,
+                 prev[0] if prev else None))
+            return int(cur.lastrowid)
+
+    def undo_label(self, label_id: int) -> int:
+        """Undo a current label: it becomes 'undone' and the label it replaced (if any) is current
+        again. Returns the pair id, so the caller can show that pair again."""
+        with self._write() as c:
+            row = c.execute("SELECT pair_id, state, replaces_id FROM labels WHERE id = ?", (label_id,)).fetchone()
+            if row is None:
+                raise ProjectError(f"label {label_id}: no such label")
+            pair_id, state, replaces = row
+            if state != LabelState.CURRENT.value:
+                raise ProjectError(f"label {label_id}: is {state}, only a current label can be undone")
+            c.execute("UPDATE labels SET state = 'undone', ended_at = ? WHERE id = ?", (now_iso(), label_id))
+            if replaces is not None:
+                c.execute("UPDATE labels SET state = 'current', ended_at = NULL WHERE id = ?", (replaces,))
+        return int(pair_id)
+
+    def last_label_id(self, annotator: str) -> int | None:
+        """The annotator's most recent label that is still current (what Ctrl+Z undoes)."""
+        aid = self.annotator_id(annotator)
+        return self._scalar("SELECT id FROM labels WHERE annotator_id = ? AND state = 'current' "
+                            "ORDER BY id DESC LIMIT 1", (aid,))
+
+    def label(self, label_id: int) -> Label:
+        rows = self._query("SELECT l.*, a.name AS annotator FROM labels l JOIN annotators a "
+                           "ON a.id = l.annotator_id WHERE l.id = ?", (label_id,))
+        if not rows:
+            raise ProjectError(f"label {label_id}: no such label")
+        return self._label_from_row(rows[0])
+
+    def label_count(self, annotator: str) -> int:
+        """The annotator's labels in force (current), skips included."""
+        aid = self.annotator_id(annotator)
+        return int(self._scalar("SELECT count(*) FROM labels WHERE annotator_id = ? AND state = 'current'", (aid,)))
+
+    def _label_from_row(self, r: dict) -> Label:
+        return Label(id=r["id"], pair_id=r["pair_id"], annotator=r["annotator"], choice=Choice(r["choice"]),
+                     strength=Strength(r["strength"]) if r["strength"] else None, rationale=r["rationale"],
+                     shown_left=r["shown_left"], seconds=r["seconds"], created_at=r["created_at"],
+                     state=LabelState(r["state"]))
+
+    def label_history(self, pair_id: int) -> list[Label]:
+        """Every label ever made on the pair, oldest first, including replaced and undone ones."""
+        rows = self._query("SELECT l.*, a.name AS annotator FROM labels l JOIN annotators a "
+                           "ON a.id = l.annotator_id WHERE l.pair_id = ? ORDER BY l.id", (pair_id,))
+        return [self._label_from_row(r) for r in rows]
+
+    def current_labels(self, pair_id: int) -> list[Label]:
+        return [lab for lab in self.label_history(pair_id) if lab.state is LabelState.CURRENT]
+
+    def current_label(self, pair_id: int, annotator: str) -> Label | None:
+        for lab in self.current_labels(pair_id):
+            if lab.annotator == annotator:
+                return lab
+        return None
+
+    # ------------------------------------------------------------------ queues and filters
+
+    def next_pair(self, annotator: str, queue: str = "mine", after: int | None = None, split: str | None = None,
+                  source: str | None = None, search: str | None = None) -> int | None:
+        """The id of the next pair in a queue after pair `after` (wrapping around), or None when empty.
+
+        Without `after`, the scan starts after the annotator's latest label, so it never rescans the
+        pairs already done (fast at a million pairs)."""
+        aid = self.annotator_id(annotator)
+        flt = PairFilter.queue(queue, aid, split, source, search)
+        if after is None:
+            after = self._scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
+                                 (aid,)) or 0
+        if flt.state == "needs_more":
+            # One indexed query per label count below the target: a range on n_labels would make SQLite
+            # sort every matching pair to find the first by id (tens of ms at a million pairs).
+            conds = [flt.sql(self.overlap_target, n_labels=n) for n in range(1, self.overlap_target)]
+        else:
+            conds = [flt.sql(self.overlap_target, scan=True)]
+        for op in (">", "<="):
+            if op == "<=" and not after:
+                break
+            hits = [self._scalar(f"SELECT p.id FROM pairs p WHERE p.id {op} ? AND {cond} ORDER BY p.id LIMIT 1",
+                                 [after, *params]) for cond, params in conds]
+            hits = [h for h in hits if h is not None]
+            if hits:
+                return int(min(hits))
+        return None
+
+    def queue_count(self, annotator: str, queue: str = "mine", split: str | None = None,
+                    source: str | None = None, search: str | None = None) -> int:
+        return self.count_pairs(PairFilter.queue(queue, self.annotator_id(annotator), split, source, search))
+
+    def count_pairs(self, flt: PairFilter) -> int:
+        cond, params = flt.sql(self.overlap_target)
+        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE {cond}", params))
+
+    def pair_page(self, flt: PairFilter, after_id: int = 0, limit: int = 200) -> list[PairRow]:
+        """Pairs matching the filter with id > after_id, in id order (keyset paging: the millionth row costs
+        what the first does), with lengths and current votes."""
+        cond, params = flt.sql(self.overlap_target, scan=True)
+        page = self._conn.execute(
+            "SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text) "
+            "FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
+            "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id "
+            f"WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT ?", [after_id, *params, limit]).fetchall()
+        votes: dict[int, dict[str, int]] = {}
+        if page:
+            marks = ", ".join("?" * len(page))
+            for pid, choice, n in self._conn.execute(
+                    f"SELECT pair_id, choice, count(*) FROM labels WHERE state = 'current' AND pair_id IN ({marks}) "
+                    "GROUP BY pair_id, choice", [r[0] for r in page]):
+                votes.setdefault(pid, {})[choice] = n
+        return [PairRow(pid, split, source or "", prompt, la, lb, votes.get(pid, {}))
+                for pid, split, source, prompt, la, lb in page]
+
+    # ------------------------------------------------------------------ resolution
+
+    def vote_rows(self, split: str | None = None) -> list[tuple]:
+        """Per labeled pair: (pair_id, prompt_id, a_id, b_id, split, n_a, n_b, n_tie, n_both_bad, n_skip)."""
+        sql = (
+            "SELECT p.id, p.prompt_id, p.response_a_id, p.response_b_id, pr.split, "
+            "sum(l.choice = 'a'), sum(l.choice = 'b'), sum(l.choice = 'tie'), sum(l.choice = 'both_bad'), "
+            "sum(l.choice = 'skip') "
+            "FROM labels l JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON pr.id = p.prompt_id "
+            "WHERE l.state = 'current' " + ("AND pr.split = ? " if split else "") +
+            "GROUP BY p.id ORDER BY p.id")
+        return self._conn.execute(sql, (split,) if split else ()).fetchall()
+
+    def resolve(self, split: str | None = None) -> tuple[list[Preference], dict[str, int]]:
+        """Majority across annotators on each labeled pair (`core.stats.resolve_votes`). Returns the
+        preferences and counts of what was left out: tie, both_bad, no_majority (a split vote), skipped
+        (only skips)."""
+        rows = self.vote_rows(split)
+        codes = stats.resolve_votes([r[5:9] for r in rows])
+        prefs: list[Preference] = []
+        left_out = {"tie": 0, "both_bad": 0, "no_majority": 0, "skipped": 0}
+        names = {stats.NO_VOTES: "skipped", stats.SPLIT_VOTE: "no_majority", 2: "tie", 3: "both_bad"}
+        for (pid, prompt_id, a_id, b_id, sp, na, nb, nt, nbb, _ns), code in zip(rows, codes.tolist(), strict=True):
+            if code in names:
+                left_out[names[code]] += 1
+                continue
+            chosen, rejected = (a_id, b_id) if code == 0 else (b_id, a_id)
+            prefs.append(Preference(pid, prompt_id, chosen, rejected, sp, max(na, nb), na + nb + nt + nbb))
+        return prefs, left_out
+
+    def resolved_preferences(self, split: str | None = None) -> list[Preference]:
+        return self.resolve(split)[0]
