@@ -235,10 +235,6 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def to_json(config: Any) -> str:
-    return json.dumps(to_dict(config), indent=2, sort_keys=True)
-
-
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested config dict with dotted keys (`{"lora": {"r": 8}}` -> `{"lora.r": 8}`)."""
     out: dict[str, Any] = {}
@@ -247,6 +243,18 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `flatten`: dotted keys back into nested dicts (`{"lora.r": 8}` -> `{"lora": {"r": 8}}`)."""
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        *parents, last = k.split(".")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = v
     return out
 
 

@@ -41,7 +41,3 @@ def eval_name(name: str) -> str:
     """The eval-split twin of a train metric name (`rewards/margins` -> `eval/rewards/margins`)."""
     return name if name.startswith(EVAL_PREFIX) else EVAL_PREFIX + name
 
-
-def train_name(name: str) -> str:
-    """The train twin of an eval metric name, for overlaying train and eval curves."""
-    return name[len(EVAL_PREFIX):] if name.startswith(EVAL_PREFIX) else name

@@ -27,11 +27,6 @@ class Strength(enum.StrEnum):
     DECISIVE = "decisive"
 
 
-class Split(enum.StrEnum):
-    TRAIN = "train"
-    EVAL = "eval"
-
-
 class LabelState(enum.StrEnum):
     """A label row's place in its history: only one `current` per annotator and pair."""
 
@@ -54,12 +49,6 @@ class RunStatus(enum.StrEnum):
 
 
 ROLES = ("system", "user", "assistant", "tool")
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
 
 
 @dataclass(frozen=True)

@@ -224,10 +224,6 @@ def m002_labels_by_annotator_time(db: Database) -> None:
     run_script(db, "CREATE INDEX labels_by_annotator_time ON labels (annotator_id, id);")
 
 
-def known_migrations() -> list[str]:
-    return [name for name, _ in _MIGRATIONS]
-
-
 @migration("m003_metrics_by_name")
 def m003_metrics_by_name(db: Database) -> None:
     # reading one metric of a run (best eval accuracy in the runs list, compare charts) would otherwise
@@ -243,3 +239,9 @@ def m004_run_active_time(db: Database) -> None:
         ALTER TABLE runs ADD COLUMN active_seconds REAL NOT NULL DEFAULT 0;
         ALTER TABLE runs ADD COLUMN resumed_at TEXT;
     """)
+
+
+# After the last migration, so that it is plain that every migration above has registered itself by now.
+def known_migrations() -> list[str]:
+    """Names of every migration this version knows, in order (a project with others is from a newer one)."""
+    return [name for name, _ in _MIGRATIONS]

@@ -1,60 +1,15 @@
-"""Application setup: the QApplication, its style, remembered settings (recent projects), run_gui()."""
+"""Application setup: the QApplication and its style, the window's placement, run_gui()."""
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-ORGANIZATION = "PreferenceStudio"
-APP_NAME = "Preference Studio"
-MAX_RECENT = 8
+from studio.ui.prefs import APP_NAME, ORGANIZATION, settings
+
 STYLE_FILE = Path(__file__).resolve().parent.parent / "resources" / "ui" / "style.qss"
-
-
-def settings() -> QSettings:
-    """The user's settings. STUDIO_SETTINGS names an ini file instead (tests, portable installs)."""
-    path = os.environ.get("STUDIO_SETTINGS")
-    if path:
-        return QSettings(path, QSettings.Format.IniFormat)
-    return QSettings(ORGANIZATION, "studio")
-
-
-def recent_projects() -> list[str]:
-    """Recently opened project folders, newest first, those still on disk."""
-    value = settings().value("recent_projects", [])
-    if isinstance(value, str):  # QSettings gives a bare string for a one-element list in ini files
-        value = [value]
-    return [p for p in (value or []) if (Path(p) / "studio.db").exists()]
-
-
-def add_recent_project(folder: str | Path) -> None:
-    path = str(Path(folder).resolve())
-    items = [p for p in recent_projects() if p != path]
-    s = settings()
-    s.setValue("recent_projects", [path, *items][:MAX_RECENT])
-    s.sync()
-
-
-def default_annotator() -> str:
-    """The last annotator name used here, else the OS user name."""
-    saved = settings().value("annotator")
-    if saved:
-        return str(saved)
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER") or os.environ.get("USERNAME") or "annotator"
-
-
-def remember_annotator(name: str) -> None:
-    s = settings()
-    s.setValue("annotator", name)
-    s.sync()
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.store import Project, ProjectError
-from studio.ui import app as ui_app
+from studio.ui import prefs
 
 SECTIONS = ("Label", "Data", "Runs")
 
@@ -65,7 +65,7 @@ class WelcomePage(QWidget):
 
     def refresh(self) -> None:
         self.recent.clear()
-        for path in ui_app.recent_projects():
+        for path in prefs.recent_projects():
             item = QListWidgetItem(f"{Path(path).name}    —    {path}")
             item.setData(Qt.ItemDataRole.UserRole, path)
             self.recent.addItem(item)
@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.remember_recent = remember_recent  # off for screenshots, which must not touch user settings
         self.project: Project | None = None
-        self.annotator = (annotator or ui_app.default_annotator()).strip() or "annotator"
+        self.annotator = (annotator or prefs.default_annotator()).strip() or "annotator"
         self.label_view = None
         self.data_view = None
         self.runs_panel = None
@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
-        paths = ui_app.recent_projects()
+        paths = prefs.recent_projects()
         if not paths:
             self.recent_menu.addAction("(none)").setEnabled(False)
         for path in paths:
@@ -215,7 +215,7 @@ class MainWindow(QMainWindow):
 
     def _save_recent(self) -> None:
         if self._pending_recent is not None:
-            ui_app.add_recent_project(self._pending_recent)
+            prefs.add_recent_project(self._pending_recent)
             self._pending_recent = None
 
     def _close_project(self, ask: bool = True) -> bool:
@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         if self.project is None:
-            self.setWindowTitle(ui_app.APP_NAME)
+            self.setWindowTitle(prefs.APP_NAME)
             self.welcome.refresh()
             self.stack.setCurrentWidget(self.welcome)
             self.header.hide()
@@ -331,7 +331,7 @@ class MainWindow(QMainWindow):
             # the folder only when the name does not already say it (a demo-project folder is "demo-project")
             folder = self.project.folder.resolve() if self.project.folder else None
             where = f" ({folder})" if folder and folder.name != self.project.name else ""
-            self.setWindowTitle(f"{self.project.name}{where} — {ui_app.APP_NAME}")
+            self.setWindowTitle(f"{self.project.name}{where} — {prefs.APP_NAME}")
 
     # ------------------------------------------------------------------ annotator
 
@@ -344,7 +344,7 @@ class MainWindow(QMainWindow):
             return
         self.annotator = name
         if self.remember_recent:
-            ui_app.remember_annotator(name)
+            prefs.remember_annotator(name)
         self._update_annotator_button()
         if self.label_view is not None:
             self.label_view.set_annotator(name)
@@ -399,6 +399,6 @@ class MainWindow(QMainWindow):
             return
         self._recent_timer.stop()
         self._save_recent()  # closed within the first half second: still remembered
-        ui_app.settings().setValue("window/geometry", self.saveGeometry())
+        prefs.settings().setValue("window/geometry", self.saveGeometry())
         self._close_project(ask=False)
         event.accept()

@@ -52,7 +52,7 @@ def value(name: str, step: int, total: int) -> float:
         M.KL_REJECTED: -0.4 * p,
         M.EVAL_KL: 0.4 * p,
     }
-    return table.get(M.train_name(name) if name not in table else name, p + wobble)
+    return table.get(name if name in table else name.removeprefix(M.EVAL_PREFIX), p + wobble)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import pytest
 from conftest import add_pairs
 
 from studio.store import Project
-from studio.ui import app as ui_app
+from studio.ui import prefs
 from studio.ui.import_dialog import ImportDialog
 from studio.ui.main_window import MainWindow
 
@@ -40,7 +40,7 @@ def test_open_shows_name_counts_and_remembers(qtbot, folder):
     assert w.open_project(folder)
     assert w.name_label.text() == "My prefs"
     assert "6 pairs" in w.counts_label.text() and "0 labeled" in w.counts_label.text()
-    qtbot.waitUntil(lambda: ui_app.recent_projects() == [str(folder.resolve())])  # saved once the window is up
+    qtbot.waitUntil(lambda: prefs.recent_projects() == [str(folder.resolve())])  # saved once the window is up
     # a label updates the always-visible counts
     w.label_view.choose("left")
     w.refresh_counts()
@@ -82,7 +82,7 @@ def test_switch_annotator(qtbot, folder):
     w.label_view.choose("right")
     with Project.open(folder) as p:
         assert set(p.annotators()) == {"alice", "bob"}
-    assert ui_app.default_annotator() == "bob"
+    assert prefs.default_annotator() == "bob"
 
 
 def test_runs_section_is_lazy_and_can_cancel_close(qtbot, folder, monkeypatch):
@@ -173,6 +173,6 @@ def test_only_the_label_section_is_built_at_start(qtbot, folder):
 
 def test_a_project_closed_at_once_is_still_remembered(qtbot, folder):
     w = make_window(qtbot, folder)
-    assert ui_app.recent_projects() == [], "saved after the first paint, not while the window opens"
+    assert prefs.recent_projects() == [], "saved after the first paint, not while the window opens"
     w.close()
-    assert ui_app.recent_projects() == [str(folder.resolve())]
+    assert prefs.recent_projects() == [str(folder.resolve())]

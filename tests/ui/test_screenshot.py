@@ -31,9 +31,9 @@ def test_screenshot_writes_png_of_size(qapp, folder, tmp_path, view, size):
     w, h = (int(v) for v in size.split("x"))
     assert (image.width(), image.height()) == (w, h)
     assert len({image.pixel(x, y) for x in range(0, w, 37) for y in range(0, h, 37)}) > 5, "not a blank image"
-    from studio.ui import app as ui_app
+    from studio.ui import prefs
 
-    assert ui_app.recent_projects() == [], "screenshots leave the user's recent projects alone"
+    assert prefs.recent_projects() == [], "screenshots leave the user's recent projects alone"
 
 
 def test_screenshot_errors(qapp, folder, tmp_path, capsys):

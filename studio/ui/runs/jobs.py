@@ -97,10 +97,6 @@ def terminate(pid: int | None) -> bool:
     return True
 
 
-def is_active(run: dict) -> bool:
-    return RunStatus(run["status"]).active
-
-
 def resumable(project_folder: Path | None, run: dict) -> bool:
     """Interrupted runs resume from their checkpoint; a failed run can too when it left one."""
     if run["status"] == RunStatus.INTERRUPTED:

@@ -31,12 +31,13 @@ from studio.core.configs import (
     PRESETS,
     ConfigError,
     ConfigField,
-    DPOConfig,
     config_fields,
+    config_for,
     flatten,
     from_dict,
     parse_value,
     to_dict,
+    unflatten,
 )
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
 from studio.ui.runs import resources
@@ -69,7 +70,7 @@ class LaunchDialog(QDialog):
         self.initial = initial or {}
         self.parent_id: int | None = self.initial.get("parent_id")
         self.run_id: int | None = None
-        self.cls = DPOConfig
+        self.cls = config_for((self.initial.get("config") or {}).get("method", "dpo"))
         self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
         self.editors: dict[str, QWidget] = {}
         self.models = models if models is not None else find_local_models(model_search_dirs(project))
@@ -320,7 +321,7 @@ class LaunchDialog(QDialog):
         if not hasattr(self, "estimate_label"):
             return
         values = self._parsed(quiet=True)[0]
-        config = _nest(values)
+        config = unflatten(values)
         model = self._selected_model()
         path = model.path if model else None
         params = model.parameters if model else None
@@ -368,7 +369,7 @@ class LaunchDialog(QDialog):
         if errors:
             return None, errors
         try:
-            config = to_dict(from_dict(self.cls, _nest(values)))
+            config = to_dict(from_dict(self.cls, unflatten(values)))
         except ConfigError as e:
             return None, [str(e)]
         return config, []
@@ -394,17 +395,6 @@ class LaunchDialog(QDialog):
     def _on_launch(self) -> None:
         if self.launch() is not None:
             self.accept()
-
-
-def _nest(flat: dict) -> dict:
-    out: dict = {}
-    for k, v in flat.items():
-        *parents, last = k.split(".")
-        d = out
-        for p in parents:
-            d = d.setdefault(p, {})
-        d[last] = v
-    return out
 
 
 def initial_from_run(run: dict, retry: bool = False) -> dict:
