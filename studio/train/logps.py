@@ -45,7 +45,7 @@ class _LinearLogProbs(torch.autograd.Function):
     """log softmax(h W^T + b)[target] per row, chunked; backward recomputes the chunk logits."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk, stats):
+    def forward(ctx, hidden, weight, bias, targets, chunk, stats, scale):
         n = hidden.shape[0]
         out = hidden.new_empty(n, dtype=torch.float32)
         lses = hidden.new_empty(n, dtype=torch.float32)
@@ -54,12 +54,14 @@ class _LinearLogProbs(torch.autograd.Function):
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             logits = nn.functional.linear(hidden[s:e], weight, bias)
+            if scale != 1.0:
+                logits = logits * scale
             lp, lse, en, ml = _chunk_stats(logits, targets[s:e], stats)
             out[s:e], lses[s:e] = lp, lse
             if stats:
                 ent[s:e], mlog[s:e] = en, ml
         ctx.save_for_backward(hidden, weight, bias, targets, lses)
-        ctx.chunk = chunk
+        ctx.chunk, ctx.scale = chunk, scale
         ctx.mark_non_differentiable(*(t for t in (ent, mlog) if t is not None))
         return out, ent, mlog
 
@@ -72,11 +74,11 @@ class _LinearLogProbs(torch.autograd.Function):
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if (need_b and bias is not None) else None
         for s in range(0, hidden.shape[0], ctx.chunk):
             e = min(hidden.shape[0], s + ctx.chunk)
-            logits = nn.functional.linear(hidden[s:e], weight, bias).float()
-            # d logp[target] / d logits = onehot(target) - softmax(logits)
+            logits = nn.functional.linear(hidden[s:e], weight, bias).float() * ctx.scale
+            # d logp[target] / d logits = onehot(target) - softmax(logits), times the scale of the logits
             g = torch.exp(logits - lses[s:e, None]).neg_()
             g.scatter_add_(-1, targets[s:e, None], torch.ones_like(g[:, :1]))
-            g.mul_(grad_out[s:e, None])
+            g.mul_(grad_out[s:e, None] * ctx.scale)
             if need_h:
                 grad_h[s:e] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_w:
@@ -87,15 +89,16 @@ class _LinearLogProbs(torch.autograd.Function):
             grad_w = grad_w.to(weight.dtype)
         if grad_b is not None:
             grad_b = grad_b.to(bias.dtype)
-        return grad_h, grad_w, grad_b, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def _head_logprobs(lm_head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, stats: bool,
-                   chunk: int = CHUNK_ROWS):
+                   chunk: int = CHUNK_ROWS, temperature: float = 1.0):
+    scale = 1.0 / temperature
     if type(lm_head) is nn.Linear:
-        return _LinearLogProbs.apply(hidden, lm_head.weight, lm_head.bias, targets, chunk, stats)
+        return _LinearLogProbs.apply(hidden, lm_head.weight, lm_head.bias, targets, chunk, stats, scale)
     # A wrapped head (e.g. LoRA on lm_head): chunked under plain autograd, still completion rows only.
-    parts = [_chunk_stats(lm_head(hidden[s:s + chunk]), targets[s:s + chunk], stats)
+    parts = [_chunk_stats(lm_head(hidden[s:s + chunk]) * scale, targets[s:s + chunk], stats)
              for s in range(0, hidden.shape[0], chunk)]
     lp = torch.cat([p[0] for p in parts])
     if not stats:
@@ -111,10 +114,12 @@ def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 def sequence_logps(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    completion_mask: torch.Tensor, stats: bool = False, per_token: bool = False,
-                   chunk: int = CHUNK_ROWS) -> SeqLogps:
+                   chunk: int = CHUNK_ROWS, temperature: float = 1.0) -> SeqLogps:
     """Sum of log p(token | prefix) over each sequence's completion tokens, plus token counts.
 
-    `completion_mask[i, t] = 1` marks token t of row i as a completion token (its log-prob counts)."""
+    `completion_mask[i, t] = 1` marks token t of row i as a completion token (its log-prob counts).
+    `temperature` divides the logits first: the log-probs of what `generation.generate` sampled at that
+    temperature (PPO's ratios must use the distribution the rollouts came from)."""
     decoder, head = decoder_and_head(model)
     softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     if softcap:
@@ -124,7 +129,7 @@ def sequence_logps(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     target_mask = completion_mask[:, 1:].bool()
     rows = hidden[:, :-1][target_mask]  # [K, H], completion positions only
     targets = input_ids[:, 1:][target_mask]
-    token_lp, entropy, mean_logit = _head_logprobs(head, rows, targets, stats, chunk)
+    token_lp, entropy, mean_logit = _head_logprobs(head, rows, targets, stats, chunk, temperature)
     n, device = input_ids.shape[0], input_ids.device
     seq_index = torch.arange(n, device=device)[:, None].expand_as(target_mask)[target_mask]
     logps = torch.zeros(n, device=device, dtype=torch.float32).index_add(0, seq_index, token_lp)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from studio.core import metrics as M
+from studio.train import generation
 from studio.train.logps import sequence_logps
 
 
@@ -51,68 +52,30 @@ def sample_and_measure(model, tokenizer, prompts: list[EvalPrompt], max_new_toke
     if not prompts:
         return {}, []
     was_training = model.training
-    model.eval()
+    settings = generation.SamplingSettings(max_new_tokens=max_new_tokens)
+    gens = generation.generate(model, tokenizer, [p.ids for p in prompts], settings, seed, device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos = tokenizer.eos_token_id
-    width = max(len(p.ids) for p in prompts)
-    # left padding for generation, so every row continues right after its own prompt
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p.ids):] = torch.tensor(p.ids)
-        attn[i, width - len(p.ids):] = 1
-    devices = [device] if device.type == "cuda" else []
-    # sampling must not move the training RNG, or a resumed run would diverge from an uninterrupted one
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), do_sample=True,
-                             temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, eos_token_id=eos,
-                             # training turns the cache off in the model config; without it every new
-                             # token re-runs the whole prefix
-                             use_cache=True)
-    generated: list[list[int]] = []
-    for row in out[:, width:].tolist():
-        gen = []
-        for t in row:
-            gen.append(t)
-            if t == eos:
-                break
-        if gen and gen[-1] == pad and pad != eos:
-            gen = gen[:-1]
-        generated.append(gen)
-
-    # re-pack prompt + generation right-padded, the layout the training log-probs use
-    seqs = [p.ids + g for p, g in zip(prompts, generated, strict=True)]
-    T = max(len(s) for s in seqs)
-    full = torch.full((len(seqs), T), pad, dtype=torch.long)
-    full_attn = torch.zeros_like(full)
-    comp = torch.zeros_like(full)
-    for i, (p, s) in enumerate(zip(prompts, seqs, strict=True)):
-        full[i, :len(s)] = torch.tensor(s)
-        full_attn[i, :len(s)] = 1
-        comp[i, len(p.ids):len(s)] = 1
-    full, full_attn, comp = full.to(device), full_attn.to(device), comp.to(device)
+    full, full_attn, comp = generation.pack(gens.prompt_ids, gens.completion_ids, pad, device)
+    model.eval()
     pol = sequence_logps(model, full, full_attn, comp, per_token=True)
     with model.disable_adapter():
         ref = sequence_logps(model, full, full_attn, comp, per_token=True)
-    per_token = k3(pol.token_logps, ref.token_logps)
-    counts = pol.tokens.long().tolist()
-    per_seq = torch.split(per_token, counts)
-    seq_kl = [float(x.sum()) for x in per_seq]
     if was_training:
         model.train()
+    per_token = k3(pol.token_logps, ref.token_logps)
+    counts = pol.tokens.long().tolist()
+    seq_kl = [float(x.sum()) for x in torch.split(per_token, counts)]
 
     n_tokens = sum(counts)
     metrics = {
         M.EVAL_KL: float(per_token.sum()) / max(1, n_tokens),
         M.EVAL_KL_SEQ: sum(seq_kl) / len(seq_kl),
         M.EVAL_SAMPLE_LENGTH: n_tokens / len(counts),
-        M.EVAL_DISTINCT_2: distinct_2(generated),
+        M.EVAL_DISTINCT_2: distinct_2(gens.completion_ids),
     }
     rows = []
-    for p, g, kl in zip(prompts, generated, seq_kl, strict=True):
+    for p, g, done, kl in zip(prompts, gens.completion_ids, gens.finished, seq_kl, strict=True):
         text = tokenizer.decode(g, skip_special_tokens=True)
         rows.append({"prompt_id": p.prompt_id, "prompt_text": p.text, "text": text,
-                     "meta": {"tokens": len(g), "kl_seq": kl, "finished": bool(g and g[-1] == eos)}})
+                     "meta": {"tokens": len(g), "kl_seq": kl, "finished": done}})
     return metrics, rows
