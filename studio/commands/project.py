@@ -48,15 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the stable JSON object (see docs/store.md)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("runs", help="List training runs.")
+    p = sub.add_parser("runs", help="List training runs and their health warnings.")
     p.add_argument("project")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON, each with its warnings")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("metrics", help="Every metric row of a run (step, name, value).")
+    p = sub.add_parser("metrics", help="Every metric row of a run (step, name, value) and its health warnings.")
     p.add_argument("project")
     p.add_argument("run", type=int)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help='print {"run", "metrics", "warnings"} (see docs/runs.md)')
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("demo", help="Create a demo project with sample prompts, pairs and labels.")
@@ -168,6 +168,12 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
+def _print_warnings(warnings: list[str], prefix: str = "") -> None:
+    """Each warning after a blank line, as `warning: PREFIX...`."""
+    for w in warnings:
+        print(f"\nwarning: {prefix}{w}")
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from studio.store.statistics import project_stats
 
@@ -205,8 +211,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if s["annotators"]:
         print("\n" + _table([[a["name"], a["labels"], _fmt(a["median_seconds"])] for a in s["annotators"]],
                             ["annotator", "labels", "median seconds"]))
-    for w in s["warnings"]:
-        print(f"\nwarning: {w}")
+    _print_warnings(s["warnings"])
     return 0
 
 
@@ -214,8 +219,13 @@ RUN_KEYS = ("id", "name", "method", "status", "model", "step", "total_steps", "c
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from studio.core.health import HEALTH_METRICS, run_warnings
+    from studio.store.run_metrics import read_run_series
+
     with _open(args.project) as project:
         runs = [{k: r[k] for k in RUN_KEYS} for r in project.runs()]
+        for r in runs:  # only the rows the rules read: a long run has over a million
+            r["warnings"] = run_warnings(read_run_series(project, r["id"], HEALTH_METRICS))
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
@@ -226,20 +236,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
                    f"{r['step']}/{r['total_steps'] or '?'}", r["created_at"] or "", r["started_at"] or "",
                    r["ended_at"] or ""] for r in runs],
                  ["id", "name", "method", "status", "model", "steps", "created", "started", "ended"]))
+    for r in runs:
+        _print_warnings(r["warnings"], f"run {r['id']} ({r['name']}): ")
     return 0
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from studio.core.health import run_warnings
+    from studio.core.series import RunSeries
+    from studio.store.run_metrics import metric_chunks
+
+    rs = RunSeries()
+    rows: list[dict] = []
     with _open(args.project) as project:
         project.run(args.run)  # a clear error for an unknown run
-        rows = [{"step": s, "name": n, "value": v, "time": t} for _id, s, n, v, t in project.metrics(args.run)]
+        for chunk in metric_chunks(project, args.run):
+            rs.add_rows(chunk)
+            rows += [{"step": s, "name": n, "value": v, "time": t} for _id, s, v, t, n in chunk]
+    warnings = run_warnings(rs)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"run": args.run, "metrics": rows, "warnings": warnings}, indent=2))
         return 0
     if not rows:
         print(f"run {args.run}: no metrics yet")
         return 0
     print(_table([[r["step"], r["name"], _fmt(r["value"])] for r in rows], ["step", "name", "value"]))
+    _print_warnings(warnings)
     return 0
 
 

@@ -99,10 +99,10 @@ def test_runs_and_metrics_json(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "p"), "--json"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert set(r) == {"id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at",
-                      "ended_at"}
+                      "ended_at", "warnings"}
     assert (r["id"], r["name"], r["status"], r["step"], r["total_steps"]) == (run, f"dpo-{run}", "running", 2, 10)
     assert main(["metrics", str(tmp_path / "p"), str(run), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["metrics"]
     assert [(m["step"], m["name"], m["value"]) for m in rows] == [(1, "loss", 0.69), (2, "loss", 0.5),
                                                                    (2, "rewards/margins", 0.1)]
     assert main(["runs", str(tmp_path / "p")]) == 0

@@ -7,7 +7,7 @@ import pytest
 
 from studio.core import metrics as M
 from studio.ui.runs import poller as poller_module
-from studio.ui.runs.monitor import MonitorView, divergence, likelihood_displacement, run_warnings
+from studio.ui.runs.monitor import MonitorView
 from studio.ui.runs.poller import Poller, RunData
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -98,54 +98,6 @@ def test_fractions_keep_their_0_to_1_axis_and_distinct_2_gets_its_own(qtbot, pro
     assert view.charts["Loss"].plot.legend is None  # no legend box over the curves
 
 
-def data_of(project, rows) -> RunData:
-    run_id = project.create_run("dpo", "m", {})
-    project.log_metrics(run_id, rows)
-    rd = RunData(run_id)
-    while rd.poll(project) or rd.behind:
-        pass
-    return rd
-
-
-def noisy_run(seed: int, steps: int = 400, kl_end: float | None = 0.2, logp_trend: float = 0.0) -> list[tuple]:
-    """Per-step log-probs as a tiny model logs them: summed over responses whose lengths vary from
-    batch to batch (sd 150 nats), plus per-token log-ratios to the reference ending at kl_end."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for step in range(1, steps + 1):
-        p = step / steps
-        rows += [(step, M.LOGPS_CHOSEN, -600 + logp_trend * p + rng.normal(0, 150)),
-                 (step, M.LOGPS_REJECTED, -300 + 2 * logp_trend * p + rng.normal(0, 150))]
-        if kl_end is not None:
-            rows += [(step, M.KL_CHOSEN, kl_end * p + rng.normal(0, 0.02)),
-                     (step, M.KL_REJECTED, -abs(kl_end) * 2 * p + rng.normal(0, 0.02))]
-    return rows
-
-
-def test_likelihood_displacement_warns_on_a_real_fall_and_not_on_batch_noise(project):
-    # healthy runs: chosen more likely than under the reference, log-probs noisy but flat
-    for seed in range(10):
-        assert likelihood_displacement(data_of(project, noisy_run(seed))) is None, seed
-    # older runs without kl/chosen: flat noisy log-probs are not a fall either (the first and last
-    # 10% of steps differ by chance by far more than 0.5 nats)
-    for seed in range(10):
-        assert likelihood_displacement(data_of(project, noisy_run(seed, kl_end=None))) is None, seed
-
-    warning = likelihood_displacement(data_of(project, noisy_run(0, kl_end=-0.1)))
-    assert warning.startswith("Likelihood displacement") and "less likely than under the reference" in warning
-    assert "-0.09" in warning or "-0.10" in warning  # the recent per-token log-ratio, in numbers
-    fell = likelihood_displacement(data_of(project, noisy_run(0, kl_end=None, logp_trend=-300)))
-    assert fell is not None and "fell too" in fell
-
-
-def test_a_nan_loss_is_called_divergence_with_its_step(qtbot, project):
-    rows = [(s, M.LOSS, 0.69 - s / 100) for s in range(1, 20)] + [(20, M.LOSS, float("nan"))]
-    rd = data_of(project, rows)
-    assert run_warnings(rd) == [divergence(rd)]
-    assert "The loss became nan at step 20: training diverged" in divergence(rd)
-    assert run_warnings(data_of(project, rows[:-1])) == []
-
-
 def test_every_chart_shows_the_runs_steps_and_distinct_2_keeps_0_to_1(qtbot, project):
     """Early in a run, the step-0 evaluation is the only point of the Samples chart: it used to get an
     x axis of +-1e-9 (or -400..400) and, with distinct-2 exactly 1.0, a right axis of 0.5..1.5."""
@@ -213,28 +165,16 @@ def test_a_failed_runs_log_leaves_the_charts_room_at_1280x800(qtbot, project):
     assert panel.monitor.graphics.height() >= 330  # three rows of charts that can still be read
 
 
-def test_overfitting_length_drift_and_collapse_are_named_only_when_they_happen(project):
-    from studio.ui.runs.monitor import diversity_collapse, length_drift, overfitting
+def test_the_warning_line_shows_the_health_rules_headlines_and_their_advice_on_hover(qtbot, project):
+    from studio.core.health import headline, run_warnings
 
-    def run(train_acc, eval_acc, lengths, distinct):
-        rows = [(s, M.REWARDS_ACCURACIES, train_acc) for s in range(1, 41)]
-        for (step, acc), n, d in zip(((0, 0.5), (20, eval_acc[0]), (40, eval_acc[1])), lengths, distinct,
-                                     strict=True):
-            rows += [(step, M.eval_name(M.REWARDS_ACCURACIES), acc), (step, M.EVAL_SAMPLE_LENGTH, n),
-                     (step, M.EVAL_DISTINCT_2, d)]
-        return data_of(project, rows)
-
-    healthy = run(0.8, (0.7, 0.72), (40, 44, 46), (0.8, 0.78, 0.75))
-    assert run_warnings(healthy) == []
-
-    memorised = run(1.0, (0.6, 0.55), (40, 41, 40), (0.8, 0.8, 0.8))
-    assert overfitting(memorised).startswith("Overfitting: train accuracy 100%")
-    assert "55% on the eval split at step 40" in overfitting(memorised)
-    assert run_warnings(memorised) == [overfitting(memorised)]
-
-    longer = run(0.8, (0.7, 0.7), (40, 60, 90), (0.8, 0.8, 0.8))
-    assert "2.2x as long" in length_drift(longer) and "40 → 90 tokens at step 40" in length_drift(longer)
-
-    repetitive = run(0.8, (0.7, 0.7), (40, 40, 40), (0.8, 0.5, 0.3))
-    assert "distinct-2 fell from 0.80 to 0.30 by step 40" in diversity_collapse(repetitive)
-    assert overfitting(repetitive) is None and length_drift(repetitive) is None
+    run_id = project.create_run("dpo", "m", {})
+    project.log_metrics(run_id, [(s, M.REWARDS_ACCURACIES, 1.0) for s in range(1, 41)]
+                        + [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.5), (40, M.eval_name(M.REWARDS_ACCURACIES), 0.55)])
+    view = MonitorView(project, Poller(project))
+    qtbot.addWidget(view)
+    view.set_run(run_id)
+    (warning,) = run_warnings(view.rd)
+    assert warning.startswith("Overfitting: train accuracy 100%")
+    assert view.warning.text() == "⚠ " + headline(warning) and view.warning.toolTip() == warning
+    assert not view.warning.isHidden()

@@ -1,10 +1,10 @@
-"""The numpy buffers behind the live charts: EMA smoothing, growth, and resumed runs."""
+"""The numpy buffers behind the live charts and the health rules: EMA, growth, resumed runs, grouping."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from studio.ui.runs.series import Series, ema
+from studio.core.series import RunSeries, Series, ema
 
 
 def reference_ema(x, w):
@@ -66,18 +66,22 @@ def test_value_range_and_minutes_follow_appends_and_resumes():
     assert s.version == v  # nothing new: the monitor will not redraw it
 
 
-def test_elapsed_is_training_time_not_the_pause_between_stop_and_resume():
-    import datetime as dt
+def test_rows_are_grouped_per_metric_in_logging_order_across_chunks():
+    rs = RunSeries()
+    rows = [(1, 1, 0.7, 100.0, "loss"), (2, 1, 0.5, 100.0, "acc"), (3, 2, 0.6, 101.0, "loss"),
+            (4, 2, None, 101.0, "acc"), (5, 3, 0.4, 102.0, "loss")]
+    assert rs.add_rows(rows[:3]) == {"loss", "acc"}
+    assert rs.add_rows(rows[3:]) == {"loss", "acc"}
+    assert rs.add_rows([]) == set() and rs.last_metric_id == 5 and rs.t0 == 100.0
+    loss, acc = rs.series["loss"], rs.series["acc"]
+    assert loss.step[: loss.n].tolist() == [1, 2, 3] and loss.y.tolist() == [0.7, 0.6, 0.4]
+    assert acc.y[0] == 0.5 and np.isnan(acc.y[1]) and not acc.all_finite  # a NULL value is a gap
+    assert loss.time[: loss.n].tolist() == [100.0, 101.0, 102.0]
 
-    from studio.ui.runs.formatting import fmt_elapsed, training_seconds
 
-    done = {"status": "done", "started_at": "2026-01-01T10:00:00+00:00", "ended_at": "2026-01-01T12:00:00+00:00",
-            "active_seconds": 75.0, "resumed_at": None}
-    assert fmt_elapsed(done) == "1m 15s"  # two hours of wall time, 75 s of it training
-    now = dt.datetime.now(dt.UTC)
-    running = {**done, "status": "running", "ended_at": None,
-               "resumed_at": (now - dt.timedelta(seconds=30)).isoformat()}
-    assert 104 <= training_seconds(running) <= 110
-    old = {"status": "done", "started_at": "2026-01-01T10:00:00+00:00", "ended_at": "2026-01-01T10:02:05+00:00"}
-    assert fmt_elapsed(old) == "2m 05s"  # runs from before training time was recorded
-    assert fmt_elapsed({"status": "queued", "started_at": None}) == "–"
+def test_latest_samples_are_those_of_the_last_evaluation():
+    rs = RunSeries()
+    assert rs.latest_samples() == [] and not rs.add_samples([])
+    assert rs.add_samples([{"id": 1, "step": 0, "text": "a"}, {"id": 2, "step": 0, "text": "b"}])
+    rs.add_samples([{"id": 3, "step": 10, "text": "c"}, {"id": 4, "step": 10, "text": "d"}])
+    assert [s["text"] for s in rs.latest_samples()] == ["c", "d"] and rs.last_sample_id == 4

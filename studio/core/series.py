@@ -1,9 +1,10 @@
-"""Growing numpy buffers for live metric curves, and the EMA smoothing drawn over them."""
+"""A run's metrics as numpy series grouped by name, the EMA drawn over them, and its samples."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from operator import itemgetter
 
 import numpy as np
 
@@ -190,3 +191,62 @@ class Series:
             i -= 1
         i = max(i, 0)
         return float(xs[i]), float(self.value[i])
+
+
+class RunSeries:
+    """Everything logged by one run so far, by metric name, filled incrementally from metric rows.
+
+    The monitor keeps one per watched run (its poller adds the rows it reads) and the CLI fills one to
+    judge a run's health: both group rows the same way, and the health rules read only this."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, Series] = {}
+        self.samples: list[dict] = []
+        self.t0: float | None = None
+        """Wall time of the first metric row: the origin of the time axis."""
+        self.last_metric_id = 0
+        self.last_sample_id = 0
+
+    def add_rows(self, rows: list[tuple]) -> set[str]:
+        """Add metric rows (id, step, value, time, name), oldest first, as Project.metrics_since returns
+        them; returns the names of the metrics that got points. Grouped by metric with numpy, not a
+        Python loop per row."""
+        n = len(rows)
+        if not n:
+            return set()
+        self.last_metric_id = rows[-1][0]
+        if self.t0 is None:
+            self.t0 = float(rows[0][3])
+        codes: dict[str, int] = {}
+        code = np.fromiter((codes.setdefault(r[4], len(codes)) for r in rows), np.int64, n)
+        steps = np.fromiter(map(itemgetter(1), rows), np.float64, n)
+        values = np.fromiter(map(itemgetter(2), rows), np.float64, n)  # NULL becomes NaN
+        times = np.fromiter(map(itemgetter(3), rows), np.float64, n)
+        if len(codes) == 1:
+            groups = {next(iter(codes)): slice(None)}
+        else:
+            order = np.argsort(code, kind="stable")  # stable: keeps logging order within a metric
+            cuts = np.searchsorted(code[order], np.arange(len(codes) + 1))
+            groups = {name: order[cuts[c]:cuts[c + 1]] for name, c in codes.items()}
+        for name, idx in groups.items():
+            s_steps = steps[idx]
+            series = self.series.get(name)
+            if series is None:
+                series = self.series[name] = Series(max(256, s_steps.size))
+            series.extend(s_steps, times[idx], values[idx])
+        return set(codes)
+
+    def add_samples(self, samples: list[dict]) -> bool:
+        """Add generations (dicts from Project.samples, oldest first); False when there were none."""
+        if not samples:
+            return False
+        self.last_sample_id = samples[-1]["id"]
+        self.samples.extend(samples)
+        return True
+
+    def latest_samples(self) -> list[dict]:
+        """The generations of the most recent evaluation step, one per eval prompt."""
+        if not self.samples:
+            return []
+        step = self.samples[-1]["step"]
+        return [s for s in self.samples if s["step"] == step]
