@@ -17,15 +17,7 @@ def metric_chunks(project: Project, run_id: int, names: Sequence[str] | None = N
     first, `chunk_rows` at a time; only those of the metrics `names` when given."""
     after = 0
     while True:
-        if names is None:
-            rows = project.metrics_since(run_id, after, chunk_rows)
-        else:
-            # the (run_id, id) index in id order, filtered by name: no sort, and the rows of other
-            # metrics never become Python objects
-            rows = project.conn.execute(
-                "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ? "
-                f"AND name IN ({', '.join('?' * len(names))}) ORDER BY id LIMIT ?",
-                (run_id, after, *names, chunk_rows)).fetchall()
+        rows = project.metrics_since(run_id, after, chunk_rows, names)
         if rows:
             yield rows
         if len(rows) < chunk_rows:

@@ -120,11 +120,18 @@ class RunsStore(StoreBase):
             params += list(names)
         return self._conn.execute(sql + " ORDER BY id", params).fetchall()
 
-    def metrics_since(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[tuple]:
+    def metrics_since(self, run_id: int, after_id: int = 0, limit: int | None = None,
+                      names: Sequence[str] | None = None) -> list[tuple]:
         """Metric rows (id, step, value, time, name) of a run with id > after_id, oldest first, at most
-        `limit` of them: the monitor reads a long run in chunks so the window stays responsive."""
-        sql = "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ? ORDER BY id"
+        `limit` of them, only those of the metrics `names` when given: the monitor reads a long run in
+        chunks so the window stays responsive. With names, the (run_id, id) index is walked in id order
+        and filtered: no sort, and the rows of other metrics never become Python objects."""
+        sql = "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ?"
         params: list[Any] = [run_id, after_id]
+        if names:
+            sql += f" AND name IN ({', '.join('?' * len(names))})"
+            params += list(names)
+        sql += " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
