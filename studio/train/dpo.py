@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -29,7 +29,7 @@ from studio.train import checkpoint, data, preflight, runtime, sampling
 from studio.train.logps import sequence_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
 from studio.train.metrics_writer import metric_sink
-from studio.train.model import PolicyLogps, load_policy
+from studio.train.model import PolicyLogps, eval_mode, load_policy
 from studio.train.preflight import TrainingError
 from studio.train.runtime import RunContext, TrainingClock
 from studio.train.step_stats import StepStats
@@ -138,44 +138,53 @@ def batch_ref(state: TrainState, batch: data.Batch, device) -> tuple[torch.Tenso
     return t[:, 0], t[:, 1]
 
 
+class StoppablePass:
+    """The batches of `examples` on the device, one after another until a stop is requested (a pass over a
+    large dataset takes minutes); `stopped` says whether one came."""
+
+    def __init__(self, examples: list[data.Example], batch_size: int, pad_id: int, device,
+                 should_stop: Callable[[], bool]):
+        self.examples, self.batch_size, self.pad_id, self.device = examples, batch_size, pad_id, device
+        self.should_stop = should_stop
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[data.Batch]:
+        for k in range(0, len(self.examples), self.batch_size):
+            if self.should_stop():
+                self.stopped = True
+                return
+            yield data.collate(self.examples[k:k + self.batch_size], self.pad_id).to(self.device)
+
+
 @torch.no_grad()
 def precompute_ref(peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device,
                    accelerator, should_stop: Callable[[], bool] = lambda: False
                    ) -> dict[int, tuple[float, float]] | None:
     """Reference log-probs of every pair once, before training (config.precompute_ref_logps).
-    None when a stop was requested meanwhile (a pass over a large dataset takes minutes)."""
+    None when a stop was requested meanwhile."""
     cache: dict[int, tuple[float, float]] = {}
-    peft_model.eval()
-    with peft_model.disable_adapter():
-        for k in range(0, len(examples), config.batch_size):
-            if should_stop():
-                peft_model.train()
-                return None
-            batch = data.collate(examples[k:k + config.batch_size], pad_id).to(device)
+    batches = StoppablePass(examples, config.batch_size, pad_id, device, should_stop)
+    with eval_mode(peft_model), peft_model.disable_adapter():
+        for batch in batches:
             with accelerator.autocast():
                 lp = sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
             B = batch.n_pairs
             for pid, c, r in zip(batch.pair_ids, lp[:B].tolist(), lp[B:].tolist(), strict=True):
                 cache[pid] = (c, r)
-    peft_model.train()
-    return cache
+    return None if batches.stopped else cache
 
 
 @torch.no_grad()
 def evaluate(policy, peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device, accelerator,
              state: TrainState, should_stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
     """The train metrics on the eval split (no gradient, dropout off); None when a stop was requested."""
-    peft_model.eval()
     stats = step_stats(device)
-    for k in range(0, len(examples), config.batch_size):
-        if should_stop():
-            peft_model.train()
-            return None
-        batch = data.collate(examples[k:k + config.batch_size], pad_id).to(device)
-        with accelerator.autocast():
-            dpo_forward(policy, peft_model, batch, config, ref=batch_ref(state, batch, device), stats=stats)
-    peft_model.train()
-    return {M.eval_name(k): v for k, v in stats.read().items()}
+    batches = StoppablePass(examples, config.batch_size, pad_id, device, should_stop)
+    with eval_mode(peft_model):
+        for batch in batches:
+            with accelerator.autocast():
+                dpo_forward(policy, peft_model, batch, config, ref=batch_ref(state, batch, device), stats=stats)
+    return None if batches.stopped else {M.eval_name(k): v for k, v in stats.read().items()}
 
 
 # ---------------------------------------------------------------------------------------------- the run

@@ -4,6 +4,8 @@ method is this model with its adapter disabled, never a second copy of the weigh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -88,6 +90,16 @@ def disable_dropout(base: nn.Module) -> None:
     for name in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout"):
         if isinstance(getattr(base.config, name, None), float):
             setattr(base.config, name, 0.0)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (LoRA dropout off) for a pass over data, back in train mode afterwards."""
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()
 
 
 class PolicyLogps(nn.Module):
