@@ -70,21 +70,21 @@ def run_ours(a: argparse.Namespace) -> dict:
     import torch
 
     from studio.core.configs import DPOConfig, apply_overrides
-    from studio.train import data, engine
+    from studio.train import data, dpo, model, runtime
 
     config = apply_overrides(DPOConfig(), {"lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.0,
                                            "lora.target_modules": "all-linear", "batch_size": a.batch,
                                            "gradient_checkpointing": a.gc, "learning_rate": 1e-6,
                                            "warmup_ratio": 0.0, "lr_schedule": "constant"})
-    accelerator = engine.make_accelerator(config)
+    accelerator = runtime.make_accelerator(config)
     device = accelerator.device
     mp = accelerator.mixed_precision
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp, torch.float32)
-    peft_model = engine.wrap_lora(_model(a.shape, dtype), config)
+    peft_model = model.wrap_lora(_model(a.shape, dtype), config)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
-    scheduler = engine.make_scheduler(optimizer, config, WARMUP + a.steps)
-    policy, optimizer = accelerator.prepare(engine.PolicyLogps(peft_model), optimizer)
+    scheduler = runtime.make_scheduler(optimizer, config, WARMUP + a.steps)
+    policy, optimizer = accelerator.prepare(model.PolicyLogps(peft_model), optimizer)
     peft_model.train()
     examples = _examples(a.batch, a.prompt_len, a.completion_len, peft_model.config.vocab_size)
     batch = data.collate(examples, 0).to(device)
@@ -95,15 +95,15 @@ def run_ours(a: argparse.Namespace) -> dict:
             _sync(device)
             t0 = time.perf_counter()
         # what a run with the default log_interval=1 does each step: statistics (entropy, KL, ...) and one read
-        stats = engine.StepStats(device)
-        grad_norm = engine.train_step(policy, peft_model, [batch], [None], config, accelerator, optimizer, scheduler,
-                                      trainable, want_ref=True, stats=stats)
-        stats.read(1)
+        stats = dpo.step_stats(device)
+        grad_norm = dpo.train_step(policy, peft_model, [batch], [None], config, accelerator, optimizer, scheduler,
+                                   trainable, want_ref=True, stats=stats)
+        stats.read()
         float(grad_norm)
     _sync(device)
     elapsed = time.perf_counter() - t0
     return {"tokens_per_s": tokens_per_step * a.steps / elapsed, "peak_gib": _peak(device),
-            "device": engine.device_name(device), "precision": mp if mp != "no" else "fp32"}
+            "device": runtime.device_name(device), "precision": mp if mp != "no" else "fp32"}
 
 
 def run_trl(a: argparse.Namespace) -> dict:
@@ -113,7 +113,7 @@ def run_trl(a: argparse.Namespace) -> dict:
     from transformers import PreTrainedTokenizerFast, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from studio.train import engine
+    from studio.train import runtime
     from studio.train.tiny import build_tokenizer
 
     class Pretokenized(DPOTrainer):
@@ -154,7 +154,7 @@ def run_trl(a: argparse.Namespace) -> dict:
     tokens_per_step = 2 * a.batch * (a.prompt_len + a.completion_len)
     elapsed = times[-1] - times[WARMUP - 1]
     return {"tokens_per_s": tokens_per_step * a.steps / elapsed, "peak_gib": _peak(device),
-            "device": engine.device_name(device), "precision": "bf16" if bf16 else ("fp16" if cuda else "fp32")}
+            "device": runtime.device_name(device), "precision": "bf16" if bf16 else ("fp16" if cuda else "fp32")}
 
 
 def _sync(device) -> None:

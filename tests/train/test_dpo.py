@@ -1,11 +1,12 @@
-"""Engine pieces a practitioner relies on: gradient checkpointing under LoRA, precision set-up, dropout,
-the per-step statistics (KL and token counts), preflight checks."""
+"""The DPO recipe and the pieces under it a practitioner relies on: gradient checkpointing under LoRA,
+precision set-up, dropout, the per-step statistics (KL and token counts), preflight checks."""
 
 import pytest
 import torch
 
 from studio.core.configs import DPOConfig, apply_overrides
-from studio.train import data, engine, preflight
+from studio.train import data, dpo, preflight, runtime
+from studio.train.model import PolicyLogps, load_policy, wrap_lora
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def lora_model(tiny_model, **overrides):
     from transformers import AutoModelForCausalLM
 
     config = apply_overrides(DPOConfig(), {"lora.r": 4, "lora.dropout": 0.0, **overrides})
-    model = engine.wrap_lora(AutoModelForCausalLM.from_pretrained(tiny_model), config)
+    model = wrap_lora(AutoModelForCausalLM.from_pretrained(tiny_model), config)
     with torch.no_grad():  # move the adapter off zero so policy and reference differ
         g = torch.Generator().manual_seed(0)
         for name, p in model.named_parameters():
@@ -53,7 +54,7 @@ def test_gradient_checkpointing_recomputes_and_gives_the_same_lora_gradients(tin
         calls: list[int] = []
         q_proj = model.get_base_model().model.layers[0].self_attn.q_proj.base_layer
         handle = q_proj.register_forward_hook(lambda *_, calls=calls: calls.append(1))
-        out = engine.dpo_forward(engine.PolicyLogps(model), model, batch, config)
+        out = dpo.dpo_forward(PolicyLogps(model), model, batch, config)
         before_backward = len(calls)
         out.loss.backward()
         handle.remove()
@@ -68,9 +69,9 @@ def test_gradient_checkpointing_recomputes_and_gives_the_same_lora_gradients(tin
 def test_bf16_on_cpu_autocasts_with_bf16_base_and_fp32_lora(tiny_model, batch, fresh_accelerate):
     config = apply_overrides(DPOConfig(), {"precision": "bf16", "lora.r": 4, "lora.dropout": 0.0,
                                          "warmup_ratio": 0.0})
-    accelerator = engine.make_accelerator(config)
+    accelerator = runtime.make_accelerator(config)
     assert accelerator.mixed_precision == "bf16"
-    _, model = engine.load_policy(tiny_model, config, accelerator.mixed_precision)
+    _, model = load_policy(tiny_model, config, accelerator.mixed_precision)
     layer = model.get_base_model().model.layers[0].self_attn.q_proj
     assert layer.base_layer.weight.dtype == torch.bfloat16  # half the memory for the frozen weights
     assert layer.lora_A["default"].weight.dtype == torch.float32  # the trained weights stay fp32
@@ -78,14 +79,14 @@ def test_bf16_on_cpu_autocasts_with_bf16_base_and_fp32_lora(tiny_model, batch, f
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
-    scheduler = engine.make_scheduler(optimizer, config, 4)
-    policy, optimizer = accelerator.prepare(engine.PolicyLogps(model), optimizer)
-    stats = engine.StepStats(accelerator.device)
+    scheduler = runtime.make_scheduler(optimizer, config, 4)
+    policy, optimizer = accelerator.prepare(PolicyLogps(model), optimizer)
+    stats = dpo.step_stats(accelerator.device)
     before = layer.lora_B["default"].weight.detach().clone()
-    grad_norm = engine.train_step(policy, model, [batch], [None], config, accelerator, optimizer, scheduler,
-                                  trainable, want_ref=True, stats=stats)
+    grad_norm = dpo.train_step(policy, model, [batch], [None], config, accelerator, optimizer, scheduler,
+                               trainable, want_ref=True, stats=stats)
     assert torch.isfinite(grad_norm) and grad_norm > 0
-    assert torch.isfinite(torch.tensor(stats.read(1)["loss"]))
+    assert torch.isfinite(torch.tensor(stats.read()["loss"]))
     assert not torch.equal(layer.lora_B["default"].weight, before)
 
 
@@ -93,8 +94,8 @@ def test_fp16_without_cuda_is_refused_by_name(fresh_accelerate):
     if torch.cuda.is_available():
         pytest.skip("fp16 is valid on CUDA")
     with pytest.raises(preflight.TrainingError, match="precision: fp16 needs a CUDA GPU"):
-        engine.pick_precision(apply_overrides(DPOConfig(), {"precision": "fp16"}))
-    assert engine.pick_precision(DPOConfig()) == "no"  # auto on CPU: fp32
+        runtime.pick_precision(apply_overrides(DPOConfig(), {"precision": "fp16"}))
+    assert runtime.pick_precision(DPOConfig()) == "no"  # auto on CPU: fp32
 
 
 def test_base_dropout_is_off_so_the_reference_is_deterministic_but_lora_dropout_stays(tmp_path, batch):
@@ -110,7 +111,7 @@ def test_base_dropout_is_off_so_the_reference_is_deterministic_but_lora_dropout_
     base = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert base.model.layers[0].self_attn.attention_dropout == 0.5
     config = apply_overrides(DPOConfig(), {"lora.r": 4, "lora.dropout": 0.3})
-    peft_model = engine.wrap_lora(base, config)
+    peft_model = wrap_lora(base, config)
     peft_model.train()
     with torch.no_grad(), peft_model.disable_adapter():
         a, b = (sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
@@ -125,13 +126,13 @@ def test_step_stats_kl_and_token_counts_follow_their_definitions(tiny_model, bat
 
     model, config = lora_model(tiny_model)
     model.eval()
-    stats = engine.StepStats(torch.device("cpu"))
+    stats = dpo.step_stats(torch.device("cpu"))
     with torch.no_grad():
-        engine.dpo_forward(engine.PolicyLogps(model), model, batch, config, stats=stats)
+        dpo.dpo_forward(PolicyLogps(model), model, batch, config, stats=stats)
         pol = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
         with model.disable_adapter():
             ref = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
-    values = stats.read(1)
+    values = stats.read()
     B = batch.n_pairs
     # kl/chosen: mean per-token log pi - log pi_ref over all chosen completion tokens of the batch
     kl_c = (pol.logps[:B] - ref.logps[:B]).sum() / pol.tokens[:B].sum()
@@ -143,7 +144,7 @@ def test_step_stats_kl_and_token_counts_follow_their_definitions(tiny_model, bat
     assert values[M.REWARDS_CHOSEN] == pytest.approx(config.beta * (pol.logps[:B] - ref.logps[:B]).mean().item(),
                                                      abs=1e-5)
     # tokens counted for tokens/s are the real ones: padding left out
-    assert values["_tokens"] == batch.attention_mask.sum().item() < batch.input_ids.numel()
+    assert stats.tokens == batch.attention_mask.sum().item() < batch.input_ids.numel()
 
 
 def test_config_changes_name_the_changed_settings_and_ignore_new_fields():
@@ -207,3 +208,35 @@ def test_samples_come_from_the_policy_and_kl_from_the_adapter_disabled(tiny_mode
                 p.zero_()
     zero, _ = sampling.sample_and_measure(model, tokenizer, prompts, 8, seed=3, device=torch.device("cpu"))
     assert zero[M.EVAL_KL] == 0 and zero[M.EVAL_KL_SEQ] == 0
+
+
+def test_a_process_other_than_the_main_one_trains_to_the_end_and_writes_nothing(trait_project, tiny_model,
+                                                                                monkeypatch):
+    """Under `accelerate launch` the other processes train their share and leave the writing to the main one;
+    their last flush must not fail the run."""
+    from studio.core import paths
+    from studio.core.configs import to_dict
+
+    real = runtime.make_accelerator
+
+    class NotMain:
+        is_main_process = False
+
+        def __init__(self, config):
+            self._accelerator = real(config)
+
+        def __getattr__(self, name):
+            return getattr(self._accelerator, name)
+
+    monkeypatch.setattr(runtime, "make_accelerator", NotMain)
+    config = apply_overrides(DPOConfig(), {"lora.r": 4, "batch_size": 4, "max_steps": 3, "eval_interval": 2,
+                                           "eval_samples": 2, "sample_max_new_tokens": 4})
+    run_id = trait_project.create_run("dpo", str(tiny_model), to_dict(config))
+    steps = []
+    ctx = runtime.RunContext(trait_project, run_id, config, tiny_model,
+                             on_progress=lambda step, total, values: steps.append(step))
+    assert dpo.train(ctx) == "done"
+    assert steps == [1, 2, 3]  # it trained
+    assert trait_project.metrics(run_id) == [] and trait_project.samples(run_id) == []
+    assert not paths.checkpoint_dir(trait_project.folder, run_id).exists()
+    assert trait_project.run(run_id)["step"] == 0
