@@ -15,10 +15,10 @@ from studio.core.series import RunSeries
 MIN_STEPS = 10
 """Steps a train metric needs before a rule judges it (fewer are noise)."""
 DISPLACEMENT_PER_TOKEN = 0.02
-"""The chosen responses' mean per-token log-ratio to the reference (kl/chosen) below -this, clearly
+"""The chosen responses' mean per-token log-ratio to the reference (logratio/chosen) below -this, clearly
 (two standard errors) below 0 over the recent steps, is likelihood displacement."""
 DISPLACEMENT_NATS = 0.5
-"""Without kl/chosen (old runs): both summed log-probs falling by more than this, and by more than
+"""Without logratio/chosen (old runs): both summed log-probs falling by more than this, and by more than
 their batch-to-batch noise, triggers the warning."""
 
 
@@ -36,19 +36,19 @@ def _mean_se(y: np.ndarray) -> tuple[float, float]:
 def likelihood_displacement(rs: RunSeries) -> str | None:
     """The warning in words when training made the chosen responses less likely, not only the rejected.
 
-    Judged on kl/chosen, the per-token log pi - log pi_ref on the same batch: a noisy summed log-prob
+    Judged on logratio/chosen, the per-token log pi - log pi_ref on the same batch: a noisy summed log-prob
     moves with each batch's lengths (hundreds of nats on a tiny model), so comparing its start with
-    its end warned on healthy runs. Without kl/chosen, the log-probs' fall must exceed their noise."""
+    its end warned on healthy runs. Without logratio/chosen, the log-probs' fall must exceed their noise."""
     advice = ("The margin can grow while the model moves probability to responses outside your data; "
               "consider a lower learning rate, a higher beta, or DPO + NLL.")
-    kl = rs.series.get(M.KL_CHOSEN)
+    kl = rs.series.get(M.LOGRATIO_CHOSEN)
     if kl is not None and len(kl) >= MIN_STEPS:
         y = kl.y
         k = _window(y)
         mean, se = _mean_se(y[-k:])
         if not (mean < -DISPLACEMENT_PER_TOKEN and mean + 2 * se < 0):
             return None
-        rej = rs.series.get(M.KL_REJECTED)
+        rej = rs.series.get(M.LOGRATIO_REJECTED)
         rej_text = ""
         if rej is not None and len(rej) >= k:
             rej_text = f" (rejected: {_mean_se(rej.y[-k:])[0]:+.3f})"
@@ -157,8 +157,8 @@ def headline(warning: str) -> str:
     return first + "." if sep else warning
 
 
-HEALTH_METRICS = (M.LOSS, M.KL_CHOSEN, M.KL_REJECTED, M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.REWARDS_ACCURACIES,
-                  M.eval_name(M.REWARDS_ACCURACIES), M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2)
+HEALTH_METRICS = (M.LOSS, M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.LOGPS_CHOSEN, M.LOGPS_REJECTED,
+                  M.REWARDS_ACCURACIES, M.eval_name(M.REWARDS_ACCURACIES), M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2)
 """Every metric the rules read: the CLI reads only these rows of a run to judge its health."""
 
 

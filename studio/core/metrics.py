@@ -14,14 +14,22 @@ GRAD_NORM = "grad_norm"
 LEARNING_RATE = "learning_rate"
 TOKENS_PER_SECOND = "tokens_per_second"
 MEMORY = "memory"  # peak memory in GiB (GPU when on GPU, else process RSS)
-KL_CHOSEN = "kl/chosen"  # mean per-token log pi - log pi_ref over chosen completions
-KL_REJECTED = "kl/rejected"
+# The mean per-token log pi - log pi_ref over the dataset's chosen (rejected) completions. Not a KL: the
+# tokens are the dataset's, not the policy's own samples, so it can be negative (likelihood displacement).
+# Named kl/chosen before schema step m005.
+LOGRATIO_CHOSEN = "logratio/chosen"
+LOGRATIO_REJECTED = "logratio/rejected"
 EPOCH = "epoch"
 NLL = "nll"
 
 EVAL_PREFIX = "eval/"
-EVAL_KL = "eval/kl"  # per-token KL(pi || pi_ref) on the policy's own samples (k3 estimator)
-EVAL_KL_SEQ = "eval/kl_seq"  # the same summed over each sampled sequence
+# KL(pi || pi_ref) estimated on the policy's own samples (Schulman's estimators, r = log pi_ref - log pi per
+# sampled token): k3 = exp(r) - 1 - r (never negative, lower variance) and k1 = -r (unbiased, can be
+# negative on few samples); per token, and summed over each sequence.
+EVAL_KL = "eval/kl"  # k3, per token
+EVAL_KL_SEQ = "eval/kl_seq"  # k3, per sequence
+EVAL_KL_K1 = "eval/kl_k1"  # k1, per token
+EVAL_KL_K1_SEQ = "eval/kl_k1_seq"  # k1, per sequence
 EVAL_SAMPLE_LENGTH = "eval/sample_length"
 EVAL_DISTINCT_2 = "eval/distinct_2"  # share of distinct bigrams across the sampled generations
 
@@ -33,7 +41,7 @@ POLICY_CLIPFRAC = "policy/clipfrac_avg"
 TRAIN_METRICS = (
     LOSS, REWARDS_CHOSEN, REWARDS_REJECTED, REWARDS_MARGINS, REWARDS_ACCURACIES, LOGPS_CHOSEN,
     LOGPS_REJECTED, LOGITS_CHOSEN, LOGITS_REJECTED, ENTROPY, GRAD_NORM, LEARNING_RATE, TOKENS_PER_SECOND,
-    MEMORY, KL_CHOSEN, KL_REJECTED,
+    MEMORY, LOGRATIO_CHOSEN, LOGRATIO_REJECTED,
 )
 
 

@@ -241,6 +241,18 @@ def m004_run_active_time(db: Database) -> None:
     """)
 
 
+@migration("m005_logratio_names")
+def m005_logratio_names(db: Database) -> None:
+    # kl/chosen and kl/rejected were per-token log-ratios on the dataset's responses, not a KL: renamed,
+    # so old runs draw on the same charts as new ones
+    run_script(db, """
+        UPDATE metrics SET name = 'logratio/chosen' WHERE name = 'kl/chosen';
+        UPDATE metrics SET name = 'logratio/rejected' WHERE name = 'kl/rejected';
+        UPDATE metrics SET name = 'eval/logratio/chosen' WHERE name = 'eval/kl/chosen';
+        UPDATE metrics SET name = 'eval/logratio/rejected' WHERE name = 'eval/kl/rejected';
+    """)
+
+
 # After the last migration, so that it is plain that every migration above has registered itself by now.
 def known_migrations() -> list[str]:
     """Names of every migration this version knows, in order (a project with others is from a newer one)."""

@@ -38,8 +38,8 @@ log = logging.getLogger("studio.train")
 
 # What dpo_forward adds to its statistics, in the order the metrics are written.
 STEP_METRICS = (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES,
-                M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.LOGITS_CHOSEN, M.LOGITS_REJECTED, M.ENTROPY, M.KL_CHOSEN,
-                M.KL_REJECTED, M.NLL)
+                M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.LOGITS_CHOSEN, M.LOGITS_REJECTED, M.ENTROPY, M.LOGRATIO_CHOSEN,
+                M.LOGRATIO_REJECTED, M.NLL)
 
 
 @dataclass
@@ -102,8 +102,8 @@ def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, con
                 M.ENTROPY: (entropy_sum.sum(), chosen_tokens + rejected_tokens),
             }
             if ref is not None:
-                means[M.KL_CHOSEN] = ((p.chosen.detach() - ref[0]).sum(), chosen_tokens)
-                means[M.KL_REJECTED] = ((p.rejected.detach() - ref[1]).sum(), rejected_tokens)
+                means[M.LOGRATIO_CHOSEN] = ((p.chosen.detach() - ref[0]).sum(), chosen_tokens)
+                means[M.LOGRATIO_REJECTED] = ((p.rejected.detach() - ref[1]).sum(), rejected_tokens)
             if out.nll is not None:
                 means[M.NLL] = (out.nll.detach(), 1)
             stats.add(means, tokens=batch.attention_mask.sum())

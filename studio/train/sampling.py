@@ -3,8 +3,8 @@
 The rewards DPO reports are implicit; what users want to see is how far the policy drifted and what it
 writes now. At each evaluation the policy samples a completion for the same prompts, the samples are
 stored with their step, and the KL to the reference (the adapter disabled) is estimated on the policy's
-own samples with the k3 estimator (Schulman 2020, "Approximating KL Divergence"): with r = log ref - log pi
-per token, k3 = exp(r) - 1 - r, unbiased for KL(pi || ref) and never negative.
+own samples (Schulman 2020, "Approximating KL Divergence"): with r = log ref - log pi per sampled token,
+k1 = -r (unbiased, noisy, can be negative) and k3 = exp(r) - 1 - r (unbiased and never negative).
 """
 
 from __future__ import annotations
@@ -63,13 +63,17 @@ def sample_and_measure(model, tokenizer, prompts: list[EvalPrompt], max_new_toke
     if was_training:
         model.train()
     per_token = k3(pol.token_logps, ref.token_logps)
+    per_token_k1 = pol.token_logps - ref.token_logps
     counts = pol.tokens.long().tolist()
     seq_kl = [float(x.sum()) for x in torch.split(per_token, counts)]
+    seq_k1 = [float(x.sum()) for x in torch.split(per_token_k1, counts)]
 
     n_tokens = sum(counts)
     metrics = {
         M.EVAL_KL: float(per_token.sum()) / max(1, n_tokens),
         M.EVAL_KL_SEQ: sum(seq_kl) / len(seq_kl),
+        M.EVAL_KL_K1: float(per_token_k1.sum()) / max(1, n_tokens),
+        M.EVAL_KL_K1_SEQ: sum(seq_k1) / len(seq_k1),
         M.EVAL_SAMPLE_LENGTH: n_tokens / len(counts),
         M.EVAL_DISTINCT_2: distinct_2(gens.completion_ids),
     }

@@ -29,8 +29,8 @@ def noisy_run(seed: int, steps: int = 400, kl_end: float | None = 0.2, logp_tren
         rows += [(step, M.LOGPS_CHOSEN, -600 + logp_trend * p + rng.normal(0, 150)),
                  (step, M.LOGPS_REJECTED, -300 + 2 * logp_trend * p + rng.normal(0, 150))]
         if kl_end is not None:
-            rows += [(step, M.KL_CHOSEN, kl_end * p + rng.normal(0, 0.02)),
-                     (step, M.KL_REJECTED, -abs(kl_end) * 2 * p + rng.normal(0, 0.02))]
+            rows += [(step, M.LOGRATIO_CHOSEN, kl_end * p + rng.normal(0, 0.02)),
+                     (step, M.LOGRATIO_REJECTED, -abs(kl_end) * 2 * p + rng.normal(0, 0.02))]
     return rows
 
 
@@ -62,13 +62,14 @@ def test_likelihood_displacement_warns_on_a_real_fall_of_kl_chosen_with_its_numb
     warning = H.likelihood_displacement(series_of(rows))
     assert warning.startswith("Likelihood displacement") and "less likely than under the reference" in warning
     window = 400 // 10  # the last 10% of steps
-    chosen, rejected = values(rows, M.KL_CHOSEN)[-window:].mean(), values(rows, M.KL_REJECTED)[-window:].mean()
+    chosen = values(rows, M.LOGRATIO_CHOSEN)[-window:].mean()
+    rejected = values(rows, M.LOGRATIO_REJECTED)[-window:].mean()
     assert f"log-ratio {chosen:+.3f} per token over the last {window} steps (rejected: {rejected:+.3f})" in warning
     assert H.run_warnings(series_of(rows)) == [warning]
     # below -0.02 per token, and by more than two standard errors: steady, noisy, too slight
-    steady = [(s, M.KL_CHOSEN, -0.03) for s in range(1, 401)]
-    noisy = [(s, M.KL_CHOSEN, -0.03 + 0.5 * (-1) ** s) for s in range(1, 401)]
-    slight = [(s, M.KL_CHOSEN, -0.01) for s in range(1, 401)]
+    steady = [(s, M.LOGRATIO_CHOSEN, -0.03) for s in range(1, 401)]
+    noisy = [(s, M.LOGRATIO_CHOSEN, -0.03 + 0.5 * (-1) ** s) for s in range(1, 401)]
+    slight = [(s, M.LOGRATIO_CHOSEN, -0.01) for s in range(1, 401)]
     assert "log-ratio -0.030 per token" in H.likelihood_displacement(series_of(steady))
     assert H.likelihood_displacement(series_of(noisy)) is None and H.likelihood_displacement(series_of(slight)) is None
 

@@ -134,12 +134,12 @@ def test_step_stats_kl_and_token_counts_follow_their_definitions(tiny_model, bat
             ref = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
     values = stats.read()
     B = batch.n_pairs
-    # kl/chosen: mean per-token log pi - log pi_ref over all chosen completion tokens of the batch
+    # logratio/chosen: mean per-token log pi - log pi_ref over all chosen completion tokens of the batch
     kl_c = (pol.logps[:B] - ref.logps[:B]).sum() / pol.tokens[:B].sum()
     kl_r = (pol.logps[B:] - ref.logps[B:]).sum() / pol.tokens[B:].sum()
-    assert values[M.KL_CHOSEN] == pytest.approx(kl_c.item(), abs=1e-5)
-    assert values[M.KL_REJECTED] == pytest.approx(kl_r.item(), abs=1e-5)
-    assert abs(values[M.KL_CHOSEN]) > 1e-4
+    assert values[M.LOGRATIO_CHOSEN] == pytest.approx(kl_c.item(), abs=1e-5)
+    assert values[M.LOGRATIO_REJECTED] == pytest.approx(kl_r.item(), abs=1e-5)
+    assert abs(values[M.LOGRATIO_CHOSEN]) > 1e-4
     # rewards: beta * (log pi - log pi_ref) summed over completion tokens, averaged over pairs
     assert values[M.REWARDS_CHOSEN] == pytest.approx(config.beta * (pol.logps[:B] - ref.logps[:B]).mean().item(),
                                                      abs=1e-5)

@@ -20,5 +20,5 @@ def test_each_metric_is_its_sum_over_its_count_across_micro_batches():
 
 def test_a_statistic_it_does_not_keep_is_refused_by_name():
     stats = StepStats(torch.device("cpu"), ["loss"])
-    with pytest.raises(KeyError, match="kl/chosen"):
-        stats.add({"kl/chosen": (torch.tensor(1.0), 1)})
+    with pytest.raises(KeyError, match="logratio/chosen"):
+        stats.add({"logratio/chosen": (torch.tensor(1.0), 1)})

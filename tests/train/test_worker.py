@@ -190,7 +190,7 @@ def test_precomputed_reference_gives_the_same_curve(trait_project, tiny_model):
             for pre in ("false", "true")]
     for run_id in runs:
         assert run_worker(trait_project.folder, run_id) == "done"
-    curves = [[v for _, _, _, v, _ in trait_project.metrics(r, names=[M.LOSS, M.KL_CHOSEN])] for r in runs]
+    curves = [[v for _, _, _, v, _ in trait_project.metrics(r, names=[M.LOSS, M.LOGRATIO_CHOSEN])] for r in runs]
     assert curves[0] == pytest.approx(curves[1], abs=1e-5)
 
 
@@ -201,7 +201,7 @@ def test_simpo_and_rpo_runs_train_and_report_kl(trait_project, tiny_model):
                       nll_weight=1.0)
     assert run_worker(trait_project.folder, run_id) == "done"
     names = {n for _, _, n, _, _ in trait_project.metrics(run_id)}
-    assert {M.KL_CHOSEN, M.NLL, M.LOSS} <= names
+    assert {M.LOGRATIO_CHOSEN, M.NLL, M.LOSS} <= names
 
 
 def test_merged_export_gives_the_logits_of_base_plus_adapter(trait_project, tiny_model, tmp_path):

@@ -26,7 +26,7 @@ from studio.store.project import Project, now_iso
 
 TRAIN_NAMES = [M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES,
                M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.LOGITS_CHOSEN, M.LOGITS_REJECTED, M.ENTROPY, M.GRAD_NORM,
-               M.LEARNING_RATE, M.TOKENS_PER_SECOND, M.MEMORY, M.KL_CHOSEN, M.KL_REJECTED, M.EPOCH, M.NLL,
+               M.LEARNING_RATE, M.TOKENS_PER_SECOND, M.MEMORY, M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.EPOCH, M.NLL,
                "logps/chosen_mean", "logps/rejected_mean"]
 EVAL_NAMES = [M.eval_name(M.LOSS), M.eval_name(M.REWARDS_MARGINS), M.eval_name(M.REWARDS_ACCURACIES),
               M.eval_name(M.REWARDS_CHOSEN), M.eval_name(M.REWARDS_REJECTED), M.EVAL_KL]
@@ -34,7 +34,7 @@ EVAL_NAMES = [M.eval_name(M.LOSS), M.eval_name(M.REWARDS_MARGINS), M.eval_name(M
 
 def value(name: str, step: int, total: int) -> float:
     """Plausible, deterministic curves: margins rise while the chosen responses, too, become less likely
-    than under the reference (both log-probs fall, kl/chosen goes negative: likelihood displacement)."""
+    than under the reference (both log-probs fall, logratio/chosen goes negative: likelihood displacement)."""
     p = step / max(total, 1)
     wobble = 0.05 * math.sin(step * 1.7)
     table = {
@@ -48,8 +48,8 @@ def value(name: str, step: int, total: int) -> float:
         M.LEARNING_RATE: 5e-5 * min(1.0, 10 * p) * (1 - p),
         M.TOKENS_PER_SECOND: 900 + 50 * math.sin(step),
         M.MEMORY: 1.2 + 0.01 * p,
-        M.KL_CHOSEN: -0.1 * p,
-        M.KL_REJECTED: -0.4 * p,
+        M.LOGRATIO_CHOSEN: -0.1 * p,
+        M.LOGRATIO_REJECTED: -0.4 * p,
         M.EVAL_KL: 0.4 * p,
     }
     return table.get(name if name in table else name.removeprefix(M.EVAL_PREFIX), p + wobble)

@@ -333,7 +333,7 @@ def test_a_real_tiny_dpo_run_launched_from_the_gui_fills_its_charts(qtbot, label
     assert run["step"] == 6
     qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) == 6, timeout=20000)
     for name in (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.LOGPS_CHOSEN, M.REWARDS_ACCURACIES,
-                 M.LEARNING_RATE, M.KL_CHOSEN):
+                 M.LEARNING_RATE, M.LOGRATIO_CHOSEN):
         assert len(panel.monitor.curve_data(name)[0]) == 6, name
     assert len(panel.monitor.curve_data(M.eval_name(M.REWARDS_MARGINS))[0]) >= 2
     assert panel.monitor.rd.samples, "the worker sampled the eval prompts"

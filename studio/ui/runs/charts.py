@@ -52,10 +52,14 @@ CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("Accuracy", (Line(M.REWARDS_ACCURACIES, "accuracy", BLUE, include=(0.0, 1.0)),),
               "share of pairs whose chosen reward beats the rejected one"),
     ChartSpec("Loss", (Line(M.LOSS, "loss", BLUE),), "preference loss; DPO starts at ln 2 = 0.693"),
-    ChartSpec("KL to reference", (Line(M.KL_CHOSEN, "chosen", GREEN, False),
-                                  Line(M.KL_REJECTED, "rejected", RED, False),
-                                  Line(M.EVAL_KL, "sampled", PURPLE, False)),
-              "per-token log-ratio on the data, and KL on the policy's own samples at evals"),
+    ChartSpec("Log-ratio on the data", (Line(M.LOGRATIO_CHOSEN, "chosen", GREEN, False),
+                                        Line(M.LOGRATIO_REJECTED, "rejected", RED, False)),
+              "mean per-token log pi - log pi_ref on the dataset's responses (not a KL: it can go negative; "
+              "chosen falling below 0 = likelihood displacement)"),
+    ChartSpec("Sampled KL to reference", (Line(M.EVAL_KL, "k3", PURPLE, False, include=(0.0,)),
+                                          Line(M.EVAL_KL_K1, "k1", GREY, False)),
+              "KL(policy || reference) per token on the policy's own samples at evals (k3 never negative; "
+              "k1 unbiased but noisy)"),
     ChartSpec("Entropy", (Line(M.ENTROPY, "entropy", BLUE),), "falling fast towards 0 is a collapse signal"),
     ChartSpec("Grad norm", (Line(M.GRAD_NORM, "grad norm", GREY, False),), "before clipping; spikes = instability"),
     ChartSpec("Learning rate", (Line(M.LEARNING_RATE, "lr", GREY, False),), "warmup then schedule"),
@@ -74,7 +78,8 @@ COMPARE_METRICS = (M.REWARDS_MARGINS, M.eval_name(M.REWARDS_MARGINS), M.REWARDS_
                    M.eval_name(M.REWARDS_ACCURACIES), M.LOSS, M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.EVAL_KL)
 """Metrics overlaid in Compare, and listed in its final-metrics table."""
 
-SPARSE = frozenset({M.EVAL_KL, M.EVAL_KL_SEQ, M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2})
+SPARSE = frozenset({M.EVAL_KL, M.EVAL_KL_SEQ, M.EVAL_KL_K1, M.EVAL_KL_K1_SEQ, M.EVAL_SAMPLE_LENGTH,
+                    M.EVAL_DISTINCT_2})
 """Metrics written only at evaluations: drawn with markers, never smoothed."""
 
 
