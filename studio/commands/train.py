@@ -1,4 +1,4 @@
-"""`studio train`, `studio export-model`, `studio tiny-model` and `studio bench dpo`.
+"""`studio train`, `studio stop`, `studio export-model` and `studio tiny-model`.
 
 The GUI process imports this module to build the parser, so torch and friends are imported only inside
 the command functions. User errors are raised as ProjectError / ConfigError, which `studio` prints as
@@ -61,22 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "without downloading anything. Its generations are gibberish.")
     t.add_argument("out", help="output folder")
     t.set_defaults(func=cmd_tiny)
-
-
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    b = bench_sub.add_parser("dpo", help="Tokens/s and peak memory of our DPO engine against TRL's DPOTrainer.")
-    b.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
-                   help="random-weight model shape")
-    b.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warmup steps)")
-    b.add_argument("--batch", type=int, default=8, help="preference pairs per step")
-    b.add_argument("--prompt-len", type=int, default=256)
-    b.add_argument("--completion-len", type=int, default=256)
-    b.add_argument("--only", choices=("ours", "trl"), help="run one side only")
-    b.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per case (0: torch's default). On a shared CPU use 1: spinning threads "
-                        "of an oversubscribed machine make the figures swing tenfold")
-    b.add_argument("--json", action="store_true", help="print the results as JSON too")
-    b.set_defaults(func=cmd_bench)
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -285,9 +269,3 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     out = write_tiny_model(args.out)
     print(f"tiny model written to {out}")
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from studio.train import bench
-
-    return bench.main(args)
