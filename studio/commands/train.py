@@ -98,6 +98,7 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
+    from studio.core.generations import JOB_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
@@ -118,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.run is not None or args.resume is not None:
             run_id = args.run if args.run is not None else args.resume
-            project.run(run_id)  # names a missing run clearly
+            method = project.run(run_id)["method"]  # names a missing run clearly
         else:
             if not args.model:
                 raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
@@ -135,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
+            method = args.method
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
@@ -144,6 +146,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         project.close()
     if args.detach:
         return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+        from studio.commands.generate import _run_foreground
+
+        return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
 
 
