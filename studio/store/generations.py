@@ -246,7 +246,7 @@ def candidate_provenance(project: Project, pair_id: int) -> dict[str, Any] | Non
 def describe_generation(g: dict[str, Any]) -> str:
     """One line of provenance in words: source, adapter, sampling, seed."""
     adapter = f" (adapter of run {g['adapter_run']}, step {g['adapter_step']})" if g["adapter_run"] else ""
-    cut = ", cut at max tokens" if not g["finished"] else ""
-    return (f"{g['source']}{adapter} · T {g['temperature']:g}"
-            + (f" top-p {g['top_p']:g}" if g["top_p"] < 1 else "") + (f" top-k {g['top_k']}" if g["top_k"] else "")
-            + f" · seed {g['seed']} #{g['sample']}{cut}")
+    cuts = (f", top-p {g['top_p']:g}" if g["top_p"] < 1 else "") + (f", top-k {g['top_k']}" if g["top_k"] else "")
+    cut = ", cut at the token limit" if not g["finished"] else ""
+    return (f"{g['source']}{adapter} · temperature {g['temperature']:g}{cuts} · seed {g['seed']}, "
+            f"sample {g['sample'] + 1}{cut}")

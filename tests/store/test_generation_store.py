@@ -89,7 +89,7 @@ def test_a_candidates_batch_stores_provenance_and_pairs(pairs_project):
     # the second pair was written B-first: its A is the base model's text
     assert G.candidate_provenance(pairs_project, second.id)["a"]["source"] == "base"
     assert second.a.text == texts[3].text
-    assert "dpo-" in G.describe_generation(prov["a"]) and "T 0.7" in G.describe_generation(prov["a"])
+    assert "dpo-" in G.describe_generation(prov["a"]) and "temperature 0.7" in G.describe_generation(prov["a"])
     assert G.candidate_provenance(pairs_project, pairs_project.pair_ids()[0]) is None  # an imported pair
 
 
