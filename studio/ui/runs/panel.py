@@ -29,7 +29,7 @@ from studio.core import paths
 from studio.core.generations import ARENA, GENERATE, JOB_METHODS
 from studio.core.types import RunStatus
 from studio.store.project import ProjectError, pid_alive
-from studio.ui.runs import jobs
+from studio.ui.runs import jobs, worker_env
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
 
@@ -254,6 +254,11 @@ class RunsPanel(QWidget):
             self.say("This project lives in memory; runs need a project folder.")
             return
         self._stop_deadlines.pop(run_id, None)
+        if not self.ensure_worker_env():
+            self.say(f"Run {run_id} was not started: training needs its Python environment first "
+                     "(the desktop app sets it up once).")
+            self.poller.refresh_runs()
+            return
         try:
             proc = jobs.start_training(self.project.folder, run_id, resume=resume)
         except OSError as e:
@@ -274,6 +279,19 @@ class RunsPanel(QWidget):
         self.poller.refresh_runs()
         self.ensure_views()
         self.show_run(run_id)
+
+    def ensure_worker_env(self) -> bool:
+        """True when workers can start; in the desktop bundle without its training environment, offer to
+        set it up (what it installs, then progress) and say whether that worked."""
+        try:
+            worker_env.worker_python()
+            return True
+        except worker_env.WorkerEnvMissing:
+            pass
+        from studio.ui.runs.worker_setup import WorkerSetupDialog
+
+        dialog = WorkerSetupDialog(worker_env.plan_setup(), self)
+        return dialog.exec() == QDialog.DialogCode.Accepted
 
     def retry_run(self, run_id: int) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run
