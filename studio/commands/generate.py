@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from studio.commands import CommandError
 
@@ -112,36 +110,22 @@ def _start(args: argparse.Namespace, make_plan) -> int:
             print(f"{args.command} job {run_id}: {len(plan.prompt_ids)} prompts x {len(plan.sources)} source(s): "
                   + ", ".join(s.describe() for s in plan.sources))
     if args.detach:
-        from studio.commands.train import _spawn_detached
+        from studio.commands.train import spawn_detached
 
-        return _spawn_detached(Path(args.project), run_id, resume=resume)
+        return spawn_detached(Path(args.project), run_id, resume=resume)
     return _run_foreground(Path(args.project), run_id, resume)
 
 
 def _run_foreground(project_folder: Path, run_id: int, resume: bool) -> int:
-    from studio.commands.train import _fmt_time
-    from studio.store import Project, ProjectError
+    from studio.commands.train import run_with_progress
+    from studio.store import Project
     from studio.store import generations as gen_store
-    from studio.train.worker import ClaimError, run_worker
 
-    start = time.monotonic()
-    tty = sys.stdout.isatty()
-    first: list[int] = []
+    def describe(done: int, total: int, values: dict) -> str:
+        return (f"prompts {done}/{total}  generations {values['generations']}  pairs {values['pairs']}  "
+                f"identical {values['identical']}  {values['generations_per_second']:.1f}/s")
 
-    def progress(done: int, total: int, values: dict) -> None:
-        if not first:
-            first.append(done - 1)
-        eta = (time.monotonic() - start) / max(done - first[0], 1) * (total - done)
-        line = (f"prompts {done}/{total}  generations {values['generations']}  pairs {values['pairs']}  "
-                f"identical {values['identical']}  {values['generations_per_second']:.1f}/s  eta {_fmt_time(eta)}")
-        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
-
-    try:
-        status = run_worker(project_folder, run_id, resume=resume, on_progress=progress)
-    except ClaimError as e:
-        raise ProjectError(str(e)) from None
-    if tty:
-        print()
+    status = run_with_progress(project_folder, run_id, resume, describe)
     with Project.open(project_folder) as p:
         run, counts = p.run(run_id), gen_store.job_counts(p, run_id)
         arena_id = gen_store.job_arena(p, run_id)
@@ -201,30 +185,9 @@ def cmd_arena(args: argparse.Namespace) -> int:
     return _start(args, make_plan)
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _interval(ci: list[float] | None, pct: bool = True) -> str:
-    if not ci:
-        return ""
-    return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if pct else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
-
-
-def _matchup_rows(matchups: list[dict[str, Any]], length_control: bool) -> list[list[Any]]:
-    rows = []
-    for m in matchups:
-        row = [f"{m['source']} vs {m['against']}", m["wins"], m["ties"], m["losses"], _pct(m["win_rate"]),
-               _interval(m["ci95"])]
-        if length_control:
-            lc = m["length_controlled"]
-            row += [_pct(lc["win_rate"]), _interval(lc["ci95"]), m.get("identical", 0)]
-        rows.append(row)
-    return rows
-
-
 def _print_results(args: argparse.Namespace) -> int:
     from studio.commands.project import _table
+    from studio.core.arena import matchup_cells, score_cells
     from studio.store import Project
     from studio.store.arena import arena_results
 
@@ -237,16 +200,16 @@ def _print_results(args: argparse.Namespace) -> int:
     status = f"{a['prompts_done']}/{a['prompts']} prompts, job {a['job_status']}" if a["job_status"] else "job deleted"
     print(f"arena {a['id']} ({a['name']}): {', '.join(a['sources'])}; {status}; {r['pairs']} pairs, "
           f"{r['labeled_pairs']} labeled, {r['judgements']} judgements")
-    print("\n" + _table(_matchup_rows(r["matchups"], True),
+    print("\n" + _table([matchup_cells(m) for m in r["matchups"]],
                         ["matchup", "W", "T", "L", "win rate", "95% interval", "length-controlled", "95% interval",
                          "identical"]))
     if r["bradley_terry"]:
         print("\nBradley-Terry scores (Elo scale, 95% bootstrap interval over prompts)")
-        print(_table([[b["source"], f"{b['score']:.0f}", _interval(b["ci95"], pct=False), b["judgements"]]
-                      for b in r["bradley_terry"]], ["source", "score", "95% interval", "judgements"]))
+        print(_table([score_cells(b) for b in r["bradley_terry"]], ["source", "score", "95% interval", "judgements"]))
     for ann in r["annotators"]:
         print(f"\n{ann['name']} ({ann['judgements']} judgements)")
-        print(_table(_matchup_rows(ann["matchups"], False), ["matchup", "W", "T", "L", "win rate", "95% interval"]))
+        print(_table([matchup_cells(m) for m in ann["matchups"]],
+                     ["matchup", "W", "T", "L", "win rate", "95% interval"]))
     if not r["judgements"]:
         print(f"\nno labels on this arena's pairs yet: label them in the app (Label, source 'arena {a['id']}')")
     return 0

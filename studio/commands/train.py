@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.commands import CommandError
@@ -145,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         project.close()
     if args.detach:
-        return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+        return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
     if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
         from studio.commands.generate import _run_foreground
 
@@ -153,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
 
 
-def _spawn_detached(project: Path, run_id: int, resume: bool) -> int:
+def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
 
     log = paths.log_path(project, run_id)
@@ -172,8 +173,9 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
-    from studio.core import metrics as M
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+    """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
+    progress report (one line rewritten on a terminal, a line each otherwise); returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, run_worker
 
@@ -184,11 +186,8 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     def progress(step: int, total: int, values: dict) -> None:
         if not first:
             first.append(step - 1)
-        done = step - first[0]
-        eta = (time.monotonic() - start) / max(done, 1) * (total - step)
-        line = (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
-                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
-                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
+        eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
+        line = f"{describe(step, total, values)}  eta {_fmt_time(eta)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
 
     try:
@@ -197,6 +196,18 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
         raise ProjectError(str(e)) from None
     if tty:
         print()
+    return status
+
+
+def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import metrics as M
+
+    def describe(step: int, total: int, values: dict) -> str:
+        return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
+                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
+                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s")
+
+    status = run_with_progress(project, run_id, resume, describe)
     from studio.store import Project
 
     with Project.open(project) as p:

@@ -229,6 +229,34 @@ def length_controlled_win_rate(scores: Sequence[float], first_chars: Sequence[in
 # ---------------------------------------------------------------------------------------------- results
 
 
+def fmt_share(x: float | None) -> str:
+    """A win rate as the CLI and the Arena tab show it."""
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_interval(ci: Sequence[float] | None, share: bool = True) -> str:
+    """A 95% interval of win rates (share) or of scores."""
+    if not ci:
+        return "–"
+    return f"{fmt_share(ci[0])} – {fmt_share(ci[1])}" if share else f"{ci[0]:.0f} – {ci[1]:.0f}"
+
+
+def matchup_cells(m: dict[str, Any]) -> list[str]:
+    """A matchup as a table row (the CLI's and the Arena tab's): name, wins, ties, losses, win rate, interval,
+    and when it has them the length-controlled win rate, its interval and the identical outputs."""
+    cells = [f"{m['source']} vs {m['against']}", str(m["wins"]), str(m["ties"]), str(m["losses"]),
+             fmt_share(m["win_rate"]), fmt_interval(m["ci95"])]
+    if "length_controlled" in m:
+        lc = m["length_controlled"]
+        cells += [fmt_share(lc["win_rate"]), fmt_interval(lc["ci95"]), str(m.get("identical", 0))]
+    return cells
+
+
+def score_cells(b: dict[str, Any]) -> list[str]:
+    """A Bradley-Terry row: source, score, interval, judgements."""
+    return [b["source"], f"{b['score']:.0f}", fmt_interval(b["ci95"], share=False), str(b["judgements"])]
+
+
 def matchups(judgements: Sequence[Judgement], sources: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
              seed: int = 0, length_control: bool = True) -> list[dict[str, Any]]:
     """Per two sources (each later source against each earlier one, as listed), the later one's wins, ties

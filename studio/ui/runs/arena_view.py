@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.arena import matchup_cells, score_cells
 from studio.store import ProjectError
 from studio.store import arena as arena_store
 
@@ -27,16 +29,6 @@ MATCHUP_COLUMNS = ("Matchup", "Wins", "Ties", "Losses", "Win rate", "95% interva
                    "95% interval", "Identical")
 SCORE_COLUMNS = ("Source", "Bradley-Terry score", "95% interval", "Judgements")
 ANNOTATOR_COLUMNS = ("Annotator", "Matchup", "Wins", "Ties", "Losses", "Win rate", "95% interval")
-
-
-def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def interval(ci: list[float] | None, as_pct: bool = True) -> str:
-    if not ci:
-        return "–"
-    return f"{pct(ci[0])} – {pct(ci[1])}" if as_pct else f"{ci[0]:.0f} – {ci[1]:.0f}"
 
 
 def _table(columns: tuple[str, ...]) -> QTableWidget:
@@ -60,11 +52,6 @@ def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
             if c > 0:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             table.setItem(r, c, item)
-
-
-def matchup_cells(m: dict) -> list[str]:
-    return [f"{m['source']} vs {m['against']}", str(m["wins"]), str(m["ties"]), str(m["losses"]),
-            pct(m["win_rate"]), interval(m["ci95"])]
 
 
 class ArenaView(QWidget):
@@ -109,13 +96,8 @@ class ArenaView(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         for title, table in (("Matchups", self.matchups), ("Bradley-Terry scores", self.scores),
                              ("Per annotator", self.annotators)):
-            box = QWidget()
-            bl = QVBoxLayout(box)
-            bl.setContentsMargins(0, 0, 0, 0)
-            bl.setSpacing(2)
-            heading = QLabel(f"<b>{title}</b>")
-            bl.addWidget(heading)
-            bl.addWidget(table, 1)
+            box = QGroupBox(title)
+            QVBoxLayout(box).addWidget(table)
             split.addWidget(box)
             if table is self.scores:
                 self.scores_box = box
@@ -164,12 +146,10 @@ class ArenaView(QWidget):
                 f"response is not shown there.") if r["labeled_pairs"] < r["pairs"] else ""
         self.summary.setText(f"<b>{html.escape(', '.join(a['sources']))}</b> · {job} · {r['pairs']} blind pairs, "
                              f"{r['labeled_pairs']} labeled, {r['judgements']} judgements.{hint}")
-        _fill(self.matchups, [[*matchup_cells(m), pct(m["length_controlled"]["win_rate"]),
-                               interval(m["length_controlled"]["ci95"]), str(m["identical"])] for m in r["matchups"]])
+        _fill(self.matchups, [matchup_cells(m) for m in r["matchups"]])
         scores = r["bradley_terry"] or []
         self.scores_box.setVisible(bool(scores))
-        _fill(self.scores, [[b["source"], f"{b['score']:.0f}", interval(b["ci95"], as_pct=False), str(b["judgements"])]
-                            for b in scores])
+        _fill(self.scores, [score_cells(b) for b in scores])
         _fill(self.annotators, [[ann["name"], *matchup_cells(m)] for ann in r["annotators"] for m in ann["matchups"]])
 
     def cell(self, table: QTableWidget, row: int, col: int) -> str:
