@@ -225,3 +225,26 @@ def test_the_arena_tab_shows_results_and_the_way_to_label(qtbot, project):
     assert arena_view.scores_box.isHidden()  # two sources: no Bradley-Terry table
     names = {arena_view.cell(arena_view.annotators, r, 0) for r in range(arena_view.annotators.rowCount())}
     assert names == {"carol", "dave"}
+
+
+def test_a_failed_job_resumes_where_a_failed_training_run_without_checkpoint_cannot(qtbot, project, tiny_model,  # noqa: F811
+                                                                                    monkeypatch):
+    plan = GenerationPlan(GENERATE, G.resolve_sources(project, ["base"], str(tiny_model)),
+                          G.choose_prompts(project, "train"))
+    job = G.create_job(project, plan)
+    project.update_run(job, status="failed", error="CUDA error")
+    trained = run_named(project, "alpha-policy")
+    project.update_run(trained, status="failed")
+    panel = RunsPanel(project)
+    qtbot.addWidget(panel)
+    panel.ensure_views()
+    panel.poller.refresh_runs()
+    started = []
+    monkeypatch.setattr(panel, "start_run", lambda run_id, resume=False: started.append((run_id, resume)))
+    panel.table.select_ids([job])
+    assert panel.resume_button.isEnabled() and not panel.duplicate_button.isEnabled()
+    assert panel.tabs.currentWidget() is panel.job_view and "CUDA error" in panel.job_view.details.text()
+    panel.retry_run(job)  # the monitor's Retry: the job goes on, no launch dialog
+    assert started == [(job, True)]
+    panel.table.select_ids([trained])
+    assert not panel.resume_button.isEnabled() and panel.tabs.currentWidget() is panel.monitor

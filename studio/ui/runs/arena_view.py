@@ -44,12 +44,13 @@ def _table(columns: tuple[str, ...]) -> QTableWidget:
     return t
 
 
-def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
+def _fill(table: QTableWidget, rows: list[list[str]], names: int = 1) -> None:
+    """Rows of cells; the first `names` columns are names (left), the others numbers (right-aligned)."""
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
             item = QTableWidgetItem(text)
-            if c > 0:
+            if c >= names:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             table.setItem(r, c, item)
 
@@ -150,7 +151,8 @@ class ArenaView(QWidget):
         scores = r["bradley_terry"] or []
         self.scores_box.setVisible(bool(scores))
         _fill(self.scores, [score_cells(b) for b in scores])
-        _fill(self.annotators, [[ann["name"], *matchup_cells(m)] for ann in r["annotators"] for m in ann["matchups"]])
+        _fill(self.annotators, [[ann["name"], *matchup_cells(m)] for ann in r["annotators"] for m in ann["matchups"]],
+              names=2)
 
     def cell(self, table: QTableWidget, row: int, col: int) -> str:
         item = table.item(row, col)

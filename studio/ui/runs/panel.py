@@ -296,7 +296,11 @@ class RunsPanel(QWidget):
     def retry_run(self, run_id: int) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run
 
-        return self.open_launch_dialog(initial_from_run(self.project.run(run_id), retry=True))
+        run = self.project.run(run_id)
+        if run["method"] in JOB_METHODS:  # no settings to change: the job goes on with the prompts not done
+            self.start_run(run_id, resume=True)
+            return run_id
+        return self.open_launch_dialog(initial_from_run(run, retry=True))
 
     def duplicate_selected(self) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run
