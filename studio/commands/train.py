@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.commands import CommandError
@@ -98,6 +99,7 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
+    from studio.core.generations import JOB_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
@@ -118,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.run is not None or args.resume is not None:
             run_id = args.run if args.run is not None else args.resume
-            project.run(run_id)  # names a missing run clearly
+            method = project.run(run_id)["method"]  # names a missing run clearly
         else:
             if not args.model:
                 raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
@@ -135,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
+            method = args.method
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
@@ -143,11 +146,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         project.close()
     if args.detach:
-        return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+        return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+        from studio.commands.generate import _run_foreground
+
+        return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
 
 
-def _spawn_detached(project: Path, run_id: int, resume: bool) -> int:
+def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
 
     log = paths.log_path(project, run_id)
@@ -166,8 +173,9 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
-    from studio.core import metrics as M
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+    """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
+    progress report (one line rewritten on a terminal, a line each otherwise); returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, run_worker
 
@@ -178,11 +186,8 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     def progress(step: int, total: int, values: dict) -> None:
         if not first:
             first.append(step - 1)
-        done = step - first[0]
-        eta = (time.monotonic() - start) / max(done, 1) * (total - step)
-        line = (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
-                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
-                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
+        eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
+        line = f"{describe(step, total, values)}  eta {_fmt_time(eta)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
 
     try:
@@ -191,6 +196,18 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
         raise ProjectError(str(e)) from None
     if tty:
         print()
+    return status
+
+
+def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import metrics as M
+
+    def describe(step: int, total: int, values: dict) -> str:
+        return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
+                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
+                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s")
+
+    status = run_with_progress(project, run_id, resume, describe)
     from studio.store import Project
 
     with Project.open(project) as p:

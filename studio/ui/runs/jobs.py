@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from studio.core import paths
+from studio.core.generations import JOB_METHODS
 from studio.core.types import RunStatus
 from studio.ui.runs import worker_env
 
@@ -104,8 +105,11 @@ def terminate(pid: int | None) -> bool:
 
 
 def resumable(project_folder: Path | None, run: dict) -> bool:
-    """Interrupted runs resume from their checkpoint; a failed run can too when it left one."""
+    """Interrupted runs resume from their checkpoint; a failed run can too when it left one. A generation job
+    keeps every batch it finished in the project, so it resumes from any stop or failure."""
     if run["status"] == RunStatus.INTERRUPTED:
+        return True
+    if run["status"] == RunStatus.FAILED and run.get("method") in JOB_METHODS:
         return True
     return (run["status"] == RunStatus.FAILED and project_folder is not None
             and paths.checkpoint_dir(project_folder, run["id"]).exists())
