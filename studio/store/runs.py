@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from studio.core import metrics as M
 from studio.core import paths
 from studio.core.types import Preference, RunStatus
 from studio.store.db import ProjectError, StoreBase, now_iso, pid_alive
@@ -143,6 +144,24 @@ class RunsStore(StoreBase):
     def active_run_count(self) -> int:
         """Runs queued, running or stopping (what closing the app asks about)."""
         return int(self._scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running', 'stopping')"))
+
+    def recent_throughput(self, model: str | None = None, last: int = 20) -> tuple[float, str] | None:
+        """The median tokens/s over the last `last` logged steps of the newest run that logged any, preferring
+        runs of `model`; with that run's name. None when no run has logged throughput yet."""
+        sql = ("SELECT r.id, r.name FROM runs r WHERE {where} EXISTS (SELECT 1 FROM metrics m "
+               "WHERE m.run_id = r.id AND m.name = ?) ORDER BY r.id DESC LIMIT 1")
+        found = None
+        if model:
+            found = self._conn.execute(sql.format(where="r.model = ? AND"), (model, M.TOKENS_PER_SECOND)).fetchone()
+        found = found or self._conn.execute(sql.format(where=""), (M.TOKENS_PER_SECOND,)).fetchone()
+        if found is None:
+            return None
+        values = sorted(v for (v,) in self._conn.execute(
+            "SELECT value FROM metrics WHERE run_id = ? AND name = ? AND value IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (found[0], M.TOKENS_PER_SECOND, int(last))))
+        if not values:
+            return None
+        return float(values[len(values) // 2]), str(found[1])
 
     def claim_run(self, run_id: int, allowed: Sequence[str], pid: int, host: str) -> bool:
         """Move a run in one of the `allowed` states to 'running' for the worker (pid, host), atomically, so
