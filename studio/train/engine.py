@@ -22,7 +22,7 @@ from torch import nn
 
 from studio.core import metrics as M
 from studio.core import paths
-from studio.core.configs import DPOConfig, to_dict
+from studio.core.configs import DPOConfig, planned_steps, to_dict
 from studio.store import Project
 from studio.train import checkpoint, data, preflight, sampling
 from studio.train.logps import sequence_logps
@@ -180,10 +180,8 @@ def make_scheduler(optimizer, config: DPOConfig, total_steps: int):
 
 
 def total_steps_for(config: DPOConfig, n_train: int) -> int:
-    if config.max_steps > 0:
-        return config.max_steps
-    micro = math.ceil(config.epochs * data.batches_per_epoch(n_train, config.batch_size))
-    return max(1, math.ceil(micro / config.grad_accumulation))
+    # one rule with the launch dialog's estimate
+    return planned_steps(config.max_steps, config.epochs, config.batch_size, config.grad_accumulation, n_train)
 
 
 def loss_settings(config: DPOConfig) -> LossSettings:
