@@ -168,7 +168,7 @@ class MainWindow(QMainWindow):
         self.annotator_button = QPushButton()
         self.annotator_button.setObjectName("annotatorButton")
         self.annotator_button.setToolTip("Who is labeling: stored on every label. Click to switch.")
-        self.annotator_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.annotator_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # a click leaves the keys where they were
         self.annotator_button.clicked.connect(self.switch_annotator_dialog)
         hl = QHBoxLayout(self.header)
         hl.setContentsMargins(12, 6, 12, 6)

@@ -109,19 +109,23 @@ def test_guidelines_and_length_counts_are_project_settings_with_a_history(tmp_pa
         assert [c["shown"] for c in changes] == [False, True] and changes[0]["at"] <= changes[1]["at"]
 
 
-def test_recent_throughput_prefers_the_same_model_and_takes_a_median(p):
+def test_recent_pace_prefers_the_same_model_with_a_median_speed_and_seconds_per_step(p):
     add_pairs(p, 2)
     p.record_label(p.pair_ids()[0], "alice", "b", "a")
-    assert p.recent_throughput("m") is None
+    assert p.recent_pace("m") is None
     other = p.create_run("dpo", "other-model", {"method": "dpo"}, name="other")
-    p.log_metrics(other, [(s, M.TOKENS_PER_SECOND, 900.0) for s in range(1, 4)])
-    mine = p.create_run("dpo", "m", {"method": "dpo"}, name="mine")
-    p.log_metrics(mine, [(1, M.TOKENS_PER_SECOND, 100.0), (2, M.TOKENS_PER_SECOND, 120.0),
-                         (3, M.TOKENS_PER_SECOND, 5000.0)])
+    p.log_metrics(other, [(1, M.TOKENS_PER_SECOND, 900.0)], at=100.0)
+    mine = p.create_run("dpo", "m", {"method": "dpo", "batch_size": 8}, name="mine")
+    for step, value in ((1, 100.0), (2, 120.0), (3, 5000.0)):
+        p.log_metrics(mine, [(step, M.TOKENS_PER_SECOND, value)], at=10.0 * step)
     newest = p.create_run("dpo", "third", {"method": "dpo"}, name="no metrics yet")
     assert newest
-    assert p.recent_throughput("m") == (120.0, "mine")
-    assert p.recent_throughput("unknown") == (120.0, "mine"), "else the newest run that logged any"
+    pace = p.recent_pace("m")
+    assert (pace.run, pace.tokens_per_second, pace.seconds_per_step) == ("mine", 120.0, 10.0)
+    assert pace.config["batch_size"] == 8
+    assert p.recent_pace("unknown").run == "mine", "else the newest run that logged any"
+    assert p.recent_pace(None).run == "mine"
+    assert p.recent_pace("other-model").seconds_per_step is None, "one step: no pace per step"
     prompt_chars, response_chars = p.mean_text_chars()
     pair = p.pair(p.pair_ids()[0])
     assert prompt_chars == len(pair.prompt.text)

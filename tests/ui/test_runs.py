@@ -512,10 +512,16 @@ def test_launch_dialog_shows_what_matters_for_the_loss_and_the_rest_under_advanc
     dialog.set_value("epochs", 2)
     assert f"About {2 * -(-dialog.summary.train // 4)} optimizer steps" in dialog.time_label.text()
     assert "known once a run has logged" in dialog.time_label.text()
-    run = labeled.create_run("dpo", str(model_dir), to_dict(DPOConfig()), name="earlier")
-    labeled.log_metrics(run, [(s, M.TOKENS_PER_SECOND, 1000.0) for s in range(1, 6)])
+    run = labeled.create_run("dpo", str(model_dir), to_dict(DPOConfig(batch_size=2)), name="earlier")
+    for step in range(1, 6):
+        labeled.log_metrics(run, [(step, M.TOKENS_PER_SECOND, 1000.0)], at=1000.0 + 30.0 * step)
     dialog.set_value("epochs", 1)
-    assert "At 1,000 tokens/s (recently, run earlier)" in dialog.time_label.text()
+    steps = -(-dialog.summary.train // 4)
+    # twice the pairs per step as the earlier run: twice its 30 s a step
+    from studio.ui.runs.formatting import fmt_duration
+
+    assert "pace of run earlier (1,000 tokens/s, 30.0 s a step" in dialog.time_label.text()
+    assert f"about {fmt_duration(steps * 60)}." in dialog.time_label.text()
 
 
 def test_an_invalid_advanced_field_opens_advanced_and_comes_into_view(qtbot, labeled, model_dir):

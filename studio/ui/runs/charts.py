@@ -18,7 +18,7 @@ from studio.ui import palette
 pg.setConfigOptions(background=palette.current().chart_background, foreground=palette.current().chart_foreground,
                     antialias=False)
 
-BLUE, GREEN, RED, PURPLE, ORANGE, GREY = "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#555555"
+BLUE, GREEN, RED, PURPLE, ORANGE, GREY = "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#7f7f7f"
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
               "#7f7f7f", "#bcbd22")
 

@@ -221,9 +221,15 @@ class LaunchDialog(QDialog):
         host.addWidget(self.advanced)
         host.addStretch(1)
         scroll.setWidget(form_host)
+        info_host = QWidget()
+        info_host.setLayout(info)
+        info_scroll = QScrollArea()  # on a small screen the warnings scroll rather than being cut off
+        info_scroll.setWidgetResizable(True)
+        info_scroll.setWidget(info_host)
+        info_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QHBoxLayout()
         body.addWidget(scroll, 3)
-        body.addLayout(info, 2)
+        body.addWidget(info_scroll, 2)
         layout.addLayout(body, 1)
 
         self.error_label = QLabel()
@@ -461,21 +467,34 @@ class LaunchDialog(QDialog):
         steps = planned_steps(values["max_steps"], values["epochs"], values["batch_size"],
                               values["grad_accumulation"], n_train)
         per_step = values["batch_size"] * values["grad_accumulation"]
-        how = (f"{values['max_steps']:,} set" if values["max_steps"] > 0 else
+        how = ("max steps set" if values["max_steps"] > 0 else
                f"{values['epochs']:g} epoch{'s' if values['epochs'] != 1 else ''} of {n_train:,} pairs, "
                f"{per_step:,} per step")
         text = f"About {steps:,} optimizer steps ({how})."
         if self._mean_chars is None:
             self._mean_chars = sum(self.project.mean_text_chars())
-        tokens = min(values["max_length"], max(1.0, self._mean_chars / CHARS_PER_TOKEN)) * 2 * per_step * steps
-        seen = self.project.recent_throughput(self.model_name() or None)
-        if seen is None:
-            text += " Time: known once a run has logged its tokens per second here."
+        pace = self.project.recent_pace(self.model_name() or None)
+        if pace is None:
+            text += " Time: known once a run has logged its speed here."
+        elif pace.seconds_per_step:
+            # the recent run's seconds per step, scaled by how much more each step reads (the same guess of
+            # tokens per character on both sides, so its error cancels out)
+            ratio = self._tokens_per_step(values) / max(1.0, self._tokens_per_step(pace.config))
+            text += (f" At the pace of run {html.escape(pace.run)} ({pace.tokens_per_second:,.0f} tokens/s, "
+                     f"{pace.seconds_per_step:.1f} s a step, evaluations included): about "
+                     f"{fmt_duration(steps * pace.seconds_per_step * ratio)}.")
         else:
-            rate, run = seen
-            text += (f" At {rate:,.0f} tokens/s (recently, run {html.escape(run)}): about "
-                     f"{fmt_duration(tokens / max(rate, 1e-9))} for ~{tokens:,.0f} tokens.")
+            tokens = self._tokens_per_step(values) * steps
+            text += (f" At {pace.tokens_per_second:,.0f} tokens/s (run {html.escape(pace.run)}): about "
+                     f"{fmt_duration(tokens / max(pace.tokens_per_second, 1e-9))} for ~{tokens:,.0f} tokens.")
         self.time_label.setText(text)
+
+    def _tokens_per_step(self, config: dict) -> float:
+        """Tokens one optimizer step reads under a config (flat or nested), from the data's mean text length."""
+        flat = flatten(config)
+        per_step = int(flat.get("batch_size", 4)) * int(flat.get("grad_accumulation", 1))
+        tokens = min(int(flat.get("max_length", 1024)), max(1.0, (self._mean_chars or 0.0) / CHARS_PER_TOKEN))
+        return tokens * 2 * per_step  # chosen and rejected
 
     # ------------------------------------------------------------------ launching
 
