@@ -43,25 +43,31 @@ class RecentStrip(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.caption = QLabel("Recent")
-        self.caption.setObjectName("mutedLabel")
-        self.buttons: list[QPushButton] = []
+        self.caption: QLabel | None = None
+        self.buttons: list[QPushButton] = []  # built with the first decision to show (not before the first pair)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
-        layout.addWidget(self.caption)
+
+    def _build(self) -> None:
+        self.caption = QLabel("Recent")
+        self.caption.setObjectName("mutedLabel")
+        self.layout().addWidget(self.caption)
         for _ in range(RECENT):
             b = QPushButton()
             b.setProperty("recent", True)
             b.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # a click leaves the keys with the workbench
             b.clicked.connect(lambda _c=False, b=b: self.revisit.emit(int(b.property("pair_id"))))
             b.hide()
-            layout.addWidget(b)
+            self.layout().addWidget(b)
             self.buttons.append(b)
-        self.caption.hide()
 
     def show_labels(self, labels: list[tuple[Label, str]]) -> None:
         """(label, the side it chose on screen) pairs, newest first."""
+        if not self.buttons:
+            if not labels:
+                return
+            self._build()
         for b, item in zip(self.buttons, [*labels, *[None] * RECENT], strict=False):
             if item is None:
                 b.hide()

@@ -6,6 +6,7 @@ import html
 import itertools
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QKeySequence, QPainter, QShortcut, QTextCursor
@@ -19,16 +20,17 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QStackedWidget,
     QTextEdit,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core.types import Choice, Label, LabelState, Pair, Strength
+
+if TYPE_CHECKING:
+    from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
 from studio.store import Project, ProjectError
 from studio.ui import diff, palette, prefs, render, theme
-from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote, day_start, replaced_today, verdict_words
 from studio.ui.pair_view import PromptPane, ResponsePane
 from studio.ui.widgets import EmptyState, FilterCombo, named
 
@@ -69,6 +71,14 @@ SHORTCUTS = [
     ("Tab", "Move through the controls; Esc in a text field returns to the keys"),
     ("?  or  F1", "Show or hide this help"),
 ]
+
+
+def _activity():
+    """The annotator's side of the view (studio.ui.label_activity: recent strip, "Saved" note, flag bar,
+    today's start), imported when first needed, after the first pair is on screen."""
+    from studio.ui import label_activity
+
+    return label_activity
 
 
 def side_to_choice(side: str, shown_left: str) -> Choice:
@@ -252,7 +262,7 @@ class LabelView(QWidget):
         self._queue_left: int | None = None
         # today's labels and the recent strip: read once after the first pair is on screen, then kept up to
         # date from each label saved (no query per label)
-        self._day = day_start()
+        self._day = ""  # today's start (label_activity.day_start), set when today's labels are read
         self._today: int | None = None
         self._recent: list[tuple[Label, str]] = []
         self._prompt_share = min(max(float(prefs.get("label/prompt_share")), 0.1), 0.85)
@@ -366,15 +376,15 @@ class LabelView(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.splitterMoved.connect(lambda _pos, _index: self._share_timer.start())
 
-        # an empty queue replaces both panes with one message, centred, saying what to do next
-        self.empty = EmptyState()
-        self.body = QStackedWidget()
-        self.body.addWidget(self.splitter)
-        self.body.addWidget(self.empty)
-        # the guidelines panel goes to the right of the body when first shown
-        self.side_split = QSplitter(Qt.Orientation.Horizontal)
-        self.side_split.addWidget(self.body)
-        self.side_split.setChildrenCollapsible(False)
+        # An empty queue replaces both panes with one message (`empty`, built when first needed), centred;
+        # the guidelines panel goes beside the body in a splitter made when they are first shown. Neither
+        # is built at start: every widget made before the first pair is time to wait.
+        self.body = QWidget()
+        body_layout = QVBoxLayout(self.body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.addWidget(self.splitter)
+        self._empty: EmptyState | None = None
+        self.side_split: QSplitter | None = None
 
         # verdict buttons
         self.choice_buttons: dict[str, QPushButton] = {}
@@ -426,21 +436,18 @@ class LabelView(QWidget):
         self.flag_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.flag_button.clicked.connect(self.open_flag_bar)
         details.addWidget(self.flag_button)
+        self._flag_bar: FlagBar | None = None  # built on the first F
         self.undo_button = QPushButton("Undo  Ctrl+Z")
         self.undo_button.setToolTip("Undo your last label and show that pair again — Ctrl+Z")
         named(self.undo_button, "Undo last label")
         self.undo_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.undo_button.clicked.connect(self.undo)
         details.addWidget(self.undo_button)
-        self.flag_bar = FlagBar()
-        self.flag_bar.flag.connect(self.flag_pair)
-        self.flag_bar.unflag.connect(self.unflag_pair)
-        self.flag_bar.closed.connect(self.setFocus)
 
         # the annotator's side: recent decisions, what was just saved, notes, today's progress
-        self.recent_strip = RecentStrip()
-        self.recent_strip.revisit.connect(self.revisit)
-        self.saved_note = SavedNote()
+        # the recent strip and the "Saved" note appear once there is something to say (built then)
+        self._recent_strip: RecentStrip | None = None
+        self._saved_note: SavedNote | None = None
         self.note = QLabel()
         self.note.setObjectName("labelNote")
         self.note.setWordWrap(True)
@@ -449,10 +456,8 @@ class LabelView(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setMaximumHeight(6)
-        activity = QHBoxLayout()
-        activity.addWidget(self.recent_strip)
+        self._activity = activity = QHBoxLayout()
         activity.addStretch(1)
-        activity.addWidget(self.saved_note)
         status = QHBoxLayout()
         status.addWidget(self.note, 1)
         status.addWidget(self.progress_text)
@@ -461,10 +466,10 @@ class LabelView(QWidget):
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(6)
         layout.addLayout(filters)
-        layout.addWidget(self.side_split, 1)
+        layout.addWidget(self.body, 1)
         layout.addLayout(choices)
         layout.addLayout(details)
-        layout.addWidget(self.flag_bar)
+        self._flag_bar_index = layout.count()  # the flag bar goes here, under the details, when first needed
         layout.addLayout(activity)
         layout.addLayout(status)
         layout.addWidget(self.progress_bar)
@@ -475,7 +480,7 @@ class LabelView(QWidget):
         chain = [self.queue_box, self.split_box, self.source_box, self.search_edit, self.raw_check, self.diff_check,
                  self.sync_check, self.guidelines_button, help_button, self.prompt_browser, self.left.browser,
                  self.right.browser, *self.choice_buttons.values(), *self.strength_buttons.values(), self.rationale,
-                 self.flag_button, self.undo_button, *self.recent_strip.buttons]
+                 self.flag_button, self.undo_button]
         for a, b in itertools.pairwise(chain):
             QWidget.setTabOrder(a, b)
 
@@ -500,6 +505,53 @@ class LabelView(QWidget):
         bind(["L"], lambda: self.sync_check.toggle())
         bind(["J"], lambda: self._scroll(+1))
         bind(["K"], lambda: self._scroll(-1))
+
+    @property
+    def empty(self) -> EmptyState:
+        """The empty-queue message, in place of the prompt and both responses."""
+        if self._empty is None:
+            self._empty = EmptyState()
+            self.body.layout().addWidget(self._empty)
+            self._empty.hide()
+        return self._empty
+
+    @property
+    def flag_bar(self) -> FlagBar:
+        if self._flag_bar is None:
+            self._flag_bar = _activity().FlagBar()
+            self._flag_bar.flag.connect(self.flag_pair)
+            self._flag_bar.unflag.connect(self.unflag_pair)
+            self._flag_bar.closed.connect(self.setFocus)
+            self.layout().insertWidget(self._flag_bar_index, self._flag_bar)
+        return self._flag_bar
+
+    @property
+    def recent_strip(self) -> RecentStrip:
+        if self._recent_strip is None:
+            self._recent_strip = _activity().RecentStrip()
+            self._recent_strip.revisit.connect(self.revisit)
+            self._activity.insertWidget(0, self._recent_strip)
+            self._recent_strip.show()  # a widget added to a shown layout appears only after an event-loop turn
+        return self._recent_strip
+
+    @property
+    def saved_note(self) -> SavedNote:
+        if self._saved_note is None:
+            self._saved_note = _activity().SavedNote()
+            self._activity.addWidget(self._saved_note)
+            self._saved_note.show()
+        return self._saved_note
+
+    def _show_body(self, empty: bool) -> None:
+        """The pair, or the empty state in its place."""
+        if empty:
+            self.empty.show()
+            self.splitter.hide()
+        elif self.splitter.isHidden():
+            self.splitter.show()
+            self._empty.hide()
+        if self._flag_bar is not None:
+            self._flag_bar.hide()
 
     @property
     def overlay(self) -> ShortcutOverlay:
@@ -561,7 +613,8 @@ class LabelView(QWidget):
         self._session_timer.restart()
         self._today = None
         self._recent = []
-        self.recent_strip.show_labels([])
+        if self._recent_strip is not None:
+            self._recent_strip.show_labels([])
         self.show_next(after=None)
         self._activity_timer.start()
 
@@ -614,10 +667,9 @@ class LabelView(QWidget):
         self.left.clear()
         self.right.clear()
         self.empty.show_state(*self._empty_message())
-        self.body.setCurrentWidget(self.empty)
+        self._show_body(empty=True)
         self.pair_label.setText("")
         self._enable_verdicts(False)
-        self.flag_bar.hide()
         self.note.setText("")
         self._refresh_progress()
         self.pair_shown.emit(0)
@@ -651,10 +703,9 @@ class LabelView(QWidget):
         """Put a pair on screen (from the queue, the data view or an undo) and start its clock."""
         self.pair = self.project.pair(pair_id)
         self.shown_left = self.project.shown_left(pair_id, self.annotator)
-        self.body.setCurrentWidget(self.splitter)
+        self._show_body(empty=False)
         self._render()
         self._enable_verdicts(True)
-        self.flag_bar.hide()
         self.set_strength(prefill.strength if prefill else None)
         self.rationale.setText((prefill.rationale or "") if prefill else "")
         mine = self.project.current_label(pair_id, self.annotator)
@@ -804,7 +855,12 @@ class LabelView(QWidget):
 
             self.guidelines = GuidelinesPanel(self.project)
             self.guidelines.closed.connect(lambda: self.toggle_guidelines(False))
+            self.side_split = QSplitter(Qt.Orientation.Horizontal)
+            self.side_split.setChildrenCollapsible(False)
+            self.layout().replaceWidget(self.body, self.side_split)
+            self.side_split.addWidget(self.body)
             self.side_split.addWidget(self.guidelines)
+            self.side_split.show()
             self.side_split.setStretchFactor(0, 3)
             self.side_split.setStretchFactor(1, 1)
             self.guidelines.hide()
@@ -927,11 +983,11 @@ class LabelView(QWidget):
         if label is None:
             return
         side = choice_to_side(label.choice, label.shown_left)
-        self.saved_note.say(f"Saved: {verdict_words(label, side)}")
-        if self._today is not None and not replaced_today(history, label, self._day):
+        activity = _activity()
+        self.saved_note.say(f"Saved: {activity.verdict_words(label, side)}")
+        if self._today is not None and not activity.replaced_today(history, label, self._day):
             self._today += 1
-        self._recent = [(label, side), *[r for r in self._recent if r[0].pair_id != pair_id]][:len(
-            self.recent_strip.buttons)]
+        self._recent = [(label, side), *[r for r in self._recent if r[0].pair_id != pair_id]][:activity.RECENT]
         self.recent_strip.show_labels(self._recent)
         self._show_progress()
 
@@ -939,11 +995,13 @@ class LabelView(QWidget):
         """Today's labels and the recent decisions, from the project (at start, after an undo, a new day)."""
         if self.project.closed:
             return
-        self._day = day_start()
+        activity = _activity()
+        self._day = activity.day_start()
         self._today = self.project.label_count_since(self.annotator, self._day)
-        labels = self.project.recent_labels(self.annotator, len(self.recent_strip.buttons))
+        labels = self.project.recent_labels(self.annotator, activity.RECENT)
         self._recent = [(lab, choice_to_side(lab.choice, lab.shown_left)) for lab in labels]
-        self.recent_strip.show_labels(self._recent)
+        if self._recent or self._recent_strip is not None:
+            self.recent_strip.show_labels(self._recent)
         self._show_progress()
 
     def _schedule_counts(self) -> None:
@@ -972,7 +1030,7 @@ class LabelView(QWidget):
         """The progress line and bar from the counts already read (no query)."""
         if not hasattr(self, "_mine"):
             return
-        if self._today is not None and day_start() != self._day:
+        if self._today is not None and _activity().day_start() != self._day:
             self._activity_timer.start()  # past midnight: today starts again
         total = self._total_pairs
         left = self._queue_left if self._queue_left is not None else (

@@ -6,65 +6,31 @@ the theme machinery; `studio.ui.theme` decides which palette is current and appl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 
-
-@dataclass(frozen=True)
 class Palette:
-    name: str
-    dark: bool
-    # window chrome
-    window: str
-    surface: str
-    """Panes, tables, text views."""
-    surface_alt: str
-    """Alternate table rows, pane headers."""
-    header: str
-    border: str
-    border_strong: str
-    text: str
-    text_strong: str
-    muted: str
-    faint: str
-    """Past (replaced, undone) labels; disabled text."""
-    accent: str
-    accent_text: str
-    """Text on an accent-coloured background."""
-    focus: str
-    """The focus ring: every focusable control draws it in this colour."""
-    selection: str
-    hover: str
-    pressed: str
-    button: str
-    choice_text: str
-    bad_text: str
-    note: str
-    """The labeling view's notes ("you labeled this pair")."""
-    saved: str
-    """The brief "Saved: …" confirmation."""
-    warning_text: str
-    warning_background: str
-    error_text: str
-    error_background: str
-    progress: str
-    progress_track: str
-    overlay: tuple[int, int, int, int]
-    """RGBA drawn over a view behind the shortcut help."""
-    # rendered texts
-    code_background: str
-    quote_text: str
-    table_rule: str
-    diff_highlight: str
-    role_colors: dict[str, str] = field(default_factory=dict)
-    turn_backgrounds: dict[str, str] = field(default_factory=dict)
-    # charts (pyqtgraph)
-    chart_background: str = "#ffffff"
-    chart_foreground: str = "#333333"
-    chart_cursor: str = "#999999"
+    """A theme's colours by name (CSS colour strings unless said otherwise). A plain class, not a dataclass:
+    this module is imported before the window opens, and a 40-field dataclass costs milliseconds to build.
+
+    window, surface (panes, tables, text views), surface_alt (alternate rows, pane headers), header, border,
+    border_strong, text, text_strong, muted, faint (past labels, disabled text), accent, accent_text (on the
+    accent), focus (the focus ring of every control), selection, hover, pressed, button, choice_text,
+    bad_text, note ("you labeled this pair"), saved (the "Saved: …" confirmation), warning_text,
+    warning_background, error_text, error_background, progress, progress_track, overlay (an RGBA tuple over
+    a view behind the shortcut help); for rendered texts: code_background, quote_text, table_rule,
+    diff_highlight, role_colors and turn_backgrounds (dicts by chat role); for charts: chart_background,
+    chart_foreground, chart_cursor."""
+
+    def __init__(self, name: str, dark: bool, **colors: object):
+        self.name = name
+        self.dark = dark
+        self.__dict__.update(colors)
+
+    def __getattr__(self, name: str) -> str:  # for type checkers: every colour is an attribute
+        raise AttributeError(f"palette {self.name!r} has no colour {name!r}")
 
     def qss_values(self) -> dict[str, str]:
         """The colours by name, for `$name` in the style sheet."""
-        return {k: v for k, v in asdict(self).items() if isinstance(v, str)}
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, str)}
 
 
 LIGHT = Palette(

@@ -89,6 +89,8 @@ class SafeBrowser(QTextBrowser):
         return self.fontMetrics().averageCharWidth() * self.max_columns + 2 * margin
 
     def _fit_measure(self) -> None:
+        if not self.max_columns:
+            return
         want = self.readable_width()
         width = want if want and self.viewport().width() > want else 0
         if width == self._wrap_width:
@@ -145,7 +147,8 @@ class SafeBrowser(QTextBrowser):
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:
             self.document().base_font = QFont(self.font())
-            self._fit_measure()
+            if self.isVisible():
+                self._fit_measure()  # else at the first resize
 
 
 def base_font(doc: QTextDocument) -> QFont:

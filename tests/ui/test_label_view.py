@@ -180,7 +180,7 @@ def test_queues_and_filters(qtbot, pairs_project):
     assert alice.pair is None
     # every verdict and strength is visibly off, and one message replaces both panes, saying what to do
     assert not any(b.isEnabled() for b in [*alice.choice_buttons.values(), *alice.strength_buttons.values()])
-    assert alice.body.currentWidget() is alice.empty and not alice.left.isVisible()
+    assert alice.empty.isVisible() and not alice.left.isVisible() and not alice.prompt_browser.isVisible()
     assert "Nothing left" in alice.empty.title.text() and "filters" in alice.empty.title.text()
     alice.empty.button("Clear filters").click()
     assert alice.pair is not None and alice.search is None and alice.choice_buttons["left"].isEnabled()

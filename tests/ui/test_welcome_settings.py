@@ -183,3 +183,14 @@ def test_ctrl_n_is_new_run_and_new_project_moved_to_ctrl_shift_n(qtbot, folder, 
     shortcuts = {a.text().replace("&", ""): a.shortcut().toString()
                  for menu in (m.menu() for m in w.menuBar().actions()) for a in menu.actions()}
     assert shortcuts["New project…"] == "Ctrl+Shift+N" and shortcuts["New run…"] == "Ctrl+N"
+
+
+def test_both_palettes_name_the_same_colours_and_fill_the_whole_style_sheet():
+    import re
+
+    light, dark = palette.LIGHT, palette.DARK
+    assert light.qss_values().keys() == dark.qss_values().keys()
+    assert light.role_colors.keys() == dark.role_colors.keys() == light.turn_backgrounds.keys()
+    for pal in (light, dark):
+        sheet = theme.style_sheet(pal, 10.0)
+        assert not re.findall(r"\$\{?\w+", sheet), "every $name in style.qss is a colour or a size"
