@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
 from studio.store import Project, ProjectError
 from studio.ui import diff, palette, prefs, render, theme
-from studio.ui.pair_view import PromptPane, ResponsePane
+from studio.ui.pair_view import PairPanes, ResponsePane
 from studio.ui.widgets import EmptyState, FilterCombo, named
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
@@ -348,32 +348,17 @@ class LabelView(QWidget):
         named(help_button, "Keyboard shortcuts")
         named(self.guidelines_button, "Guidelines")
 
-        self.prompt_pane = PromptPane()
+        # the prompt can grow: the share of the height it may take is the user's (dragging the handle)
+        self.splitter = PairPanes("Left", "Right")
+        self.prompt_pane = self.splitter.prompt
         self.prompt_browser = self.prompt_pane.browser
         self.prompt_title = self.prompt_pane.title
         for w in (self.raw_check, self.diff_check, self.sync_check, self.guidelines_button, help_button):
             w.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             self.prompt_pane.add_control(w)
-
-        # responses: equal panes (a layout, not a splitter, so neither side can look more important)
-        self.left = ResponsePane("Left")
-        self.right = ResponsePane("Right")
-        responses = QWidget()
-        rl = QHBoxLayout(responses)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(8)
-        rl.addWidget(self.left, 1)
-        rl.addWidget(self.right, 1)
+        self.left, self.right = self.splitter.first, self.splitter.second
         for a, b in ((self.left, self.right), (self.right, self.left)):
             a.browser.verticalScrollBar().valueChanged.connect(lambda _v, a=a, b=b: self._sync(a, b))
-
-        # the prompt can grow: the share of the height it may take is the user's (dragging the handle)
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(self.prompt_pane)
-        self.splitter.addWidget(responses)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setChildrenCollapsible(False)
         self.splitter.splitterMoved.connect(lambda _pos, _index: self._share_timer.start())
 
         # An empty queue replaces both panes with one message (`empty`, built when first needed), centred;

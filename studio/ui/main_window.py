@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from studio.store import Project, ProjectError
 from studio.ui import prefs, theme
-from studio.ui.widgets import named
+from studio.ui.widgets import centre_column, named
 
 SECTIONS = ("Label", "Data", "Runs")
 DEMO_FOLDER_NAME = "Preference Studio demo"
@@ -96,10 +96,7 @@ class WelcomePage(QWidget):
         col.addWidget(self.recent)
         col.addWidget(self.no_recent)
         col.addStretch(1)
-        outer = QHBoxLayout(self)
-        outer.addStretch(1)
-        outer.addLayout(col, 4)
-        outer.addStretch(1)
+        centre_column(self, col)
         self.refresh()
 
     def refresh(self, paths: list[str] | None = None) -> None:

@@ -145,30 +145,35 @@ class PromptPane(QFrame):
         return int(doc.size().height()) + self.head.sizeHint().height() + 8
 
 
-class PairPreview(QWidget):
+class PairPanes(QSplitter):
+    """The prompt pane above two equal response panes side by side (a layout between them, not a splitter, so
+    neither side can look more important); the handle sets how much height the prompt gets."""
+
+    def __init__(self, first: str, second: str, spacing: int = 8, parent: QWidget | None = None):
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.prompt = PromptPane()
+        self.first = ResponsePane(first)
+        self.second = ResponsePane(second)
+        responses = QWidget()
+        rl = QHBoxLayout(responses)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setSpacing(spacing)
+        rl.addWidget(self.first, 1)
+        rl.addWidget(self.second, 1)
+        self.addWidget(self.prompt)
+        self.addWidget(responses)
+        self.setStretchFactor(0, 1)
+        self.setStretchFactor(1, 3)
+        self.setChildrenCollapsible(False)
+
+
+class PairPreview(PairPanes):
     """A pair as the labeling view shows it (prompt above, the responses side by side, markdown rendered),
     with the pair's own A and B rather than an annotator's sides."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.prompt = PromptPane()
-        self.a = ResponsePane("A")
-        self.b = ResponsePane("B")
-        responses = QWidget()
-        rl = QHBoxLayout(responses)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(6)
-        rl.addWidget(self.a, 1)
-        rl.addWidget(self.b, 1)
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(self.prompt)
-        self.splitter.addWidget(responses)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setChildrenCollapsible(False)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.splitter)
+        super().__init__("A", "B", spacing=6, parent=parent)
+        self.a, self.b = self.first, self.second
 
     def show_pair(self, pair: Pair | None, counts: bool = True) -> None:
         if pair is None:

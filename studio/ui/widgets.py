@@ -21,6 +21,14 @@ def named(widget: QWidget, name: str, description: str = "") -> QWidget:
     return widget
 
 
+def centre_column(parent: QWidget, column: QVBoxLayout, weight: int = 4) -> None:
+    """Lay `column` out in the middle of `parent`, `weight` parts of the width to one part either side."""
+    outer = QHBoxLayout(parent)
+    outer.addStretch(1)
+    outer.addLayout(column, weight)
+    outer.addStretch(1)
+
+
 class QuietCombo(QComboBox):
     """A combo box the mouse wheel changes only while it has the focus (scrolling a form past it leaves
     it alone), and which a click focuses but the wheel does not."""
@@ -100,10 +108,7 @@ class EmptyState(QWidget):
         col.addSpacing(10)
         col.addLayout(self._buttons)
         col.addStretch(2)
-        outer = QHBoxLayout(self)
-        outer.addStretch(1)
-        outer.addLayout(col, 4)
-        outer.addStretch(1)
+        centre_column(self, col)
 
     def show_state(self, title: str, text: str = "", actions: Sequence[tuple[str, Callable[[], object]]] = ()) -> None:
         """Say `title` (and `text`), with a button per (label, what it does)."""

@@ -9,22 +9,12 @@ from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
 
 from studio.ui import prefs
 from studio.ui.label_view import LabelView
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+from tests.ui.test_label_view import _own_settings  # noqa: F401  (autouse: settings of the test's own)
+from tests.ui.test_label_view import make_view as make_active_view
 
 
 def make_view(qtbot, project, annotator="alice") -> LabelView:
-    view = LabelView(project, annotator)
-    qtbot.addWidget(view)
-    view.resize(1200, 800)
-    view.show()
-    qtbot.waitExposed(view)
-    view.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is view)
-    view.setFocus()
+    view = make_active_view(qtbot, project, annotator)
     qtbot.waitUntil(lambda: view._today is not None)  # today's labels are read once the pair is on screen
     return view
 

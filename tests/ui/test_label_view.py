@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 from studio.core.types import Choice, LabelState, Strength
 from studio.ui import diff, label_view, render
 from studio.ui.label_view import LabelView
+from tests.ui.helpers import show_active
 
 KEYS = {"1": Qt.Key.Key_1, "2": Qt.Key.Key_2, "3": Qt.Key.Key_3, "4": Qt.Key.Key_4, "S": Qt.Key.Key_S,
         "0": Qt.Key.Key_0, "T": Qt.Key.Key_T, "B": Qt.Key.Key_B, "Left": Qt.Key.Key_Left,
@@ -29,13 +30,7 @@ def _own_settings(tmp_path, monkeypatch):
 
 
 def make_view(qtbot, project, annotator="alice") -> LabelView:
-    view = LabelView(project, annotator)
-    qtbot.addWidget(view)
-    view.resize(1200, 800)
-    view.show()
-    qtbot.waitExposed(view)
-    view.activateWindow()  # shortcuts fire in the active window, as when a person is typing
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is view)
+    view = show_active(qtbot, LabelView(project, annotator), (1200, 800))
     view.setFocus()
     return view
 

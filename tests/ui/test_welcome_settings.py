@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 from studio.store import Project
 from studio.ui import main_window, palette, prefs, theme
 from studio.ui.main_window import MainWindow
+from tests.ui.helpers import show_active
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +34,7 @@ def folder(tmp_path):
 
 
 def make_window(qtbot, folder=None) -> MainWindow:
-    w = MainWindow(folder, annotator="alice")
-    qtbot.addWidget(w)
-    w.resize(1024, 700)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()  # keys go to the active window, as when a person is typing
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is w)
-    return w
+    return show_active(qtbot, MainWindow(folder, annotator="alice"), (1024, 700))
 
 
 def test_welcome_new_project_creates_it_and_shows_what_to_do_next(qtbot, tmp_path, monkeypatch):
