@@ -37,6 +37,9 @@ from studio.ui.widgets import EmptyState, FilterCombo, named
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
 clock = time.monotonic
 
+CONFIRM_MS = 60
+"""How long after a label its confirmation ("Saved: …", today's count, the recent strip) follows the next pair."""
+
 QUEUE_TITLES = {
     "mine": "Unlabeled by me",
     "needs_more": "Needs another label",
@@ -276,12 +279,14 @@ class LabelView(QWidget):
         self._clock_tick.start()
         self._activity_timer = QTimer(self, singleShot=True, interval=0, timeout=self._load_activity)
         self._share_timer = QTimer(self, singleShot=True, interval=400, timeout=self._save_prompt_share)
+        self._saved_pairs: list[int] = []  # labeled, not yet confirmed on screen
+        self._confirm_timer = QTimer(self, singleShot=True, interval=CONFIRM_MS, timeout=self._confirm_saved)
         app = QGuiApplication.instance()
         if app is not None:
             app.applicationStateChanged.connect(self._on_app_state)
         theme.notifier.changed.connect(self._on_theme)
         self.labeled.connect(self._on_labeled)
-        self.undone.connect(lambda _pid: self._activity_timer.start())
+        self.undone.connect(lambda _pid: self._reload_activity())
         self._session_timer.restart()
         self.show_next()
         if prefs.get("label/guidelines_visible"):
@@ -601,7 +606,7 @@ class LabelView(QWidget):
         if self._recent_strip is not None:
             self._recent_strip.show_labels([])
         self.show_next(after=None)
-        self._activity_timer.start()
+        self._reload_activity()
 
     def set_queue(self, queue: str) -> None:
         self.queue_box.setCurrentIndex(self.queue_box.findData(queue))
@@ -961,20 +966,41 @@ class LabelView(QWidget):
     # ------------------------------------------------------------------ the annotator's progress
 
     def _on_labeled(self, pair_id: int, _choice: str) -> None:
-        """Confirm what was saved, and count it: read back from the project, so it says what is stored."""
-        history = self.project.label_history(pair_id)
-        label = next((h for h in reversed(history) if h.annotator == self.annotator
-                      and h.state is LabelState.CURRENT), None)
-        if label is None:
+        # Confirmed a moment later (CONFIRM_MS), once the next pair is on screen: the next pair comes first,
+        # and a burst of labels is confirmed once.
+        self._saved_pairs.append(pair_id)
+        self._confirm_timer.start()
+
+    def _confirm_saved(self) -> None:
+        """Say what was saved and count it: read back from the project, so it says what is stored."""
+        pending, self._saved_pairs = self._saved_pairs, []
+        if self.project.closed:
             return
-        side = choice_to_side(label.choice, label.shown_left)
         activity = _activity()
-        self.saved_note.say(f"Saved: {activity.verdict_words(label, side)}")
-        if self._today is not None and not activity.replaced_today(history, label, self._day):
-            self._today += 1
-        self._recent = [(label, side), *[r for r in self._recent if r[0].pair_id != pair_id]][:activity.RECENT]
+        said = None
+        for pair_id in pending:
+            history = self.project.label_history(pair_id)
+            label = next((h for h in reversed(history) if h.annotator == self.annotator
+                          and h.state is LabelState.CURRENT), None)
+            if label is None:
+                continue  # undone (or relabeled by someone else's session) in the meantime
+            side = choice_to_side(label.choice, label.shown_left)
+            said = f"Saved: {activity.verdict_words(label, side)}"
+            if self._today is not None and not activity.replaced_today(history, label, self._day):
+                self._today += 1
+            self._recent = [(label, side), *[r for r in self._recent if r[0].pair_id != pair_id]][:activity.RECENT]
+        if said is None:
+            return
+        self.saved_note.say(said)
         self.recent_strip.show_labels(self._recent)
         self._show_progress()
+
+    def _reload_activity(self) -> None:
+        """Read today's labels and the recent decisions again (after an undo, another annotator): whatever
+        was waiting to be confirmed is in what is read."""
+        self._confirm_timer.stop()
+        self._saved_pairs.clear()
+        self._activity_timer.start()
 
     def _load_activity(self) -> None:
         """Today's labels and the recent decisions, from the project (at start, after an undo, a new day)."""

@@ -30,14 +30,16 @@ def test_a_saved_verdict_is_confirmed_counted_for_today_and_can_be_revisited(qtb
     first = view.pair.id
     key(qtbot, view, Qt.Key.Key_E)  # decisive
     key(qtbot, view, Qt.Key.Key_2)
-    assert view.saved_note.text() == "✓ Saved: Right better, decisive"
+    # confirmed just after the next pair is on screen
+    saved = "✓ Saved: Right better, decisive"
+    qtbot.waitUntil(lambda: view._saved_note is not None and view.saved_note.text() == saved)
     assert "1 of 3 today" in view.progress_text.text()
     assert (view.progress_bar.value(), view.progress_bar.maximum()) == (1, 3)
     second = view.pair.id
     key(qtbot, view, Qt.Key.Key_3)
     third = view.pair.id
     key(qtbot, view, Qt.Key.Key_1)
-    assert view.saved_note.text() == "✓ Saved: Left better"
+    qtbot.waitUntil(lambda: view.saved_note.text() == "✓ Saved: Left better")
     chips = [b for b in view.recent_strip.buttons if b.isVisible()]
     assert [b.property("pair_id") for b in chips] == [third, second, first], "newest first"
     assert chips[1].text() == f"#{second} Tie"
@@ -48,8 +50,8 @@ def test_a_saved_verdict_is_confirmed_counted_for_today_and_can_be_revisited(qtb
     view.setFocus()
     key(qtbot, view, Qt.Key.Key_1)
     assert pairs_project.current_label(first, "alice").choice != "tie"
+    qtbot.waitUntil(lambda: view.recent_strip.buttons[0].property("pair_id") == first)
     assert "3 of 3 today" in view.progress_text.text() and view.progress_bar.value() == 3
-    assert view.recent_strip.buttons[0].property("pair_id") == first
     # an undo brings the replaced label back (made today too): read again from the project, still three
     key(qtbot, view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: view.recent_strip.buttons[0].property("pair_id") == third)
