@@ -515,10 +515,13 @@ class MainWindow(QMainWindow):
         from studio.ui.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.annotator, self.project, gpus=resources.gpus(), parent=self)
-        if dialog.exec() != SettingsDialog.DialogCode.Accepted:
-            return False
-        self.apply_settings(dialog.settings()[0])
-        return True
+        try:
+            if dialog.exec() != SettingsDialog.DialogCode.Accepted:
+                return False
+            self.apply_settings(dialog.settings()[0])
+            return True
+        finally:
+            dialog.deleteLater()  # a child of the window otherwise, kept until it closes
 
     def apply_settings(self, values) -> None:
         """Apply and remember what the settings dialog was left with."""

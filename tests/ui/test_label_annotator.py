@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
 
 from studio.ui import prefs
 from studio.ui.label_view import LabelView
+from tests.ui.helpers import styled_app  # noqa: F401  (a fixture)
 from tests.ui.test_label_view import _own_settings  # noqa: F401  (autouse: settings of the test's own)
 from tests.ui.test_label_view import make_view as make_active_view
 
@@ -157,3 +158,19 @@ def test_an_empty_project_says_to_import_and_offers_it(qtbot, project):
     assert not view.flag_button.isEnabled() and not view.choice_buttons["skip"].isEnabled()
     with qtbot.waitSignal(view.import_requested):
         view.empty.button("Import…").click()
+
+
+@pytest.mark.usefixtures("styled_app")
+def test_disabled_verdicts_look_disabled_whatever_their_colour(qtbot, pairs_project):
+    from PySide6.QtGui import QColor
+
+    def darkest_text(button) -> float:
+        image = button.grab().toImage()
+        return min(QColor(image.pixel(x, y)).lightnessF()
+                   for x in range(0, image.width(), 2) for y in range(0, image.height(), 2))
+
+    view = make_view(qtbot, pairs_project)
+    enabled = {side: darkest_text(b) for side, b in view.choice_buttons.items()}
+    view.set_filters(search="no such text anywhere")
+    for side, b in view.choice_buttons.items():
+        assert not b.isEnabled() and darkest_text(b) > enabled[side] + 0.15, side

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 from studio.store import Project
 from studio.ui import main_window, palette, prefs, theme
 from studio.ui.main_window import MainWindow
-from tests.ui.helpers import show_active
+from tests.ui.helpers import show_active, styled_app  # noqa: F401  (styled_app: a fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +19,8 @@ def _own_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
 
 
-@pytest.fixture(autouse=True)
-def _light_again(qapp):
-    """Tests that change the theme or zoom leave the application as the others expect it."""
-    yield
-    theme.apply(qapp, mode="light", zoom=1.0)
+# the app's theme, as `studio gui` has it: the tests here change it, and the fixture puts it back
+pytestmark = pytest.mark.usefixtures("styled_app")
 
 
 @pytest.fixture
