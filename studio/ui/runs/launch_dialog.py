@@ -40,6 +40,7 @@ from studio.core.configs import (
     unflatten,
 )
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
+from studio.store.run_queue import create_seed_group, enqueue
 from studio.ui.runs import resources
 from studio.ui.runs.formatting import fmt_bytes, fmt_params
 
@@ -48,6 +49,7 @@ GROUP_TITLES = {"method": "Method", "training": "Optimisation", "lora": "LoRA", 
 GROUP_ORDER = ("method", "training", "lora", "data", "eval", "hardware")
 CUSTOM = "Custom"
 ERROR_STYLE = "border: 1px solid #d62728;"
+MAX_SEEDS = 20
 
 
 def model_search_dirs(project) -> list[Path]:
@@ -70,6 +72,8 @@ class LaunchDialog(QDialog):
         self.initial = initial or {}
         self.parent_id: int | None = self.initial.get("parent_id")
         self.run_id: int | None = None
+        self.run_ids: list[int] = []  # every run created: one, or a seed group's
+        self.queued = False  # the runs joined the queue (a runner starts them one after another)
         self.cls = config_for((self.initial.get("config") or {}).get("method", "dpo"))
         self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
         self.editors: dict[str, QWidget] = {}
@@ -124,6 +128,19 @@ class LaunchDialog(QDialog):
         self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
         self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
         top.addRow("Preset", self.preset_combo)
+
+        seeds_row = QHBoxLayout()
+        self.seeds_spin = QSpinBox()
+        self.seeds_spin.setRange(1, MAX_SEEDS)
+        self.seeds_spin.setToolTip("Train this many runs of these settings with seeds seed, seed+1, …, one after "
+                                   "another; Compare draws them as their mean with a band of ±1 std")
+        self.seeds_spin.valueChanged.connect(self._on_seeds)
+        self.queue_check = QCheckBox("Queue: start after the runs queued or training now (one GPU)")
+        self.queue_check.setToolTip("Queued runs train one after another; several seeds are always queued")
+        seeds_row.addWidget(self.seeds_spin)
+        seeds_row.addWidget(self.queue_check)
+        seeds_row.addStretch(1)
+        top.addRow("Seeds", seeds_row)
         layout.addLayout(top)
 
         info = QHBoxLayout()
@@ -388,9 +405,28 @@ class LaunchDialog(QDialog):
                 first.setFocus()
             return None
         self.error_label.setText("")
-        self.run_id = self.project.create_run(config["method"], self.model_name(), config,
-                                              name=self.name_edit.text().strip() or None, parent_id=self.parent_id)
+        name = self.name_edit.text().strip() or None
+        seeds = self.seeds_spin.value()
+        if seeds > 1:
+            seed_values = [config["seed"] + i for i in range(seeds)]
+            _group, self.run_ids = create_seed_group(self.project, config["method"], self.model_name(), config,
+                                                     seed_values, name=name, parent_id=self.parent_id)
+            self.queued = True
+        else:
+            self.run_ids = [self.project.create_run(config["method"], self.model_name(), config, name=name,
+                                                    parent_id=self.parent_id)]
+            self.queued = self.queue_check.isChecked()
+            if self.queued:
+                enqueue(self.project, self.run_ids)
+        self.run_id = self.run_ids[0]
         return self.run_id
+
+    def _on_seeds(self, n: int) -> None:
+        """Several seeds always queue (one GPU): the checkbox says so and cannot be unticked."""
+        if n > 1:
+            self.queue_check.setChecked(True)
+        self.queue_check.setEnabled(n <= 1)
+        self.name_edit.setPlaceholderText("automatic (dpo-<id>)" if n <= 1 else "automatic (dpo-group<id>)")
 
     def _on_launch(self) -> None:
         if self.launch() is not None:
