@@ -296,10 +296,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from studio.core.types import RunStatus
     from studio.store import Project
     from studio.store.project import pid_alive
+    from studio.store.run_queue import cancel_queued
 
     with Project.open(args.project) as project:
         project.mark_dead_runs()
         run = project.run(args.run)
+        if cancel_queued(project, args.run):
+            print(f"run {args.run}: taken out of the queue before it started (it ends interrupted, untrained)")
+            return 0
         if not RunStatus(run["status"]).active or not pid_alive(run["pid"]):
             raise CommandError(f"run {args.run}: is {run['status']} and no worker is training it; nothing to stop")
         project.request_stop(args.run)

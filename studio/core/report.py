@@ -106,8 +106,8 @@ def _settings(c: Comparison, labels: list[str]) -> str:
 
 def _final(c: Comparison, labels: list[str]) -> str:
     metrics = [m for m in c.series if any(m in s.final for s in c.runs)]
-    rows = [["status", *[", ".join(sorted({s.run["status"] for s in c.entry_runs(e)})) for e in c.entries]],
-            ["step", *[", ".join(str(s.run["step"]) for s in c.entry_runs(e)) for e in c.entries]]]
+    rows = [[key, *[", ".join(dict.fromkeys(str(s.run[key]) for s in c.entry_runs(e))) for e in c.entries]]
+            for key in ("status", "step")]
     rows += [[m, *[cell_text(c.final(e, m), of=len(e.run_ids)) for e in c.entries]] for m in metrics]
     note = ("A seed group's cell is the mean ± sample standard deviation over its finished runs (n: how many, "
             "when not all of them)."

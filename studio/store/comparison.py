@@ -32,12 +32,8 @@ def price_per_gpu_hour(project: Project) -> float | None:
 
 
 def set_price_per_gpu_hour(project: Project, price: float | None) -> None:
-    with project._write() as c:
-        if price is None:
-            c.execute("DELETE FROM settings WHERE key = ?", (PRICE_KEY,))
-        else:
-            c.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
-                      "excluded.value", (PRICE_KEY, repr(float(price))))
+    """Keep a price per GPU-hour with the project (None: no price, so no money figure)."""
+    project.set_setting(PRICE_KEY, "" if price is None else repr(float(price)))
 
 
 def metric_names(project: Project, run_id: int) -> list[str]:

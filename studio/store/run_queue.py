@@ -81,11 +81,12 @@ def training_runs(project: Project) -> list[dict]:
 
 
 def cancel_queued(project: Project, run_id: int) -> bool:
-    """Take a run that no worker has picked up out of the queue: it ends 'interrupted' without having trained.
-    False when a worker already has it (stop it instead)."""
+    """Take a run waiting in the queue, that no worker has picked up, out of it: it ends 'interrupted' without
+    having trained. False for a run not waiting in the queue, or one a worker already has (stop it instead)."""
     with project._write() as c:
         cur = c.execute("UPDATE runs SET status = 'interrupted', ended_at = ?, queue_position = NULL "
-                        "WHERE id = ? AND status = 'queued' AND pid IS NULL", (now_iso(), run_id))
+                        "WHERE id = ? AND status = 'queued' AND queue_position IS NOT NULL AND pid IS NULL",
+                        (now_iso(), run_id))
         return cur.rowcount == 1
 
 
@@ -125,19 +126,18 @@ def acquire_runner(project: Project, pid: int, host: str | None = None) -> bool:
     """Become the project's queue runner: True unless another live runner holds the queue. Read and write
     happen in one write transaction, so two runners starting at once cannot both win."""
     host = host or socket.gethostname()
-    with project._write() as c:
+    with project.transaction():
         holder = _holder(project)
         if _alive(holder) and not (holder["pid"] == pid and holder.get("host") == host):
             return False
-        c.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
-                  "excluded.value", (RUNNER_KEY, json.dumps({"pid": pid, "host": host, "since": now_iso()})))
+        project.set_setting(RUNNER_KEY, json.dumps({"pid": pid, "host": host, "since": now_iso()}))
         return True
 
 
 def release_runner(project: Project, pid: int, host: str | None = None) -> None:
     """Give the queue up (only when this process holds it)."""
     host = host or socket.gethostname()
-    with project._write() as c:
+    with project.transaction():
         holder = _holder(project)
         if holder and holder["pid"] == pid and holder.get("host") == host:
-            c.execute("DELETE FROM settings WHERE key = ?", (RUNNER_KEY,))
+            project.set_setting(RUNNER_KEY, "")

@@ -108,6 +108,17 @@ def test_train_refuses_seed_and_queue_flags_that_do_not_go_together(compared, ca
         assert message in capsys.readouterr().err
 
 
+def test_studio_stop_takes_a_waiting_run_out_of_the_queue(compared, capsys):
+    folder, _seeds, _ipo = compared
+    with Project.open(folder) as p:
+        _group, (waiting,) = create_seed_group(p, "dpo", "tiny", {}, [9])
+    assert main(["stop", str(folder), str(waiting)]) == 0
+    assert "taken out of the queue" in capsys.readouterr().out
+    with Project.open(folder) as p:
+        assert p.run(waiting)["status"] == "interrupted"
+    assert main(["stop", str(folder), str(waiting)]) == 2  # nothing left to stop
+
+
 def test_demo_no_open_builds_the_project_without_qt(tmp_path):
     code = ("import sys; from studio.cli import main; rc = main(['demo', '--no-open', '--no-model', sys.argv[1]]); "
             "assert 'PySide6' not in sys.modules, 'Qt was imported'; sys.exit(rc)")

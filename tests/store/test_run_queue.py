@@ -104,3 +104,8 @@ def test_one_runner_holds_the_queue_and_a_dead_ones_hold_is_taken_over(tmp_path)
         assert acquire_runner(other, os.getpid())
         release_runner(other, os.getpid())
         assert queue_runner(p) is None and acquire_runner(p, dead_pid()) and queue_runner(p) is None
+
+
+def test_only_a_run_waiting_in_the_queue_is_cancelled(labeled):
+    plain = labeled.create_run("dpo", "tiny", {})  # the app starts it at once: not the queue's to cancel
+    assert not cancel_queued(labeled, plain) and labeled.run(plain)["status"] == "queued"

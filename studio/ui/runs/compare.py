@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import metrics as M
-from studio.core.comparison import Entry, comparable_config, comparison_entries
+from studio.core.comparison import Comparison, Entry, comparable_config, comparison_entries
 from studio.store.comparison import price_per_gpu_hour
 from studio.store.run_queue import group_names
 from studio.ui.runs import charts as C
@@ -253,7 +253,7 @@ class CompareView(QWidget):
 
     # ------------------------------------------------------------------ tables
 
-    def comparison(self) -> T.Comparison:
+    def comparison(self) -> Comparison:
         runs = [self.runs[i] for i in self.run_ids if i in self.runs]
         return T.gui_comparison(runs, self.entries, self.poller.data, C.COMPARE_METRICS, self.usage, self.price)
 

@@ -49,6 +49,7 @@ class RunsPanel(QWidget):
         # was not resumable after all) says why in its log, and that is shown here
         self._starting: dict[int, tuple[object, int]] = {}  # run id: (process, step it resumes from)
         self._queue_runner = None  # the queue runner this window started last (a Popen)
+        self.keeps_queue_going = True  # start a runner for waiting runs nobody runs (screenshots do not)
         # exports and starting workers finish without any run row changing, so they get their own timer
         self._child_timer = QTimer(self)
         self._child_timer.setInterval(500)
@@ -227,7 +228,8 @@ class RunsPanel(QWidget):
 
     def _keep_queue_going(self, runs: list[dict]) -> None:
         """Runs waiting in the queue with no runner (it was killed, or the project was copied) get one."""
-        if self.project.folder is not None and queue_places(runs) and not self.project.closed:
+        if self.keeps_queue_going and self.project.folder is not None and queue_places(runs) \
+                and not self.project.closed:
             self.start_queue()
 
     def start_run(self, run_id: int, resume: bool = False) -> None:
@@ -451,8 +453,9 @@ class RunsPanel(QWidget):
             if answer == "cancel":
                 return False
             if answer == "stop":
-                for r in runs:
-                    self.project.request_stop(r["id"])
+                for r in runs:  # runs waiting in the queue are taken out of it, the others asked to stop
+                    if not cancel_queued(self.project, r["id"]):
+                        self.project.request_stop(r["id"])
         self.poller.stop()
         return True
 
