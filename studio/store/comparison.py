@@ -86,7 +86,6 @@ def gather(project: Project, run_ids: Sequence[int], price: float | None = None,
     final values, costs at `price` per GPU-hour (default: the project's setting), series of `metrics`."""
     if not run_ids:
         raise ProjectError("runs: name at least one run to compare")
-    project.mark_dead_runs()
     rows = {r["id"]: r for r in project.runs()}
     missing = [i for i in run_ids if i not in rows]
     if missing:

@@ -22,17 +22,31 @@ from tests.ui.runs_helpers import fake_train_command
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def queued(tmp_path, monkeypatch):
-    """A project with a seed group of three queued runs; fake workers take 6 steps at 60 steps/s."""
-    monkeypatch.setenv("FAKE_STEPS", "6")
-    monkeypatch.setenv("FAKE_RATE", "60")
-    with Project.create(tmp_path / "p") as p:
+def make_queue(folder, seeds: int) -> list[int]:
+    """A project with a seed group of `seeds` queued runs."""
+    with Project.create(folder) as p:
         add_pairs(p, 4)
         for pair_id in p.pair_ids():
             p.record_label(pair_id, "ann", "b", shown_left="a")
-        _group, runs = create_seed_group(p, "dpo", "tiny", {}, [0, 1, 2])
-    return tmp_path / "p", runs
+        return create_seed_group(p, "dpo", "tiny", {}, list(range(seeds)))[1]
+
+
+@pytest.fixture
+def fast_workers(monkeypatch):
+    """Fake workers take 6 steps at 60 steps/s."""
+    monkeypatch.setenv("FAKE_STEPS", "6")
+    monkeypatch.setenv("FAKE_RATE", "60")
+
+
+@pytest.fixture
+def queued(tmp_path, fast_workers):
+    """Three queued runs of a seed group."""
+    return tmp_path / "p", make_queue(tmp_path / "p", 3)
+
+
+@pytest.fixture
+def two_queued(tmp_path, fast_workers):
+    return tmp_path / "p", make_queue(tmp_path / "p", 2)
 
 
 def runner(folder, **kw) -> QueueRunner:
@@ -66,8 +80,8 @@ def test_a_worker_killed_outright_fails_its_run_and_the_queue_goes_on(queued, mo
         assert "ended without reporting" in p.run(runs[1])["error"]
 
 
-def test_the_queue_waits_for_a_training_run_and_finds_a_dead_one_by_its_pid(queued):
-    folder, runs = queued
+def test_the_queue_waits_for_a_training_run_and_finds_a_dead_one_by_its_pid(two_queued):
+    folder, runs = two_queued
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     with Project.open(folder) as p:
         solo = p.create_run("dpo", "tiny", {})  # started outside the queue, training now
@@ -90,8 +104,8 @@ def test_the_queue_waits_for_a_training_run_and_finds_a_dead_one_by_its_pid(queu
         assert p.run(solo)["status"] == "failed"
 
 
-def test_a_second_runner_leaves_the_queue_to_the_first(queued):
-    folder, runs = queued
+def test_a_second_runner_leaves_the_queue_to_the_first(two_queued):
+    folder, runs = two_queued
     first = runner(folder)
     thread = threading.Thread(target=first.run)
     thread.start()
@@ -110,15 +124,15 @@ def test_a_second_runner_leaves_the_queue_to_the_first(queued):
     assert first.started == runs
 
 
-def test_the_cli_runs_the_queue_in_the_foreground(queued, capsys, monkeypatch):
+def test_the_cli_runs_the_queue_in_the_foreground(two_queued, capsys, monkeypatch):
     from studio.cli import main
     from studio.train import queue
 
-    folder, runs = queued
+    folder, runs = two_queued
     monkeypatch.setattr(queue, "worker_command", lambda f, run_id: fake_train_command(f, run_id))
     assert main(["train", str(folder), "--next"]) == 0
     out = capsys.readouterr().out
-    assert [f"starting run {i}" in out for i in runs] == [True] * 3
+    assert [f"starting run {i}" in out for i in runs] == [True, True]
     with Project.open(folder) as p:
         assert {p.run(i)["status"] for i in runs} == {"done"}
     assert os.path.getsize(folder / "runs" / str(runs[0]) / "worker.log") > 0  # each worker logs to its run
