@@ -53,6 +53,10 @@ class TrainState:
     # the step whose evaluation finished (-1: none yet); a stop during an evaluation leaves it behind `step`,
     # so the resumed run evaluates that step first instead of leaving a hole or doubling the rows
     evaluated_step: int = -1
+    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens of this process's training
+    # micro-batches so far, and sequences sampled at evaluations
+    tokens: int = 0
+    samples_generated: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- one step
@@ -266,7 +270,9 @@ class DPORun:
             batches = self.epoch_batches()
             if state.batch_index < len(batches):
                 state.batch_index += 1
-                return data.collate(batches[state.batch_index - 1], self.pad_id).to(self.device)
+                examples = batches[state.batch_index - 1]
+                state.tokens += sum(e.n_tokens for e in examples)  # counted on the host: no device sync
+                return data.collate(examples, self.pad_id).to(self.device)
             state.epoch, state.batch_index = state.epoch + 1, 0
 
     def epoch_batches(self) -> list[list[data.Example]]:
@@ -313,6 +319,8 @@ class DPORun:
         values.update({M.GRAD_NORM: float(grad_norm), M.LEARNING_RATE: lr,
                        M.TOKENS_PER_SECOND: tokens / max(clock.seconds(), 1e-9),
                        M.MEMORY: runtime.peak_memory_gib(self.device),
+                       # every process trains as many micro-batches of about the same length: the run's total
+                       M.NUM_TOKENS: state.tokens * self.world,
                        M.EPOCH: state.epoch + state.batch_index / max(1, len(self.epoch_batches()))})
         self.writer.add(state.step, values)
         if not math.isfinite(values[M.LOSS]):
@@ -353,6 +361,9 @@ class DPORun:
                     self.peft_model, self.tokenizer, self.eval_prompts, self.config.sample_max_new_tokens,
                     self.config.seed, self.device)
             values.update(sample_values)
+            self.state.samples_generated += len(rows)
+        if self.main:
+            values[M.SAMPLES_GENERATED] = self.state.samples_generated
         self.writer.add(self.state.step, values)
         if rows:
             self.ctx.project.add_samples(self.ctx.run_id, self.state.step, rows)
@@ -373,7 +384,8 @@ class DPORun:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": checkpoint.rng_state(), "ref_cache": state.ref_cache,
                 "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index,
-                             "evaluated_step": state.evaluated_step}}
+                             "evaluated_step": state.evaluated_step, "tokens": state.tokens,
+                             "samples_generated": state.samples_generated}}
         if self.main:
             path = checkpoint.save(self.ckpt_dir, ckpt)
             checkpoint.save_adapter(self.peft_model, self.tokenizer, paths.adapter_dir(self.folder, self.ctx.run_id))

@@ -77,9 +77,8 @@ CHARTS: tuple[ChartSpec, ...] = (
               "diversity collapsing = mode collapse"),
 )
 
-COMPARE_METRICS = (M.REWARDS_MARGINS, M.eval_name(M.REWARDS_MARGINS), M.REWARDS_ACCURACIES,
-                   M.eval_name(M.REWARDS_ACCURACIES), M.LOSS, M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.EVAL_KL)
-"""Metrics overlaid in Compare, and listed in its final-metrics table."""
+COMPARE_METRICS = M.COMPARE_METRICS
+"""Metrics overlaid in Compare, and listed in its final-metrics table (the report draws the same)."""
 
 SPARSE = frozenset({M.EVAL_KL, M.EVAL_KL_SEQ, M.EVAL_KL_K1, M.EVAL_KL_K1_SEQ, M.EVAL_SAMPLE_LENGTH,
                     M.EVAL_DISTINCT_2})
