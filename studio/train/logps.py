@@ -5,7 +5,7 @@ completion token, picked by index (`HeadRows`, built on the host where the count
 waits for the device to say how many rows there are). Each block of rows is projected onto the
 vocabulary one tile at a time with a running log-sum-exp, and the entropy and the mean logit are
 running sums too, so a [rows, vocab] float32 logits tensor never exists: the head's transient memory is
-one [row_tile, vocab_tile] tile (see `head_transient_bytes`), about 0.13 GiB at any vocabulary. With a
+one [row_tile, vocab_tile] tile (see `head_transient_bytes`), at most 0.13 GiB at any vocabulary. With a
 plain linear lm_head (the usual case, frozen under LoRA) a custom autograd function recomputes each tile
 in the backward pass. On a CUDA GPU with liger-kernel installed (the `gpu` extra) the passes that need
 no statistics (the reference pass, sampling) use its fused linear cross-entropy instead.
@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 CHUNK_ROWS = 4096  # rows per projection block: a large M keeps the GEMMs efficient and reads W once per block
-TILE_ELEMENTS = 1 << 24  # elements of one [rows, vocab] tile (64 MiB in float32)
+TILE_ELEMENTS = 1 << 24  # elements of one [rows, vocab] tile at most (64 MiB in float32)
+VOCAB_TILE = 32768  # vocabulary columns of a tile at most (few rows need no wider tile)
 # The head's kernel: 'auto' (liger-kernel's fused head on CUDA when installed and no statistics are asked for,
 # else the plain-torch tiles), 'plain' or 'liger'. An environment setting, for benchmarks and bug hunts.
 KERNEL_ENV = "STUDIO_HEAD_KERNEL"
@@ -75,26 +76,26 @@ class HeadRows:
 
 def head_tiles(rows: int, vocab: int) -> tuple[int, int]:
     """(row tile, vocab tile) of the plain head for `rows` scored rows: as many rows as CHUNK_ROWS allows, and
-    vocabulary columns so that one tile holds at most TILE_ELEMENTS (a multiple of 128, for the GEMM)."""
+    vocabulary columns so that one tile holds at most TILE_ELEMENTS (at most VOCAB_TILE, a multiple of 128)."""
     row_tile = max(1, min(rows, CHUNK_ROWS))
-    vocab_tile = max(128, TILE_ELEMENTS // row_tile // 128 * 128)
+    vocab_tile = max(128, min(VOCAB_TILE, TILE_ELEMENTS // row_tile // 128 * 128))
     return row_tile, min(vocab, vocab_tile)
 
 
 def head_transient_bytes(rows: int, vocab: int, hidden: int, compute_bytes: int) -> dict[str, int]:
     """The plain head's memory beyond its inputs, forward and backward, from its tile shapes (the model the
-    benchmark prints and tests/train/test_logps.py checks by measurement).
+    benchmark prints; tests/train/test_logps.py measures it in float32).
 
-    Forward: a tile of logits in the compute dtype, its float32 copy and the float32 exponentials (the
-    compute-dtype tile is freed before the exponentials exist): 8 bytes per tile element. Backward: the
-    recomputed tile, its float32 copy turned into the gradient in place, and that gradient in the compute
-    dtype for the GEMMs: 4 + 2 * compute_bytes per element (the float32 gradient of the rows, rows x hidden x 4,
-    is the head's output and counted apart). Per-row running sums are rows x 4 bytes each."""
+    Forward: the float32 logits of a tile and their exponentials, 8 bytes per tile element (a half-precision
+    tile exists only while it is converted, before the exponentials). Backward: the recomputed float32 tile
+    turned into its gradient in place, plus, with half-precision weights on a GPU, that gradient in their
+    dtype for the GEMMs (on a CPU the weight tile is cast to float32 instead, vocab_tile x hidden x 4 more).
+    The float32 gradient of the scored rows (rows x hidden x 4) is the head's output, counted apart, as are
+    the per-row running sums (a few rows x 4 bytes)."""
     r, v = head_tiles(rows, vocab)
     tile = r * v
-    per_row = 8 * rows * 4  # running max, sums, entropy, mean logit, targets, results
-    return {"forward": tile * max(8, compute_bytes + 4) + per_row,
-            "backward": tile * (4 + 2 * compute_bytes) + per_row,
+    per_row = 8 * rows * 4  # running max and sums, log-sum-exp, target logit, entropy, mean logit, results
+    return {"forward": 8 * tile + per_row, "backward": (4 + (compute_bytes if compute_bytes < 4 else 0)) * tile,
             "grad_hidden": rows * hidden * 4, "row_tile": r, "vocab_tile": v}
 
 

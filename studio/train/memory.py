@@ -3,9 +3,10 @@ as many layers as the memory budget needs.
 
 The measurement runs the policy forward once on the run's longest pair (in the run's layout, with
 gradients, nothing stepped) and sums the bytes of the tensors autograd saves inside each decoder layer
-(parameters left out). A micro-batch of B pairs keeps at most B times that. With k of L layers
-checkpointed a step keeps (L - k) full layers, k layer inputs, and while the backward pass recomputes a
-layer one full layer more; `layers_to_checkpoint` picks the smallest k whose total fits the budget:
+(parameters left out). A micro-batch of B pairs keeps at most B times that. With the first k of L layers
+checkpointed the forward ends holding (L - k) full layers and k layer inputs, and the backward, which
+recomputes one checkpointed layer at a time once the later layers have freed theirs, k inputs and one
+full layer; `layers_to_checkpoint` picks the smallest k whose larger figure fits the budget:
 the memory the device has free once the weights are loaded, less what the step still allocates (AdamW's
 state and the gradients of the adapter, the lm_head's tiles) and a tenth of the device as headroom.
 """
@@ -79,7 +80,9 @@ def layers_to_checkpoint(profile: ActivationProfile, scale: float, budget: int) 
     full, kept = profile.per_layer * scale, profile.boundary * scale
     n = profile.layers
     for k in range(n + 1):
-        need = (n - k) * full + k * kept + (full if k else 0)  # + the layer being recomputed in the backward
+        # the first k layers are checkpointed: the forward ends holding (n - k) full layers and k inputs; the
+        # backward recomputes one checkpointed layer at a time, after the later layers have freed theirs
+        need = k * kept + max(n - k, 1 if k else 0) * full
         if need <= budget:
             return k
     return n

@@ -89,6 +89,14 @@ def checkpointed_layers(base: nn.Module) -> list[nn.Module]:
     return [m for m in base.modules() if isinstance(m, GradientCheckpointingLayer)]
 
 
+def compile_layers(base: nn.Module) -> int:
+    """torch.compile each decoder layer in place (shapes marked dynamic: batch widths vary); returns how many."""
+    layers = checkpointed_layers(base)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 def lora_targets(model: nn.Module, setting: str) -> str | list[str]:
     """The module names `lora.target_modules` stands for: 'auto' finds the known projections in the model."""
     if setting == "all-linear":
