@@ -85,8 +85,8 @@ def test_a_packed_dpo_step_reads_nothing_back_from_the_device(tiny_model):
     `_local_scalar_dense`). It proves the code path has no such op; a CUDA run with
     torch.cuda.set_sync_debug_mode('error') is the test below. (The padded layout syncs inside transformers'
     mask construction, `padding_mask.all()`; the head itself does not.)"""
-    from tests.train.test_dpo import lora_model
     from studio.train.model import PolicyLogps
+    from tests.train.test_dpo import lora_model
 
     model, config = lora_model(tiny_model)
     exs = [data.Example(i, i, list(range(5, 5 + p)), list(range(40, 40 + c)), list(range(80, 80 + r)))
@@ -102,8 +102,8 @@ def test_a_packed_dpo_step_reads_nothing_back_from_the_device(tiny_model):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA syncs can only be observed on a GPU")
 def test_a_packed_dpo_step_does_not_sync_on_a_gpu(tiny_model):
-    from tests.train.test_dpo import lora_model
     from studio.train.model import PolicyLogps
+    from tests.train.test_dpo import lora_model
 
     model, config = lora_model(tiny_model)
     model.cuda()

@@ -55,7 +55,7 @@ def test_auto_checkpoints_the_chosen_layers_and_keeps_the_gradients(tiny_model):
         calls = [0, 0]
         # (a layer's own hooks stay outside its checkpoint, and the recompute stops once it has what the backward
         # needs: a pre-hook of a module inside the layer counts the recomputes)
-        hooks = [layer.mlp.register_forward_pre_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+        hooks = [layer.mlp.register_forward_pre_hook(lambda *_, i=i, c=calls: c.__setitem__(i, c[i] + 1))
                  for i, layer in enumerate(layers)]
         out = dpo.dpo_forward(PolicyLogps(model), model, batch, config)
         out.loss.backward()
