@@ -244,7 +244,7 @@ def run_head(a: argparse.Namespace) -> dict:
     trl_tile = min(rows, TOKEN_CHUNK_SIZE) * _CHUNKED_LOGPROB_CHUNK_SIZE * 2
     return {"rows": rows, "hidden_measured": hidden, "measured_fp32": measured,
             "gpu_bf16_model": {"ours": max(ours_model["forward"], ours_model["backward"]) + ours_model["grad_hidden"],
-                               "trl": trl_tile + rows * a.model_hidden * 4},
+                               "trl": trl_tile + rows * a.model_hidden * 4 + 8 * rows * 4},
             "ours_tiles": [ours_model["row_tile"], ours_model["vocab_tile"]],
             "trl_tile": [min(rows, TOKEN_CHUNK_SIZE), _CHUNKED_LOGPROB_CHUNK_SIZE]}
 
@@ -354,7 +354,7 @@ def main(args: argparse.Namespace) -> int:
         g = head["gpu_bf16_model"]
         print(f"  on a GPU in bf16 (model, hidden 896): ours {g['ours'] / mib:.0f} MiB (tiles "
               f"{head['ours_tiles'][0]}x{head['ours_tiles'][1]}), TRL {g['trl'] / mib:.0f} MiB (tile "
-              f"{head['trl_tile'][0]}x{head['trl_tile'][1]} bf16 + fp32 grad of the rows)")
+              f"{head['trl_tile'][0]}x{head['trl_tile'][1]} bf16); both with the fp32 gradient of the rows")
         rows.append({"side": "head", **head})
     if args.json:
         print(json.dumps(rows, indent=2))

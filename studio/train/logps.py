@@ -22,7 +22,9 @@ from torch import nn
 
 CHUNK_ROWS = 4096  # rows per projection block: a large M keeps the GEMMs efficient and reads W once per block
 TILE_ELEMENTS = 1 << 24  # elements of one [rows, vocab] tile at most (64 MiB in float32)
-VOCAB_TILE = 32768  # vocabulary columns of a tile at most (few rows need no wider tile)
+# vocabulary columns of a tile at most: 8 bytes per element then never exceed the 2 bytes x 32,768 columns per
+# row of TRL's bf16 projection tile, whatever the number of rows
+VOCAB_TILE = 8192
 # The head's kernel: 'auto' (liger-kernel's fused head on CUDA when installed and no statistics are asked for,
 # else the plain-torch tiles), 'plain' or 'liger'. An environment setting, for benchmarks and bug hunts.
 KERNEL_ENV = "STUDIO_HEAD_KERNEL"
