@@ -93,8 +93,6 @@ def run_ours(a: argparse.Namespace) -> dict:
     mp = accelerator.mixed_precision
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp, torch.float32)
     peft_model = model.wrap_lora(_model(a.shape, dtype), config)
-    if a.compile:
-        model.compile_layers(peft_model.get_base_model())
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
     scheduler = runtime.make_scheduler(optimizer, config, WARMUP + a.steps + 1)
@@ -109,6 +107,8 @@ def run_ours(a: argparse.Namespace) -> dict:
         k, n, _ = memory.auto_checkpointing(peft_model, longest, a.batch, dpo.decoder_attention(longest, peft_model),
                                             device, 4 if mp == "no" else 2)
         checkpointed = f"{k}/{n} layers"
+    if a.compile:  # after the measurement: its hooks are for eager layers
+        model.compile_layers(peft_model.get_base_model())
 
     def step():
         # what a run with the default log_interval=1 does each step: statistics (entropy, KL, ...) and one read
