@@ -217,9 +217,25 @@ def cmd_stats(args: argparse.Namespace) -> int:
         ["agreement: Cohen's kappa", _fmt(ag["cohens_kappa"]), "", f"annotators={ag['annotators']}"],
         ["agreement: Krippendorff's alpha", _fmt(ag["krippendorff_alpha"]), "", ""],
     ], ["bias / agreement", "value", "interval", "of"]))
-    if s["annotators"]:
-        print("\n" + _table([[a["name"], a["labels"], _fmt(a["median_seconds"])] for a in s["annotators"]],
-                            ["annotator", "labels", "median seconds"]))
+    audit = s["annotator_audit"]
+
+    def share(entry: dict | None) -> str:
+        if not entry or entry["share"] is None:
+            return "-"
+        lo, hi = entry["ci95"]
+        return f"{100 * entry['share']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f}, n={entry['n']})"
+
+    if audit["people"]:
+        print("\n" + _table([[a["name"], a["labels"], share(a["left"]), share(a["longer"]),
+                              _fmt(a["length_coefficient"]), _fmt(a["median_seconds"]),
+                              share(a["fast_labels"]), share(a["majority_agreement"])] for a in audit["people"]],
+                            ["annotator", "labels", "chose left (95%)", "chose longer (95%)", "length coef.",
+                             "median s", f"under {audit['time_floor_seconds']:g} s", "agrees with majority"]))
+    if audit["imported"]:
+        print("\nimported labels (no screen sides, no timing; not part of any majority):")
+        print(_table([[a["name"], a["labels"], share(a["longer"]), _fmt(a["length_coefficient"]),
+                       share(a["majority_agreement"])] for a in audit["imported"]],
+                     ["source", "labels", "chose longer (95%)", "length coef.", "agrees with people's majority"]))
     _print_warnings(s["warnings"])
     return 0
 

@@ -169,6 +169,153 @@ def agreement(ratings: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict[st
             "cohens_kappa": kappa, "krippendorff_alpha": krippendorff_alpha_nominal(units)}
 
 
+# ---------------------------------------------------------------------------------------------- annotators
+
+TIME_FLOOR_SECONDS = 3.0
+"""A label given faster than this (seconds on the pair) is flagged: two responses cannot be read in that time."""
+
+
+def share_with_interval(successes: int, n: int) -> dict[str, Any]:
+    """{"share", "ci95", "n"}: a proportion with its Wilson 95% interval (share and ci95 None when n is 0)."""
+    ci = wilson_interval(successes, n)
+    return {"share": successes / n if n else None, "ci95": list(ci) if ci else None, "n": int(n)}
+
+
+def firth_logistic(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float],
+                   iterations: int = 50) -> tuple[float, float] | None:
+    """(intercept, slope) of a logistic regression of y (0/1) on x, by Firth's penalised likelihood (Firth
+    1993, "Bias reduction of maximum likelihood estimates"): finite where plain maximum likelihood runs off
+    to infinity, as it does for an annotator who always picks the longer response (complete separation).
+    With a two-valued x it gives the log odds ratio with 0.5 added to each cell. None when x does not vary
+    or there are fewer than two observations."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 2 or np.ptp(x) == 0:
+        return None
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+        w = p * (1 - p)
+        info = X.T @ (X * w[:, None])
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            return None
+        h = w * np.einsum("ij,jk,ik->i", X, cov, X)  # the hat matrix's diagonal
+        step = cov @ (X.T @ (y - p + h * (0.5 - p)))  # Newton step on Firth's modified score
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def _annotator_audit(rows: list[tuple], people_votes: dict[int, np.ndarray], person: bool,
+                     floor: float) -> dict[str, Any]:
+    """The audit of one annotator's current labels: (pair_id, choice, shown_left, seconds, len_a, len_b) rows."""
+    choice = np.array([r[1] for r in rows], dtype=object)
+    decided = (choice == "a") | (choice == "b")
+    chose_a = choice[decided] == "a"
+    len_a = np.array([r[4] for r in rows], dtype=float)[decided]
+    len_b = np.array([r[5] for r in rows], dtype=float)[decided]
+    left = np.array([r[2] for r in rows], dtype=object)[decided] == choice[decided]
+    differ = len_a != len_b
+    chose_longer = (chose_a == (len_a > len_b))[differ]
+    fit = firth_logistic(np.log2(np.maximum(len_a, 1) / np.maximum(len_b, 1)), chose_a)
+    seconds = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
+    timed = seconds[np.isfinite(seconds)]
+    # agreement with the majority of the other people who gave this pair a verdict (skips are not votes)
+    agree = n_majority = 0
+    for pair_id, c in zip((r[0] for r in rows), choice, strict=True):
+        if c not in VERDICTS or pair_id not in people_votes:
+            continue
+        others = people_votes[pair_id].copy()
+        if person:
+            others[VERDICTS.index(c)] -= 1
+        code = int(resolve_votes(others)[0])
+        if code >= 0:
+            n_majority += 1
+            agree += int(VERDICTS[code] == c)
+    counts = Counter(choice.tolist())
+    return {
+        "labels": len(rows), "decided": int(decided.sum()), "ties": counts.get("tie", 0),
+        "both_bad": counts.get("both_bad", 0), "skips": counts.get("skip", 0),
+        "left": share_with_interval(int(left.sum()), int(left.size)) if person else None,
+        "longer": share_with_interval(int(chose_longer.sum()), int(chose_longer.size)),
+        "length_coefficient": None if fit is None else fit[1],
+        "median_seconds": float(np.median(timed)) if person and timed.size else None,
+        "fast_labels": share_with_interval(int((timed < floor).sum()), int(timed.size)) if person else None,
+        "majority_agreement": share_with_interval(agree, n_majority),
+    }
+
+
+def annotator_audit(rows: Iterable[tuple], imported_prefix: str = "import:",
+                    floor: float = TIME_FLOOR_SECONDS) -> dict[str, Any]:
+    """Per annotator, from current labels as (annotator, pair_id, choice, shown_left, seconds, len_a, len_b):
+
+    - `left`: share of decided labels (a or b) for the response shown on the left, with its Wilson 95% interval;
+    - `longer`: share of decided labels, on pairs of unequal length, for the longer response, with its interval;
+    - `length_coefficient`: the slope of a logistic regression (Firth) of choosing A on log2(len A / len B):
+      how much the log-odds of choosing a response rise per doubling of its length relative to the other's
+      (0: length plays no part; 1: doubling the length multiplies the odds by e);
+    - `median_seconds` and `fast_labels`: labels given in under `floor` seconds, among those timed;
+    - `majority_agreement`: on pairs where the other people's verdicts have a majority, the share agreeing.
+
+    People and imported labels (annotators named `imported_prefix...`) are reported apart: an import had no
+    screen sides and took no time, and it is not one of the people whose majority is asked."""
+    by_name: dict[str, list[tuple]] = {}
+    for name, *rest in rows:
+        by_name.setdefault(name, []).append(tuple(rest))
+    people_votes: dict[int, np.ndarray] = {}
+    for name, labels in by_name.items():
+        if name.startswith(imported_prefix):
+            continue
+        for pair_id, c, *_ in labels:
+            if c in VERDICTS:
+                people_votes.setdefault(pair_id, np.zeros(len(VERDICTS), dtype=np.int64))[VERDICTS.index(c)] += 1
+    audit: dict[str, Any] = {"time_floor_seconds": floor, "people": [], "imported": []}
+    for name in sorted(by_name):
+        person = not name.startswith(imported_prefix)
+        entry = {"name": name, **_annotator_audit(by_name[name], people_votes, person, floor)}
+        audit["people" if person else "imported"].append(entry)
+    return audit
+
+
+def _interval(ci: Sequence[float]) -> str:
+    return f"95% {_pct(ci[0])}-{_pct(ci[1])}"
+
+
+def annotator_warnings(audit: Mapping[str, Any]) -> list[str]:
+    """Warnings in words about individual people's labels (an `annotator_audit` result)."""
+    out: list[str] = []
+    floor = audit.get("time_floor_seconds", TIME_FLOOR_SECONDS)
+    for a in audit.get("people", []):
+        name = a["name"]
+        left = a.get("left") or {}
+        if left.get("n", 0) >= MIN_DECIDED and left.get("ci95") and (left["share"] >= 0.65 or left["share"] <= 0.35) \
+                and (left["ci95"][0] > 0.5 or left["ci95"][1] < 0.5):
+            side = "left" if left["share"] > 0.5 else "right"
+            out.append(f"{name} chose the response shown on the {side} in {_pct(max(left['share'], 1 - left['share']))} "
+                       f"of {left['n']} decisions (left: {_interval(left['ci95'])}): their labels follow screen "
+                       f"position; review them, or leave them out of the next run.")
+        longer = a.get("longer") or {}
+        if longer.get("n", 0) >= MIN_DECIDED and longer.get("ci95") and \
+                (longer["share"] >= 0.7 or longer["share"] <= 0.3) and (longer["ci95"][0] > 0.5 or longer["ci95"][1] < 0.5):
+            which = "longer" if longer["share"] > 0.5 else "shorter"
+            out.append(f"{name} chose the {which} response in {_pct(max(longer['share'], 1 - longer['share']))} of "
+                       f"{longer['n']} decisions (longer: {_interval(longer['ci95'])}): their labels teach length; "
+                       f"compare a few of their pairs with another annotator's verdicts.")
+        fast = a.get("fast_labels") or {}
+        if fast.get("n", 0) >= 10 and fast.get("share") is not None and fast["share"] >= 0.2:
+            out.append(f"{name} gave {round(fast['share'] * fast['n'])} of {fast['n']} timed labels "
+                       f"({_pct(fast['share'])}) in under {floor:g} seconds, too fast to read both responses; "
+                       f"check those labels (Data: filter by annotator).")
+        agree = a.get("majority_agreement") or {}
+        if agree.get("n", 0) >= MIN_DECIDED and agree.get("ci95") and agree["ci95"][1] < 0.5:
+            out.append(f"{name} agrees with the majority of the other annotators on only {_pct(agree['share'])} of "
+                       f"{agree['n']} pairs ({_interval(agree['ci95'])}): their guidelines may differ from the others'.")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- warnings
 
 MIN_DECIDED = 20
@@ -205,6 +352,7 @@ def bias_warnings(stats: Mapping[str, Any]) -> list[str]:
     if alpha is not None and (agree.get("pairs") or 0) >= 10 and alpha < 0.4:
         out.append(f"Annotators agree little (Krippendorff's alpha {alpha:.2f} on {agree['pairs']} shared pairs): "
                    "the preferences are noisy; consider clearer guidelines or a robust loss.")
+    out += annotator_warnings(stats.get("annotator_audit") or {})
     resolved = stats.get("resolved") or {}
     prefs = resolved.get("preferences")
     if prefs is not None and 0 < prefs < 100:
