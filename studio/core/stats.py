@@ -284,36 +284,50 @@ def _interval(ci: Sequence[float]) -> str:
     return f"95% {_pct(ci[0])}-{_pct(ci[1])}"
 
 
-def annotator_warnings(audit: Mapping[str, Any]) -> list[str]:
-    """Warnings in words about individual people's labels (an `annotator_audit` result)."""
-    out: list[str] = []
+def _lopsided(entry: Mapping[str, Any] | None, at_least: float) -> bool:
+    """A share on at least MIN_DECIDED decisions, at or beyond `at_least` (or 1 - it), whose 95% interval
+    leaves one half out."""
+    if not entry or (entry.get("n") or 0) < MIN_DECIDED or not entry.get("ci95"):
+        return False
+    share, (lo, hi) = entry["share"], entry["ci95"]
+    return (share >= at_least or share <= 1 - at_least) and (lo > 0.5 or hi < 0.5)
+
+
+def annotator_findings(audit: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(annotator, audit field, warning in words) for what stands out in people's labels (an
+    `annotator_audit` result): the review dashboard marks those cells, the warnings list says them."""
+    out: list[tuple[str, str, str]] = []
     floor = audit.get("time_floor_seconds", TIME_FLOOR_SECONDS)
     for a in audit.get("people", []):
-        name = a["name"]
-        left = a.get("left") or {}
-        if left.get("n", 0) >= MIN_DECIDED and left.get("ci95") and (left["share"] >= 0.65 or left["share"] <= 0.35) \
-                and (left["ci95"][0] > 0.5 or left["ci95"][1] < 0.5):
-            side = "left" if left["share"] > 0.5 else "right"
-            out.append(f"{name} chose the response shown on the {side} in {_pct(max(left['share'], 1 - left['share']))} "
-                       f"of {left['n']} decisions (left: {_interval(left['ci95'])}): their labels follow screen "
-                       f"position; review them, or leave them out of the next run.")
-        longer = a.get("longer") or {}
-        if longer.get("n", 0) >= MIN_DECIDED and longer.get("ci95") and \
-                (longer["share"] >= 0.7 or longer["share"] <= 0.3) and (longer["ci95"][0] > 0.5 or longer["ci95"][1] < 0.5):
-            which = "longer" if longer["share"] > 0.5 else "shorter"
-            out.append(f"{name} chose the {which} response in {_pct(max(longer['share'], 1 - longer['share']))} of "
-                       f"{longer['n']} decisions (longer: {_interval(longer['ci95'])}): their labels teach length; "
-                       f"compare a few of their pairs with another annotator's verdicts.")
+        name, left, longer = a["name"], a.get("left"), a.get("longer")
+        if _lopsided(left, 0.65):
+            side, share = ("left", left["share"]) if left["share"] > 0.5 else ("right", 1 - left["share"])
+            out.append((name, "left", f"{name} chose the response shown on the {side} in {_pct(share)} of "
+                                      f"{left['n']} decisions (left: {_interval(left['ci95'])}): their labels follow "
+                                      f"screen position; review them, or leave them out of the next run."))
+        if _lopsided(longer, 0.7):
+            which, share = ("longer", longer["share"]) if longer["share"] > 0.5 else ("shorter", 1 - longer["share"])
+            out.append((name, "longer", f"{name} chose the {which} response in {_pct(share)} of {longer['n']} "
+                                        f"decisions (longer: {_interval(longer['ci95'])}): their labels teach length; "
+                                        f"compare a few of their pairs with another annotator's verdicts."))
         fast = a.get("fast_labels") or {}
-        if fast.get("n", 0) >= 10 and fast.get("share") is not None and fast["share"] >= 0.2:
-            out.append(f"{name} gave {round(fast['share'] * fast['n'])} of {fast['n']} timed labels "
-                       f"({_pct(fast['share'])}) in under {floor:g} seconds, too fast to read both responses; "
-                       f"check those labels (Data: filter by annotator).")
+        if (fast.get("n") or 0) >= 10 and fast.get("share") is not None and fast["share"] >= 0.2:
+            out.append((name, "fast_labels", f"{name} gave {round(fast['share'] * fast['n'])} of {fast['n']} timed "
+                                             f"labels ({_pct(fast['share'])}) in under {floor:g} seconds, too fast "
+                                             f"to read both responses; check those labels (Data: filter by "
+                                             f"annotator)."))
         agree = a.get("majority_agreement") or {}
-        if agree.get("n", 0) >= MIN_DECIDED and agree.get("ci95") and agree["ci95"][1] < 0.5:
-            out.append(f"{name} agrees with the majority of the other annotators on only {_pct(agree['share'])} of "
-                       f"{agree['n']} pairs ({_interval(agree['ci95'])}): their guidelines may differ from the others'.")
+        if (agree.get("n") or 0) >= MIN_DECIDED and agree.get("ci95") and agree["ci95"][1] < 0.5:
+            out.append((name, "majority_agreement",
+                        f"{name} agrees with the majority of the other annotators on only {_pct(agree['share'])} "
+                        f"of {agree['n']} pairs ({_interval(agree['ci95'])}): their guidelines may differ from "
+                        f"the others'."))
     return out
+
+
+def annotator_warnings(audit: Mapping[str, Any]) -> list[str]:
+    """Warnings in words about individual people's labels (an `annotator_audit` result)."""
+    return [warning for _name, _field, warning in annotator_findings(audit)]
 
 
 # ---------------------------------------------------------------------------------------------- warnings

@@ -93,7 +93,11 @@ def test_launch_then_the_monitor_draws_the_workers_metrics_as_they_arrive(qtbot,
     assert x.tolist() == list(range(1, 41))
     ex, _ = panel.monitor.curve_data(M.eval_name(M.REWARDS_ACCURACIES))
     assert ex.tolist() == [10, 20, 30, 40]
-    qtbot.waitUntil(lambda: "Samples at step 40" in panel.monitor.samples_view.toPlainText(), timeout=20000)
+    # the samples timeline follows the latest evaluation, beside step 10 (the fake worker's first)
+    timeline = panel.monitor.timeline
+    qtbot.waitUntil(lambda: timeline.current_step() == 40, timeout=20000)
+    assert "Sample 0 of 0 at step 40." in timeline.panes[1].toPlainText()
+    assert "Sample 0 of 0 at step 10." in timeline.panes[0].toPlainText()
     # the fake worker's log-probs both fall: the warning says so in words
     assert "Likelihood displacement" in panel.monitor.warning.text()
     qtbot.waitUntil(lambda: panel.table.item(0, 3).text() == "done", timeout=20000)
@@ -429,13 +433,16 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
 
 
 def test_best_eval_accuracy_ignores_the_step_0_evaluation(qtbot, labeled):
+    # as the worker logs the step-0 evaluation: the reference ties every pair, so margin and accuracy are 0
+    step0 = [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0), (0, M.eval_name(M.REWARDS_MARGINS), 0.0),
+             (0, M.EVAL_PAIRS, 12)]
     run_id = add_run(labeled, "r")  # eval accuracy 0.51 at step 5
-    labeled.log_metrics(run_id, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    labeled.log_metrics(run_id, step0)
     only_start = labeled.create_run("dpo", "m", to_dict(DPOConfig()), name="started")
-    labeled.log_metrics(only_start, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    labeled.log_metrics(only_start, step0)
     panel = make_panel(qtbot, labeled)
     cells = {panel.table.item(r, 0).text(): panel.table.item(r, 6).text() for r in range(panel.table.rowCount())}
-    assert cells == {"r": "51.0%", "started": "–"}
+    assert cells == {"r": "51.0% of 12", "started": "–"}  # a run's best says over how many pairs
 
 
 def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):

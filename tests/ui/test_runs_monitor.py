@@ -75,7 +75,7 @@ def test_redraw_touches_only_what_changed_and_waits_while_hidden(qtbot, project)
     np.testing.assert_array_equal(view.curve_data(M.LOSS)[1], view.rd.series[M.LOSS].y)
 
 
-def test_fractions_keep_their_0_to_1_axis_and_distinct_2_gets_its_own(qtbot, project):
+def test_fractions_keep_their_0_to_1_axis_and_lengths_have_their_own_chart(qtbot, project):
     run_id = log_run(project, 50)
     view = MonitorView(project, Poller(project))
     qtbot.addWidget(view)
@@ -85,22 +85,18 @@ def test_fractions_keep_their_0_to_1_axis_and_distinct_2_gets_its_own(qtbot, pro
     view.redraw()
     lo, hi = view.charts["Accuracy"].plot.getViewBox().viewRange()[1]
     assert lo < 0 and hi > 1  # accuracy only went to 1.0 by step 50, but the axis shows all of 0..1
-    samples = view.charts["Samples"]
-    assert samples.right is not None
-    assert samples.curves[M.EVAL_DISTINCT_2].main.getViewBox() is samples.right
-    assert samples.curves[M.EVAL_SAMPLE_LENGTH].main.getViewBox() is samples.plot.getViewBox()
-    d_lo, d_hi = samples.right.viewRange()[1]
-    l_lo, l_hi = samples.plot.getViewBox().viewRange()[1]
-    assert d_lo < 0 < 1 < d_hi and l_lo < 0 and l_hi > 90  # each on its own scale
-    legend = samples.plot.getAxis("bottom").labelText
-    assert "length" in legend and "distinct-2" in legend
+    d_lo, d_hi = view.charts["Diversity"].plot.getViewBox().viewRange()[1]
+    l_lo, l_hi = view.charts["Sample length"].plot.getViewBox().viewRange()[1]
+    assert d_lo < 0 < 1 < d_hi and l_lo < 0 and l_hi > 90  # each on its own chart, on its own scale
+    assert "dist-2" in view.charts["Diversity"].plot.getAxis("bottom").labelText
+    assert "mean" in view.charts["Sample length"].plot.getAxis("bottom").labelText
     assert "eval" not in view.charts["Loss"].plot.getAxis("bottom").labelText  # only what the run logs
     assert view.charts["Loss"].plot.legend is None  # no legend box over the curves
 
 
 def test_every_chart_shows_the_runs_steps_and_distinct_2_keeps_0_to_1(qtbot, project):
-    """Early in a run, the step-0 evaluation is the only point of the Samples chart: it used to get an
-    x axis of +-1e-9 (or -400..400) and, with distinct-2 exactly 1.0, a right axis of 0.5..1.5."""
+    """Early in a run, the step-0 evaluation is the only point of the sample charts: it used to get an
+    x axis of +-1e-9 (or -400..400) and, with distinct-2 exactly 1.0, a y axis of 0.5..1.5."""
     run_id = project.create_run("dpo", "m", {})
     project.update_run(run_id, status="running")
     project.log_metrics(run_id, [(0, M.EVAL_DISTINCT_2, 1.0), (0, M.EVAL_SAMPLE_LENGTH, 64.0)]
@@ -114,10 +110,10 @@ def test_every_chart_shows_the_runs_steps_and_distinct_2_keeps_0_to_1(qtbot, pro
     view.redraw()
     ranges = {title: chart.plot.getViewBox().viewRange()[0] for title, chart in view.charts.items()
               if chart.curves}
-    assert set(ranges) == {"Samples", "Loss", "Log-probs"}
+    assert set(ranges) == {"Diversity", "Sample length", "Loss", "Log-probs"}
     for title, (lo, hi) in ranges.items():
         assert lo <= 0 and 7 <= hi <= 12, title  # all from 0 to the latest step, with room to grow
-    d_lo, d_hi = view.charts["Samples"].right.viewRange()[1]
+    d_lo, d_hi = view.charts["Diversity"].plot.getViewBox().viewRange()[1]
     assert d_lo <= 0 and d_hi >= 1
 
 

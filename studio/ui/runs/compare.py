@@ -1,40 +1,52 @@
-"""Compare runs: curves overlaid per metric, the config fields that differ, final metrics side by side."""
+"""Compare runs: curves overlaid per metric (each on a linear, log or normalised scale), the config fields that
+differ, final metrics side by side with the best highlighted, and two runs' samples side by side."""
 
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.core import metrics as M
 from studio.core.configs import diff_configs, flatten
 from studio.ui.runs import charts as C
 from studio.ui.runs.poller import Poller
+from studio.ui.runs.samples_view import SamplesTimeline
 
-COLUMNS = 4
-TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "Eval reward margin",
-          M.REWARDS_ACCURACIES: "Accuracy", M.eval_name(M.REWARDS_ACCURACIES): "Eval accuracy",
-          M.LOSS: "Loss", M.LOGPS_CHOSEN: "Log-prob chosen", M.LOGPS_REJECTED: "Log-prob rejected",
-          M.EVAL_KL: "Sampled KL (eval)"}
+SCALES = {"linear": "Linear", "log": "Log scale", "normalised": "Normalised (÷ first value)"}
+"""A chart's scale: runs on very different scales (IPO's loss is ~30x DPO's) compare on log or normalised."""
+
+
+def scaled(y: np.ndarray, scale: str) -> np.ndarray:
+    """The values as a chart in `scale` draws them: divided by the first finite non-zero value when
+    normalised (each run then starts at 1), unchanged otherwise (a log axis takes the log itself)."""
+    if scale != "normalised":
+        return y
+    finite = y[np.isfinite(y) & (y != 0)]
+    return y / abs(finite[0]) if finite.size else y
 
 
 def comparable_config(run: dict) -> dict:
@@ -43,7 +55,7 @@ def comparable_config(run: dict) -> dict:
 
 
 class CompareView(QWidget):
-    """Pick runs on the left; charts, differing config fields and final metrics on the right."""
+    """Pick runs on the left; charts, two runs' samples, differing config fields and final metrics on the right."""
 
     def __init__(self, project, poller: Poller, parent: QWidget | None = None):
         super().__init__(parent)
@@ -52,7 +64,9 @@ class CompareView(QWidget):
         self.run_ids: list[int] = []
         self.runs: dict[int, dict] = {}
         self.smoothing = 0.6
+        self.scales: dict[str, str] = dict.fromkeys(C.COMPARE_METRICS, "linear")
         self._dirty = True
+        self._columns = 0
         self.last_redraw_ms = 0.0
         self._build()
         self.timer = QTimer(self)
@@ -98,17 +112,44 @@ class CompareView(QWidget):
         controls.addWidget(png)
         controls.addWidget(csv_button)
         rl.addLayout(controls)
+        self.readout = QLabel()
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        rl.addWidget(self.readout)
 
         vsplit = QSplitter(Qt.Orientation.Vertical)
         self.graphics = pg.GraphicsLayoutWidget()
         self.plots: dict[str, pg.PlotItem] = {}
+        self.cursors: dict[str, pg.InfiniteLine] = {}
         self.curves: dict[tuple[str, int], pg.PlotDataItem] = {}
-        self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing) last drawn
+        self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing, scale) last drawn
         for i, name in enumerate(C.COMPARE_METRICS):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
+            info = C.metric_info(name)
+            plot = C.make_plot(self.graphics.ci, 0, i, info.title)
             plot.setLabel("bottom", "step", **{"font-size": "8pt"})
+            if info.unit:
+                plot.setLabel("left", info.unit, **{"font-size": "8pt"})
+            plot.setToolTip("Right-click: linear, log or normalised scale (each run divided by its first value)")
+            menu = plot.getViewBox().menu
+            menu.addSeparator()
+            for scale, text in SCALES.items():
+                menu.addAction(text, lambda n=name, sc=scale: self.set_scale(n, sc))
+            cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
+            cursor.setVisible(False)
+            plot.addItem(cursor, ignoreBounds=True)
+            self.cursors[name] = cursor
             self.plots[name] = plot
-        vsplit.addWidget(self.graphics)
+        self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self.graphics)
+        self.timeline = SamplesTimeline()
+        self.views = QTabWidget()
+        self.views.addTab(self.scroll, "Charts")
+        self.views.addTab(self.timeline, "Samples")
+        self.views.setTabToolTip(1, "The first two ticked runs' samples of one probe prompt, side by side")
+        vsplit.addWidget(self.views)
         # the two tables side by side (each has one narrow column per run), with compact rows, so at
         # 1280x800 they show their rows instead of one line each under the charts
         tables = QWidget()
@@ -129,6 +170,8 @@ class CompareView(QWidget):
             bl.addWidget(heading)
             bl.addWidget(t, 1)
             tl.addWidget(box, 1)
+        self.final_table.setToolTip("Final value of each metric; the best of the runs in bold (for metrics where "
+                                    "higher or lower is better)")
         tables.setMinimumHeight(self.fontMetrics().height() * 8)
         vsplit.addWidget(tables)
         vsplit.setStretchFactor(0, 3)
@@ -140,6 +183,35 @@ class CompareView(QWidget):
         split.setStretchFactor(1, 1)
         split.setSizes([200, 1000])
         outer.addWidget(split)
+        self._layout_charts()
+
+    def _layout_charts(self) -> None:
+        """The charts in as many columns as the width allows; rows that do not fit scroll."""
+        columns = C.grid_columns(self.scroll.viewport().width())
+        if columns == self._columns:
+            return
+        self._columns = columns
+        self.graphics.ci.clear()
+        for i, plot in enumerate(self.plots.values()):
+            self.graphics.ci.addItem(plot, row=i // columns, col=i % columns)
+        self.graphics.setMinimumHeight(C.ROW_PX * math.ceil(len(self.plots) / columns))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._layout_charts()
+
+    def set_scale(self, metric: str, scale: str) -> None:
+        """Draw a chart's curves on a linear, log or normalised scale (see `scaled`)."""
+        self.scales[metric] = scale
+        plot = self.plots[metric]
+        info = C.metric_info(metric)
+        plot.setLogMode(y=scale == "log")
+        suffix = {"log": " (log)", "normalised": " (÷ first)"}.get(scale, "")
+        plot.setTitle(info.title + suffix, size="10pt", bold=True)
+        plot.setLabel("left", "× first value" if scale == "normalised" else info.unit, **{"font-size": "8pt"})
+        self._dirty = True
+        self.redraw()
+        plot.getViewBox().enableAutoRange()
 
     # ------------------------------------------------------------------ runs
 
@@ -187,7 +259,10 @@ class CompareView(QWidget):
             self.plots[name].removeItem(curve)
         self.curves.clear()
         self._drawn.clear()
+        self.readout.clear()
         self.legend.setText(C.legend_html([("▬", self.color(rid), self.runs[rid]["name"]) for rid in self.run_ids]))
+        self.timeline.set_sources([(self.runs[rid]["name"], self.poller.data[rid].samples)
+                                   for rid in self.run_ids[:2] if rid in self.poller.data])
         self._dirty = True
         self.redraw()
         self._fill_tables()
@@ -226,15 +301,44 @@ class CompareView(QWidget):
         ft.setColumnCount(len(runs))
         ft.setHorizontalHeaderLabels(names)
         ft.setRowCount(len(metrics) + 2)
-        ft.setVerticalHeaderLabels(["status", "step", *metrics])
+        labels = ["status", "step"] + [C.metric_info(m).title for m in metrics]
+        ft.setVerticalHeaderLabels(labels)
+        for row, m in enumerate(metrics, start=2):
+            ft.verticalHeaderItem(row).setToolTip(m)
         for col, r in enumerate(runs):
             ft.setItem(0, col, QTableWidgetItem(r["status"]))
             ft.setItem(1, col, QTableWidgetItem(str(r["step"])))
-            rd = self.poller.data.get(r["id"])
-            for row, m in enumerate(metrics, start=2):
-                s = rd.series.get(m) if rd else None
-                last = s.last() if s is not None else None
-                ft.setItem(row, col, QTableWidgetItem("–" if last is None else f"{last:.4g}"))
+        for row, m in enumerate(metrics, start=2):
+            finals = [self._final(r["id"], m) for r in runs]
+            best = self._best(m, finals)
+            for col, last in enumerate(finals):
+                item = QTableWidgetItem("–" if last is None else f"{last:.4g}")
+                if best is not None and last == best and len(runs) > 1:
+                    font = QFont(item.font())
+                    font.setBold(True)
+                    item.setFont(font)
+                    item.setBackground(QBrush(QColor(C.BADGE)))
+                    item.setToolTip(f"best final {C.metric_info(m).title.lower()} "
+                                    f"({C.metric_info(m).better} is better)")
+                ft.setItem(row, col, item)
+        for table, heads in ((t, fields), (ft, labels)):
+            # row headers as wide as their longest name, so none is clipped
+            width = max((table.fontMetrics().horizontalAdvance(h) for h in heads), default=0) + 16
+            table.verticalHeader().setMinimumWidth(width)
+
+    def _final(self, run_id: int, metric: str) -> float | None:
+        rd = self.poller.data.get(run_id)
+        s = rd.series.get(metric) if rd else None
+        return s.last() if s is not None else None
+
+    @staticmethod
+    def _best(metric: str, finals: list[float | None]) -> float | None:
+        """The best of the runs' final values, by the metric's direction (None when it has none)."""
+        values = [v for v in finals if v is not None and math.isfinite(v)]
+        better = C.metric_info(metric).better
+        if not values or better is None:
+            return None
+        return max(values) if better == "higher" else min(values)
 
     def final_value(self, run_id: int, metric: str) -> str:
         """The final-metrics cell text for a run and metric (for tests)."""
@@ -243,11 +347,19 @@ class CompareView(QWidget):
         item = self.final_table.item(row, col)
         return item.text() if item else ""
 
+    def is_best(self, run_id: int, metric: str) -> bool:
+        """Whether the run's final value of the metric is highlighted as the best."""
+        col = self.run_ids.index(run_id)
+        item = self.final_table.item(2 + list(C.COMPARE_METRICS).index(metric), col)
+        return bool(item and item.font().bold())
+
     # ------------------------------------------------------------------ drawing
 
-    def _on_data(self, run_id: int, _names: set) -> None:
+    def _on_data(self, run_id: int, names: set) -> None:
         if run_id in self.run_ids:
             self._dirty = True
+            if "samples" in names:
+                self.timeline.refresh()
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothing = value / 100
@@ -260,6 +372,7 @@ class CompareView(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        self._layout_charts()
         self._redraw_if_dirty()
 
     def redraw(self) -> None:
@@ -277,9 +390,10 @@ class CompareView(QWidget):
                     continue
                 sparse = C.is_sparse(name)
                 smoothing = 0.0 if sparse else self.smoothing
-                if self._drawn.get((name, rid)) == (s.version, smoothing):
+                scale = self.scales[name]
+                if self._drawn.get((name, rid)) == (s.version, smoothing, scale):
                     continue  # unchanged since last drawn
-                self._drawn[(name, rid)] = (s.version, smoothing)
+                self._drawn[(name, rid)] = (s.version, smoothing, scale)
                 curve = self.curves.get((name, rid))
                 if curve is None:
                     color = self.color(rid)
@@ -288,7 +402,15 @@ class CompareView(QWidget):
                     self.plots[name].addItem(curve)
                     self.curves[(name, rid)] = curve
                 y = s.y if smoothing <= 0 else s.smoothed(smoothing)
-                curve.setData(s.step[: s.n], y, skipFiniteCheck=s.all_finite or smoothing > 0)
+                defined = rd.defined(name)
+                if defined is not None:  # an accuracy where every margin was 0 is not a ranking
+                    y = np.where(defined, y, np.nan)
+                y = scaled(y, scale)
+                if scale == "log":
+                    y = np.where(y > 0, y, np.nan)  # a log axis has no place for 0 or below
+                clean = s.all_finite and defined is None and scale != "log"
+                curve.setData(s.step[: s.n], y, skipFiniteCheck=clean or (smoothing > 0 and defined is None
+                                                                          and scale != "log"))
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
 
     def curve_data(self, metric: str, run_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -298,6 +420,29 @@ class CompareView(QWidget):
         if curve is None or curve.xData is None:
             return np.empty(0), np.empty(0)
         return curve.xData, curve.yData  # all points, not the downsampled ones on screen
+
+    def _on_mouse(self, event) -> None:
+        """A crosshair at the hovered step on every chart; the hovered chart's runs' values in the readout."""
+        pos = event[0]
+        hovered = next((n for n, p in self.plots.items() if p.scene() is not None
+                        and p.sceneBoundingRect().contains(pos)), None)
+        for cursor in self.cursors.values():
+            cursor.setVisible(hovered is not None)
+        if hovered is None:
+            return
+        x = self.plots[hovered].getViewBox().mapSceneToView(pos).x()
+        parts = []
+        for cursor in self.cursors.values():
+            cursor.setPos(x)
+        for rid in self.run_ids:
+            rd = self.poller.data.get(rid)
+            s = rd.series.get(hovered) if rd is not None else None
+            hit = s.value_at(x) if s is not None else None
+            if hit is not None:
+                parts.append(f"<span style='color:{self.color(rid)}'>{html.escape(self.runs[rid]['name'])}</span> "
+                             f"{hit[1]:.4g} (step {hit[0]:.0f})")
+        info = C.metric_info(hovered)
+        self.readout.setText(f"<b>{html.escape(info.title)}</b>: " + " · ".join(parts) if parts else "")
 
     # ------------------------------------------------------------------ export
 

@@ -26,10 +26,23 @@ def fmt_elapsed(run: dict) -> str:
     seconds = training_seconds(run)
     if seconds is None:
         return "–"
+    return fmt_duration(seconds)
+
+
+def fmt_duration(seconds: float) -> str:
     secs = int(seconds)
     h, rem = divmod(secs, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def fmt_eta(run: dict) -> str:
+    """' · ETA 4m 10s' while a run trains: the time so far per step times the steps left, as the CLI
+    estimates it; empty when it is not running or has no step yet."""
+    seconds, step, total = training_seconds(run), run.get("step") or 0, run.get("total_steps") or 0
+    if run.get("status") not in ("running", "stopping") or seconds is None or step <= 0 or total <= step:
+        return ""
+    return f" · ETA {fmt_duration(seconds / step * (total - step))}"
 
 
 def fmt_bytes(n: float | None) -> str:
