@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QTableView,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.types import LabelState
 from studio.store import PairFilter, Project
 from studio.ui import render
+from studio.ui.review import ReviewDashboard
 
 STATES = {"any": "Any state", "unlabeled": "Unlabeled", "labeled": "Labeled", "needs_more": "Needs another label"}
 AGREEMENTS = {"any": "Any agreement", "single": "One label", "agree": "Annotators agree",
@@ -215,10 +217,19 @@ class DataView(QWidget):
         body.setChildrenCollapsible(False)
         body.setSizes([900, 380])  # the table's prompt column needs the room; details wrap
 
+        # the pairs and the review dashboard (agreement, bias, the per-annotator audit) as two tabs
+        pairs_page = QWidget()
+        pl = QVBoxLayout(pairs_page)
+        pl.setContentsMargins(0, 4, 0, 0)
+        pl.addLayout(filters)
+        pl.addWidget(body, 1)
+        self.review = ReviewDashboard(project)
+        self.pages = QTabWidget()
+        self.pages.addTab(pairs_page, "Pairs")
+        self.pages.addTab(self.review, "Review")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
-        layout.addLayout(filters)
-        layout.addWidget(body, 1)
+        layout.addWidget(self.pages, 1)
         self._stale = True
         self._reload_timer = QTimer(self, singleShot=True, interval=0, timeout=self._reload_if_shown)
 
@@ -244,6 +255,7 @@ class DataView(QWidget):
     def mark_stale(self) -> None:
         """Labels or pairs changed elsewhere; reload when next shown (not on every label)."""
         self._stale = True
+        self.review.mark_stale()
         if self.isVisible():
             self._reload_timer.start()
 

@@ -30,12 +30,20 @@ def _data_view(window, args: Namespace):
     return window
 
 
+def _review_view(window, args: Namespace):
+    view = window.show_section("Data")
+    view.pages.setCurrentWidget(view.review)
+    view.review.refresh()
+    return window
+
+
 def views() -> dict[str, ViewFactory]:
     global _LOADED
     if not _LOADED:
         _LOADED = True
         register_view("label", _label_view)
         register_view("data", _data_view)
+        register_view("review", _review_view)
         from studio.ui.runs import register_screenshot_views
 
         register_screenshot_views(register_view)

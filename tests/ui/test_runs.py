@@ -459,3 +459,48 @@ def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):
     last = t.rowCount() - 1
     assert t.rowViewportPosition(last) + t.rowHeight(last) <= t.viewport().height()
     assert min(p.height() for p in panel.compare.plots.values()) >= 120  # charts still readable
+
+
+def test_compare_puts_the_collapse_lens_beside_the_training_curves(qtbot, labeled):
+    from studio.ui.runs import charts as C
+
+    dpo = add_run(labeled, "dpo")
+    ipo = add_run(labeled, "ipo", loss_type="ipo")
+    for run_id, loss, distinct in ((dpo, 0.6, 0.9), (ipo, 20.0, 0.5)):  # IPO's loss is ~30x DPO's
+        labeled.log_metrics(run_id, [(s, M.LOSS, loss * (1 - s / 10)) for s in range(1, 6)]
+                            + [(s, M.EVAL_DISTINCT_2, distinct - s / 100) for s in (0, 5)]
+                            + [(s, M.EVAL_SAMPLE_LENGTH, 40.0 + s) for s in (0, 5)])
+        labeled.add_samples(run_id, 5, [{"prompt_id": 1, "prompt_text": "Q?", "text": f"sample of run {run_id}",
+                                         "meta": {"sample": 0, "tokens": 5}}])
+    panel = make_panel(qtbot, labeled)
+    panel.resize(1280, 720)
+    panel.show()
+    panel.table.select_ids([dpo, ipo])
+    panel.compare_selected()
+    view = panel.compare
+    assert {M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_KL} <= set(view.plots)
+    assert not {view.color(dpo), view.color(ipo)} & {C.GREEN, C.RED}  # those mean chosen and rejected
+
+    # normalised, each run's loss starts at 1; log puts the axis on a log scale
+    view.set_scale(M.LOSS, "normalised")
+    for run_id in (dpo, ipo):
+        assert view.curve_data(M.LOSS, run_id)[1][0] == pytest.approx(1.0)
+    assert "(÷ first)" in view.plots[M.LOSS].titleLabel.text
+    view.set_scale(M.LOSS, "log")
+    assert view.plots[M.LOSS].getAxis("left").logMode
+    view.set_scale(M.LOSS, "linear")
+    assert view.curve_data(M.LOSS, ipo)[1][0] == pytest.approx(18.0)
+
+    # the final table: names in words, the best final value marked by the metric's direction
+    ft = view.final_table
+    heads = [ft.verticalHeaderItem(i).text() for i in range(ft.rowCount())]
+    assert "Sampled KL" in heads and "Distinct-2" in heads and "eval/rewards/margins" not in heads
+    assert view.is_best(dpo, M.LOSS) and not view.is_best(ipo, M.LOSS)  # lower loss is better
+    assert view.is_best(dpo, M.EVAL_DISTINCT_2) and not view.is_best(dpo, M.EVAL_SAMPLE_LENGTH)  # length: neither
+    widest = max(ft.fontMetrics().horizontalAdvance(h) for h in heads)
+    assert ft.verticalHeader().width() >= widest  # no row header clipped
+
+    # the two runs' samples side by side
+    view.views.setCurrentWidget(view.timeline)
+    assert [t for t, _ in view.timeline.column_sources()] == ["dpo · step 5", "ipo · step 5"]
+    assert f"sample of run {ipo}" in view.timeline.panes[1].toPlainText()
