@@ -480,6 +480,8 @@ def test_compare_puts_the_collapse_lens_beside_the_training_curves(qtbot, labele
     view = panel.compare
     assert {M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_KL} <= set(view.plots)
     assert not {view.color(dpo), view.color(ipo)} & {C.GREEN, C.RED}  # those mean chosen and rejected
+    lo, hi = view.plots[M.EVAL_SAMPLE_LENGTH].getViewBox().viewRange()[1]
+    assert hi - lo >= 8  # lengths 40 and 45: the chart's least range, not a steep line
 
     # normalised, each run's loss starts at 1; log puts the axis on a log scale
     view.set_scale(M.LOSS, "normalised")

@@ -81,11 +81,11 @@ CHARTS: tuple[ChartSpec, ...] = (
               "tokens the policy writes on the probe prompts; rising against step 0 = length drift. Samples "
               "at the dashed cap were cut there (the share that was is on the Length tile)", "tokens", 8.0),
     ChartSpec("Diversity", (Line(M.EVAL_DISTINCT_2, "dist-2", PURPLE, False, include=(0.0, 1.0)),
-                            Line(M.EVAL_SELF_SIMILARITY, "self-sim", BROWN, False),
-                            Line(M.EVAL_REPETITION, "rep-3", PINK, False)),
+                            Line(M.EVAL_SELF_SIMILARITY, "self-sim", BROWN, False, include=(0.0,)),
+                            Line(M.EVAL_REPETITION, "rep-3", PINK, False, include=(0.0,))),
               "dist-2: distinct bigrams over all samples (falling = mode collapse; distinct-1 is in studio samples); "
               "self-sim: bigram overlap among a prompt's samples; rep-3: repeated trigrams within a sample "
-              "(rising = collapse)", "share"),
+              "(rising = collapse)", "share", 0.2),
     ChartSpec("Entropy", (Line(M.ENTROPY, "data", BLUE), Line(M.EVAL_SAMPLE_ENTROPY, "samples", PURPLE, False)),
               "per-token entropy of the policy on the dataset's responses and on its own samples; falling "
               "fast towards 0 is a collapse signal", "nats/token", 0.2),
@@ -97,6 +97,22 @@ CHARTS: tuple[ChartSpec, ...] = (
     ChartSpec("Memory", (Line(M.MEMORY, "peak memory", ORANGE, False),), "peak GPU memory (RSS on CPU)", "GiB",
               0.5),
 )
+
+
+def least_y_range(metric: str, lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] widened to what the metric's chart always shows: its fixed values (0 and 1 of a share) and its
+    least span around the middle, so noise in a narrow band does not fill a chart (Compare's charts of one
+    metric read it from the monitor's catalogue)."""
+    for spec in CHARTS:
+        for line in spec.lines:
+            if metric in (line.metric, M.eval_name(line.metric) if line.eval_twin else None):
+                lo, hi = min(lo, *line.include, lo), max(hi, *line.include, hi)
+                least = max(spec.min_span, spec.min_rel_span * max(abs(lo), abs(hi)))
+                if hi - lo < least:
+                    middle = (lo + hi) / 2
+                    lo, hi = middle - least / 2, middle + least / 2
+                return lo, hi
+    return lo, hi
 
 
 @dataclass(frozen=True)

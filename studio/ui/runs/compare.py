@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.configs import diff_configs, flatten
+from studio.core.series import ema
 from studio.ui.runs import charts as C
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.samples_view import SamplesTimeline
@@ -209,9 +210,11 @@ class CompareView(QWidget):
         suffix = {"log": " (log)", "normalised": " (÷ first)"}.get(scale, "")
         plot.setTitle(info.title + suffix, size="10pt", bold=True)
         plot.setLabel("left", "× first value" if scale == "normalised" else info.unit, **{"font-size": "8pt"})
+        plot.getViewBox().enableAutoRange()
+        for key in [k for k in self._drawn if k[0] == metric]:
+            del self._drawn[key]  # redraw this chart's curves on the new scale
         self._dirty = True
         self.redraw()
-        plot.getViewBox().enableAutoRange()
 
     # ------------------------------------------------------------------ runs
 
@@ -380,6 +383,7 @@ class CompareView(QWidget):
 
         t = time.perf_counter()
         self._dirty = False
+        changed: set[str] = set()
         for rid in self.run_ids:
             rd = self.poller.data.get(rid)
             if rd is None:
@@ -401,17 +405,35 @@ class CompareView(QWidget):
                     curve = pg.PlotDataItem(pen=pg.mkPen(color, width=2), **kw, **C.curve_options())
                     self.plots[name].addItem(curve)
                     self.curves[(name, rid)] = curve
-                y = s.y if smoothing <= 0 else s.smoothed(smoothing)
                 defined = rd.defined(name)
-                if defined is not None:  # an accuracy where every margin was 0 is not a ranking
-                    y = np.where(defined, y, np.nan)
+                if defined is None:
+                    y = s.y if smoothing <= 0 else s.smoothed(smoothing)
+                else:  # an accuracy where every margin was 0 is not a ranking: neither drawn nor smoothed in
+                    y = np.where(defined, s.y, np.nan)
+                    y = np.where(defined, ema(y, smoothing), np.nan) if smoothing > 0 else y
                 y = scaled(y, scale)
                 if scale == "log":
                     y = np.where(y > 0, y, np.nan)  # a log axis has no place for 0 or below
                 clean = s.all_finite and defined is None and scale != "log"
                 curve.setData(s.step[: s.n], y, skipFiniteCheck=clean or (smoothing > 0 and defined is None
                                                                           and scale != "log"))
+                changed.add(name)
+        for name in changed:
+            self._fit_y(name)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
+
+    def _fit_y(self, metric: str) -> None:
+        """A linear chart's y axis over all its runs' curves, at least the metric's least range (see
+        charts.least_y_range): a 0.002-wide wobble of distinct-2 must not read as a trend."""
+        if self.scales[metric] != "linear":
+            return
+        ys = [c.yData for (n, _rid), c in self.curves.items() if n == metric and c.yData is not None]
+        values = np.concatenate(ys) if ys else np.empty(0)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return
+        lo, hi = C.least_y_range(metric, float(values.min()), float(values.max()))
+        self.plots[metric].setYRange(lo, hi, padding=0.06)
 
     def curve_data(self, metric: str, run_id: int) -> tuple[np.ndarray, np.ndarray]:
         if self._dirty:
