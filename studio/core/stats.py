@@ -351,16 +351,19 @@ def bias_warnings(stats: Mapping[str, Any]) -> list[str]:
         share = length["share"]
         if ci[0] > 0.5 and share >= 0.6:
             out.append(f"{_pct(share)} of chosen responses are longer: DPO will learn length "
-                       f"(median chosen/rejected length ratio {length['median_ratio']:.2f}).")
+                       f"(median chosen/rejected length ratio {length['median_ratio']:.2f}). Label pairs where the "
+                       f"shorter answer is better, or try a length-normalised loss (SimPO).")
         elif ci[1] < 0.5 and share <= 0.4:
-            out.append(f"Only {_pct(share)} of chosen responses are longer: DPO will learn to be brief.")
+            out.append(f"Only {_pct(share)} of chosen responses are longer: DPO will learn to be brief. Label pairs "
+                       f"where the longer answer is better if brevity is not what you want.")
     position = stats.get("position_bias") or {}
     ci = position.get("ci95")
     if (position.get("decided") or 0) >= MIN_DECIDED and ci and (ci[0] > 0.5 or ci[1] < 0.5):
         side = "left" if ci[0] > 0.5 else "right"
         share = position["share"] if side == "left" else 1 - position["share"]
         out.append(f"Annotators chose the response shown on the {side} {_pct(share)} of the time "
-                   f"(95% interval {_pct(ci[0])}-{_pct(ci[1])} for left): labels depend on screen position.")
+                   f"(95% interval {_pct(ci[0])}-{_pct(ci[1])} for left): labels depend on screen position. "
+                   f"Data ▸ Review shows which annotators.")
     agree = stats.get("agreement") or {}
     alpha = agree.get("krippendorff_alpha")
     if alpha is not None and (agree.get("pairs") or 0) >= 10 and alpha < 0.4:
@@ -371,5 +374,5 @@ def bias_warnings(stats: Mapping[str, Any]) -> list[str]:
     prefs = resolved.get("preferences")
     if prefs is not None and 0 < prefs < 100:
         out.append(f"Only {prefs} resolved preferences: too few for DPO to learn much beyond the style of "
-                   "the chosen responses.")
+                   "the chosen responses. Label more pairs (a few hundred is a start).")
     return out
