@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QGraphicsItem, QScrollArea
 
 from studio.core import metrics as M
 
@@ -99,19 +100,23 @@ CHARTS: tuple[ChartSpec, ...] = (
 )
 
 
+def widened(spec: ChartSpec, lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] widened to the chart's least span around its middle, so noise in a narrow band does not
+    fill the chart."""
+    least = max(spec.min_span, spec.min_rel_span * max(abs(lo), abs(hi)))
+    if hi - lo < least:
+        middle = (lo + hi) / 2
+        lo, hi = middle - least / 2, middle + least / 2
+    return lo, hi
+
+
 def least_y_range(metric: str, lo: float, hi: float) -> tuple[float, float]:
-    """[lo, hi] widened to what the metric's chart always shows: its fixed values (0 and 1 of a share) and its
-    least span around the middle, so noise in a narrow band does not fill a chart (Compare's charts of one
-    metric read it from the monitor's catalogue)."""
+    """[lo, hi] widened to what the metric's chart in the catalogue always shows: its line's fixed values (0
+    and 1 of a share) and the chart's least span (Compare's charts of one metric read them from here)."""
     for spec in CHARTS:
         for line in spec.lines:
             if metric in (line.metric, M.eval_name(line.metric) if line.eval_twin else None):
-                lo, hi = min(lo, *line.include, lo), max(hi, *line.include, hi)
-                least = max(spec.min_span, spec.min_rel_span * max(abs(lo), abs(hi)))
-                if hi - lo < least:
-                    middle = (lo + hi) / 2
-                    lo, hi = middle - least / 2, middle + least / 2
-                return lo, hi
+                return widened(spec, min(lo, *line.include, lo), max(hi, *line.include, hi))
     return lo, hi
 
 
@@ -177,6 +182,25 @@ ROW_PX = 150
 def grid_columns(width: int) -> int:
     """Chart columns that fit a width in pixels (1 to MAX_COLUMNS)."""
     return max(1, min(MAX_COLUMNS, width // COLUMN_PX))
+
+
+def scrolling(graphics: pg.GraphicsLayoutWidget) -> QScrollArea:
+    """A vertical scroll area around a grid of charts: rows that do not fit scroll instead of shrinking."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(graphics)
+    return scroll
+
+
+def lay_out(graphics: pg.GraphicsLayoutWidget, plots: list[pg.PlotItem], columns: int,
+            rows_scroll: bool = True) -> None:
+    """Place plots in a grid of `columns`, in order, each row at least ROW_PX high when `rows_scroll`."""
+    graphics.ci.clear()
+    for i, plot in enumerate(plots):
+        graphics.ci.addItem(plot, row=i // columns, col=i % columns)
+    graphics.setMinimumHeight(ROW_PX * -(-len(plots) // columns) if rows_scroll else 0)
 
 
 def make_plot(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> pg.PlotItem:

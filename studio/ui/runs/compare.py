@@ -14,14 +14,12 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSplitter,
     QTableWidget,
@@ -140,11 +138,7 @@ class CompareView(QWidget):
             self.cursors[name] = cursor
             self.plots[name] = plot
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setWidget(self.graphics)
+        self.scroll = C.scrolling(self.graphics)
         self.timeline = SamplesTimeline()
         self.views = QTabWidget()
         self.views.addTab(self.scroll, "Charts")
@@ -192,10 +186,7 @@ class CompareView(QWidget):
         if columns == self._columns:
             return
         self._columns = columns
-        self.graphics.ci.clear()
-        for i, plot in enumerate(self.plots.values()):
-            self.graphics.ci.addItem(plot, row=i // columns, col=i % columns)
-        self.graphics.setMinimumHeight(C.ROW_PX * math.ceil(len(self.plots) / columns))
+        C.lay_out(self.graphics, list(self.plots.values()), columns)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

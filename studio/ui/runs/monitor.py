@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSplitter,
     QTabWidget,
@@ -144,12 +143,7 @@ class _Chart:
                 values.extend((*vr, *line.include))
         if not values:
             return None
-        lo, hi = min(values), max(values)
-        least = max(self.spec.min_span, self.spec.min_rel_span * max(abs(lo), abs(hi)))
-        if hi - lo < least:
-            middle = (lo + hi) / 2
-            lo, hi = middle - least / 2, middle + least / 2
-        return lo, hi
+        return C.widened(self.spec, min(values), max(values))
 
     def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
         """Follow: scale the axes to all the data. While the run grows, leave headroom, so the axes (and
@@ -330,11 +324,7 @@ class MonitorView(QWidget):
 
         split = QSplitter(Qt.Orientation.Horizontal)
         self.graphics = pg.GraphicsLayoutWidget()
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setWidget(self.graphics)
+        self.scroll = C.scrolling(self.graphics)
         self.graphics.ci.setSpacing(2)
         self.graphics.setToolTip("")
         self.charts: dict[str, _Chart] = {}
@@ -373,12 +363,8 @@ class MonitorView(QWidget):
         if key == self._layout_key:
             return
         self._layout_key = key
-        ci = self.graphics.ci
-        ci.clear()
         shown = [self.charts[self.enlarged]] if self.enlarged else list(self.charts.values())
-        for i, chart in enumerate(shown):
-            ci.addItem(chart.plot, row=i // columns, col=i % columns)
-        self.graphics.setMinimumHeight(0 if self.enlarged else C.ROW_PX * math.ceil(len(shown) / columns))
+        C.lay_out(self.graphics, [chart.plot for chart in shown], columns, rows_scroll=not self.enlarged)
         self.back.setVisible(self.enlarged is not None)
         self._refit = True
 
