@@ -17,6 +17,7 @@ go over `sample_budget` (the first and the last evaluation always sample).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -92,16 +93,27 @@ class _Measured:
     entropy: list[float]
 
 
+def adapter_is_zero(model) -> bool:
+    """Whether every LoRA B matrix is still zero (a fresh adapter before its first step): the policy is then
+    exactly the reference, so sampling it needs neither the adapter's matmuls nor a second log-prob pass."""
+    return all(not p.any() for name, p in model.named_parameters() if "lora_B" in name)
+
+
 @torch.no_grad()
-def _measure(model, gens: generation.Generations, pad: int, device) -> _Measured:
-    """The policy pass (with entropy) and the reference pass (adapter off) over the samples, in chunks."""
+def _measure(model, gens: generation.Generations, pad: int, device, is_reference: bool) -> _Measured:
+    """The policy pass (with entropy) and the reference pass (adapter off) over the samples, in chunks; one
+    pass serves as both when the policy is the reference."""
     out = _Measured([], [], [])
     for lo in range(0, len(gens), MEASURE_ROWS):
         full, attn, comp = generation.pack(gens.prompt_ids[lo:lo + MEASURE_ROWS],
                                            gens.completion_ids[lo:lo + MEASURE_ROWS], pad, device)
-        pol = sequence_logps(model, full, attn, comp, stats=True, per_token=True)
-        with model.disable_adapter():
-            ref = sequence_logps(model, full, attn, comp, per_token=True)
+        with model.disable_adapter() if is_reference else contextlib.nullcontext():
+            pol = sequence_logps(model, full, attn, comp, stats=True, per_token=True)
+        if is_reference:
+            ref = pol
+        else:
+            with model.disable_adapter():
+                ref = sequence_logps(model, full, attn, comp, per_token=True)
         counts = pol.tokens.long().tolist()
         out.policy += [t.float() for t in torch.split(pol.token_logps, counts)]
         out.ref += [t.float() for t in torch.split(ref.token_logps, counts)]
@@ -134,12 +146,15 @@ def sample_and_measure(model, tokenizer, prompts: list[EvalPrompt], max_new_toke
         return {}, []
     was_training = model.training
     settings = generation.SamplingSettings(max_new_tokens=max_new_tokens)
-    gens = generation.generate(model, tokenizer, [p.ids for p in prompts], settings, seed, device,
-                               num_samples=num_samples, batch_size=GENERATION_BATCH)
+    # the base model at step 0: the same samples without the adapter's matmuls (its B matrices are zero)
+    is_reference = adapter_is_zero(model)
+    with model.disable_adapter() if is_reference else contextlib.nullcontext():
+        gens = generation.generate(model, tokenizer, [p.ids for p in prompts], settings, seed, device,
+                                   num_samples=num_samples, batch_size=GENERATION_BATCH)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     try:
-        measured = _measure(model, gens, pad, device)
+        measured = _measure(model, gens, pad, device, is_reference)
     finally:
         if was_training:
             model.train()

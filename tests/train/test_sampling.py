@@ -139,3 +139,28 @@ def test_a_mid_run_evaluation_samples_only_within_the_budget_keeping_room_for_th
     assert not probes.due(200, 1000)
     assert probes.due(1000, 1000)  # the last always samples
     assert probes.seconds == 10.0 and probes.count == 2
+
+
+def test_the_base_model_at_step_0_is_sampled_without_the_adapter_to_the_same_samples(tiny_model, monkeypatch):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model, _ = lora_model(tiny_model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.zero_()  # a fresh adapter: the policy is the reference
+    prompts = [sampling.EvalPrompt(i, f"q{i}", tokenizer(f"Question {i}: tell me about the sun.").input_ids)
+               for i in range(2)]
+    assert sampling.adapter_is_zero(model)
+    fast = sampling.sample_and_measure(model, tokenizer, prompts, 10, seed=4, device=torch.device("cpu"),
+                                       num_samples=3)
+    monkeypatch.setattr(sampling, "adapter_is_zero", lambda m: False)
+    full = sampling.sample_and_measure(model, tokenizer, prompts, 10, seed=4, device=torch.device("cpu"),
+                                       num_samples=3)
+    assert [r["text"] for r in fast[1]] == [r["text"] for r in full[1]]
+    assert fast[0] == pytest.approx(full[0], abs=1e-6) and fast[0][M.EVAL_KL] == 0.0
+    monkeypatch.undo()
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n)[0, 0] = 0.1
+    assert not sampling.adapter_is_zero(model)
