@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -209,48 +210,86 @@ def firth_logistic(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[flo
     return float(beta[0]), float(beta[1])
 
 
-def _annotator_audit(rows: list[tuple], people_votes: dict[int, np.ndarray], person: bool,
-                     floor: float) -> dict[str, Any]:
-    """The audit of one annotator's current labels: (pair_id, choice, shown_left, seconds, len_a, len_b) rows."""
-    choice = np.array([r[1] for r in rows], dtype=object)
-    decided = (choice == "a") | (choice == "b")
-    chose_a = choice[decided] == "a"
-    len_a = np.array([r[4] for r in rows], dtype=float)[decided]
-    len_b = np.array([r[5] for r in rows], dtype=float)[decided]
-    left = np.array([r[2] for r in rows], dtype=object)[decided] == choice[decided]
-    differ = len_a != len_b
-    chose_longer = (chose_a == (len_a > len_b))[differ]
-    fit = firth_logistic(np.log2(np.maximum(len_a, 1) / np.maximum(len_b, 1)), chose_a)
-    seconds = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
-    timed = seconds[np.isfinite(seconds)]
-    # agreement with the majority of the other people who gave this pair a verdict (skips are not votes)
-    agree = n_majority = 0
-    for pair_id, c in zip((r[0] for r in rows), choice, strict=True):
-        if c not in VERDICTS or pair_id not in people_votes:
-            continue
-        others = people_votes[pair_id].copy()
-        if person:
-            others[VERDICTS.index(c)] -= 1
-        code = int(resolve_votes(others)[0])
-        if code >= 0:
-            n_majority += 1
-            agree += int(VERDICTS[code] == c)
-    counts = Counter(choice.tolist())
+CHOICE_CODES = {c: i for i, c in enumerate(CHOICES)}
+"""A choice's index in CHOICES; the first four are VERDICTS in order."""
+
+
+@dataclass
+class LabelTable:
+    """Current labels as numeric columns, one row per label: what the per-annotator audit reads."""
+
+    names: list[str]
+    """Annotator names; `annotator` holds indices into it."""
+    annotator: np.ndarray
+    pair: np.ndarray
+    choice: np.ndarray
+    """Index in CHOICES."""
+    left: np.ndarray
+    """Whether the choice was the response shown on the left."""
+    seconds: np.ndarray
+    """Seconds on the pair, NaN when not timed."""
+    len_a: np.ndarray
+    len_b: np.ndarray
+
+    @classmethod
+    def from_columns(cls, names: Mapping[int, str], columns: np.ndarray) -> LabelTable:
+        """From an [n, 7] float array (annotator id, pair id, choice index, chose left, seconds or NaN, length
+        of A, length of B), as the store selects it, and the annotators' names by id (those without a label
+        here are left out)."""
+        columns = np.asarray(columns, dtype=float).reshape(-1, 7)
+        present, codes = np.unique(columns[:, 0].astype(np.int64), return_inverse=True)
+        order = np.argsort([names[int(i)] for i in present], kind="stable")  # by name
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return cls([names[int(present[k])] for k in order], rank[codes], columns[:, 1].astype(np.int64),
+                   columns[:, 2].astype(np.int64), columns[:, 3] == 1, columns[:, 4], columns[:, 5], columns[:, 6])
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple]) -> LabelTable:
+        """From (annotator, pair_id, choice, shown_left, seconds, len_a, len_b) tuples, as written by hand."""
+        rows = list(rows)
+        ids = {name: i for i, name in enumerate(sorted({r[0] for r in rows}))}
+        columns = [(ids[r[0]], r[1], CHOICE_CODES[r[2]], float(r[2] == r[3]), np.nan if r[4] is None else r[4],
+                    r[5], r[6]) for r in rows]
+        return cls.from_columns({i: name for name, i in ids.items()}, np.array(columns, dtype=float))
+
+
+def _annotator_audit(t: LabelTable, own: np.ndarray, people_votes: np.ndarray, pair_index: np.ndarray,
+                     person: bool, floor: float) -> dict[str, Any]:
+    """The audit of one annotator: `own` selects their labels from the table (see annotator_audit)."""
+    choice, pair_index, left = t.choice[own], pair_index[own], t.left[own]
+    decided = choice <= 1  # a or b
+    chose_a = choice[decided] == 0
+    la, lb = t.len_a[own][decided], t.len_b[own][decided]
+    differ = la != lb
+    chose_longer = (chose_a == (la > lb))[differ]
+    fit = firth_logistic(np.log2(np.maximum(la, 1) / np.maximum(lb, 1)), chose_a)
+    timed = t.seconds[own][np.isfinite(t.seconds[own])]
+    # agreement with the majority of the other people who gave the pair a verdict (skips are not votes)
+    verdict = choice < len(VERDICTS)
+    others = people_votes[pair_index[verdict]].copy()
+    if person:  # their own vote is among the people's: take it out
+        others[np.arange(len(others)), choice[verdict]] -= 1
+    majority = resolve_votes(others)
+    has_majority = majority >= 0
+    agree = int((majority[has_majority] == choice[verdict][has_majority]).sum())
+    counts = np.bincount(choice, minlength=len(CHOICES))
     return {
-        "labels": len(rows), "decided": int(decided.sum()), "ties": counts.get("tie", 0),
-        "both_bad": counts.get("both_bad", 0), "skips": counts.get("skip", 0),
-        "left": share_with_interval(int(left.sum()), int(left.size)) if person else None,
+        "labels": int(choice.size), "decided": int(decided.sum()), "ties": int(counts[CHOICE_CODES["tie"]]),
+        "both_bad": int(counts[CHOICE_CODES["both_bad"]]), "skips": int(counts[CHOICE_CODES["skip"]]),
+        "left": share_with_interval(int(left[decided].sum()), int(decided.sum())) if person else None,
         "longer": share_with_interval(int(chose_longer.sum()), int(chose_longer.size)),
         "length_coefficient": None if fit is None else fit[1],
         "median_seconds": float(np.median(timed)) if person and timed.size else None,
         "fast_labels": share_with_interval(int((timed < floor).sum()), int(timed.size)) if person else None,
-        "majority_agreement": share_with_interval(agree, n_majority),
+        "majority_agreement": share_with_interval(agree, int(has_majority.sum())),
     }
 
 
-def annotator_audit(rows: Iterable[tuple], imported_prefix: str = "import:",
+def annotator_audit(labels: LabelTable | Iterable[tuple], imported_prefix: str = "import:",
                     floor: float = TIME_FLOOR_SECONDS) -> dict[str, Any]:
-    """Per annotator, from current labels as (annotator, pair_id, choice, shown_left, seconds, len_a, len_b):
+    """Per annotator, from their current labels (a LabelTable, or (annotator, pair_id, choice, shown_left,
+    seconds, len_a, len_b) tuples):
 
     - `left`: share of decided labels (a or b) for the response shown on the left, with its Wilson 95% interval;
     - `longer`: share of decided labels, on pairs of unequal length, for the longer response, with its interval;
@@ -261,22 +300,21 @@ def annotator_audit(rows: Iterable[tuple], imported_prefix: str = "import:",
     - `majority_agreement`: on pairs where the other people's verdicts have a majority, the share agreeing.
 
     People and imported labels (annotators named `imported_prefix...`) are reported apart: an import had no
-    screen sides and took no time, and it is not one of the people whose majority is asked."""
-    by_name: dict[str, list[tuple]] = {}
-    for name, *rest in rows:
-        by_name.setdefault(name, []).append(tuple(rest))
-    people_votes: dict[int, np.ndarray] = {}
-    for name, labels in by_name.items():
-        if name.startswith(imported_prefix):
-            continue
-        for pair_id, c, *_ in labels:
-            if c in VERDICTS:
-                people_votes.setdefault(pair_id, np.zeros(len(VERDICTS), dtype=np.int64))[VERDICTS.index(c)] += 1
+    screen sides and took no time, and it is not one of the people whose majority is asked. Vectorised over
+    the labels (a few numpy passes per annotator)."""
+    t = labels if isinstance(labels, LabelTable) else LabelTable.from_rows(labels)
     audit: dict[str, Any] = {"time_floor_seconds": floor, "people": [], "imported": []}
-    for name in sorted(by_name):
-        person = not name.startswith(imported_prefix)
-        entry = {"name": name, **_annotator_audit(by_name[name], people_votes, person, floor)}
-        audit["people" if person else "imported"].append(entry)
+    if not len(t.pair):
+        return audit
+    imported = np.array([name.startswith(imported_prefix) for name in t.names])
+    pair_index = np.unique(t.pair, return_inverse=True)[1]
+    voted = ~imported[t.annotator] & (t.choice < len(VERDICTS))
+    people_votes = np.zeros((int(pair_index.max()) + 1, len(VERDICTS)), dtype=np.int64)
+    np.add.at(people_votes, (pair_index[voted], t.choice[voted]), 1)
+    for i, name in enumerate(t.names):  # sorted by name
+        entry = {"name": name, **_annotator_audit(t, t.annotator == i, people_votes, pair_index, not imported[i],
+                                                  floor)}
+        audit["imported" if imported[i] else "people"].append(entry)
     return audit
 
 
