@@ -267,7 +267,7 @@ def test_accuracy_is_not_drawn_where_every_margin_is_exactly_zero(qtbot, project
     view = monitor(qtbot, project)
     view.set_run(evaluated(project))
     x, y = view.curve_data(M.eval_name(M.REWARDS_ACCURACIES))
-    assert x.tolist() == [0, 20, 40] and np.isnan(y[0]) and y[1:].tolist() == [0.7, 0.7]
+    assert x.tolist() == [20, 40] and y.tolist() == [0.7, 0.7]  # step 0 ranks nothing: every margin was 0
 
 
 def test_the_crosshair_follows_on_every_chart_and_its_readout_clears_with_the_run(qtbot, project):

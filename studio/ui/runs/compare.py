@@ -396,18 +396,16 @@ class CompareView(QWidget):
                     curve = pg.PlotDataItem(pen=pg.mkPen(color, width=2), **kw, **C.curve_options())
                     self.plots[name].addItem(curve)
                     self.curves[(name, rid)] = curve
+                x, y = s.step[: s.n], s.y
                 defined = rd.defined(name)
-                if defined is None:
-                    y = s.y if smoothing <= 0 else s.smoothed(smoothing)
-                else:  # an accuracy where every margin was 0 is not a ranking: neither drawn nor smoothed in
-                    y = np.where(defined, s.y, np.nan)
-                    y = np.where(defined, ema(y, smoothing), np.nan) if smoothing > 0 else y
+                if defined is not None:  # an accuracy where every margin was 0 is not a ranking: left out
+                    x, y = x[defined], y[defined]
+                if smoothing > 0:
+                    y = s.smoothed(smoothing) if defined is None else ema(y, smoothing)
                 y = scaled(y, scale)
                 if scale == "log":
                     y = np.where(y > 0, y, np.nan)  # a log axis has no place for 0 or below
-                clean = s.all_finite and defined is None and scale != "log"
-                curve.setData(s.step[: s.n], y, skipFiniteCheck=clean or (smoothing > 0 and defined is None
-                                                                          and scale != "log"))
+                curve.setData(x, y, skipFiniteCheck=scale != "log" and (s.all_finite or smoothing > 0))
                 changed.add(name)
         for name in changed:
             self._fit_y(name)

@@ -191,6 +191,8 @@ class TileWidget(QFrame):
         super().__init__(parent)
         self.tile = tile
         self.state = TileState(None)
+        self.warned: tuple = ()
+        """The findings of its rules when last refreshed."""
         self.setObjectName("healthTile")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
@@ -220,6 +222,7 @@ class TileWidget(QFrame):
         self.set_state(self.state)
 
     def set_state(self, state: TileState) -> None:
+        restyle = state.status != self.state.status or not self.styleSheet()
         self.state = state
         color = STATUS_COLORS[state.status]
         self.value.setText(state.value)
@@ -227,8 +230,9 @@ class TileWidget(QFrame):
         self.detail.setToolTip(state.detail)
         self.setToolTip(state.tooltip)
         self.spark.set_points(state.x, state.y, color if state.status == "warn" else C.GREY)
-        self.setStyleSheet(f"QFrame#healthTile {{ border: 1px solid {C.BADGE}; border-left: 5px solid {color}; "
-                           f"border-radius: 3px; }}")
+        if restyle:  # a style sheet re-polishes the tile: only when its status changes
+            self.setStyleSheet(f"QFrame#healthTile {{ border: 1px solid {C.BADGE}; border-left: 5px solid "
+                               f"{color}; border-radius: 3px; }}")
 
     def mouseReleaseEvent(self, event) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
@@ -260,11 +264,16 @@ class HealthStrip(QWidget):
             layout.addWidget(w, 1)
             self.tiles[tile.title] = w
 
-    def refresh(self, rd: RunSeries | None, findings: dict[str, str]) -> None:
-        """Every tile from the run's data. Once the run has been evaluated, a tile it logs none of the metrics
-        of is hidden (another method's names, or a run that does not sample)."""
+    def refresh(self, rd: RunSeries | None, findings: dict[str, str], changed: set[str] | None = None) -> None:
+        """The tiles from the run's data: those whose metrics are in `changed` (all when None), and any whose
+        rules' findings changed. Once the run has been evaluated, a tile it logs none of the metrics of is
+        hidden (another method's names, or a run that does not sample)."""
         evaluated = rd is not None and any(name.startswith(M.EVAL_PREFIX) for name in rd.series)
         for w in self.tiles.values():
+            warned = tuple(findings.get(r) for r in w.tile.rules)
+            if changed is not None and not changed & set(w.tile.metrics) and warned == w.warned:
+                continue
+            w.warned = warned
             state = tile_state(w.tile, rd, findings)
             w.set_state(state)
             w.setVisible(state.metric is not None or not evaluated)

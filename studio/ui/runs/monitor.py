@@ -541,7 +541,7 @@ class MonitorView(QWidget):
                 self.warning.setText("\n".join("⚠ " + headline(w) for w in warnings))
                 self.warning.setToolTip("\n\n".join(warnings))
                 self.warning.setVisible(bool(warnings))
-                self.health.refresh(rd, findings)
+                self.health.refresh(rd, findings, None if refit else drawn)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
 
@@ -556,9 +556,9 @@ class MonitorView(QWidget):
         x = series.x(self.x_by, t0)
         y = series.y
         defined = self.rd.defined(name) if self.rd is not None else None
-        if defined is not None:  # an accuracy where every margin was 0: not a ranking, left undrawn
-            y = np.where(defined, y, np.nan)
-        skip = series.all_finite and defined is None  # skipping pyqtgraph's finite check is only safe without gaps
+        if defined is not None:  # an accuracy where every margin was 0 is not a ranking: left out
+            x, y = x[defined], y[defined]
+        skip = series.all_finite  # skipping pyqtgraph's finite check is only safe without gaps
         if curves.raw is None:
             # markers only while sparse: thousands of scatter symbols cost more than the line
             markers = curves.markers and len(series) <= MAX_MARKERS
@@ -570,9 +570,7 @@ class MonitorView(QWidget):
                 curves.raw.setData(x, y, skipFiniteCheck=skip)
                 curves.raw.setVisible(True)
             smooth = series.smoothed(smoothing) if defined is None else ema(y, smoothing)
-            if defined is not None:
-                smooth = np.where(defined, smooth, np.nan)
-            curves.main.setData(x, smooth, skipFiniteCheck=defined is None)
+            curves.main.setData(x, smooth, skipFiniteCheck=True)
         else:
             curves.raw.setVisible(False)
             curves.main.setData(x, y, skipFiniteCheck=skip)
