@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QCheckBox,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -209,6 +210,8 @@ class DataView(QWidget):
         for k, t in STATES.items():
             self.state_box.addItem(t, k)
         self.annotator_box = named(FilterCombo(), "Annotator filter")
+        # filled at each refresh, after the first show: size to the names then, not to the empty list
+        self.annotator_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.agreement_box = named(FilterCombo(), "Agreement filter")
         for k, t in AGREEMENTS.items():
             self.agreement_box.addItem(t, k)
