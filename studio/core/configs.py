@@ -94,17 +94,20 @@ class DPOConfig(TrainConfig):
 
     method: str = field(default="dpo", init=False, metadata={"help": "Training method.", "group": "method",
                                                               "hidden": True})
-    loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (conservative DPO with "
-                        "label smoothing), hinge (SLiC), simpo (reference-free, length-normalised).",
-                        group="method", choices=LOSS_TYPES)
+    loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (rDPO, Chowdhury et al. 2024: "
+                        "unbiased under a share label_smoothing of flipped labels), hinge (SLiC), simpo "
+                        "(reference-free, length-normalised).", group="method", choices=LOSS_TYPES)
     beta: float = _f(0.1, "Strength of the pull towards the reference model (DPO's beta; SimPO's scale).",
                      group="method", minimum=0.0)
-    label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss.", group="method",
-                                minimum=0.0, maximum=0.5)
+    label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss (rDPO); the other "
+                                "losses ignore it.", group="method", minimum=0.0, maximum=0.5)
     simpo_gamma: float = _f(0.5, "SimPO's target reward margin (gamma / beta is subtracted).", group="method",
                             minimum=0.0)
     nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
                            group="method", minimum=0.0)
+    logratio_metrics: bool = _f(False, "Chart logratio/chosen and logratio/rejected also for a reference-free "
+                                "loss (simpo), which then runs the reference model (adapter off) each step; the "
+                                "other losses use the reference anyway and always chart them.", group="method")
     precompute_ref_logps: bool = _f(False, "Compute reference log-probs once before training instead of every "
                                     "step (faster, uses a pass over the data first).", group="method")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from studio.train.preflight import logits_multiplier
+
 CHUNK_ROWS = 1024
 
 
@@ -121,9 +123,9 @@ def sequence_logps(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     `temperature` divides the logits first: the log-probs of what `generation.generate` sampled at that
     temperature (PPO's ratios must use the distribution the rollouts came from)."""
     decoder, head = decoder_and_head(model)
-    softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-    if softcap:
-        raise NotImplementedError("models with final_logit_softcapping (Gemma 2) are not supported yet")
+    # the model's own forward scales the lm_head's output (Cohere, Granite, Falcon-H1): so does this head
+    if getattr(model, "config", None) is not None:
+        temperature = temperature / logits_multiplier(model.config)
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     # position t predicts token t + 1
     target_mask = completion_mask[:, 1:].bool()
