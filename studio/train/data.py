@@ -236,11 +236,28 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
+def batches_per_epoch(n: int, batch_size: int, processes: int = 1) -> int:
+    """Micro-batches each process runs per epoch over n examples (the same number on every process)."""
+    return -(-n // (batch_size * processes))
 
 
-def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[Example]]:
-    """One epoch's micro-batches in shuffled order (the last one may be smaller)."""
-    order = epoch_order(len(examples), seed, epoch)
-    return [[examples[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, processes: int = 1,
+                  rank: int = 0) -> list[list[int]]:
+    """This process's micro-batches of one epoch, as indices into the n examples in the epoch's shuffled order.
+
+    Each global batch of processes x batch_size examples is split among the processes, process `rank` taking
+    the rank-th share, so the global batches are those one process with processes x batch_size would train on.
+    With several processes the last global batch is filled up from the epoch's start, so that every process runs
+    the same number of steps (as accelerate's even_batches does); alone, the last batch may be smaller."""
+    order = epoch_order(n, seed, epoch)
+    if processes == 1:
+        return [order[k:k + batch_size] for k in range(0, n, batch_size)]
+    width = batch_size * processes
+    return [[order[i % n] for i in range(k * width + rank * batch_size, k * width + (rank + 1) * batch_size)]
+            for k in range(batches_per_epoch(n, batch_size, processes))]
+
+
+def shard(rows: Sequence, processes: int, rank: int) -> list:
+    """Process `rank`'s share of `rows` for a pass over all of them (evaluation, reference log-probs): every
+    processes-th row, so no row is seen twice and the shares differ in length by one row at most."""
+    return list(rows[rank::processes])

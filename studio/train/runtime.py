@@ -32,6 +32,8 @@ class RunContext:
     resume: bool = False
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[int, int, dict[str, float]], None] | None = None
+    # a line of progress while the run prepares (reading data, the reference pass), for a console to show
+    on_status: Callable[[str], None] | None = None
 
 
 def pick_precision(config: TrainConfig) -> str:

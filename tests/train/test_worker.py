@@ -194,14 +194,52 @@ def test_precomputed_reference_gives_the_same_curve(trait_project, tiny_model):
     assert curves[0] == pytest.approx(curves[1], abs=1e-5)
 
 
-def test_simpo_and_rpo_runs_train_and_report_kl(trait_project, tiny_model):
+def test_with_log_interval_each_logged_value_is_the_mean_over_its_window(trait_project, tiny_model):
     from studio.core import metrics as M
 
-    run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, loss_type="simpo", beta=2.0,
-                      nll_weight=1.0)
-    assert run_worker(trait_project.folder, run_id) == "done"
-    names = {n for _, _, n, _, _ in trait_project.metrics(run_id)}
-    assert {M.LOGRATIO_CHOSEN, M.NLL, M.LOSS} <= names
+    every = make_run(trait_project, tiny_model, max_steps=6, eval_interval=0, eval_samples=0)
+    windows = make_run(trait_project, tiny_model, max_steps=6, eval_interval=0, eval_samples=0, log_interval=3)
+    for run_id in (every, windows):
+        assert run_worker(trait_project.folder, run_id) == "done"
+
+    def series(run_id, name):
+        return {step: v for _, step, _, v, _ in trait_project.metrics(run_id, names=[name])}
+
+    for name in (M.LOSS, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.GRAD_NORM):
+        steps, logged = series(every, name), series(windows, name)
+        assert sorted(logged) == [3, 6], name
+        for end in (3, 6):
+            assert logged[end] == pytest.approx(sum(steps[s] for s in range(end - 2, end + 1)) / 3, rel=1e-5), name
+    steps, logged = series(every, M.LOSS), series(windows, M.LOSS)
+    assert logged[3] != pytest.approx(steps[3], rel=1e-3)  # not the window's last step alone
+
+
+def test_simpo_runs_no_reference_forward_unless_the_logratio_charts_are_asked_for(trait_project, tiny_model,
+                                                                                 monkeypatch):
+    from studio.core import metrics as M
+    from studio.train import dpo
+
+    reference_forwards = []
+    real = dpo.sequence_logps  # the recipe's reference forward (the policy's goes through PolicyLogps)
+
+    def counted(*args, **kwargs):
+        reference_forwards.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dpo, "sequence_logps", counted)
+    names = {}
+    for charts in ("false", "true"):
+        reference_forwards.clear()
+        run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, eval_samples=0,
+                          loss_type="simpo", beta=2.0, nll_weight=1.0, logratio_metrics=charts)
+        assert run_worker(trait_project.folder, run_id) == "done"
+        names[charts] = ({n for _, _, n, _, _ in trait_project.metrics(run_id)}, len(reference_forwards))
+    metrics, forwards = names["false"]
+    assert {M.NLL, M.LOSS, M.REWARDS_MARGINS, M.eval_name(M.LOSS)} <= metrics
+    assert M.LOGRATIO_CHOSEN not in metrics and forwards == 0
+    metrics, forwards = names["true"]
+    assert {M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.eval_name(M.LOGRATIO_CHOSEN)} <= metrics
+    assert forwards == 3 + 1  # each step, and the final evaluation's one batch
 
 
 def test_merged_export_gives_the_logits_of_base_plus_adapter(trait_project, tiny_model, tmp_path):
