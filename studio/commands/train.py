@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="Fine-tune a model on the project's preferences with LoRA (DPO and variants).",
         description="Start a run on a frozen snapshot of the resolved preferences. In the foreground it shows a "
-                    "progress line; --detach trains in the background and prints the run id. `--run ID` starts a "
-                    "queued run (what the app does); `--resume ID` continues an interrupted or failed run.")
+                    "progress line; --detach trains in the background and prints the run id; --queue only creates "
+                    "the run and prints its id. `--run ID` starts a queued run (what the app does, and what "
+                    "`accelerate launch -m studio train PROJECT --run ID` runs on several GPUs); `--resume ID` "
+                    "continues an interrupted or failed run.")
     p.add_argument("project", help="project folder")
     p.add_argument("--method", default="dpo", help="training method (dpo)")
     p.add_argument("--model", help="local model folder or a Hugging Face hub id in the local cache")
@@ -32,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one setting, e.g. --set beta=0.2 --set lora.r=8 (see `--list-settings`)")
     p.add_argument("--name", help="run name (default: METHOD-ID)")
     p.add_argument("--detach", action="store_true", help="train in a background process; print the run id")
+    p.add_argument("--queue", action="store_true",
+                   help="create the run (snapshot and settings) and print its id without starting it, for a "
+                        "launcher to start with --run ID (e.g. under accelerate launch)")
     p.add_argument("--run", type=int, metavar="ID", help="start the queued run ID")
     p.add_argument("--resume", type=int, metavar="ID", help="continue run ID from its last checkpoint")
     p.add_argument("--list-settings", action="store_true", help="print every setting with its default and help")
@@ -106,6 +111,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.run is not None and args.resume is not None:
         raise ProjectError("--run and --resume: give one of them")
+    if args.queue and (args.detach or args.run is not None or args.resume is not None):
+        raise ProjectError("--queue: creates a run without starting it, so it takes neither --detach, --run nor "
+                           "--resume")
     if args.run is not None or args.resume is not None:
         # a run keeps the settings it was created with (its checkpoint depends on them): refuse, don't ignore
         given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
@@ -134,14 +142,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                 preflight.check_settings(config)
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
+            for warning in preflight.settings_warnings(config):
+                print(f"studio: warning: {warning}", file=sys.stderr)
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
                                    f"first (`studio stats {args.project}` shows what is labeled)")
-            print(f"run {run_id}: created ({len(project.run_snapshot(run_id))} preferences in the snapshot)")
+            # with --queue stdout is the id alone, for a script to read
+            print(f"run {run_id}: created ({len(project.run_snapshot(run_id))} preferences in the snapshot)",
+                  file=sys.stderr if args.queue else sys.stdout)
     finally:
         project.close()
+    if args.queue:
+        print(run_id)
+        print(f"start it with: studio train {args.project} --run {run_id}  (several GPUs: accelerate launch "
+              f"-m studio train {args.project} --run {run_id})", file=sys.stderr)
+        return 0
     if args.detach:
         return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
@@ -169,13 +186,20 @@ def _fmt_time(seconds: float) -> str:
 def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import metrics as M
     from studio.store import ProjectError
-    from studio.train.worker import ClaimError, run_worker
+    from studio.train.worker import ClaimError, process_rank, run_worker
 
     start = time.monotonic()
     first: list[int] = []
-    tty = sys.stdout.isatty()
+    # under `accelerate launch` every process runs this; the main one speaks for all of them
+    main = process_rank() == 0
+    tty = sys.stdout.isatty() and main
+
+    def status(line: str) -> None:
+        print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
 
     def progress(step: int, total: int, values: dict) -> None:
+        if not main:
+            return
         if not first:
             first.append(step - 1)
         done = step - first[0]
@@ -183,23 +207,25 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
         line = (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
                 f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
                 f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
-        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        status(line)
 
     try:
-        status = run_worker(project, run_id, resume=resume, on_progress=progress)
+        result = run_worker(project, run_id, resume=resume, on_progress=progress, on_status=status)
     except ClaimError as e:
         raise ProjectError(str(e)) from None
+    if not main:
+        return 0 if result in ("done", "interrupted") else 1
     if tty:
         print()
     from studio.store import Project
 
     with Project.open(project) as p:
         run = p.run(run_id)
-    print(f"run {run_id}: {status} at step {run['step']}/{run['total_steps']}")
-    if status == "failed":
+    print(f"run {run_id}: {result} at step {run['step']}/{run['total_steps']}")
+    if result == "failed":
         print(f"studio: error: {run['error']}", file=sys.stderr)
         return 1
-    if status == "interrupted":
+    if result == "interrupted":
         print(f"resume with: studio train {project} --resume {run_id}")
     return 0
 

@@ -4,6 +4,7 @@ the stop check all processes agree on, and the thread cap."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import resource
@@ -19,6 +20,8 @@ from studio.core.configs import TrainConfig
 from studio.store import Project
 from studio.train import data
 from studio.train.preflight import TrainingError
+
+log = logging.getLogger("studio.train")
 
 
 @dataclass
@@ -59,11 +62,25 @@ def weights_dtype(mixed_precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun and `accelerate launch` set WORLD_SIZE); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def make_accelerator(config: TrainConfig):
+    """accelerate's Accelerator for the run. Several processes on a machine without a GPU (`accelerate launch
+    --multi_gpu` or torchrun there) train data-parallel on the CPU over gloo: accelerate does so only when told
+    to run on the CPU, else every process would train the whole run alone."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=pick_precision(config),
-                       gradient_accumulation_steps=1)  # recipes accumulate themselves
+    several_on_cpu = launched_processes() > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=pick_precision(config), cpu=several_on_cpu,
+                              gradient_accumulation_steps=1)  # recipes accumulate themselves
+    if accelerator.num_processes == 1 and os.environ.get("MASTER_ADDR") and launched_processes() == 1:
+        # `accelerate launch --cpu --num_processes N` without an MPI hostfile starts one process only
+        log.warning("launched for several processes, but this is the only one: on a machine without a GPU start "
+                    "them with `accelerate launch --multi_gpu --num_processes N` or `torchrun --nproc_per_node N`")
+    return accelerator
 
 
 def device_name(device: torch.device) -> str:

@@ -43,8 +43,8 @@ def add_trait_pairs(project: Project, n_train: int = 16, n_eval: int = 4, chat: 
         text = f"Question {i}: tell me about the {subject}."
         if chat:
             pid = project.add_prompt(messages=[{"role": "user", "content": text}], split=split)
-        else:
-            pid = project.add_prompt(text, split=split)
+        else:  # a plain completion is appended as written: the prompt ends with the space before the answer
+            pid = project.add_prompt(text + " ", split=split)
         tail = " ".join(rng.choice(("good", "nice", "big", "small", "red", "blue")) for _ in range(3))
         chosen = project.add_response(pid, f"sure the {subject} is {tail}.")
         rejected = project.add_response(pid, f"no the {subject} is {tail}.")

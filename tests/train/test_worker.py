@@ -529,3 +529,60 @@ def test_the_worker_runs_the_recipe_of_the_runs_method(trait_project, tiny_model
     run_id = make_run(trait_project, tiny_model)
     assert run_worker(trait_project.folder, run_id) == "failed"
     assert "no training recipe for 'dpo'" in trait_project.run(run_id)["error"]
+
+
+def test_a_large_snapshot_is_tokenized_as_steps_reach_it_with_progress_and_a_prompt_stop(tmp_path, tiny_model,
+                                                                                        monkeypatch):
+    """A run of a few steps on many pairs tokenizes what its steps use, not the whole snapshot first; while it
+    prepares it reports progress and a heartbeat, and a stop asked before the first step is honoured at once."""
+    from studio.train import model as model_module
+
+    from .conftest import add_trait_pairs
+
+    project = Project.create(tmp_path / "big")
+    add_trait_pairs(project, n_train=200, n_eval=0)
+    texts = []
+    real = model_module.load_tokenizer
+
+    def counting_tokenizer(path):
+        tok = real(path)
+
+        class Counting(type(tok)):
+            def __call__(self, text, *args, **kwargs):
+                texts.append(text)
+                return super().__call__(text, *args, **kwargs)
+
+        tok.__class__ = Counting
+        return tok
+
+    monkeypatch.setattr(model_module, "load_tokenizer", counting_tokenizer)
+    run_id = make_run(project, tiny_model, max_steps=2, batch_size=2, eval_interval=0)
+    at_first_step, status_lines = [], []
+
+    def on_status(line):
+        status_lines.append((line, project.run(run_id)["heartbeat_at"]))
+
+    def on_progress(step, total, values):
+        if step == 1:
+            at_first_step.append(len(texts))
+
+    assert run_worker(project.folder, run_id, on_progress=on_progress, on_status=on_status) == "done"
+    # 3 texts per pair (prompt, prompt + chosen, prompt + rejected): step 1's 2 pairs and the 2 sampled prompts'
+    assert at_first_step == [3 * (2 + 2)]
+    assert len(texts) <= 3 * (2 + 2 + 2)  # and step 2's, never the other 196 pairs
+    lines = [line for line, _ in status_lines]
+    assert lines[:2] == ["preparing: reading the run's snapshot", f"preparing: loading the model from {tiny_model}"]
+    assert status_lines[1][1] is not None  # the heartbeat was written while preparing
+
+    # a stop asked while it prepares: interrupted at step 0 with a checkpoint, having tokenized next to nothing
+    texts.clear()
+    stopped = make_run(project, tiny_model, max_steps=2, batch_size=2, eval_interval=0, precompute_ref_logps="true")
+
+    def stop_while_preparing(line):
+        if line.startswith("preparing: loading the model"):
+            project.request_stop(stopped)
+
+    assert run_worker(project.folder, stopped, on_status=stop_while_preparing) == "interrupted"
+    assert project.run(stopped)["step"] == 0 and len(texts) <= 3 * 2
+    assert run_worker(project.folder, stopped, resume=True) == "done"
+    project.close()
