@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -225,6 +226,14 @@ def evaluate(policy, peft_model, batches: StoppablePass, config: DPOConfig, acce
     return {M.eval_name(k): v for k, v in stats.read().items() if k != M.GRAD_NORM}
 
 
+def eval_prompt_ids(prompt_ids: list[int], n: int, seed: int) -> list[int]:
+    """The prompts `sampling.pick_prompts` picks (distinct, sorted by id, shuffled by seed, the first n), chosen
+    on the ids alone: building a candidate object per row costs seconds on a snapshot of 300k pairs."""
+    ids = sorted(set(prompt_ids))
+    random.Random(seed).shuffle(ids)
+    return ids[:n]
+
+
 class Progress:
     """Progress of the work before and around training (reading the snapshot, loading the model, the reference
     pass): a log line, a status line for the console and the run's heartbeat, at most every `interval` seconds,
@@ -323,12 +332,11 @@ class DPORun:
 
     def pick_eval_prompts(self) -> list[sampling.EvalPrompt]:
         """The fixed prompts sampled at each evaluation (eval split, else train split), tokenized: only these."""
-        rows = {r["prompt_id"]: r for r in (self.eval_rows or self.train_rows)}
-        picked = sampling.pick_prompts([sampling.EvalPrompt(pid, r["prompt"], []) for pid, r in rows.items()],
-                                       self.config.eval_samples, self.config.seed)
-        for p in picked:
-            p.ids = self.tokenize(rows[p.prompt_id]).prompt_ids
-        return picked
+        rows = self.eval_rows or self.train_rows
+        chosen = eval_prompt_ids([r["prompt_id"] for r in rows], self.config.eval_samples, self.config.seed)
+        by_id = {r["prompt_id"]: r for r in rows if r["prompt_id"] in set(chosen)}
+        return [sampling.EvalPrompt(pid, by_id[pid]["prompt"], self.tokenize(by_id[pid]).prompt_ids)
+                for pid in chosen]
 
     # -- stop
 

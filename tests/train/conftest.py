@@ -17,6 +17,20 @@ def tiny_model(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(scope="session")
+def bos_tokenizer():
+    """The tiny tokenizer made to behave like Llama's: BOS added to every text, and a template that writes it."""
+    from tokenizers import processors
+
+    from studio.train import tiny
+
+    tok = tiny.build_tokenizer()
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}" + tiny.CHAT_TEMPLATE
+    return tok
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     import torch

@@ -167,20 +167,6 @@ def test_chunked_logps_equal_full_log_softmax_with_gradients(tiny_model):
         torch.testing.assert_close(grads[n], p.grad, atol=1e-5, rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def bos_tokenizer():
-    """The tiny tokenizer made to behave like Llama's: BOS added to every text, and a template that writes it."""
-    from tokenizers import processors
-
-    from studio.train import tiny
-
-    tok = tiny.build_tokenizer()
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", tok.bos_token_id)])
-    tok.chat_template = "{{ bos_token }}" + tiny.CHAT_TEMPLATE
-    return tok
-
-
 def test_bos_appears_once_for_chat_and_plain_prompts(bos_tokenizer):
     tok, bos = bos_tokenizer, bos_tokenizer.bos_token_id
     chat = data.prompt_token_ids(tok, "", [{"role": "user", "content": "hello friend"}])

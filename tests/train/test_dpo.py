@@ -313,3 +313,12 @@ def test_a_step_the_fp16_scaler_skips_does_not_move_the_schedule_and_its_scale_i
     assert resumed.accelerator.scaler is not scaler
     assert resumed.accelerator.scaler.state_dict() == saved and resumed.accelerator.scaler.get_scale() == 2.0 ** 9
     assert resumed.scheduler.last_epoch == 2
+
+
+def test_eval_prompts_are_the_ones_sampling_picks():
+    from studio.train import sampling
+
+    ids = [7, 3, 3, 11, 5, 40, 2, 9, 9, 13]
+    for n, seed in ((3, 0), (4, 5), (20, 1)):
+        expected = sampling.pick_prompts([sampling.EvalPrompt(i, "", []) for i in ids], n, seed)
+        assert dpo.eval_prompt_ids(ids, n, seed) == [p.prompt_id for p in expected]
