@@ -226,6 +226,18 @@ def evaluate(policy, peft_model, batches: StoppablePass, config: DPOConfig, acce
     return {M.eval_name(k): v for k, v in stats.read().items() if k != M.GRAD_NORM}
 
 
+def check_distributed(accelerator) -> None:
+    """Several processes train data-parallel (DDP). Sharded set-ups are refused by name rather than trained
+    wrong: the reference forward and the log-prob head read the whole weights outside the wrapped module, and
+    a checkpoint holds the main process's optimizer state as the whole of it."""
+    kind = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if kind in ("DEEPSPEED", "FSDP"):
+        raise TrainingError(f"distributed_type {kind}: this engine trains several processes data-parallel only "
+                            f"(each holds the whole model, as LoRA training of models that fit one GPU does); "
+                            f"launch without the {kind} config, e.g. `accelerate launch --config_file "
+                            f"docs/accelerate/multi_gpu.yaml -m studio train PROJECT --run ID`")
+
+
 def eval_prompt_ids(prompt_ids: list[int], n: int, seed: int) -> list[int]:
     """The prompts `sampling.pick_prompts` picks (distinct, sorted by id, shuffled by seed, the first n), chosen
     on the ids alone: building a candidate object per row costs seconds on a snapshot of 300k pairs."""
@@ -283,6 +295,7 @@ class DPORun:
             log.warning("%s", warning)
         self.accelerator = runtime.make_accelerator(config)
         self.device = self.accelerator.device
+        check_distributed(self.accelerator)
         # under `accelerate launch` every process trains its share of each batch; only the main one writes
         self.main = self.accelerator.is_main_process
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index

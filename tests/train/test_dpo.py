@@ -322,3 +322,15 @@ def test_eval_prompts_are_the_ones_sampling_picks():
     for n, seed in ((3, 0), (4, 5), (20, 1)):
         expected = sampling.pick_prompts([sampling.EvalPrompt(i, "", []) for i in ids], n, seed)
         assert dpo.eval_prompt_ids(ids, n, seed) == [p.prompt_id for p in expected]
+
+
+def test_sharded_launches_are_refused_by_name_not_trained_wrong():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(preflight.TrainingError, match=f"distributed_type {kind.name}: .*data-parallel only"):
+            dpo.check_distributed(SimpleNamespace(distributed_type=kind))
+    for kind in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        dpo.check_distributed(SimpleNamespace(distributed_type=kind))

@@ -6,14 +6,18 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import studio as studio_package
 from studio.cli import main as studio
 from studio.core import metrics as M
 from studio.core import paths
 from studio.train.worker import run_worker
+
+MULTI_GPU_CONFIG = Path(studio_package.__file__).parents[1] / "docs" / "accelerate" / "multi_gpu.yaml"
 
 # per process: 2 pairs per micro-batch, 2 micro-batches per step, so one process takes 4 pairs per micro-batch
 SETTINGS = {"lora": {"r": 4, "dropout": 0.0}, "batch_size": 2, "grad_accumulation": 2, "max_steps": 3,
@@ -58,11 +62,10 @@ def test_two_processes_train_as_one_process_with_their_global_batch(trait_projec
     one = queue(trait_project, tiny_model, {**SETTINGS, "batch_size": 4}, tmp_path, capsys)
     env = {**os.environ, "STUDIO_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)}
-    # on a machine without a GPU `--multi_gpu` is accelerate's torchrun launcher (`--cpu --num_processes 2`
-    # starts one process unless MPI is set up); the worker then trains over gloo on the CPU
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port()),
+    # the multi-GPU config of the docs; on a machine without a GPU it is accelerate's torchrun launcher all the
+    # same (`--cpu --num_processes 2` starts one process unless MPI is set up) and the worker trains over gloo
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(MULTI_GPU_CONFIG),
+              "--num_processes", "2", "--main_process_port", str(free_port()),
               "-m", "studio", "train", str(trait_project.folder), "--run", str(two)]
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
