@@ -52,6 +52,15 @@ def test_queue_creates_the_run_without_starting_it(trait_project, tiny_model, tm
     assert "--queue: creates a run without starting it" in capsys.readouterr().err
 
 
+def test_a_setting_the_loss_ignores_is_a_warning_when_the_run_is_created(trait_project, tiny_model, capsys):
+    args = ["train", str(trait_project.folder), "--model", str(tiny_model), "--queue"]
+    assert studio([*args, "--set", "label_smoothing=0.2"]) == 0
+    err = capsys.readouterr().err
+    assert "studio: warning: label_smoothing: 0.2 has no effect with loss_type 'sigmoid' (only robust reads it)" in err
+    assert studio([*args, "--set", "label_smoothing=0.2", "--set", "loss_type=robust"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def final(project, run_id, name):
     rows = project.metrics(run_id, names=[name])
     return max(rows, key=lambda r: r[1])[3]

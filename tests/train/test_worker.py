@@ -231,9 +231,12 @@ def test_simpo_runs_no_reference_forward_unless_the_logratio_charts_are_asked_fo
     for charts in ("false", "true"):
         reference_forwards.clear()
         run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, eval_samples=0,
-                          loss_type="simpo", beta=2.0, nll_weight=1.0, logratio_metrics=charts)
+                          loss_type="simpo", beta=2.0, nll_weight=1.0, logratio_metrics=charts, label_smoothing=0.1)
         assert run_worker(trait_project.folder, run_id) == "done"
         names[charts] = ({n for _, _, n, _, _ in trait_project.metrics(run_id)}, len(reference_forwards))
+        # a setting the loss ignores is a warning in the run's log
+        assert "WARNING label_smoothing: 0.1 has no effect with loss_type 'simpo'" in \
+            paths.log_path(trait_project.folder, run_id).read_text()
     metrics, forwards = names["false"]
     assert {M.NLL, M.LOSS, M.REWARDS_MARGINS, M.eval_name(M.LOSS)} <= metrics
     assert M.LOGRATIO_CHOSEN not in metrics and forwards == 0
