@@ -10,8 +10,9 @@ from studio import __version__
 from studio.commands import CommandError
 
 # Each module registers its subcommands; they import Qt or torch only inside the command functions.
-COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.gui",
-                   "studio.commands.bench")
+COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.generate",
+                   "studio.commands.compare",
+                   "studio.commands.gui", "studio.commands.bench")
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:

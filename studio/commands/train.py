@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.commands import CommandError
@@ -25,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "progress line; --detach trains in the background and prints the run id; --queue only creates "
                     "the run and prints its id. `--run ID` starts a queued run (what the app does, and what "
                     "`accelerate launch -m studio train PROJECT --run ID` runs on several GPUs); `--resume ID` "
-                    "continues an interrupted or failed run.")
+                    "continues an interrupted or failed run. `--seeds N` creates N runs of the config (seeds SEED, "
+                    "SEED+1, ...) as a seed group and trains them one after another in the project's queue; "
+                    "`--next` runs the queue.")
     p.add_argument("project", help="project folder")
     p.add_argument("--method", default="dpo", help="training method (dpo)")
     p.add_argument("--model", help="local model folder or a Hugging Face hub id in the local cache")
@@ -36,9 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="train in a background process; print the run id")
     p.add_argument("--queue", action="store_true",
                    help="create the run (snapshot and settings) and print its id without starting it, for a "
-                        "launcher to start with --run ID (e.g. under accelerate launch)")
+                        "launcher to start with --run ID (e.g. under accelerate launch); it does not join the "
+                        "project's queue (--next)")
     p.add_argument("--run", type=int, metavar="ID", help="start the queued run ID")
     p.add_argument("--resume", type=int, metavar="ID", help="continue run ID from its last checkpoint")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="create N runs of this config with seeds SEED..SEED+N-1 (SEED: the `seed` setting) as a "
+                        "seed group, queued to train one after another; with --detach in the background")
+    p.add_argument("--next", action="store_true",
+                   help="run the project's queue: train its queued runs one after another until none waits "
+                        "(with --detach in the background, logging to runs/queue.log)")
     p.add_argument("--list-settings", action="store_true", help="print every setting with its default and help")
     p.set_defaults(func=cmd_train)
 
@@ -103,17 +113,29 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
+    from studio.core.generations import JOB_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
     if args.list_settings:
         _print_settings(args.method)
         return 0
-    if args.run is not None and args.resume is not None:
-        raise ProjectError("--run and --resume: give one of them")
-    if args.queue and (args.detach or args.run is not None or args.resume is not None):
-        raise ProjectError("--queue: creates a run without starting it, so it takes neither --detach, --run nor "
-                           "--resume")
+    if sum(x for x in (args.run is not None, args.resume is not None, args.next)) > 1:
+        raise ProjectError("--run, --resume and --next: give one of them")
+    if args.queue and (args.detach or args.run is not None or args.resume is not None or args.next
+                       or args.seeds is not None):
+        raise ProjectError("--queue: creates a run without starting it, so it takes neither --detach, --run, "
+                           "--resume, --next nor --seeds")
+    if args.next:
+        given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
+                                          ("--name", args.name), ("--seeds", args.seeds)) if value]
+        if given:
+            raise ProjectError(f"{', '.join(given)}: not taken with --next, which trains the runs already queued")
+        return _run_queue(Path(args.project), args.detach)
+    if args.seeds is not None and (args.run is not None or args.resume is not None):
+        raise ProjectError("--seeds: creates new runs; it is not taken with --run or --resume")
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise ProjectError(f"--seeds: give between 1 and {MAX_SEEDS} runs, got {args.seeds}")
     if args.run is not None or args.resume is not None:
         # a run keeps the settings it was created with (its checkpoint depends on them): refuse, don't ignore
         given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
@@ -126,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.run is not None or args.resume is not None:
             run_id = args.run if args.run is not None else args.resume
-            project.run(run_id)  # names a missing run clearly
+            method = project.run(run_id)["method"]  # names a missing run clearly
         else:
             if not args.model:
                 raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
@@ -144,7 +166,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise ProjectError(str(e)) from None
             for warning in preflight.settings_warnings(config):
                 print(f"studio: warning: {warning}", file=sys.stderr)
+            if args.seeds is not None:
+                return _create_seed_group(project, args, config)
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
+            method = args.method
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
@@ -160,11 +185,51 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"-m studio train {args.project} --run {run_id})", file=sys.stderr)
         return 0
     if args.detach:
-        return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+        return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+        from studio.commands.generate import _run_foreground
+
+        return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
 
 
-def _spawn_detached(project: Path, run_id: int, resume: bool) -> int:
+MAX_SEEDS = 100
+
+
+def _create_seed_group(project, args: argparse.Namespace, config) -> int:
+    """Queue N runs of one config, one per seed, as a group; train them (foreground) or start the queue."""
+    from studio.core.configs import to_dict
+    from studio.store import ProjectError
+    from studio.store.run_queue import create_seed_group
+
+    if not any(p.split == "train" for p in project.resolved_preferences()):
+        raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs first "
+                           f"(`studio stats {args.project}` shows what is labeled)")
+    seeds = [config.seed + i for i in range(args.seeds)]
+    group_id, run_ids = create_seed_group(project, args.method, args.model, to_dict(config), seeds, name=args.name)
+    size = len(project.run_snapshot(run_ids[0]))
+    print(f"seed group {group_id}: runs {', '.join(map(str, run_ids))} (seeds {', '.join(map(str, seeds))}) "
+          f"queued, {size} preferences in their snapshot", file=sys.stderr if args.detach else sys.stdout)
+    project.close()
+    if args.detach:
+        for run_id in run_ids:
+            print(run_id)
+    return _run_queue(Path(args.project), args.detach)
+
+
+def _run_queue(project: Path, detach: bool) -> int:
+    """Train the queued runs one after another: here, or in a background runner."""
+    from studio.train import queue
+
+    if detach:
+        proc = queue.spawn_runner(project)
+        print(f"the queue trains in the background (runner pid {proc.pid}); log: {queue.queue_log(project)}",
+              file=sys.stderr)
+        return 0
+    return queue.run_queue(project)
+
+
+def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
 
     log = paths.log_path(project, run_id)
@@ -183,8 +248,10 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
-    from studio.core import metrics as M
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+    """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
+    progress report and the worker's status lines while it prepares (one line rewritten on a terminal, a line
+    each otherwise; under `accelerate launch` the main process alone prints); returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, process_rank, run_worker
 
@@ -202,21 +269,31 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
             return
         if not first:
             first.append(step - 1)
-        done = step - first[0]
-        eta = (time.monotonic() - start) / max(done, 1) * (total - step)
-        line = (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
-                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
-                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
-        status(line)
+        eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
+        status(f"{describe(step, total, values)}  eta {_fmt_time(eta)}")
 
     try:
         result = run_worker(project, run_id, resume=resume, on_progress=progress, on_status=status)
     except ClaimError as e:
         raise ProjectError(str(e)) from None
-    if not main:
-        return 0 if result in ("done", "interrupted") else 1
     if tty:
         print()
+    return result
+
+
+def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import metrics as M
+
+    def describe(step: int, total: int, values: dict) -> str:
+        return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
+                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
+                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s")
+
+    from studio.train.worker import process_rank
+
+    result = run_with_progress(project, run_id, resume, describe)
+    if process_rank() != 0:  # the main process reports for all of them
+        return 0 if result in ("done", "interrupted") else 1
     from studio.store import Project
 
     with Project.open(project) as p:
@@ -266,10 +343,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from studio.core.types import RunStatus
     from studio.store import Project
     from studio.store.project import pid_alive
+    from studio.store.run_queue import cancel_queued
 
     with Project.open(args.project) as project:
         project.mark_dead_runs()
         run = project.run(args.run)
+        if cancel_queued(project, args.run):
+            print(f"run {args.run}: taken out of the queue before it started (it ends interrupted, untrained)")
+            return 0
         if not RunStatus(run["status"]).active or not pid_alive(run["pid"]):
             raise CommandError(f"run {args.run}: is {run['status']} and no worker is training it; nothing to stop")
         project.request_stop(args.run)

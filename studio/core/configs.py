@@ -2,6 +2,10 @@
 
 The CLI (`--set key=value`, `--config FILE`) and the GUI launch form are both generated from these
 dataclasses (via `config_fields`), so they cannot drift apart. A config is stored on its run as JSON.
+
+Field metadata besides help and group: `label` (the words a form shows; else the name, humanised), `basic`
+(shown in the launch dialog's main form; the rest sits under Advanced) and `applies_when` (the field matters
+only when other fields have these values, e.g. `{"loss_type": ("robust",)}`; the form hides it otherwise).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
@@ -17,8 +22,13 @@ from studio.core.errors import ConfigError
 
 
 def _f(default: Any, help: str, *, group: str = "training", choices: tuple | None = None,
-       minimum: float | None = None, maximum: float | None = None, **kw: Any) -> Any:
-    meta = {"help": help, "group": group}
+       minimum: float | None = None, maximum: float | None = None, label: str | None = None, basic: bool = False,
+       applies_when: dict[str, tuple] | None = None, **kw: Any) -> Any:
+    meta: dict[str, Any] = {"help": help, "group": group, "basic": basic}
+    if label is not None:
+        meta["label"] = label
+    if applies_when:
+        meta["applies_when"] = applies_when
     if choices is not None:
         meta["choices"] = choices
     if minimum is not None:
@@ -34,14 +44,19 @@ LOSS_TYPES = ("sigmoid", "ipo", "robust", "hinge", "simpo")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
 TRUNCATIONS = ("keep_end", "keep_start")
+# settings that were on/off and gained 'auto': a stored true/false (or CLI yes/no) still reads as on/off
+AUTO_ON_OFF = ("auto", "on", "off")
+LAYOUTS = ("auto", "packed", "padded")
 
 
 @dataclass
 class LoraSettings:
     """Low-rank adapter settings shared by every method."""
 
-    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1)
-    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1)
+    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1,
+                label="LoRA rank")
+    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1,
+                    label="LoRA alpha")
     dropout: float = _f(0.05, "Dropout on the LoRA input during training.", group="lora", minimum=0.0, maximum=0.9)
     target_modules: str = _f(
         "auto",
@@ -55,26 +70,36 @@ class LoraSettings:
 class TrainConfig:
     """Fields every training method has: optimisation, data shape, precision, logging."""
 
-    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0)
+    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0, basic=True)
     lr_schedule: str = _f("linear", "Learning-rate schedule after warmup.", choices=SCHEDULES)
     warmup_ratio: float = _f(0.1, "Fraction of the optimizer steps spent warming up linearly from 0.",
                              minimum=0.0, maximum=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay.", minimum=0.0)
-    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0)
-    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0)
-    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1)
+    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0,
+                       basic=True)
+    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0, basic=True)
+    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1,
+                         basic=True)
     grad_accumulation: int = _f(1, "Forward passes accumulated per optimizer step.", minimum=1)
     max_grad_norm: float = _f(1.0, "Clip the gradient norm to this value; 0 disables clipping.", minimum=0.0)
     max_length: int = _f(1024, "Longest prompt + completion in tokens; longer pairs are truncated.",
-                         group="data", minimum=8)
+                         group="data", minimum=8, basic=True)
     max_prompt_length: int = _f(512, "Longest prompt in tokens after truncation (completions keep the rest).",
                                 group="data", minimum=1)
     truncation: str = _f("keep_end", "Which end of a long prompt to keep: 'keep_end' keeps the turns nearest "
                          "the completion.", group="data", choices=TRUNCATIONS)
     precision: str = _f("auto", "Numeric precision: 'auto' picks bf16 on GPUs that support it, fp16 on other "
                         "GPUs, fp32 on CPU.", group="hardware", choices=PRECISIONS)
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, "
-                                      "about 30% slower.", group="hardware")
+    gradient_checkpointing: str = _f("auto", "Recompute activations in the backward pass: less memory, slower. "
+                                     "'auto' measures the activations of the longest micro-batch and "
+                                     "recomputes only as many decoder layers as the GPU memory needs (none "
+                                     "when everything fits, and none on CPU when RAM suffices).",
+                                     group="hardware", choices=AUTO_ON_OFF, basic=True)
+    batch_layout: str = _f("auto", "How pairs are laid out in a forward pass: 'packed' runs each prompt once "
+                           "with chosen and rejected after it and packs short pairs into shared rows (no "
+                           "padding; an attention mask keeps them apart); 'padded' is TRL's layout (prompt "
+                           "repeated, rows right-padded). 'auto' packs when the model's attention allows it.",
+                           group="hardware", choices=LAYOUTS)
     seed: int = _f(0, "Seed for adapter initialisation, data order, dropout and sampling.")
     eval_fraction: float = _f(0.0, "Share of train preferences held out for evaluation when the project has "
                               "no eval split.", group="eval", minimum=0.0, maximum=0.5)
@@ -96,20 +121,27 @@ class DPOConfig(TrainConfig):
                                                               "hidden": True})
     loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (rDPO, Chowdhury et al. 2024: "
                         "unbiased under a share label_smoothing of flipped labels), hinge (SLiC), simpo "
-                        "(reference-free, length-normalised).", group="method", choices=LOSS_TYPES)
+                        "(reference-free, length-normalised).", group="method", choices=LOSS_TYPES, label="Loss",
+                        basic=True)
     beta: float = _f(0.1, "Strength of the pull towards the reference model (DPO's beta; SimPO's scale).",
-                     group="method", minimum=0.0)
+                     group="method", minimum=0.0, label="Beta", basic=True)
     label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss (rDPO); the other "
-                                "losses ignore it.", group="method", minimum=0.0, maximum=0.5)
+                                "losses ignore it.", group="method", minimum=0.0, maximum=0.5, basic=True,
+                                applies_when={"loss_type": ("robust",)})
     simpo_gamma: float = _f(0.5, "SimPO's target reward margin (gamma / beta is subtracted).", group="method",
-                            minimum=0.0)
+                            minimum=0.0, label="SimPO gamma", basic=True, applies_when={"loss_type": ("simpo",)})
     nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
-                           group="method", minimum=0.0)
+                           group="method", minimum=0.0, label="NLL weight (RPO)", basic=True)
     logratio_metrics: bool = _f(False, "Chart logratio/chosen and logratio/rejected also for a reference-free "
                                 "loss (simpo), which then runs the reference model (adapter off) each step; the "
-                                "other losses use the reference anyway and always chart them.", group="method")
-    precompute_ref_logps: bool = _f(False, "Compute reference log-probs once before training instead of every "
-                                    "step (faster, uses a pass over the data first).", group="method")
+                                "other losses use the reference anyway and always chart them.", group="method",
+                                label="Log-ratio charts", applies_when={"loss_type": ("simpo",)})
+    precompute_ref_logps: str = _f("auto", "Compute reference log-probs once before training (inference mode, "
+                                   "larger length-sorted batches) instead of in every step. 'auto' does when the "
+                                   "run would otherwise run at least as many reference forwards as there are "
+                                   "pairs (about one epoch or more, evaluations included).", group="method",
+                                   choices=AUTO_ON_OFF, label="Precompute reference log-probs",
+                                   applies_when={"loss_type": ("sigmoid", "ipo", "robust", "hinge")})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
 
 
@@ -137,6 +169,29 @@ class ConfigField:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    label: str = ""
+    """What a form calls it, in words (`field_label` fills it in from the name when the metadata has none)."""
+    basic: bool = False
+    """Shown in the launch dialog's main form; the other fields sit under Advanced."""
+    applies_when: tuple[tuple[str, tuple], ...] = ()
+    """(field, values) conditions, all of which must hold for the field to matter; empty: it always does."""
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        """Whether the field matters for these (flat, dotted) values: a SimPO gamma does not under DPO."""
+        return all(values.get(name) in allowed for name, allowed in self.applies_when)
+
+
+# Words a humanised name spells differently (acronyms and the like).
+_WORDS = {"lr": "LR", "nll": "NLL", "kl": "KL", "lora": "LoRA", "ref": "reference", "logps": "log-probs",
+          "ipo": "IPO", "dpo": "DPO", "simpo": "SimPO", "id": "ID"}
+
+
+def humanize(name: str) -> str:
+    """A field name in words: 'max_prompt_length' -> 'Max prompt length', 'lora.dropout' -> 'LoRA dropout'."""
+    words = [_WORDS.get(w, w) for w in name.replace(".", "_").split("_") if w]
+    if not words:
+        return name
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> Any:
@@ -165,24 +220,51 @@ def config_fields(cls_or_obj: Any, prefix: str = "") -> list[ConfigField]:
         if get_origin(tp) is Literal:
             choices = get_args(tp)
             tp = str
-        out.append(ConfigField(f"{prefix}{f.name}", tp, default, f.metadata.get("help", ""),
-                               f.metadata.get("group", "training"), choices,
-                               f.metadata.get("min"), f.metadata.get("max")))
+        name = f"{prefix}{f.name}"
+        applies = f.metadata.get("applies_when") or {}
+        out.append(ConfigField(name, tp, default, f.metadata.get("help", ""), f.metadata.get("group", "training"),
+                               choices, f.metadata.get("min"), f.metadata.get("max"),
+                               label=f.metadata.get("label") or humanize(name),
+                               basic=bool(f.metadata.get("basic", False)),
+                               applies_when=tuple((f"{prefix}{k}", tuple(v)) for k, v in applies.items())))
     return out
+
+
+def batches_per_epoch(n_train: int, batch_size: int, processes: int = 1) -> int:
+    """Micro-batches each process runs per epoch over n_train pairs (the same number on every process: each
+    global batch is `processes` micro-batches, one per process)."""
+    return math.ceil(n_train / (max(1, batch_size) * max(1, processes)))
+
+
+def planned_steps(max_steps: int, epochs: float, batch_size: int, grad_accumulation: int, n_train: int,
+                  processes: int = 1) -> int:
+    """Optimizer steps a run will take: max_steps when set, else the epochs over the training pairs in
+    micro-batches (`batches_per_epoch`), `grad_accumulation` of them per step."""
+    if max_steps > 0:
+        return max_steps
+    micro = math.ceil(epochs * batches_per_epoch(n_train, batch_size, processes))
+    return max(1, math.ceil(micro / max(1, grad_accumulation)))
+
+
+def _as_bool(raw: Any) -> bool | None:
+    """True/False for a boolean or its usual spellings, None for anything else."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    return True if word in ("1", "true", "yes") else False if word in ("0", "false", "no") else None
 
 
 def parse_value(fld: ConfigField, raw: Any) -> Any:
     """Convert a raw value (a CLI string or a JSON value) to the field's type, validating it."""
     name = fld.name
+    if fld.choices == AUTO_ON_OFF and _as_bool(raw) is not None:
+        raw = "on" if _as_bool(raw) else "off"  # the setting's former true/false
     try:
         if fld.type is bool:
-            if isinstance(raw, bool):
-                value: Any = raw
-            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
-                value = True
-            elif str(raw).strip().lower() in ("0", "false", "no", "off"):
-                value = False
-            else:
+            value: Any = _as_bool(raw)
+            if value is None and str(raw).strip().lower() in ("on", "off"):
+                value = str(raw).strip().lower() == "on"
+            if value is None:
                 raise ValueError
         elif fld.type is int:
             if isinstance(raw, float) and not raw.is_integer():

@@ -21,6 +21,10 @@ LOGRATIO_CHOSEN = "logratio/chosen"
 LOGRATIO_REJECTED = "logratio/rejected"
 EPOCH = "epoch"
 NLL = "nll"
+# Counters for a run's cost, cumulative since the run began (a resumed run carries them on), written by every
+# recipe: the last value is the run's total. TRL's SFT trainer logs the same token count as num_tokens.
+NUM_TOKENS = "num_tokens"  # real (unpadded) tokens in the training batches of the optimizer steps done
+SAMPLES_GENERATED = "samples_generated"  # sequences the policy generated: eval samples, and PPO's rollouts
 
 EVAL_PREFIX = "eval/"
 # KL(pi || pi_ref) estimated on the policy's own samples (Schulman's estimators, r = log pi_ref - log pi per
@@ -49,3 +53,7 @@ def eval_name(name: str) -> str:
     """The eval-split twin of a train metric name (`rewards/margins` -> `eval/rewards/margins`)."""
     return name if name.startswith(EVAL_PREFIX) else EVAL_PREFIX + name
 
+
+COMPARE_METRICS = (REWARDS_MARGINS, eval_name(REWARDS_MARGINS), REWARDS_ACCURACIES, eval_name(REWARDS_ACCURACIES), LOSS,
+                   LOGPS_CHOSEN, LOGPS_REJECTED, EVAL_KL)
+"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables."""

@@ -14,6 +14,7 @@ bottom reads top to bottom: set up, then one commented block per phase of an opt
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import math
 import random
@@ -28,8 +29,8 @@ from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, to_dict
 from studio.store.db import ProjectBusy, now_iso
-from studio.train import checkpoint, data, preflight, runtime, sampling
-from studio.train.logps import sequence_logps
+from studio.train import checkpoint, data, memory, packing, preflight, runtime, sampling
+from studio.train.logps import completion_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
 from studio.train.metrics_writer import metric_sink
 from studio.train.model import PolicyLogps, eval_mode, load_policy
@@ -56,6 +57,11 @@ class TrainState:
     # the step whose evaluation finished (-1: none yet); a stop during an evaluation leaves it behind `step`,
     # so the resumed run evaluates that step first instead of leaving a hole or doubling the rows
     evaluated_step: int = -1
+    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens of every process's training
+    # micro-batches up to the last log or checkpoint (see DPORun.count_tokens), and sequences sampled at
+    # evaluations
+    tokens: int = 0
+    samples_generated: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- one step
@@ -71,20 +77,37 @@ def loss_settings(config: DPOConfig) -> LossSettings:
                         nll_weight=config.nll_weight)
 
 
+def decoder_attention(batch: data.Batch, model: nn.Module):
+    """What the decoder takes as attention_mask: the padding mask, or the packed layout's block mask."""
+    if not batch.packed:
+        return batch.attention_mask
+    return packing.attention_mask(batch.segments, batch.branches, model)
+
+
+def reference_logps(peft_model: nn.Module, batch: data.Batch, attention=None) -> torch.Tensor:
+    """The reference's per-sequence log-probs of a batch: the policy with its adapter disabled, no gradient."""
+    attention = decoder_attention(batch, peft_model) if attention is None else attention
+    with torch.no_grad(), peft_model.disable_adapter():
+        return completion_logps(peft_model, batch.input_ids, batch.head, attention, batch.position_ids).logps
+
+
 def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, config: DPOConfig,
                 ref: tuple[torch.Tensor, torch.Tensor] | None = None, want_ref: bool = True,
                 stats: StepStats | None = None):
-    """Policy forward (one concatenated batch), reference forward (adapter disabled, no grad) unless
-    precomputed, loss. Returns the LossOutput; adds detached statistics to `stats`."""
+    """Reference forward (adapter disabled, no grad) unless precomputed, then the policy forward (one pass
+    over chosen and rejected), loss. Returns the LossOutput; adds detached statistics to `stats`.
+
+    The reference runs first so that its transient memory is gone before the policy's activations build up."""
     B = batch.n_pairs
-    # policy: chosen rows then rejected rows, one forward
-    logps, tokens, entropy_sum, logits_sum = policy(batch.input_ids, batch.attention_mask, batch.completion_mask,
-                                                    stats=stats is not None)
+    attention = decoder_attention(batch, peft_model)
     # reference: the same model with the adapter off
     if ref is None and want_ref:
-        with torch.no_grad(), peft_model.disable_adapter():
-            ref_all = sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
+        ref_all = reference_logps(peft_model, batch, attention)
         ref = (ref_all[:B], ref_all[B:])
+    # policy: chosen sequences then rejected ones, one forward
+    logps, tokens, entropy_sum, logits_sum = policy(batch.input_ids, attention, batch.completion_mask,
+                                                    stats=stats is not None, rows=batch.head,
+                                                    position_ids=batch.position_ids)
     p = PairLogps(logps[:B], logps[B:], ref[0] if ref else None, ref[1] if ref else None, tokens[:B], tokens[B:])
     out = preference_loss(config.loss_type, p, loss_settings(config))
     if stats is not None:
@@ -109,7 +132,7 @@ def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, con
                 means[M.LOGRATIO_REJECTED] = ((p.rejected.detach() - ref[1]).sum(), rejected_tokens)
             if out.nll is not None:
                 means[M.NLL] = (out.nll.detach(), 1)
-            stats.add(means, tokens=batch.attention_mask.sum())
+            stats.add(means, tokens=batch.n_tokens)
     return out
 
 
@@ -160,16 +183,16 @@ class StoppablePass:
     until a stop is requested (a pass over a large dataset takes minutes); `stopped` says whether one came.
 
     The stop check is collective, so every process goes through the same number of batches: a process whose
-    share is shorter gets None for its last one. `progress(done, total)` hears of the rows done on this
-    process."""
+    share is shorter gets None for its last one. Batches are laid out in `layout` (`data.make_batch`).
+    `progress(done, total)` hears of the rows done on this process."""
 
     def __init__(self, rows: Sequence[dict], tokenize: data.PairTokenizer, batch_size: int, pad_id: int, device,
                  should_stop: Callable[[], bool], processes: int = 1, rank: int = 0,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, layout: str = "padded"):
         self.rows = data.shard(rows, processes, rank)
         self.n_batches = data.batches_per_epoch(len(rows), batch_size, processes)
         self.tokenize, self.batch_size, self.pad_id, self.device = tokenize, batch_size, pad_id, device
-        self.should_stop, self.progress = should_stop, progress
+        self.should_stop, self.progress, self.layout = should_stop, progress, layout
         self.stopped = False
 
     def __iter__(self) -> Iterator[data.Batch | None]:
@@ -178,22 +201,37 @@ class StoppablePass:
                 self.stopped = True
                 return
             rows = self.rows[k * self.batch_size:(k + 1) * self.batch_size]
-            yield data.collate(self.tokenize.rows(rows), self.pad_id).to(self.device) if rows else None
+            yield data.make_batch(self.tokenize.rows(rows), self.pad_id, self.layout).to(self.device) if rows else None
             if self.progress:
                 self.progress(min(len(self.rows), (k + 1) * self.batch_size), len(self.rows))
 
 
-@torch.no_grad()
+# The reference pass keeps no activations, so its batches can be this many times the training batch.
+REF_BATCH_FACTOR = 4
+# Gradient checkpointing 'auto' measures the longest pair by tokens among this many longest by characters.
+LONGEST_CANDIDATES = 16
+
+
+def by_length(rows: Sequence[dict]) -> list[dict]:
+    """`rows` longest first, by their characters (`data.row_chars`): pairs of about one length share a batch
+    (little padding), and the longest batch comes first, so a memory error shows at once. Characters, not
+    tokens: sorting by tokens would tokenize every pair before the pass, the minutes lazy tokenization saves."""
+    return sorted(rows, key=data.row_chars, reverse=True)
+
+
+@torch.inference_mode()
 def precompute_ref(peft_model, batches: StoppablePass, accelerator) -> dict[int, tuple[float, float]] | None:
     """Reference log-probs of the pairs of `batches` (every process's share, gathered), once, before training
-    (config.precompute_ref_logps). None when a stop was requested meanwhile."""
+    (see `precompute_is_cheaper`): inference mode, in the batches `DPORun.reference_pass` lays out (larger than
+    the training batch, sorted by length, then sharded). None when a stop was requested meanwhile."""
     cache: dict[int, tuple[float, float]] = {}
     with eval_mode(peft_model), peft_model.disable_adapter():
         for batch in batches:
             if batch is None:
                 continue
             with accelerator.autocast():
-                lp = sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
+                lp = completion_logps(peft_model, batch.input_ids, batch.head, decoder_attention(batch, peft_model),
+                                      batch.position_ids).logps
             B = batch.n_pairs
             for pid, c, r in zip(batch.pair_ids, lp[:B].tolist(), lp[B:].tolist(), strict=True):
                 cache[pid] = (c, r)
@@ -204,6 +242,18 @@ def precompute_ref(peft_model, batches: StoppablePass, accelerator) -> dict[int,
 
         cache = dict(gather_object(list(cache.items())))
     return cache
+
+
+def precompute_is_cheaper(config: DPOConfig, total_steps: int, n_train: int, n_eval: int) -> bool:
+    """precompute_ref_logps 'auto': precompute when the run would otherwise run at least as many pairs through
+    the reference as the snapshot holds: the pairs of its training steps plus those of its evaluations. That
+    is about one epoch or more; the precomputed pass is then cheaper still per pair (inference mode, larger
+    and length-sorted batches)."""
+    if config.precompute_ref_logps in ("on", "off", True, False):
+        return config.precompute_ref_logps in ("on", True)
+    evaluations = (total_steps // config.eval_interval if config.eval_interval else 0) + 1
+    per_step_pairs = total_steps * config.grad_accumulation * config.batch_size + evaluations * n_eval
+    return per_step_pairs >= n_train + n_eval
 
 
 @torch.no_grad()
@@ -320,7 +370,7 @@ class DPORun:
         self.tokenize = data.PairTokenizer(self.tokenizer, config.max_length, config.max_prompt_length,
                                            config.truncation)
         self.batches_per_epoch = data.batches_per_epoch(len(self.train_rows), config.batch_size, self.world)
-        self.total_steps = runtime.total_steps_for(config, self.batches_per_epoch * config.batch_size)
+        self.total_steps = runtime.total_steps_for(config, len(self.train_rows), self.world)
         log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_rows), len(self.eval_rows),
                  self.total_steps)
         self.eval_prompts = self.pick_eval_prompts()
@@ -333,6 +383,7 @@ class DPORun:
         self.scheduler = runtime.make_scheduler(optimizer, config, self.total_steps)
         self.policy, self.optimizer = self.accelerator.prepare(PolicyLogps(self.peft_model), optimizer)
         self.peft_model.train()
+        self.layout, self.precompute = self.plan_speed()
 
         # position: the start, or where the checkpoint left off
         self.state = TrainState()
@@ -342,6 +393,7 @@ class DPORun:
             project.update_run(run_id, total_steps=self.total_steps, step=self.state.step)
         self.writer = metric_sink(project, run_id, self.main)
         self._epoch_batches: tuple[int, list[list[int]]] | None = None
+        self.new_tokens = 0  # this process's training tokens since `count_tokens` last ran
 
     def pick_eval_prompts(self) -> list[sampling.EvalPrompt]:
         """The fixed prompts sampled at each evaluation (eval split, else train split), tokenized: only these."""
@@ -350,6 +402,30 @@ class DPORun:
         by_id = {r["prompt_id"]: r for r in rows if r["prompt_id"] in set(chosen)}
         return [sampling.EvalPrompt(pid, by_id[pid]["prompt"], self.tokenize(by_id[pid]).prompt_ids)
                 for pid in chosen]
+
+    def plan_speed(self) -> tuple[str, bool]:
+        """The batch layout, gradient checkpointing ('auto': measured, see memory.py) and whether reference
+        log-probs are precomputed, each logged with why."""
+        config = self.config
+        reason = packing.unsupported_reason(self.peft_model)
+        layout = "padded" if config.batch_layout == "padded" or reason else "packed"
+        if config.batch_layout == "packed" and reason:
+            log.warning("batch_layout packed: %s; the padded layout is used", reason)
+        if config.gradient_checkpointing == "auto":
+            # the longest pair by tokens among the longest by characters: only these few are tokenized here
+            candidates = heapq.nlargest(LONGEST_CANDIDATES, self.train_rows, key=data.row_chars)
+            longest = max(self.tokenize.rows(candidates), key=lambda e: e.n_tokens)
+            batch = data.make_batch([longest], self.pad_id, layout).to(self.device)
+            compute_bytes = 4 if self.accelerator.mixed_precision == "no" else 2
+            k, n, why = memory.auto_checkpointing(self.peft_model, batch, config.batch_size,
+                                                  decoder_attention(batch, self.peft_model), self.device,
+                                                  compute_bytes)
+            log.info("gradient checkpointing auto: %d of %d layers recomputed (%s)", k, n, why)
+        n_train, n_eval = (math.ceil(len(rows) / self.world) for rows in (self.train_rows, self.eval_rows))
+        precompute = precompute_is_cheaper(config, self.total_steps, n_train, n_eval)
+        log.info("batch layout: %s%s; reference log-probs %s", layout, f" ({reason})" if reason else "",
+                 "not needed" if not self.want_ref else "precomputed once" if precompute else "computed in each step")
+        return layout, precompute
 
     # -- stop
 
@@ -367,8 +443,17 @@ class DPORun:
             if state.batch_index < len(batches):
                 state.batch_index += 1
                 rows = [self.train_rows[i] for i in batches[state.batch_index - 1]]
-                return data.collate(self.tokenize.rows(rows), self.pad_id).to(self.device)
+                batch = data.make_batch(self.tokenize.rows(rows), self.pad_id, self.layout)
+                self.new_tokens += batch.n_tokens  # counted on the host: no device sync
+                return batch.to(self.device)
             state.epoch, state.batch_index = state.epoch + 1, 0
+
+    def count_tokens(self) -> int:
+        """The run's training tokens so far, over every process: this process's tokens since the last count are
+        summed over the processes into `state.tokens` (a collective: every process calls it at the same step)."""
+        self.state.tokens += round(runtime.sum_over_processes(self.accelerator, self.new_tokens))
+        self.new_tokens = 0
+        return self.state.tokens
 
     def epoch_batches(self) -> list[list[int]]:
         """This process's micro-batches of the current epoch (`data.epoch_batches`), as train-row indices."""
@@ -391,16 +476,22 @@ class DPORun:
             needed, epoch = needed - per_epoch, epoch + 1
         return [self.train_rows[i] for i in sorted(used)] + self.eval_rows
 
-    def rows_pass(self, rows: Sequence[dict], what: str) -> StoppablePass:
-        """A pass over `rows`, this process's share, reporting progress as `what`."""
-        return StoppablePass(rows, self.tokenize, self.config.batch_size, self.pad_id, self.device,
-                             self.stop_requested, self.world, self.rank, self.progress.counter(what))
+    def rows_pass(self, rows: Sequence[dict], what: str, batch_size: int | None = None) -> StoppablePass:
+        """A pass over `rows` in the run's layout, this process's share, reporting progress as `what`."""
+        return StoppablePass(rows, self.tokenize, batch_size or self.config.batch_size, self.pad_id, self.device,
+                             self.stop_requested, self.world, self.rank, self.progress.counter(what), self.layout)
+
+    def reference_pass(self) -> StoppablePass:
+        """The reference pass over every pair the run uses: sorted by length over all of them first, then
+        sharded (every process's k-th batch holds pairs of about the same length, so no process waits long for
+        the others at the gather), in batches REF_BATCH_FACTOR times the training batch."""
+        return self.rows_pass(by_length(self.rows_in_use()), "reference log-probs",
+                              self.config.batch_size * REF_BATCH_FACTOR)
 
     def precompute_reference(self) -> None:
         """The reference log-probs of every pair the run uses, once; a stop meanwhile leaves them to the resume."""
         t0 = time.time()
-        cache = precompute_ref(self.peft_model, self.rows_pass(self.rows_in_use(), "reference log-probs"),
-                               self.accelerator)
+        cache = precompute_ref(self.peft_model, self.reference_pass(), self.accelerator)
         if cache is None:
             log.info("stop requested during the reference pass (it is redone on resume)")
         else:
@@ -429,6 +520,7 @@ class DPORun:
         values = stats.read()
         values.update({M.LEARNING_RATE: lr, M.TOKENS_PER_SECOND: stats.tokens / max(clock.seconds(), 1e-9),
                        M.MEMORY: runtime.peak_memory_gib(self.device),
+                       M.NUM_TOKENS: self.count_tokens(),
                        M.EPOCH: state.epoch + state.batch_index / max(1, len(self.epoch_batches()))})
         self.writer.add(state.step, values)
         if not math.isfinite(values[M.LOSS]):
@@ -470,6 +562,9 @@ class DPORun:
                     self.peft_model, self.tokenizer, self.eval_prompts, self.config.sample_max_new_tokens,
                     self.config.seed, self.device)
             values.update(sample_values)
+            self.state.samples_generated += len(rows)
+        if self.main:
+            values[M.SAMPLES_GENERATED] = self.state.samples_generated
         self.writer.add(self.state.step, values)
         if rows:
             self.ctx.project.add_samples(self.ctx.run_id, self.state.step, rows)
@@ -485,6 +580,7 @@ class DPORun:
 
     def save_checkpoint(self) -> None:
         """The resumable checkpoint (one plain dict, see `restore` for its mirror) and the adapter."""
+        self.count_tokens()
         state, scaler = self.state, self.accelerator.scaler
         ckpt = {"config": to_dict(self.config), "adapter": checkpoint.adapter_state(self.peft_model),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -492,7 +588,8 @@ class DPORun:
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": checkpoint.rng_state(), "ref_cache": state.ref_cache,
                 "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index,
-                             "evaluated_step": state.evaluated_step}}
+                             "evaluated_step": state.evaluated_step, "tokens": state.tokens,
+                             "samples_generated": state.samples_generated}}
         if self.main:
             path = checkpoint.save(self.ckpt_dir, ckpt)
             checkpoint.save_adapter(self.peft_model, self.tokenizer, paths.adapter_dir(self.folder, self.ctx.run_id))
@@ -532,8 +629,9 @@ def train(ctx: RunContext) -> str:
     run = DPORun(ctx)
     config, state = run.config, run.state
 
-    # reference log-probs once up front (precompute_ref_logps), unless the checkpoint brought them
-    if config.precompute_ref_logps and run.want_ref and not state.ref_cache:
+    # reference log-probs once up front (precompute_ref_logps, by default when cheaper), unless the checkpoint
+    # brought them
+    if run.precompute and run.want_ref and not state.ref_cache:
         run.precompute_reference()
 
     # the baseline at step 0 (samples and KL zero before any update), or an evaluation a stop cut short

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from studio.core.configs import TrainConfig
+from studio.core.configs import TrainConfig, planned_steps
 from studio.store import Project
-from studio.train import data
 from studio.train.preflight import TrainingError
 
 log = logging.getLogger("studio.train")
@@ -97,12 +96,11 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
                          num_training_steps=total_steps)
 
 
-def total_steps_for(config: TrainConfig, n_train: int) -> int:
-    """Optimizer steps of a run over `n_train` examples (this process's share): max_steps, else the epochs."""
-    if config.max_steps > 0:
-        return config.max_steps
-    micro = math.ceil(config.epochs * data.batches_per_epoch(n_train, config.batch_size))
-    return max(1, math.ceil(micro / config.grad_accumulation))
+def total_steps_for(config: TrainConfig, n_train: int, processes: int = 1) -> int:
+    """Optimizer steps of a run over `n_train` examples shared by `processes`: max_steps, else the epochs
+    (one rule with the launch dialog's estimate, configs.planned_steps)."""
+    return planned_steps(config.max_steps, config.epochs, config.batch_size, config.grad_accumulation, n_train,
+                         processes)
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -143,6 +141,14 @@ def any_process(accelerator, flag: bool) -> bool:
         return flag
     t = torch.tensor([float(flag)], device=accelerator.device)
     return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+
+def sum_over_processes(accelerator, value: float) -> float:
+    """`value` summed over every process (a collective: every process must call it); `value` alone in one."""
+    if accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([float(value)], device=accelerator.device, dtype=torch.float64)
+    return float(accelerator.reduce(t, reduction="sum").item())
 
 
 def apply_thread_cap() -> None:

@@ -99,7 +99,7 @@ def test_runs_and_metrics_json(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "p"), "--json"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert set(r) == {"id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at",
-                      "ended_at", "warnings"}
+                      "ended_at", "group_id", "queue_place", "warnings"}
     assert (r["id"], r["name"], r["status"], r["step"], r["total_steps"]) == (run, f"dpo-{run}", "running", 2, 10)
     assert main(["metrics", str(tmp_path / "p"), str(run), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["metrics"]

@@ -334,3 +334,20 @@ def test_sharded_launches_are_refused_by_name_not_trained_wrong():
             dpo.check_distributed(SimpleNamespace(distributed_type=kind))
     for kind in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
         dpo.check_distributed(SimpleNamespace(distributed_type=kind))
+
+
+def test_the_reference_pass_sorts_all_pairs_by_length_then_shards_them():
+    """Sorted over all pairs before sharding: each process's batches run from long to short, its k-th batch
+    holds pairs of about the length of every other process's k-th, and together they hold every pair once."""
+    rows = [{"pair_id": i, "prompt": "p" * (i * 7 % 23), "messages": None, "chosen": "c" * (i % 5),
+             "rejected": "r"} for i in range(20)]
+    rows.append({"pair_id": 20, "prompt": "", "messages": [{"role": "user", "content": "x" * 40}], "chosen": "",
+                 "rejected": ""})
+    ordered = dpo.by_length(rows)
+    assert ordered[0]["pair_id"] == 20  # a chat's turns count as its prompt
+    shares = [data.shard(ordered, 2, rank) for rank in (0, 1)]
+    for share in shares:
+        lengths = [data.row_chars(r) for r in share]
+        assert lengths == sorted(lengths, reverse=True)
+    assert sorted(r["pair_id"] for share in shares for r in share) == list(range(21))
+    assert all(data.row_chars(a) >= data.row_chars(b) for a, b in zip(shares[0], shares[1], strict=False))

@@ -88,6 +88,8 @@ def test_two_processes_train_as_one_process_with_their_global_batch(trait_projec
                  M.eval_name(M.REWARDS_MARGINS)):
         assert final(trait_project, two, name) == pytest.approx(final(trait_project, one, name), rel=1e-4), name
     assert abs(final(trait_project, two, M.REWARDS_MARGINS)) > 1e-3  # it learned something to compare
+    # the run's token count is every process's tokens: those of the one process's equal global batches
+    assert final(trait_project, two, M.NUM_TOKENS) == final(trait_project, one, M.NUM_TOKENS) > 0
     # only the main process wrote: one row per metric and step, one sample per prompt and evaluation, one log
     steps = [s for _, s, n, _, _ in trait_project.metrics(two) if n == M.LOSS]
     assert steps == [1, 2, 3]

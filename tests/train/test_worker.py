@@ -97,6 +97,13 @@ def test_stop_and_resume_reach_the_same_adapter_as_an_uninterrupted_run(trait_pr
     losses_a = [v for _, _, _, v, _ in trait_project.metrics(straight, names=[M.LOSS])]
     losses_b = [v for _, _, _, v, _ in trait_project.metrics(stopped, names=[M.LOSS])]
     assert losses_a == pytest.approx(losses_b, abs=1e-5)
+    # the cost counters carry on from the checkpoint: the same totals as the uninterrupted run
+    from studio.store.comparison import last_values
+
+    counters = (M.NUM_TOKENS, M.SAMPLES_GENERATED)
+    totals = last_values(trait_project, straight, counters)
+    assert totals == last_values(trait_project, stopped, counters)
+    assert totals[M.SAMPLES_GENERATED] == len(trait_project.samples(straight)) == 8  # 2 at steps 0, 3, 6, 8
 
 
 def test_stop_requested_in_the_database_interrupts(trait_project, tiny_model):
@@ -220,13 +227,13 @@ def test_simpo_runs_no_reference_forward_unless_the_logratio_charts_are_asked_fo
     from studio.train import dpo
 
     reference_forwards = []
-    real = dpo.sequence_logps  # the recipe's reference forward (the policy's goes through PolicyLogps)
+    real = dpo.completion_logps  # the recipe's reference forward (the policy's goes through PolicyLogps)
 
     def counted(*args, **kwargs):
         reference_forwards.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dpo, "sequence_logps", counted)
+    monkeypatch.setattr(dpo, "completion_logps", counted)
     names = {}
     for charts in ("false", "true"):
         reference_forwards.clear()
@@ -538,6 +545,7 @@ def test_a_large_snapshot_is_tokenized_as_steps_reach_it_with_progress_and_a_pro
                                                                                         monkeypatch):
     """A run of a few steps on many pairs tokenizes what its steps use, not the whole snapshot first; while it
     prepares it reports progress and a heartbeat, and a stop asked before the first step is honoured at once."""
+    from studio.train import dpo
     from studio.train import model as model_module
 
     from .conftest import add_trait_pairs
@@ -570,9 +578,11 @@ def test_a_large_snapshot_is_tokenized_as_steps_reach_it_with_progress_and_a_pro
             at_first_step.append(len(texts))
 
     assert run_worker(project.folder, run_id, on_progress=on_progress, on_status=on_status) == "done"
-    # 3 texts per pair (prompt, prompt + chosen, prompt + rejected): step 1's 2 pairs and the 2 sampled prompts'
-    assert at_first_step == [3 * (2 + 2)]
-    assert len(texts) <= 3 * (2 + 2 + 2)  # and step 2's, never the other 196 pairs
+    # 3 texts per pair (prompt, prompt + chosen, prompt + rejected): step 1's 2 pairs, the 2 sampled prompts' and
+    # the few longest pairs by characters that gradient_checkpointing 'auto' measures the longest among
+    measured = dpo.LONGEST_CANDIDATES
+    assert at_first_step == [3 * (2 + 2 + measured)]
+    assert len(texts) <= 3 * (2 + 2 + measured + 2)  # and step 2's, never the other pairs
     lines = [line for line, _ in status_lines]
     assert lines[:2] == ["preparing: reading the run's snapshot", f"preparing: loading the model from {tiny_model}"]
     assert status_lines[1][1] is not None  # the heartbeat was written while preparing
@@ -586,6 +596,6 @@ def test_a_large_snapshot_is_tokenized_as_steps_reach_it_with_progress_and_a_pro
             project.request_stop(stopped)
 
     assert run_worker(project.folder, stopped, on_status=stop_while_preparing) == "interrupted"
-    assert project.run(stopped)["step"] == 0 and len(texts) <= 3 * 2
+    assert project.run(stopped)["step"] == 0 and len(texts) <= 3 * (2 + measured)
     assert run_worker(project.folder, stopped, resume=True) == "done"
     project.close()
