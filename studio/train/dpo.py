@@ -17,7 +17,6 @@ import contextlib
 import heapq
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -288,14 +287,6 @@ def check_distributed(accelerator) -> None:
                             f"docs/accelerate/multi_gpu.yaml -m studio train PROJECT --run ID`")
 
 
-def eval_prompt_ids(prompt_ids: list[int], n: int, seed: int) -> list[int]:
-    """The prompts `sampling.pick_prompts` picks (distinct, sorted by id, shuffled by seed, the first n), chosen
-    on the ids alone: building a candidate object per row costs seconds on a snapshot of 300k pairs."""
-    ids = sorted(set(prompt_ids))
-    random.Random(seed).shuffle(ids)
-    return ids[:n]
-
-
 class Progress:
     """Progress of the work before and around training (reading the snapshot, loading the model, the reference
     pass): a log line, a status line for the console and the run's heartbeat, at most every `interval` seconds,
@@ -334,6 +325,7 @@ class DPORun:
         then model, optimizer, and on resume everything the checkpoint holds. Pairs are tokenized when a step
         or pass reaches them, not here: a large snapshot costs no minutes before the first step."""
         assert isinstance(ctx.config, DPOConfig), "the DPO recipe trains DPO runs"
+        started = time.monotonic()  # the wall time that sampling's budget is a share of
         self.ctx, self.config = ctx, ctx.config
         config, project, run_id = ctx.config, ctx.project, ctx.run_id
         assert project.folder is not None, "training needs a project folder for its adapter and checkpoints"
@@ -373,7 +365,8 @@ class DPORun:
         self.total_steps = runtime.total_steps_for(config, len(self.train_rows), self.world)
         log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_rows), len(self.eval_rows),
                  self.total_steps)
-        self.eval_prompts = self.pick_eval_prompts()
+        # the probe prompts (only their rows tokenized here) and the sampling cap
+        self.probes = sampling.ProbeSampler.for_run(config, self.eval_rows, self.train_rows, self.tokenize, started)
         # the reference forward: what the loss needs, or what the user asked to chart for a reference-free one
         self.want_ref = needs_reference(config.loss_type) or config.logratio_metrics
 
@@ -394,14 +387,6 @@ class DPORun:
         self.writer = metric_sink(project, run_id, self.main)
         self._epoch_batches: tuple[int, list[list[int]]] | None = None
         self.new_tokens = 0  # this process's training tokens since `count_tokens` last ran
-
-    def pick_eval_prompts(self) -> list[sampling.EvalPrompt]:
-        """The fixed prompts sampled at each evaluation (eval split, else train split), tokenized: only these."""
-        rows = self.eval_rows or self.train_rows
-        chosen = eval_prompt_ids([r["prompt_id"] for r in rows], self.config.eval_samples, self.config.seed)
-        by_id = {r["prompt_id"]: r for r in rows if r["prompt_id"] in set(chosen)}
-        return [sampling.EvalPrompt(pid, by_id[pid]["prompt"], self.tokenize(by_id[pid]).prompt_ids)
-                for pid in chosen]
 
     def plan_speed(self) -> tuple[str, bool]:
         """The batch layout, gradient checkpointing ('auto': measured, see memory.py) and whether reference
@@ -553,14 +538,15 @@ class DPORun:
             if split_values is None:
                 return False
             values.update(split_values)
+            values[M.EVAL_PAIRS] = len(self.eval_rows)
         rows: list[dict] = []
-        if self.eval_prompts and self.main:
+        # the first and last evaluations always sample; the others while sampling stays within its time budget
+        if self.main and self.probes.due(self.state.step, self.total_steps):
             if self.ctx.should_stop():  # sampling is the main process's alone: no collective here
                 return False
             with self.accelerator.autocast():
-                sample_values, rows = sampling.sample_and_measure(
-                    self.peft_model, self.tokenizer, self.eval_prompts, self.config.sample_max_new_tokens,
-                    self.config.seed, self.device)
+                sample_values, rows = self.probes.sample(self.peft_model, self.tokenizer, self.device,
+                                                         self.state.step)
             values.update(sample_values)
             self.state.samples_generated += len(rows)
         if self.main:
@@ -675,4 +661,6 @@ def train(ctx: RunContext) -> str:
         status = "interrupted"
     run.save_checkpoint()
     run.writer.flush(wait=True)
+    if run.probes:
+        log.info(run.probes.summary())
     return status

@@ -91,8 +91,23 @@ def logits_multiplier(config: Any) -> float:
     return factor
 
 
+def probe_ids(text: str) -> list[int]:
+    """The prompt ids of the `probe_prompt_ids` setting ('3, 17,42'); an empty list when it is empty."""
+    ids = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise TrainingError(f"probe_prompt_ids: {part!r} is not a prompt id; give ids separated by commas, "
+                                f"such as '3,17,42'")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return ids
+
+
 def check_settings(config) -> None:
     """Combinations of settings that are each valid alone but cannot train."""
+    probe_ids(getattr(config, "probe_prompt_ids", ""))
     if config.loss_type == "robust" and not config.label_smoothing < 0.5:
         # the robust loss divides by 1 - 2 * label_smoothing
         raise TrainingError(f"label_smoothing: {config.label_smoothing} is not below 0.5, which the robust loss "

@@ -315,15 +315,6 @@ def test_a_step_the_fp16_scaler_skips_does_not_move_the_schedule_and_its_scale_i
     assert resumed.scheduler.last_epoch == 2
 
 
-def test_eval_prompts_are_the_ones_sampling_picks():
-    from studio.train import sampling
-
-    ids = [7, 3, 3, 11, 5, 40, 2, 9, 9, 13]
-    for n, seed in ((3, 0), (4, 5), (20, 1)):
-        expected = sampling.pick_prompts([sampling.EvalPrompt(i, "", []) for i in ids], n, seed)
-        assert dpo.eval_prompt_ids(ids, n, seed) == [p.prompt_id for p in expected]
-
-
 def test_sharded_launches_are_refused_by_name_not_trained_wrong():
     from types import SimpleNamespace
 
