@@ -22,7 +22,8 @@ MULTI_GPU_CONFIG = Path(studio_package.__file__).parents[1] / "docs" / "accelera
 # per process: 2 pairs per micro-batch, 2 micro-batches per step, so one process takes 4 pairs per micro-batch
 SETTINGS = {"lora": {"r": 4, "dropout": 0.0}, "batch_size": 2, "grad_accumulation": 2, "max_steps": 3,
             "learning_rate": 5e-3, "warmup_ratio": 0.0, "eval_interval": 2, "eval_samples": 2,
-            "sample_max_new_tokens": 4, "checkpoint_interval": 0, "precompute_ref_logps": True}
+            "samples_per_prompt": 1, "sample_budget": 1.0, "sample_max_new_tokens": 4, "checkpoint_interval": 0,
+            "precompute_ref_logps": True}
 
 
 def free_port() -> int:
