@@ -16,7 +16,8 @@ from studio.train.worker import run_worker
 def test_a_tiny_run_counts_its_tokens_and_samples_and_costs_no_gpu_time(trait_project, tiny_model, capsys):
     # 16 train pairs in batches of 4: max_steps=4 is exactly one pass, so every train pair is trained on once
     config = apply_overrides(DPOConfig(), {"batch_size": 4, "max_steps": 4, "lora.r": 4, "eval_interval": 2,
-                                           "eval_samples": 2, "sample_max_new_tokens": 4, "checkpoint_interval": 0})
+                                           "eval_samples": 2, "samples_per_prompt": 1, "sample_budget": 1.0,
+                                           "sample_max_new_tokens": 4, "checkpoint_interval": 0})
     run_id = trait_project.create_run("dpo", str(tiny_model), to_dict(config))
     assert run_worker(trait_project.folder, run_id) == "done"
 
