@@ -283,6 +283,7 @@ def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callab
 
 def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import metrics as M
+    from studio.core.configs import config_for, from_dict
 
     def describe(step: int, total: int, values: dict) -> str:
         return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
@@ -303,8 +304,10 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     wall = run.get("active_seconds") or 0.0
     if sampling and wall > 0:
         # the lens's cost: what sampling the probe prompts at evaluations took of the run's wall time
+        # the budget the worker ran with: a stored config without the field (an older run) means the default
+        budget = from_dict(config_for(run["method"]), run["config"]).sample_budget
         print(f"sampling: {len(sampling)} evaluations took {sum(sampling):.1f}s, {sum(sampling) / wall:.1%} of the "
-              f"run's {_fmt_time(wall)} (sample_budget {run['config'].get('sample_budget', 1.0):.0%})")
+              f"run's {_fmt_time(wall)} (sample_budget {budget:.0%})")
     if result == "failed":
         print(f"studio: error: {run['error']}", file=sys.stderr)
         return 1
