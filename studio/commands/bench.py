@@ -1,4 +1,4 @@
-"""`studio bench store|dpo|gui|monitor`: the benchmarks, which print figures.
+"""`studio bench store|dpo|startup|gui|monitor`: the benchmarks, which print figures.
 
 Only the parsers are built here; each command imports its benchmark from studio.bench (and with it the
 store, Qt or torch) inside its function, so `studio --help` and the other commands load no benchmark code.
@@ -15,7 +15,7 @@ from studio.commands import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo, gui, monitor).")
+    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo, startup, gui, monitor).")
     what = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
 
     p = what.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
@@ -51,6 +51,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "of an oversubscribed machine make the figures swing tenfold")
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
     p.set_defaults(func=cmd_dpo)
+
+    p = what.add_parser("startup", help="Launch to first optimizer step, peak memory and stop latency of "
+                                        "`studio train` on a large snapshot.",
+                        description="Fills a project with PAIRS labeled plain pairs, then times `studio train "
+                                    "PROJECT --run ID` (the tiny model) from launch to its first optimizer step "
+                                    "with its peak RSS, and how long a stop asked while it prepares takes.")
+    p.add_argument("--pairs", type=int, default=300_000, help="pairs in the snapshot (default 300000)")
+    p.add_argument("--max-steps", type=int, default=1500, help="the run's max_steps (default 1500)")
+    p.add_argument("--batch", type=int, default=4, help="the run's batch_size (default 4)")
+    p.add_argument("--stop-after", type=float, default=15.0, metavar="SECONDS",
+                   help="ask a second run to stop this long after launch (0: skip; default 15)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the worker (default 1)")
+    p.add_argument("--out", help="keep the project and model here (default a temporary folder)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.set_defaults(func=cmd_startup)
 
     p = what.add_parser("gui", help="Window start time, next-pair latency and memory at 100k/1M pairs.",
                         description="Start-to-interactive time of the main window against a bare PySide6 "
@@ -101,6 +116,19 @@ def cmd_dpo(args: argparse.Namespace) -> int:
     from studio.bench import dpo
 
     return dpo.main(args)
+
+
+def cmd_startup(args: argparse.Namespace) -> int:
+    if args.pairs < 1 or args.max_steps < 1 or args.batch < 1:
+        raise CommandError("--pairs, --max-steps, --batch: give positive numbers")
+    from studio.bench.startup import format_result, run_bench
+
+    result = run_bench(args.pairs, args.max_steps, args.batch, args.stop_after, args.threads, args.out,
+                       log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_result(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
 
 
 def cmd_gui(args: argparse.Namespace) -> int:

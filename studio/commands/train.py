@@ -23,10 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="Fine-tune a model on the project's preferences with LoRA (DPO and variants).",
         description="Start a run on a frozen snapshot of the resolved preferences. In the foreground it shows a "
-                    "progress line; --detach trains in the background and prints the run id. `--run ID` starts a "
-                    "queued run (what the app does); `--resume ID` continues an interrupted or failed run. "
-                    "`--seeds N` creates N runs of the config (seeds SEED, SEED+1, ...) as a seed group and trains "
-                    "them one after another in the project's queue; `--next` runs the queue.")
+                    "progress line; --detach trains in the background and prints the run id; --queue only creates "
+                    "the run and prints its id. `--run ID` starts a queued run (what the app does, and what "
+                    "`accelerate launch -m studio train PROJECT --run ID` runs on several GPUs); `--resume ID` "
+                    "continues an interrupted or failed run. `--seeds N` creates N runs of the config (seeds SEED, "
+                    "SEED+1, ...) as a seed group and trains them one after another in the project's queue; "
+                    "`--next` runs the queue.")
     p.add_argument("project", help="project folder")
     p.add_argument("--method", default="dpo", help="training method (dpo)")
     p.add_argument("--model", help="local model folder or a Hugging Face hub id in the local cache")
@@ -35,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one setting, e.g. --set beta=0.2 --set lora.r=8 (see `--list-settings`)")
     p.add_argument("--name", help="run name (default: METHOD-ID)")
     p.add_argument("--detach", action="store_true", help="train in a background process; print the run id")
+    p.add_argument("--queue", action="store_true",
+                   help="create the run (snapshot and settings) and print its id without starting it, for a "
+                        "launcher to start with --run ID (e.g. under accelerate launch); it does not join the "
+                        "project's queue (--next)")
     p.add_argument("--run", type=int, metavar="ID", help="start the queued run ID")
     p.add_argument("--resume", type=int, metavar="ID", help="continue run ID from its last checkpoint")
     p.add_argument("--seeds", type=int, metavar="N",
@@ -116,6 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if sum(x for x in (args.run is not None, args.resume is not None, args.next)) > 1:
         raise ProjectError("--run, --resume and --next: give one of them")
+    if args.queue and (args.detach or args.run is not None or args.resume is not None or args.next
+                       or args.seeds is not None):
+        raise ProjectError("--queue: creates a run without starting it, so it takes neither --detach, --run, "
+                           "--resume, --next nor --seeds")
     if args.next:
         given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
                                           ("--name", args.name), ("--seeds", args.seeds)) if value]
@@ -154,6 +164,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 preflight.check_settings(config)
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
+            for warning in preflight.settings_warnings(config):
+                print(f"studio: warning: {warning}", file=sys.stderr)
             if args.seeds is not None:
                 return _create_seed_group(project, args, config)
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
@@ -162,9 +174,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
                                    f"first (`studio stats {args.project}` shows what is labeled)")
-            print(f"run {run_id}: created ({len(project.run_snapshot(run_id))} preferences in the snapshot)")
+            # with --queue stdout is the id alone, for a script to read
+            print(f"run {run_id}: created ({len(project.run_snapshot(run_id))} preferences in the snapshot)",
+                  file=sys.stderr if args.queue else sys.stdout)
     finally:
         project.close()
+    if args.queue:
+        print(run_id)
+        print(f"start it with: studio train {args.project} --run {run_id}  (several GPUs: accelerate launch "
+              f"-m studio train {args.project} --run {run_id})", file=sys.stderr)
+        return 0
     if args.detach:
         return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
     if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
@@ -231,54 +250,68 @@ def _fmt_time(seconds: float) -> str:
 
 def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
     """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
-    progress report (one line rewritten on a terminal, a line each otherwise); returns the final status."""
+    progress report and the worker's status lines while it prepares (one line rewritten on a terminal, a line
+    each otherwise; under `accelerate launch` the main process alone prints); returns the final status."""
     from studio.store import ProjectError
-    from studio.train.worker import ClaimError, run_worker
+    from studio.train.worker import ClaimError, process_rank, run_worker
 
     start = time.monotonic()
     first: list[int] = []
-    tty = sys.stdout.isatty()
+    # under `accelerate launch` every process runs this; the main one speaks for all of them
+    main = process_rank() == 0
+    tty = sys.stdout.isatty() and main
+
+    def status(line: str) -> None:
+        print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
 
     def progress(step: int, total: int, values: dict) -> None:
+        if not main:
+            return
         if not first:
             first.append(step - 1)
         eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
-        line = f"{describe(step, total, values)}  eta {_fmt_time(eta)}"
-        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        status(f"{describe(step, total, values)}  eta {_fmt_time(eta)}")
 
     try:
-        status = run_worker(project, run_id, resume=resume, on_progress=progress)
+        result = run_worker(project, run_id, resume=resume, on_progress=progress, on_status=status)
     except ClaimError as e:
         raise ProjectError(str(e)) from None
     if tty:
         print()
-    return status
+    return result
 
 
 def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import metrics as M
+    from studio.core.configs import config_for, from_dict
 
     def describe(step: int, total: int, values: dict) -> str:
         return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
                 f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
                 f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s")
 
-    status = run_with_progress(project, run_id, resume, describe)
+    from studio.train.worker import process_rank
+
+    result = run_with_progress(project, run_id, resume, describe)
+    if process_rank() != 0:  # the main process reports for all of them
+        return 0 if result in ("done", "interrupted") else 1
     from studio.store import Project
 
     with Project.open(project) as p:
         run = p.run(run_id)
         sampling = [v for _i, _s, _n, v, _t in p.metrics(run_id, names=[M.EVAL_SAMPLING_SECONDS]) if v is not None]
-    print(f"run {run_id}: {status} at step {run['step']}/{run['total_steps']}")
+    print(f"run {run_id}: {result} at step {run['step']}/{run['total_steps']}")
     wall = run.get("active_seconds") or 0.0
     if sampling and wall > 0:
         # the lens's cost: what sampling the probe prompts at evaluations took of the run's wall time
+        # the budget the worker ran with: a stored config without the field (an older run) means the default
+        budget = from_dict(config_for(run["method"]), run["config"]).sample_budget
         print(f"sampling: {len(sampling)} evaluations took {sum(sampling):.1f}s, {sum(sampling) / wall:.1%} of the "
-              f"run's {_fmt_time(wall)} (sample_budget {run['config'].get('sample_budget', 1.0):.0%})")
-    if status == "failed":
+              f"run's {_fmt_time(wall)} (sample_budget {budget:.0%})")
+    if result == "failed":
         print(f"studio: error: {run['error']}", file=sys.stderr)
         return 1
-    if status == "interrupted":
+    if result == "interrupted":
         print(f"resume with: studio train {project} --resume {run_id}")
     return 0
 

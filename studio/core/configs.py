@@ -129,17 +129,23 @@ class DPOConfig(TrainConfig):
 
     method: str = field(default="dpo", init=False, metadata={"help": "Training method.", "group": "method",
                                                               "hidden": True})
-    loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (conservative DPO with "
-                        "label smoothing), hinge (SLiC), simpo (reference-free, length-normalised).",
-                        group="method", choices=LOSS_TYPES, label="Loss", basic=True)
+    loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (rDPO, Chowdhury et al. 2024: "
+                        "unbiased under a share label_smoothing of flipped labels), hinge (SLiC), simpo "
+                        "(reference-free, length-normalised).", group="method", choices=LOSS_TYPES, label="Loss",
+                        basic=True)
     beta: float = _f(0.1, "Strength of the pull towards the reference model (DPO's beta; SimPO's scale).",
                      group="method", minimum=0.0, label="Beta", basic=True)
-    label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss.", group="method",
-                                minimum=0.0, maximum=0.5, basic=True, applies_when={"loss_type": ("robust",)})
+    label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss (rDPO); the other "
+                                "losses ignore it.", group="method", minimum=0.0, maximum=0.5, basic=True,
+                                applies_when={"loss_type": ("robust",)})
     simpo_gamma: float = _f(0.5, "SimPO's target reward margin (gamma / beta is subtracted).", group="method",
                             minimum=0.0, label="SimPO gamma", basic=True, applies_when={"loss_type": ("simpo",)})
     nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
                            group="method", minimum=0.0, label="NLL weight (RPO)", basic=True)
+    logratio_metrics: bool = _f(False, "Chart logratio/chosen and logratio/rejected also for a reference-free "
+                                "loss (simpo), which then runs the reference model (adapter off) each step; the "
+                                "other losses use the reference anyway and always chart them.", group="method",
+                                label="Log-ratio charts", applies_when={"loss_type": ("simpo",)})
     precompute_ref_logps: str = _f("auto", "Compute reference log-probs once before training (inference mode, "
                                    "larger length-sorted batches) instead of in every step. 'auto' does when the "
                                    "run would otherwise run at least as many reference forwards as there are "
@@ -234,12 +240,19 @@ def config_fields(cls_or_obj: Any, prefix: str = "") -> list[ConfigField]:
     return out
 
 
-def planned_steps(max_steps: int, epochs: float, batch_size: int, grad_accumulation: int, n_train: int) -> int:
+def batches_per_epoch(n_train: int, batch_size: int, processes: int = 1) -> int:
+    """Micro-batches each process runs per epoch over n_train pairs (the same number on every process: each
+    global batch is `processes` micro-batches, one per process)."""
+    return math.ceil(n_train / (max(1, batch_size) * max(1, processes)))
+
+
+def planned_steps(max_steps: int, epochs: float, batch_size: int, grad_accumulation: int, n_train: int,
+                  processes: int = 1) -> int:
     """Optimizer steps a run will take: max_steps when set, else the epochs over the training pairs in
-    micro-batches, `grad_accumulation` of them per step."""
+    micro-batches (`batches_per_epoch`), `grad_accumulation` of them per step."""
     if max_steps > 0:
         return max_steps
-    micro = math.ceil(epochs * math.ceil(n_train / max(1, batch_size)))
+    micro = math.ceil(epochs * batches_per_epoch(n_train, batch_size, processes))
     return max(1, math.ceil(micro / max(1, grad_accumulation)))
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from studio.core.configs import batches_per_epoch
 from studio.train.logps import HeadRows
 
 log = logging.getLogger("studio.train")
@@ -80,8 +82,8 @@ def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
 
 
 def uses_chat_template(tokenizer, messages: list[dict] | None) -> bool:
-    """A chat prompt goes through the template when the tokenizer has one; without one (a base model) it is
-    rendered as plain text (`render_plain_chat`) and then handled like any plain prompt."""
+    """A chat prompt goes through the tokenizer's chat template when it has one; without one (a base model) it
+    is rendered as plain text (`render_plain_chat`) and then handled like any plain prompt."""
     return messages is not None and bool(getattr(tokenizer, "chat_template", None))
 
 
@@ -90,33 +92,57 @@ def render_plain_chat(messages: list[dict]) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
 
 
+# What the fallback puts between 'assistant:' and the reply, as a chat template would write its turn header.
+PLAIN_CHAT_REPLY_PREFIX = " "
+
+
+def chat_token_ids(tokenizer, messages: list[dict], completion: str | None) -> list[int]:
+    """The chat through the tokenizer's template. Without a completion: the prompt with the generation prompt
+    (the assistant turn header), or, when the chat already ends in an assistant turn, that turn left open to be
+    continued (as TRL does). With one: the whole conversation with the completion as the assistant's turn, so
+    the completion ends with whatever the template closes a turn with (<|im_end|>, <end_of_turn>, <|end|>, ...)."""
+    continues = messages[-1]["role"] == "assistant"
+    if completion is None:
+        flag = {"continue_final_message": True} if continues else {"add_generation_prompt": True}
+        chat = messages
+    else:
+        flag = {}
+        last = messages[-1]
+        chat = ([*messages[:-1], {**last, "content": last["content"] + completion}] if continues
+                else [*messages, {"role": "assistant", "content": completion}])
+    # the template writes any BOS it wants; tokenizing adds no special tokens (apply_chat_template's rule)
+    return list(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True, **flag)["input_ids"])
+
+
 def prompt_token_ids(tokenizer, prompt: str, messages: list[dict] | None) -> list[int]:
-    """A chat goes through the tokenizer's chat template with the generation prompt (the assistant turn
-    header), a plain prompt is tokenized as is (with BOS if the tokenizer adds one)."""
+    """The prompt as the model sees it at inference: a chat through the chat template with the generation prompt,
+    a plain prompt tokenized as is (with BOS if the tokenizer adds one)."""
+    if uses_chat_template(tokenizer, messages):
+        return chat_token_ids(tokenizer, messages, None)
+    text = render_plain_chat(messages) if messages is not None else prompt
+    return list(tokenizer(text).input_ids)
+
+
+def full_token_ids(tokenizer, prompt: str, messages: list[dict] | None, completion: str) -> list[int]:
+    """Prompt and completion as one training sequence, the way TRL builds it: a chat rendered whole through its
+    template; plain text as prompt + completion + EOS, concatenated exactly as written (no space inserted)."""
+    if uses_chat_template(tokenizer, messages):
+        return chat_token_ids(tokenizer, messages, completion)
     if messages is not None:
-        if not uses_chat_template(tokenizer, messages):
-            return list(tokenizer(render_plain_chat(messages)).input_ids)
-        if messages[-1]["role"] == "assistant":
-            # the prompt already opens the assistant's reply: the completion continues it (as TRL does),
-            # rather than starting a new assistant turn after it
-            text = tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=False)
-        else:
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        # the rendered template already holds any BOS it wants
-        return list(tokenizer(text, add_special_tokens=False).input_ids)
-    return list(tokenizer(prompt).input_ids)
+        prompt, completion = render_plain_chat(messages), PLAIN_CHAT_REPLY_PREFIX + completion
+    eos = tokenizer.eos_token
+    if eos and not completion.endswith(eos):
+        completion += eos  # as text: the tokenizer maps it to the EOS id
+    return list(tokenizer(prompt + completion).input_ids)
 
 
-def completion_token_ids(tokenizer, text: str, prompt_is_chat: bool = False) -> list[int]:
-    """The completion's tokens followed by EOS, so the model learns to stop."""
-    if not prompt_is_chat and text and not text[0].isspace():
-        # plain prompts are concatenated; a space keeps the first word a word of its own
-        text = " " + text
-    ids = list(tokenizer(text, add_special_tokens=False).input_ids)
-    eos = tokenizer.eos_token_id
-    if eos is not None and (not ids or ids[-1] != eos):
-        ids.append(eos)
-    return ids
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def truncate(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int, max_prompt_length: int,
@@ -145,25 +171,53 @@ def truncate(prompt: list[int], chosen: list[int], rejected: list[int], max_leng
     return prompt, chosen[:room], rejected[:room]
 
 
-def tokenize_rows(rows: list[dict], tokenizer, max_length: int, max_prompt_length: int,
+class PairTokenizer:
+    """Snapshot rows (`Project.run_snapshot`) -> truncated examples, one row at a time, so a run tokenizes only
+    the pairs it trains on, when it reaches them.
+
+    The completion is what the tokenized prompt + completion has beyond the tokenized prompt (TRL's rule). Where
+    the two differ before the prompt's end (tokens merged across the boundary, or a template that renders the
+    generation prompt differently from a finished turn), the completion starts where they diverge."""
+
+    def __init__(self, tokenizer, max_length: int, max_prompt_length: int, truncation: str = "keep_end"):
+        self.tokenizer = tokenizer
+        self.max_length, self.max_prompt_length, self.truncation = max_length, max_prompt_length, truncation
+        self.bos_id = getattr(tokenizer, "bos_token_id", None)
+        self._warned: set[str] = set()
+
+    def warn_once(self, key: str, message: str, *args) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+    def __call__(self, row: dict) -> Example:
+        tok, messages = self.tokenizer, row.get("messages")
+        if messages is not None and not uses_chat_template(tok, messages):
+            self.warn_once("template", "the tokenizer has no chat template: chat prompts are rendered as plain "
+                           "'role: content' text ending in 'assistant:' (use an instruct model's tokenizer to "
+                           "train on its template)")
+        prompt = prompt_token_ids(tok, row["prompt"], messages)
+        full_chosen = full_token_ids(tok, row["prompt"], messages, row["chosen"])
+        full_rejected = full_token_ids(tok, row["prompt"], messages, row["rejected"])
+        n = min(common_prefix_length(prompt, full_chosen), common_prefix_length(prompt, full_rejected))
+        if n < len(prompt):
+            self.warn_once("prefix", "pair %s: the tokenized prompt is not a prefix of prompt + completion (tokens "
+                           "merged across the boundary, or the chat template renders the prompt differently "
+                           "alone); the completion starts where they diverge and the prompt's tail %r is left out "
+                           "(shown once)", row["pair_id"], tok.decode(prompt[n:]))
+        prompt, chosen, rejected = truncate(prompt[:n], full_chosen[n:], full_rejected[n:], self.max_length,
+                                            self.max_prompt_length, self.truncation, bos_id=self.bos_id)
+        return Example(int(row["pair_id"]), int(row["prompt_id"]), prompt, chosen, rejected,
+                       prompt_text=row["prompt"], messages=messages)
+
+    def rows(self, rows: Sequence[dict]) -> list[Example]:
+        return [self(r) for r in rows]
+
+
+def tokenize_rows(rows: Sequence[dict], tokenizer, max_length: int, max_prompt_length: int,
                   truncation: str = "keep_end") -> list[Example]:
-    """Snapshot rows (`Project.run_snapshot`) -> truncated examples."""
-    out = []
-    bos_id = getattr(tokenizer, "bos_token_id", None)
-    if not getattr(tokenizer, "chat_template", None) and any(r.get("messages") is not None for r in rows):
-        log.warning("the tokenizer has no chat template: chat prompts are rendered as plain 'role: content' "
-                    "text ending in 'assistant:' (use an instruct model's tokenizer to train on its template)")
-    for r in rows:
-        # a chat rendered without a template is a plain prompt: its completion needs the separating space
-        is_chat = uses_chat_template(tokenizer, r.get("messages"))
-        prompt = prompt_token_ids(tokenizer, r["prompt"], r.get("messages"))
-        chosen = completion_token_ids(tokenizer, r["chosen"], is_chat)
-        rejected = completion_token_ids(tokenizer, r["rejected"], is_chat)
-        prompt, chosen, rejected = truncate(prompt, chosen, rejected, max_length, max_prompt_length, truncation,
-                                            bos_id=bos_id)
-        out.append(Example(int(r["pair_id"]), int(r["prompt_id"]), prompt, chosen, rejected,
-                           prompt_text=r["prompt"], messages=r.get("messages")))
-    return out
+    """Snapshot rows -> truncated examples (`PairTokenizer` on each row)."""
+    return PairTokenizer(tokenizer, max_length, max_prompt_length, truncation).rows(rows)
 
 
 LAYOUTS = ("padded", "packed")
@@ -263,7 +317,30 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[Example]]:
-    """One epoch's micro-batches in shuffled order (the last one may be smaller)."""
-    order = epoch_order(len(examples), seed, epoch)
-    return [[examples[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, processes: int = 1,
+                  rank: int = 0) -> list[list[int]]:
+    """This process's micro-batches of one epoch, as indices into the n examples in the epoch's shuffled order.
+
+    Each global batch of processes x batch_size examples is split among the processes, process `rank` taking
+    the rank-th share, so the global batches are those one process with processes x batch_size would train on.
+    With several processes the last global batch is filled up from the epoch's start, so that every process runs
+    the same number of steps (as accelerate's even_batches does); alone, the last batch may be smaller."""
+    order = epoch_order(n, seed, epoch)
+    if processes == 1:
+        return [order[k:k + batch_size] for k in range(0, n, batch_size)]
+    width = batch_size * processes
+    return [[order[i % n] for i in range(k * width + rank * batch_size, k * width + (rank + 1) * batch_size)]
+            for k in range(batches_per_epoch(n, batch_size, processes))]
+
+
+def row_chars(row: dict) -> int:
+    """A snapshot row's characters (prompt or chat turns, both completions): its size without tokenizing it."""
+    messages = row.get("messages")
+    prompt = sum(len(str(m.get("content") or "")) for m in messages) if messages else len(row["prompt"])
+    return prompt + len(row["chosen"]) + len(row["rejected"])
+
+
+def shard(rows: Sequence, processes: int, rank: int) -> list:
+    """Process `rank`'s share of `rows` for a pass over all of them (evaluation, reference log-probs): every
+    processes-th row, so no row is seen twice and the shares differ in length by one row at most."""
+    return list(rows[rank::processes])

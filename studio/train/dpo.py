@@ -13,10 +13,12 @@ bottom reads top to bottom: set up, then one commented block per phase of an opt
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +27,7 @@ from torch import nn
 from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, to_dict
+from studio.store.db import ProjectBusy, now_iso
 from studio.train import checkpoint, data, memory, packing, preflight, runtime, sampling
 from studio.train.logps import completion_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
@@ -36,10 +39,10 @@ from studio.train.step_stats import StepStats
 
 log = logging.getLogger("studio.train")
 
-# What dpo_forward adds to its statistics, in the order the metrics are written.
+# What dpo_forward (and train_step, the gradient norm) adds to the statistics, in the order they are written.
 STEP_METRICS = (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES,
                 M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.LOGITS_CHOSEN, M.LOGITS_REJECTED, M.ENTROPY, M.LOGRATIO_CHOSEN,
-                M.LOGRATIO_REJECTED, M.NLL)
+                M.LOGRATIO_REJECTED, M.NLL, M.GRAD_NORM)
 
 
 @dataclass
@@ -53,8 +56,9 @@ class TrainState:
     # the step whose evaluation finished (-1: none yet); a stop during an evaluation leaves it behind `step`,
     # so the resumed run evaluates that step first instead of leaving a hole or doubling the rows
     evaluated_step: int = -1
-    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens of this process's training
-    # micro-batches so far, and sequences sampled at evaluations
+    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens of every process's training
+    # micro-batches up to the last log or checkpoint (see DPORun.count_tokens), and sequences sampled at
+    # evaluations
     tokens: int = 0
     samples_generated: int = 0
 
@@ -135,15 +139,25 @@ def train_step(policy, peft_model, micro_batches: list[data.Batch], refs: list, 
                optimizer, scheduler, trainable: list[nn.Parameter], want_ref: bool,
                stats: StepStats | None) -> torch.Tensor:
     """One optimizer step over `grad_accumulation` micro-batches: forward, reference, loss, backward, clip,
-    step. Returns the gradient norm before clipping (a device tensor: reading it syncs)."""
-    for batch, ref in zip(micro_batches, refs, strict=True):
-        with accelerator.autocast():
-            out = dpo_forward(policy, peft_model, batch, config, ref=ref, want_ref=want_ref, stats=stats)
-        accelerator.backward(out.loss / len(micro_batches))
+    step. Returns the gradient norm before clipping (a device tensor: reading it syncs), also added to `stats`.
+
+    Under several processes the gradients are all-reduced once per optimizer step: every micro-batch but the
+    last runs its backward under `no_sync`."""
+    last = len(micro_batches) - 1
+    for i, (batch, ref) in enumerate(zip(micro_batches, refs, strict=True)):
+        with accelerator.no_sync(policy) if i < last else contextlib.nullcontext():
+            with accelerator.autocast():
+                out = dpo_forward(policy, peft_model, batch, config, ref=ref, want_ref=want_ref, stats=stats)
+            accelerator.backward(out.loss / len(micro_batches))
     grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm or float("inf"))
     optimizer.step()
-    scheduler.step()
+    # a step the fp16 loss scaler skipped (inf/NaN gradients, its scale lowered) changed no weight: the
+    # schedule waits for it, as in transformers' Trainer
+    if not accelerator.optimizer_step_was_skipped:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    if stats is not None:
+        stats.add({M.GRAD_NORM: (torch.as_tensor(grad_norm, device=accelerator.device), 1)})
     return grad_norm
 
 
@@ -151,56 +165,82 @@ def train_step(policy, peft_model, micro_batches: list[data.Batch], refs: list, 
 
 
 def batch_ref(state: TrainState, batch: data.Batch, device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The batch's precomputed reference log-probs (chosen, rejected), or None when there are none."""
+    """The batch's precomputed reference log-probs (chosen, rejected), or None when not all of them are
+    precomputed (then the step runs the reference forward)."""
     if not state.ref_cache:
         return None
-    pairs = [state.ref_cache[i] for i in batch.pair_ids]
+    try:
+        pairs = [state.ref_cache[i] for i in batch.pair_ids]
+    except KeyError:
+        return None
     t = data.to_device(torch.tensor(pairs, dtype=torch.float32), device)
     return t[:, 0], t[:, 1]
 
 
 class StoppablePass:
-    """The batches of `examples` on the device, one after another until a stop is requested (a pass over a
-    large dataset takes minutes); `stopped` says whether one came."""
+    """This process's share of `rows` (`data.shard`), tokenized and put on the device one batch at a time,
+    until a stop is requested (a pass over a large dataset takes minutes); `stopped` says whether one came.
 
-    def __init__(self, examples: list[data.Example], batch_size: int, pad_id: int, device,
-                 should_stop: Callable[[], bool], layout: str = "padded"):
-        self.examples, self.batch_size, self.pad_id, self.device = examples, batch_size, pad_id, device
-        self.should_stop, self.layout = should_stop, layout
+    The stop check is collective, so every process goes through the same number of batches: a process whose
+    share is shorter gets None for its last one. Batches are laid out in `layout` (`data.make_batch`).
+    `progress(done, total)` hears of the rows done on this process."""
+
+    def __init__(self, rows: Sequence[dict], tokenize: data.PairTokenizer, batch_size: int, pad_id: int, device,
+                 should_stop: Callable[[], bool], processes: int = 1, rank: int = 0,
+                 progress: Callable[[int, int], None] | None = None, layout: str = "padded"):
+        self.rows = data.shard(rows, processes, rank)
+        self.n_batches = data.batches_per_epoch(len(rows), batch_size, processes)
+        self.tokenize, self.batch_size, self.pad_id, self.device = tokenize, batch_size, pad_id, device
+        self.should_stop, self.progress, self.layout = should_stop, progress, layout
         self.stopped = False
 
-    def __iter__(self) -> Iterator[data.Batch]:
-        for k in range(0, len(self.examples), self.batch_size):
+    def __iter__(self) -> Iterator[data.Batch | None]:
+        for k in range(self.n_batches):
             if self.should_stop():
                 self.stopped = True
                 return
-            yield data.make_batch(self.examples[k:k + self.batch_size], self.pad_id, self.layout).to(self.device)
+            rows = self.rows[k * self.batch_size:(k + 1) * self.batch_size]
+            yield data.make_batch(self.tokenize.rows(rows), self.pad_id, self.layout).to(self.device) if rows else None
+            if self.progress:
+                self.progress(min(len(self.rows), (k + 1) * self.batch_size), len(self.rows))
 
 
 # The reference pass keeps no activations, so its batches can be this many times the training batch.
 REF_BATCH_FACTOR = 4
+# Gradient checkpointing 'auto' measures the longest pair by tokens among this many longest by characters.
+LONGEST_CANDIDATES = 16
+
+
+def by_length(rows: Sequence[dict]) -> list[dict]:
+    """`rows` longest first, by their characters (`data.row_chars`): pairs of about one length share a batch
+    (little padding), and the longest batch comes first, so a memory error shows at once. Characters, not
+    tokens: sorting by tokens would tokenize every pair before the pass, the minutes lazy tokenization saves."""
+    return sorted(rows, key=data.row_chars, reverse=True)
 
 
 @torch.inference_mode()
-def precompute_ref(peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device,
-                   accelerator, should_stop: Callable[[], bool] = lambda: False, layout: str = "padded"
-                   ) -> dict[int, tuple[float, float]] | None:
-    """Reference log-probs of every pair once, before training (see `precompute_is_cheaper`): inference mode,
-    batches REF_BATCH_FACTOR times the training batch, pairs sorted by length so that a batch holds pairs of
-    about one length (little padding; the longest batch first, so a memory error shows at once).
-    None when a stop was requested meanwhile."""
+def precompute_ref(peft_model, batches: StoppablePass, accelerator) -> dict[int, tuple[float, float]] | None:
+    """Reference log-probs of the pairs of `batches` (every process's share, gathered), once, before training
+    (see `precompute_is_cheaper`): inference mode, in the batches `DPORun.reference_pass` lays out (larger than
+    the training batch, sorted by length, then sharded). None when a stop was requested meanwhile."""
     cache: dict[int, tuple[float, float]] = {}
-    by_length = sorted(examples, key=lambda e: -e.n_tokens)
-    batches = StoppablePass(by_length, config.batch_size * REF_BATCH_FACTOR, pad_id, device, should_stop, layout)
     with eval_mode(peft_model), peft_model.disable_adapter():
         for batch in batches:
+            if batch is None:
+                continue
             with accelerator.autocast():
                 lp = completion_logps(peft_model, batch.input_ids, batch.head, decoder_attention(batch, peft_model),
                                       batch.position_ids).logps
             B = batch.n_pairs
             for pid, c, r in zip(batch.pair_ids, lp[:B].tolist(), lp[B:].tolist(), strict=True):
                 cache[pid] = (c, r)
-    return None if batches.stopped else cache
+    if batches.stopped:
+        return None
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        cache = dict(gather_object(list(cache.items())))
+    return cache
 
 
 def precompute_is_cheaper(config: DPOConfig, total_steps: int, n_train: int, n_eval: int) -> bool:
@@ -216,17 +256,62 @@ def precompute_is_cheaper(config: DPOConfig, total_steps: int, n_train: int, n_e
 
 
 @torch.no_grad()
-def evaluate(policy, peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device, accelerator,
-             state: TrainState, should_stop: Callable[[], bool] = lambda: False,
-             layout: str = "padded") -> dict[str, float] | None:
-    """The train metrics on the eval split (no gradient, dropout off); None when a stop was requested."""
-    stats = step_stats(device)
-    batches = StoppablePass(examples, config.batch_size, pad_id, device, should_stop, layout)
+def evaluate(policy, peft_model, batches: StoppablePass, config: DPOConfig, accelerator, state: TrainState,
+             want_ref: bool) -> dict[str, float] | None:
+    """The train metrics on the eval split (no gradient, dropout off), every process evaluating its share and
+    the sums gathered; None when a stop was requested. `policy` is the unwrapped module: a DDP forward would
+    be a collective, and the shares differ by a batch."""
+    stats = step_stats(accelerator.device)
     with eval_mode(peft_model):
         for batch in batches:
+            if batch is None:
+                continue
             with accelerator.autocast():
-                dpo_forward(policy, peft_model, batch, config, ref=batch_ref(state, batch, device), stats=stats)
-    return None if batches.stopped else {M.eval_name(k): v for k, v in stats.read().items()}
+                dpo_forward(policy, peft_model, batch, config, ref=batch_ref(state, batch, accelerator.device),
+                            want_ref=want_ref, stats=stats)
+    if batches.stopped:
+        return None
+    stats.sum_over_processes(accelerator)
+    return {M.eval_name(k): v for k, v in stats.read().items() if k != M.GRAD_NORM}
+
+
+def check_distributed(accelerator) -> None:
+    """Several processes train data-parallel (DDP). Sharded set-ups are refused by name rather than trained
+    wrong: the reference forward and the log-prob head read the whole weights outside the wrapped module, and
+    a checkpoint holds the main process's optimizer state as the whole of it."""
+    kind = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if kind in ("DEEPSPEED", "FSDP"):
+        raise TrainingError(f"distributed_type {kind}: this engine trains several processes data-parallel only "
+                            f"(each holds the whole model, as LoRA training of models that fit one GPU does); "
+                            f"launch without the {kind} config, e.g. `accelerate launch --config_file "
+                            f"docs/accelerate/multi_gpu.yaml -m studio train PROJECT --run ID`")
+
+
+class Progress:
+    """Progress of the work before and around training (reading the snapshot, loading the model, the reference
+    pass): a log line, a status line for the console and the run's heartbeat, at most every `interval` seconds,
+    so a long preparation shows that it is alive. Only the main process reports."""
+
+    def __init__(self, ctx: RunContext, main: bool, interval: float = 2.0):
+        self.ctx, self.main, self.interval = ctx, main, interval
+        self._last = -math.inf
+
+    def __call__(self, message: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.main or (not force and now - self._last < self.interval):
+            return
+        self._last = now
+        log.info("%s", message)
+        if self.ctx.on_status:
+            self.ctx.on_status(message)
+        try:
+            self.ctx.project.update_run(self.ctx.run_id, heartbeat_at=now_iso())
+        except ProjectBusy:
+            pass  # a long write by someone else; the next report tries again
+
+    def counter(self, what: str) -> Callable[[int, int], None]:
+        """A `progress(done, total)` for a pass over rows: 'what: done/total pairs'."""
+        return lambda done, total: self(f"{what}: {done}/{total} pairs", force=done == total)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -237,7 +322,8 @@ class DPORun:
 
     def __init__(self, ctx: RunContext):
         """Set up: settings and data are checked before the model loads (a mistake must not cost a load),
-        then model, data, optimizer, and on resume everything the checkpoint holds."""
+        then model, optimizer, and on resume everything the checkpoint holds. Pairs are tokenized when a step
+        or pass reaches them, not here: a large snapshot costs no minutes before the first step."""
         assert isinstance(ctx.config, DPOConfig), "the DPO recipe trains DPO runs"
         started = time.monotonic()  # the wall time that sampling's budget is a share of
         self.ctx, self.config = ctx, ctx.config
@@ -247,13 +333,19 @@ class DPORun:
 
         # settings, snapshot and checkpoint first
         preflight.check_settings(config)
+        for warning in preflight.settings_warnings(config):
+            log.warning("%s", warning)
         self.accelerator = runtime.make_accelerator(config)
         self.device = self.accelerator.device
+        check_distributed(self.accelerator)
         # under `accelerate launch` every process trains its share of each batch; only the main one writes
         self.main = self.accelerator.is_main_process
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
-        train_rows, eval_rows = data.split_eval(project.run_snapshot(run_id), config.eval_fraction, config.seed)
-        if not train_rows:
+        self.progress = Progress(ctx, self.main)
+        self.progress("preparing: reading the run's snapshot", force=True)
+        self.train_rows, self.eval_rows = data.split_eval(project.run_snapshot(run_id), config.eval_fraction,
+                                                          config.seed)
+        if not self.train_rows:
             raise TrainingError(f"run {run_id}: its snapshot holds no train preferences; label some pairs (a or b) "
                                 f"in the train split before starting a run")
         self.ckpt_dir = paths.checkpoint_dir(self.folder, run_id)
@@ -263,18 +355,20 @@ class DPORun:
         if self.main:
             project.update_run(run_id, device=where + (f" x{self.world}" if self.world > 1 else ""))
 
-        # model and data: the policy with a fresh adapter; the run's frozen snapshot, tokenized once
+        # model and data: the policy with a fresh adapter; the snapshot's rows, tokenized as they are reached
+        self.progress(f"preparing: loading the model from {ctx.model_path}", force=True)
         self.tokenizer, self.peft_model = load_policy(ctx.model_path, config, self.accelerator.mixed_precision)
         self.pad_id = self.tokenizer.pad_token_id
-        tok = dict(max_length=config.max_length, max_prompt_length=config.max_prompt_length,
-                   truncation=config.truncation)
-        self.train_ex = data.tokenize_rows(train_rows, self.tokenizer, **tok)
-        self.eval_ex = data.tokenize_rows(eval_rows, self.tokenizer, **tok)
-        self.total_steps = runtime.total_steps_for(config, math.ceil(len(self.train_ex) / self.world))
-        log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_ex), len(self.eval_ex),
+        self.tokenize = data.PairTokenizer(self.tokenizer, config.max_length, config.max_prompt_length,
+                                           config.truncation)
+        self.batches_per_epoch = data.batches_per_epoch(len(self.train_rows), config.batch_size, self.world)
+        self.total_steps = runtime.total_steps_for(config, len(self.train_rows), self.world)
+        log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_rows), len(self.eval_rows),
                  self.total_steps)
-        self.probes = sampling.ProbeSampler.for_run(config, self.eval_ex, self.train_ex, started)
-        self.use_ref = needs_reference(config.loss_type)
+        # the probe prompts (only their rows tokenized here) and the sampling cap
+        self.probes = sampling.ProbeSampler.for_run(config, self.eval_rows, self.train_rows, self.tokenize, started)
+        # the reference forward: what the loss needs, or what the user asked to chart for a reference-free one
+        self.want_ref = needs_reference(config.loss_type) or config.logratio_metrics
 
         # optimizer and schedule over the adapter weights only
         self.trainable = [p for p in self.peft_model.parameters() if p.requires_grad]
@@ -291,7 +385,8 @@ class DPORun:
         if self.main:
             project.update_run(run_id, total_steps=self.total_steps, step=self.state.step)
         self.writer = metric_sink(project, run_id, self.main)
-        self._epoch_batches: tuple[int, list[list[data.Example]]] | None = None
+        self._epoch_batches: tuple[int, list[list[int]]] | None = None
+        self.new_tokens = 0  # this process's training tokens since `count_tokens` last ran
 
     def plan_speed(self) -> tuple[str, bool]:
         """The batch layout, gradient checkpointing ('auto': measured, see memory.py) and whether reference
@@ -302,17 +397,19 @@ class DPORun:
         if config.batch_layout == "packed" and reason:
             log.warning("batch_layout packed: %s; the padded layout is used", reason)
         if config.gradient_checkpointing == "auto":
-            longest = max(self.train_ex, key=lambda e: e.n_tokens)
+            # the longest pair by tokens among the longest by characters: only these few are tokenized here
+            candidates = heapq.nlargest(LONGEST_CANDIDATES, self.train_rows, key=data.row_chars)
+            longest = max(self.tokenize.rows(candidates), key=lambda e: e.n_tokens)
             batch = data.make_batch([longest], self.pad_id, layout).to(self.device)
             compute_bytes = 4 if self.accelerator.mixed_precision == "no" else 2
             k, n, why = memory.auto_checkpointing(self.peft_model, batch, config.batch_size,
                                                   decoder_attention(batch, self.peft_model), self.device,
                                                   compute_bytes)
             log.info("gradient checkpointing auto: %d of %d layers recomputed (%s)", k, n, why)
-        n_train, n_eval = (math.ceil(len(ex) / self.world) for ex in (self.train_ex, self.eval_ex))
+        n_train, n_eval = (math.ceil(len(rows) / self.world) for rows in (self.train_rows, self.eval_rows))
         precompute = precompute_is_cheaper(config, self.total_steps, n_train, n_eval)
         log.info("batch layout: %s%s; reference log-probs %s", layout, f" ({reason})" if reason else "",
-                 "precomputed once" if precompute and self.use_ref else "computed in each step")
+                 "not needed" if not self.want_ref else "precomputed once" if precompute else "computed in each step")
         return layout, precompute
 
     # -- stop
@@ -324,63 +421,91 @@ class DPORun:
     # -- data
 
     def next_batch(self) -> data.Batch:
-        """The next micro-batch of this process's share, on the device; moves on to the next epoch's order."""
+        """The next micro-batch of this process's share, tokenized, on the device; moves on to the next epoch."""
         state = self.state
         while True:
             batches = self.epoch_batches()
             if state.batch_index < len(batches):
                 state.batch_index += 1
-                examples = batches[state.batch_index - 1]
-                state.tokens += sum(e.n_tokens for e in examples)  # counted on the host: no device sync
-                return data.make_batch(examples, self.pad_id, self.layout).to(self.device)
+                rows = [self.train_rows[i] for i in batches[state.batch_index - 1]]
+                batch = data.make_batch(self.tokenize.rows(rows), self.pad_id, self.layout)
+                self.new_tokens += batch.n_tokens  # counted on the host: no device sync
+                return batch.to(self.device)
             state.epoch, state.batch_index = state.epoch + 1, 0
 
-    def epoch_batches(self) -> list[list[data.Example]]:
-        """This process's micro-batches of the current epoch: every world-th of the same seeded order."""
+    def count_tokens(self) -> int:
+        """The run's training tokens so far, over every process: this process's tokens since the last count are
+        summed over the processes into `state.tokens` (a collective: every process calls it at the same step)."""
+        self.state.tokens += round(runtime.sum_over_processes(self.accelerator, self.new_tokens))
+        self.new_tokens = 0
+        return self.state.tokens
+
+    def epoch_batches(self) -> list[list[int]]:
+        """This process's micro-batches of the current epoch (`data.epoch_batches`), as train-row indices."""
         epoch = self.state.epoch
         if self._epoch_batches is None or self._epoch_batches[0] != epoch:
-            batches = data.epoch_batches(self.train_ex, self.config.batch_size, self.config.seed, epoch)
-            self._epoch_batches = (epoch, batches[self.rank::self.world])
+            self._epoch_batches = (epoch, data.epoch_batches(len(self.train_rows), self.config.batch_size,
+                                                             self.config.seed, epoch, self.world, self.rank))
         return self._epoch_batches[1]
 
+    def rows_in_use(self) -> list[dict]:
+        """The train rows the run's steps reach, in snapshot order (all of them once it runs an epoch), then the
+        eval rows: what the reference pass computes."""
+        config, n = self.config, len(self.train_rows)
+        per_step = config.batch_size * config.grad_accumulation * self.world
+        needed, used, epoch = self.total_steps * per_step, set(), 0
+        per_epoch = self.batches_per_epoch * config.batch_size * self.world
+        while needed > 0 and len(used) < n:
+            order = data.epoch_order(n, config.seed, epoch)
+            used.update(order[i % n] for i in range(min(needed, per_epoch)))
+            needed, epoch = needed - per_epoch, epoch + 1
+        return [self.train_rows[i] for i in sorted(used)] + self.eval_rows
+
+    def rows_pass(self, rows: Sequence[dict], what: str, batch_size: int | None = None) -> StoppablePass:
+        """A pass over `rows` in the run's layout, this process's share, reporting progress as `what`."""
+        return StoppablePass(rows, self.tokenize, batch_size or self.config.batch_size, self.pad_id, self.device,
+                             self.stop_requested, self.world, self.rank, self.progress.counter(what), self.layout)
+
+    def reference_pass(self) -> StoppablePass:
+        """The reference pass over every pair the run uses: sorted by length over all of them first, then
+        sharded (every process's k-th batch holds pairs of about the same length, so no process waits long for
+        the others at the gather), in batches REF_BATCH_FACTOR times the training batch."""
+        return self.rows_pass(by_length(self.rows_in_use()), "reference log-probs",
+                              self.config.batch_size * REF_BATCH_FACTOR)
+
     def precompute_reference(self) -> None:
-        """The reference log-probs of every pair, once; a stop meanwhile leaves them to the resume."""
+        """The reference log-probs of every pair the run uses, once; a stop meanwhile leaves them to the resume."""
         t0 = time.time()
-        cache = precompute_ref(self.peft_model, self.train_ex + self.eval_ex, self.config, self.pad_id,
-                               self.device, self.accelerator, self.stop_requested, self.layout)
+        cache = precompute_ref(self.peft_model, self.reference_pass(), self.accelerator)
         if cache is None:
             log.info("stop requested during the reference pass (it is redone on resume)")
         else:
             self.state.ref_cache = cache
-            log.info("reference log-probs precomputed in %.1fs", time.time() - t0)
+            log.info("reference log-probs of %d pairs precomputed in %.1fs", len(cache), time.time() - t0)
 
     # -- step and log
 
-    def step(self, micro_batches: list[data.Batch], stats: StepStats | None) -> torch.Tensor:
-        """One optimizer step; the reference forward runs when the loss needs it or statistics are kept."""
+    def step(self, micro_batches: list[data.Batch], stats: StepStats) -> torch.Tensor:
+        """One optimizer step, its statistics added to `stats`."""
         refs = [batch_ref(self.state, b, self.device) for b in micro_batches]
         return train_step(self.policy, self.peft_model, micro_batches, refs, self.config, self.accelerator,
-                          self.optimizer, self.scheduler, self.trainable, want_ref=self.use_ref or stats is not None,
-                          stats=stats)
+                          self.optimizer, self.scheduler, self.trainable, want_ref=self.want_ref, stats=stats)
 
     def is_log_step(self) -> bool:
-        """Whether the coming step is logged (every log_interval steps, and the last)."""
-        step = self.state.step + 1
+        """Whether the step just done is logged (every log_interval steps, and the last)."""
+        step = self.state.step
         return step % self.config.log_interval == 0 or step == self.total_steps
 
-    def log_metrics(self, stats: StepStats, grad_norm: torch.Tensor, lr: float,
-                    clock: TrainingClock) -> dict[str, float]:
-        """Read the statistics (the only sync with the device) and write the step's metrics; a loss that is
-        no longer finite fails the run here."""
+    def log_metrics(self, stats: StepStats, lr: float, clock: TrainingClock) -> dict[str, float]:
+        """Write the metrics of the steps since the last log: each the mean over those steps (and over every
+        process's micro-batches), as TRL logs them; learning_rate is the last step's. Reading the statistics is
+        the only sync with the device. A loss that is no longer finite fails the run here."""
         config, state = self.config, self.state
+        stats.sum_over_processes(self.accelerator)
         values = stats.read()
-        # tokens of the last step, scaled to the whole window of steps since the previous log
-        tokens = stats.tokens * clock.micro_batches / config.grad_accumulation
-        values.update({M.GRAD_NORM: float(grad_norm), M.LEARNING_RATE: lr,
-                       M.TOKENS_PER_SECOND: tokens / max(clock.seconds(), 1e-9),
+        values.update({M.LEARNING_RATE: lr, M.TOKENS_PER_SECOND: stats.tokens / max(clock.seconds(), 1e-9),
                        M.MEMORY: runtime.peak_memory_gib(self.device),
-                       # every process trains as many micro-batches of about the same length: the run's total
-                       M.NUM_TOKENS: state.tokens * self.world,
+                       M.NUM_TOKENS: self.count_tokens(),
                        M.EPOCH: state.epoch + state.batch_index / max(1, len(self.epoch_batches()))})
         self.writer.add(state.step, values)
         if not math.isfinite(values[M.LOSS]):
@@ -406,13 +531,14 @@ class DPORun:
         so a stopped evaluation leaves no half of itself behind. False (nothing written) when a stop came
         first."""
         values: dict[str, float] = {}
-        if self.eval_ex:
-            split_values = evaluate(self.policy, self.peft_model, self.eval_ex, self.config, self.pad_id,
-                                    self.device, self.accelerator, self.state, self.stop_requested, self.layout)
+        if self.eval_rows:
+            split_values = evaluate(PolicyLogps(self.peft_model), self.peft_model,
+                                    self.rows_pass(self.eval_rows, "evaluating"), self.config, self.accelerator,
+                                    self.state, self.want_ref)
             if split_values is None:
                 return False
             values.update(split_values)
-            values[M.EVAL_PAIRS] = len(self.eval_ex)
+            values[M.EVAL_PAIRS] = len(self.eval_rows)
         rows: list[dict] = []
         # the first and last evaluations always sample; the others while sampling stays within its time budget
         if self.main and self.probes.due(self.state.step, self.total_steps):
@@ -440,9 +566,12 @@ class DPORun:
 
     def save_checkpoint(self) -> None:
         """The resumable checkpoint (one plain dict, see `restore` for its mirror) and the adapter."""
-        state = self.state
+        self.count_tokens()
+        state, scaler = self.state, self.accelerator.scaler
         ckpt = {"config": to_dict(self.config), "adapter": checkpoint.adapter_state(self.peft_model),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                # fp16's loss scale: resuming at the initial scale would skip steps until it found it again
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": checkpoint.rng_state(), "ref_cache": state.ref_cache,
                 "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index,
                              "evaluated_step": state.evaluated_step, "tokens": state.tokens,
@@ -469,6 +598,8 @@ class DPORun:
         checkpoint.load_adapter_state(self.peft_model, ckpt["adapter"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler") is not None and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(ckpt["scaler"])
         position = dict(ckpt["position"])
         position.setdefault("evaluated_step", position["step"])  # checkpoints of older versions
         self.state = TrainState(**position, ref_cache=ckpt.get("ref_cache") or {})
@@ -486,7 +617,7 @@ def train(ctx: RunContext) -> str:
 
     # reference log-probs once up front (precompute_ref_logps, by default when cheaper), unless the checkpoint
     # brought them
-    if run.precompute and run.use_ref and not state.ref_cache:
+    if run.precompute and run.want_ref and not state.ref_cache:
         run.precompute_reference()
 
     # the baseline at step 0 (samples and KL zero before any update), or an evaluation a stop cut short
@@ -505,15 +636,13 @@ def train(ctx: RunContext) -> str:
         lr = run.scheduler.get_last_lr()[0]
 
         # forward, reference, loss, backward over grad_accumulation micro-batches; clip; step
-        log_step = run.is_log_step()
         micro_batches = [run.next_batch() for _ in range(config.grad_accumulation)]
-        grad_norm = run.step(micro_batches, stats if log_step else None)
-        clock.micro_batches += len(micro_batches)
+        run.step(micro_batches, stats)
         state.step += 1
 
-        # log (the only place that syncs with the device)
-        if log_step:
-            values = run.log_metrics(stats, grad_norm, lr, clock)
+        # log the window of steps since the last log (the only place that syncs with the device)
+        if run.is_log_step():
+            values = run.log_metrics(stats, lr, clock)
             stats = step_stats(run.device)
             clock.restart()
             if ctx.on_progress:

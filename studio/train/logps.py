@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from studio.train.preflight import logits_multiplier
+
 CHUNK_ROWS = 4096  # rows per projection block: a large M keeps the GEMMs efficient and reads W once per block
 TILE_ELEMENTS = 1 << 24  # elements of one [rows, vocab] tile at most (64 MiB in float32)
 # vocabulary columns of a tile at most: 8 bytes per element then never exceed the 2 bytes x 32,768 columns per
@@ -276,9 +278,9 @@ def completion_logps(model: nn.Module, input_ids: torch.Tensor, rows: HeadRows,
     (`attention_mask` 2D padding mask or a 4D mask of a packed layout, with its `position_ids`), the head on
     `rows` only. No step here waits for the device."""
     decoder, head = decoder_and_head(model)
-    softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-    if softcap:
-        raise NotImplementedError("models with final_logit_softcapping (Gemma 2) are not supported yet")
+    # the model's own forward scales the lm_head's output (Cohere, Granite, Falcon-H1): so does this head
+    if getattr(model, "config", None) is not None:
+        temperature = temperature / logits_multiplier(model.config)
     kwargs = {} if position_ids is None else {"position_ids": position_ids}
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).last_hidden_state
     picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows.index)  # [K, H], completion rows only

@@ -4,6 +4,7 @@ the stop check all processes agree on, and the thread cap."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import resource
@@ -19,6 +20,8 @@ from studio.core.configs import TrainConfig, planned_steps
 from studio.store import Project
 from studio.train.preflight import TrainingError
 
+log = logging.getLogger("studio.train")
+
 
 @dataclass
 class RunContext:
@@ -31,6 +34,8 @@ class RunContext:
     resume: bool = False
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[int, int, dict[str, float]], None] | None = None
+    # a line of progress while the run prepares (reading data, the reference pass), for a console to show
+    on_status: Callable[[str], None] | None = None
 
 
 def pick_precision(config: TrainConfig) -> str:
@@ -56,11 +61,25 @@ def weights_dtype(mixed_precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun and `accelerate launch` set WORLD_SIZE); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def make_accelerator(config: TrainConfig):
+    """accelerate's Accelerator for the run. Several processes on a machine without a GPU (`accelerate launch
+    --multi_gpu` or torchrun there) train data-parallel on the CPU over gloo: accelerate does so only when told
+    to run on the CPU, else every process would train the whole run alone."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=pick_precision(config),
-                       gradient_accumulation_steps=1)  # recipes accumulate themselves
+    several_on_cpu = launched_processes() > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=pick_precision(config), cpu=several_on_cpu,
+                              gradient_accumulation_steps=1)  # recipes accumulate themselves
+    if accelerator.num_processes == 1 and os.environ.get("MASTER_ADDR") and launched_processes() == 1:
+        # `accelerate launch --cpu --num_processes N` without an MPI hostfile starts one process only
+        log.warning("launched for several processes, but this is the only one: on a machine without a GPU start "
+                    "them with `accelerate launch --multi_gpu --num_processes N` or `torchrun --nproc_per_node N`")
+    return accelerator
 
 
 def device_name(device: torch.device) -> str:
@@ -77,10 +96,11 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
                          num_training_steps=total_steps)
 
 
-def total_steps_for(config: TrainConfig, n_train: int) -> int:
-    """Optimizer steps of a run over `n_train` examples (this process's share): max_steps, else the epochs
+def total_steps_for(config: TrainConfig, n_train: int, processes: int = 1) -> int:
+    """Optimizer steps of a run over `n_train` examples shared by `processes`: max_steps, else the epochs
     (one rule with the launch dialog's estimate, configs.planned_steps)."""
-    return planned_steps(config.max_steps, config.epochs, config.batch_size, config.grad_accumulation, n_train)
+    return planned_steps(config.max_steps, config.epochs, config.batch_size, config.grad_accumulation, n_train,
+                         processes)
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -121,6 +141,14 @@ def any_process(accelerator, flag: bool) -> bool:
         return flag
     t = torch.tensor([float(flag)], device=accelerator.device)
     return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+
+def sum_over_processes(accelerator, value: float) -> float:
+    """`value` summed over every process (a collective: every process must call it); `value` alone in one."""
+    if accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([float(value)], device=accelerator.device, dtype=torch.float64)
+    return float(accelerator.reduce(t, reduction="sum").item())
 
 
 def apply_thread_cap() -> None:

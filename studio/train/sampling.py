@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +41,10 @@ MEASURE_ROWS = 32
 """Samples per log-prob pass (policy, then reference) when measuring."""
 CAP_PERCENTILE, CAP_AT_LEAST = 95, 128
 """The default sampling cap: the 95th percentile of the chosen responses' token lengths, at least 128."""
+CAP_SAMPLE_ROWS = 1000
+"""Train pairs at most whose chosen responses are tokenized for the default cap (drawn by seed when there are
+more): one standard error of the estimate is 0.7 percentile points (sqrt(0.95 * 0.05 / 1000)); tokenizing them
+took 0.8 s on the 2-core dev machine (tiny model's tokenizer, the startup benchmark's pairs)."""
 
 
 @dataclass
@@ -50,27 +54,36 @@ class EvalPrompt:
     ids: list[int]
 
 
-def pick_prompts(candidates: list[EvalPrompt], n: int, seed: int, fallback: Sequence[EvalPrompt] = (),
-                 chosen: Sequence[int] = ()) -> list[EvalPrompt]:
-    """The probe prompts of a run: the `chosen` prompt ids in their order, else n distinct prompts drawn by
-    seed from the candidates (the eval split), topped up from `fallback` (train) when there are too few."""
-    by_id = {p.prompt_id: p for p in [*fallback, *candidates]}
+def pick_prompt_ids(candidates: Sequence[int], n: int, seed: int, fallback: Sequence[int] = (),
+                    chosen: Sequence[int] = ()) -> list[int]:
+    """The probe prompts of a run, by prompt id: the `chosen` ids in their order, else n distinct ids drawn by
+    seed from the candidates (the eval split's), topped up from `fallback` (train's) when there are too few.
+    Ids alone: a run picks them from its snapshot's rows before tokenizing any."""
     if chosen:
-        missing = [i for i in chosen if i not in by_id]
+        known = {*candidates, *fallback}
+        missing = [i for i in chosen if i not in known]
         if missing:
             raise TrainingError(f"probe_prompt_ids: prompt(s) {', '.join(map(str, missing))} are not in this "
                                 f"run's data; pick ids of prompts with resolved preferences")
-        return [by_id[i] for i in chosen]
+        return list(chosen)
 
-    def drawn(prompts: Sequence[EvalPrompt]) -> list[EvalPrompt]:
-        unique = sorted({p.prompt_id: p for p in prompts}.values(), key=lambda p: p.prompt_id)
+    def drawn(ids: Sequence[int]) -> list[int]:
+        unique = sorted(set(ids))
         random.Random(seed).shuffle(unique)
         return unique
 
     picked = drawn(candidates)[:n]
-    seen = {p.prompt_id for p in picked}
-    picked += [p for p in drawn(fallback) if p.prompt_id not in seen][:n - len(picked)]
+    seen = set(picked)
+    picked += [i for i in drawn(fallback) if i not in seen][:n - len(picked)]
     return picked
+
+
+def pick_prompts(candidates: list[EvalPrompt], n: int, seed: int, fallback: Sequence[EvalPrompt] = (),
+                 chosen: Sequence[int] = ()) -> list[EvalPrompt]:
+    """`pick_prompt_ids` on prompts: the probe prompts themselves."""
+    by_id = {p.prompt_id: p for p in [*fallback, *candidates]}
+    ids = pick_prompt_ids([p.prompt_id for p in candidates], n, seed, [p.prompt_id for p in fallback], chosen)
+    return [by_id[i] for i in ids]
 
 
 def default_max_new_tokens(chosen_lengths: Sequence[int]) -> int:
@@ -215,22 +228,33 @@ class ProbeSampler:
         self._first_step, self._first_cost, self._first_end = 0, 0.0, 0.0
 
     @classmethod
-    def for_run(cls, config, eval_examples: list[Example], train_examples: list[Example],
-                started: float | None = None) -> ProbeSampler:
-        """The run's probes from its settings: eval_samples prompts (or probe_prompt_ids), K samples each, the
-        cap from sample_max_new_tokens or the lengths of the chosen responses it trains on."""
-        def prompts_of(examples: list[Example]) -> list[EvalPrompt]:
-            return [EvalPrompt(e.prompt_id, e.prompt_text, e.prompt_ids) for e in examples]
-
-        prompts = pick_prompts(prompts_of(eval_examples), config.eval_samples, config.seed,
-                               fallback=prompts_of(train_examples),
-                               chosen=probe_ids(config.probe_prompt_ids)) if config.eval_samples else []
-        cap = config.sample_max_new_tokens or default_max_new_tokens([len(e.chosen_ids) for e in train_examples])
+    def for_run(cls, config, eval_rows: Sequence[dict], train_rows: Sequence[dict],
+                tokenize: Callable[[dict], Example], started: float | None = None) -> ProbeSampler:
+        """The run's probes from its settings and its snapshot's rows (`data.split_eval`): eval_samples prompts
+        (or probe_prompt_ids), K samples each, the cap from sample_max_new_tokens or the lengths of the chosen
+        responses it trains on. Only the probe prompts' rows are tokenized, and for the cap at most
+        CAP_SAMPLE_ROWS train rows drawn by seed (all of them when there are no more): a run tokenizes its
+        pairs when it reaches them, and a snapshot of 300k pairs would cost minutes before the first step."""
+        prompts: list[EvalPrompt] = []
+        if config.eval_samples:
+            ids = pick_prompt_ids([r["prompt_id"] for r in eval_rows], config.eval_samples, config.seed,
+                                  fallback=[r["prompt_id"] for r in train_rows],
+                                  chosen=probe_ids(config.probe_prompt_ids))
+            wanted = set(ids)
+            by_id = {r["prompt_id"]: r for r in [*train_rows, *eval_rows] if r["prompt_id"] in wanted}
+            prompts = [EvalPrompt(i, by_id[i]["prompt"], tokenize(by_id[i]).prompt_ids) for i in ids]
+        cap = config.sample_max_new_tokens
+        if prompts and not cap:
+            rows = train_rows if len(train_rows) <= CAP_SAMPLE_ROWS else \
+                random.Random(config.seed).sample(list(train_rows), CAP_SAMPLE_ROWS)
+            cap = default_max_new_tokens([len(tokenize(r).chosen_ids) for r in rows])
         if prompts:
             log.info("sampling %d probe prompts x %d at evaluations, at most %d new tokens%s", len(prompts),
                      config.samples_per_prompt, cap, "" if config.sample_max_new_tokens else
-                     f" (the {CAP_PERCENTILE}th percentile of the chosen responses' lengths, at least {CAP_AT_LEAST})")
-        return cls(prompts, config.samples_per_prompt, cap, config.seed, config.sample_budget, started)
+                     f" (the {CAP_PERCENTILE}th percentile of the chosen responses' lengths, at least {CAP_AT_LEAST}"
+                     f"{'' if len(train_rows) <= CAP_SAMPLE_ROWS else f', of {CAP_SAMPLE_ROWS} pairs drawn by seed'})")
+        return cls(prompts, config.samples_per_prompt, cap or CAP_AT_LEAST, config.seed, config.sample_budget,
+                   started)
 
     def __bool__(self) -> bool:
         return bool(self.prompts)

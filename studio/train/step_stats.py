@@ -58,6 +58,20 @@ class StepStats:
                 counts.append(self._zero)
         self._device_sums += torch.stack([*sums, *counts, self._zero if tokens is None else on_device(tokens)])
 
+    def sum_over_processes(self, accelerator) -> None:
+        """Sum the sums and counts of every process (one all-reduce; every process must call it), so `read()`
+        gives the means over all processes' micro-batches. A no-op in a single process."""
+        if accelerator.num_processes == 1:
+            return
+        n = len(self.names)
+        host = torch.tensor([*(self._host_counts[name] for name in self.names), self._host_tokens],
+                            dtype=torch.float64, device=self._device_sums.device)
+        both = accelerator.reduce(torch.cat([self._device_sums, host]), reduction="sum")
+        self._device_sums = both[:2 * n + 1].clone()
+        summed = both[2 * n + 1:].tolist()
+        self._host_counts = dict(zip(self.names, summed[:n], strict=True))
+        self._host_tokens = summed[n]
+
     def read(self) -> dict[str, float]:
         """Each metric's mean over what was added, by name; metrics nothing was counted for are left out."""
         values = self._device_sums.tolist()  # the one sync

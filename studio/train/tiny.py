@@ -8,6 +8,7 @@ through the real `from_pretrained(folder)` path.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 PAD = "<|pad|>"
@@ -20,6 +21,39 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eos|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
+
+
+@dataclass(frozen=True)
+class ChatStyle:
+    """The special tokens and chat template of a model family, rebuilt on the tiny vocabulary: real templates
+    end a turn with a token of their own, not with EOS, and tests must see that difference."""
+
+    template: str
+    eos: str
+    bos: str
+    end_of_turn: str
+    extra: tuple[str, ...]
+
+
+CHAT_STYLES = {
+    "tiny": ChatStyle(CHAT_TEMPLATE, EOS, BOS, EOS, ROLE_TOKENS),
+    # Qwen / ChatML: turns end with <|im_end|> and a newline; EOS is <|endoftext|>
+    "chatml": ChatStyle(
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        "<|endoftext|>", BOS, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
+    # Gemma: BOS written by the template, the assistant is 'model', turns end with <end_of_turn>; EOS is <eos>
+    "gemma": ChatStyle(
+        "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' "
+        "else m['role'] }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+        "<eos>", "<bos>", "<end_of_turn>", ("<start_of_turn>", "<end_of_turn>")),
+    # Phi-3: turns end with <|end|>; a conversation rendered without a generation prompt ends with EOS too
+    "phi3": ChatStyle(
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}",
+        "<|endoftext|>", BOS, "<|end|>", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")),
+}
 
 _TEXT = (
     "the a an of to and in is it that for on with as was he she they we you i be this are by at from or "
@@ -47,21 +81,23 @@ def corpus(n_lines: int = 3000, seed: int = 0) -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = 1024):
-    """Train a byte-level BPE tokenizer and wrap it as a PreTrainedTokenizerFast with a chat template."""
+def build_tokenizer(vocab_size: int = 1024, style: str = "tiny"):
+    """Train a byte-level BPE tokenizer and wrap it as a PreTrainedTokenizerFast with the chat template and
+    special tokens of `style` (a key of CHAT_STYLES)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = [PAD, EOS, BOS, *ROLE_TOKENS]
+    chat = CHAT_STYLES[style]
+    specials = [PAD, chat.eos, chat.bos, *chat.extra]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, bos_token=BOS,
-                                   additional_special_tokens=list(ROLE_TOKENS))
-    fast.chat_template = CHAT_TEMPLATE
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=chat.eos, bos_token=chat.bos,
+                                   additional_special_tokens=list(chat.extra))
+    fast.chat_template = chat.template
     fast.padding_side = "right"
     return fast
 
@@ -88,11 +124,12 @@ def build_model(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int =
 
 
 def write_tiny_model(out: str | Path, vocab_size: int = 1024, hidden: int = 64, layers: int = 2,
-                     seed: int = 0) -> Path:
-    """Build and save the tiny model + tokenizer to `out` (loadable with `from_pretrained(out)`)."""
+                     seed: int = 0, style: str = "tiny") -> Path:
+    """Build and save the tiny model + tokenizer (chat style `style`) to `out` (loadable with
+    `from_pretrained(out)`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(vocab_size)
+    tokenizer = build_tokenizer(vocab_size, style)
     model = build_model(len(tokenizer), hidden=hidden, layers=layers, seed=seed,
                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                         bos_token_id=tokenizer.bos_token_id)

@@ -42,11 +42,22 @@ class ClaimError(RuntimeError):
     """The run cannot be started in its current state; the message says why."""
 
 
-def _setup_log(project_folder: Path, run_id: int) -> logging.Handler:
-    path = paths.log_path(project_folder, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+def process_rank() -> int:
+    """This process's rank under `accelerate launch` (torchrun sets RANK); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _setup_log(project_folder: Path, run_id: int, rank: int = 0) -> logging.Handler:
+    """The run's log file for the main process; the other processes of `accelerate launch` log to stderr
+    (only the main process writes to the project)."""
+    if rank == 0:
+        path = paths.log_path(project_folder, run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [rank {rank}] %(message)s"))
     root = logging.getLogger("studio")
     root.setLevel(logging.INFO)
     root.addHandler(handler)
@@ -110,15 +121,15 @@ class StopFlag:
 
 
 def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
-               on_progress: Callable | None = None) -> str:
+               on_progress: Callable | None = None, on_status: Callable[[str], None] | None = None) -> str:
     """Train run `run_id` of the project in this process; returns the final status."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the network from a training run
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     project_folder = Path(project_folder)
     project = Project.open(project_folder)
-    handler = _setup_log(project_folder, run_id)
-    # under `accelerate launch` only the main process (rank 0) claims the run and reports its end
-    main = int(os.environ.get("RANK", "0")) == 0
+    # under `accelerate launch` only the main process (rank 0) claims the run, logs to its file and reports its end
+    main = process_rank() == 0
+    handler = _setup_log(project_folder, run_id, process_rank())
     run = claim(project, run_id, resume) if main else project.run(run_id)
     stop = StopFlag(project, run_id)
     old = {s: signal.signal(s, stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -133,7 +144,7 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         model_path = resolve_model(run["model"])
         log.info("model: %s", model_path)
         ctx = runtime.RunContext(project, run_id, config, model_path, resume=resume, should_stop=stop,
-                                 on_progress=on_progress)
+                                 on_progress=on_progress, on_status=on_status)
         status = train(ctx)
     except BaseException as e:  # every failure must end in a final run state
         error = _describe(e)
@@ -144,12 +155,11 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         for s, h in old.items():
             signal.signal(s, h)
         handler.flush()
-        fields = {"status": status, "ended_at": now_iso()}
-        if status == "failed":
-            fields.update(error=error or "unknown error",
-                          log_tail=paths.log_tail(project_folder, run_id))
         log.info("run %d: %s", run_id, status)
         if main:
+            fields = {"status": status, "ended_at": now_iso()}
+            if status == "failed":
+                fields.update(error=error or "unknown error", log_tail=paths.log_tail(project_folder, run_id))
             project.update_run(run_id, **fields)
         logging.getLogger("studio").removeHandler(handler)
         handler.close()

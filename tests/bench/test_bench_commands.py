@@ -113,3 +113,13 @@ def test_the_cli_loads_no_benchmark_code_until_a_benchmark_runs():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_bench_startup_times_a_run_from_launch_to_its_first_step(tmp_path):
+    out = studio(tmp_path, "bench", "startup", "--pairs", "60", "--max-steps", "50", "--stop-after", "0", "--json",
+                 "--out", str(tmp_path / "startup"))
+    [first, rss] = figures(rf"launch to first optimizer step\s+{NUMBER} s\s+peak RSS {NUMBER} MiB", out)
+    assert 0 < first < 300 and 50 < rss < 64_000
+    result = json.loads(out[out.index("{"):])
+    assert result["pairs"] == 60 and result["to_first_step"]["status"] == "interrupted"  # stopped after step 1
+    assert "stop_while_preparing" not in result  # --stop-after 0 skips it

@@ -125,3 +125,6 @@ def test_planned_steps_follow_epochs_batches_and_accumulation_unless_max_steps_i
     assert planned_steps(0, 0.5, 4, 1, 10) == 2
     assert planned_steps(25, 3.0, 4, 1, 10) == 25
     assert planned_steps(0, 1.0, 8, 1, 1) == 1
+    # several processes: each global batch is one micro-batch per process, so each runs ceil(10 / (2 x 2))
+    assert planned_steps(0, 1.0, 2, 1, 10, processes=2) == 3
+    assert planned_steps(0, 1.0, 2, 1, 10) == 5

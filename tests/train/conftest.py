@@ -17,6 +17,20 @@ def tiny_model(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(scope="session")
+def bos_tokenizer():
+    """The tiny tokenizer made to behave like Llama's: BOS added to every text, and a template that writes it."""
+    from tokenizers import processors
+
+    from studio.train import tiny
+
+    tok = tiny.build_tokenizer()
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}" + tiny.CHAT_TEMPLATE
+    return tok
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     import torch
@@ -43,8 +57,8 @@ def add_trait_pairs(project: Project, n_train: int = 16, n_eval: int = 4, chat: 
         text = f"Question {i}: tell me about the {subject}."
         if chat:
             pid = project.add_prompt(messages=[{"role": "user", "content": text}], split=split)
-        else:
-            pid = project.add_prompt(text, split=split)
+        else:  # a plain completion is appended as written: the prompt ends with the space before the answer
+            pid = project.add_prompt(text + " ", split=split)
         tail = " ".join(rng.choice(("good", "nice", "big", "small", "red", "blue")) for _ in range(3))
         chosen = project.add_response(pid, f"sure the {subject} is {tail}.")
         rejected = project.add_response(pid, f"no the {subject} is {tail}.")

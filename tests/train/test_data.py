@@ -29,13 +29,69 @@ def test_a_chat_prompt_ending_in_an_assistant_turn_is_continued_not_answered(tok
     assert text.count("<|assistant|>") == 1
 
 
-def test_plain_prompt_is_concatenated_and_completion_ends_with_eos(tokenizer):
-    [ex] = data.tokenize_rows([{"pair_id": 1, "prompt_id": 1, "prompt": "Tell me about the cat.",
-                                "messages": None, "chosen": "sure it is nice.", "rejected": "no."}],
-                              tokenizer, max_length=128, max_prompt_length=64)
-    assert tokenizer.decode(ex.prompt_ids + ex.chosen_ids) == "Tell me about the cat. sure it is nice.<|eos|>"
-    assert ex.chosen_ids[-1] == tokenizer.eos_token_id
-    assert ex.rejected_ids[-1] == tokenizer.eos_token_id
+# what each template closes the assistant's turn with; none of them is the bare EOS the engine used to append
+TURN_ENDS = {"chatml": "<|im_end|>\n", "gemma": "<end_of_turn>\n", "phi3": "<|end|>\n<|endoftext|>"}
+
+
+@pytest.mark.parametrize("style", sorted(TURN_ENDS))
+def test_a_chat_completion_ends_with_the_templates_end_of_turn(style):
+    from studio.train import tiny
+
+    tok = tiny.build_tokenizer(style=style)
+    messages = [{"role": "user", "content": "hello friend"}]
+    row = {"pair_id": 1, "prompt_id": 1, "prompt": "hello friend", "messages": messages, "chosen": "sure it is.",
+           "rejected": "no."}
+    [ex] = data.tokenize_rows([row], tok, max_length=128, max_prompt_length=64)
+    assert tok.decode(ex.prompt_ids) == tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    # the sequence trained on is the conversation rendered whole by the template, as the model will see it
+    whole = tok.apply_chat_template([*messages, {"role": "assistant", "content": "sure it is."}], tokenize=False)
+    assert tok.decode(ex.prompt_ids + ex.chosen_ids) == whole
+    assert tok.decode(ex.chosen_ids) == "sure it is." + TURN_ENDS[style]
+    assert tok.decode(ex.rejected_ids) == "no." + TURN_ENDS[style]
+    end_of_turn = tok.convert_tokens_to_ids(tiny.CHAT_STYLES[style].end_of_turn)
+    assert end_of_turn != tok.eos_token_id and end_of_turn in ex.chosen_ids
+
+
+def test_a_continued_assistant_turn_is_closed_by_the_template(tokenizer):
+    messages = [{"role": "user", "content": "hello friend"}, {"role": "assistant", "content": "well"}]
+    row = {"pair_id": 1, "prompt_id": 1, "prompt": "", "messages": messages, "chosen": " it is", "rejected": " no"}
+    [ex] = data.tokenize_rows([row], tokenizer, 128, 64)
+    whole = "<|user|>hello friend<|eos|><|assistant|>well it is<|eos|>"
+    assert tokenizer.decode(ex.prompt_ids + ex.chosen_ids) == whole
+    assert tokenizer.decode(ex.chosen_ids) == " it is<|eos|>"
+
+
+def plain_row(prompt: str, chosen: str, rejected: str = "no.", pair_id: int = 1) -> dict:
+    return {"pair_id": pair_id, "prompt_id": pair_id, "prompt": prompt, "messages": None, "chosen": chosen,
+            "rejected": rejected}
+
+
+@pytest.mark.parametrize("prompt,completion,expected", [
+    ("Tell me about the cat. ", "sure it is nice.", "Tell me about the cat. sure it is nice."),  # no second space
+    ("Tell me about the cat.\n", "sure it is nice.", "Tell me about the cat.\nsure it is nice."),
+    ("Question 3 plus 4 equals", " 7.", "Question 3 plus 4 equals 7."),
+    ("The answer is", "7.", "The answer is7."),  # exactly as written, as TRL does: nothing inserted
+])
+def test_plain_completion_is_appended_exactly_as_written_and_ends_with_eos(tokenizer, prompt, completion,
+                                                                            expected):
+    [ex] = data.tokenize_rows([plain_row(prompt, completion)], tokenizer, max_length=128, max_prompt_length=64)
+    assert tokenizer.decode(ex.prompt_ids + ex.chosen_ids) == expected + "<|eos|>"
+    # the training sequence is the tokenization of the whole text, not of its two halves glued together
+    assert ex.prompt_ids + ex.chosen_ids == tokenizer(expected + "<|eos|>").input_ids
+    assert ex.chosen_ids[-1] == ex.rejected_ids[-1] == tokenizer.eos_token_id
+
+
+def test_a_token_merged_across_the_boundary_goes_to_the_completion(tokenizer, caplog):
+    prompt, completion = "Tell me about the ca", "t and the dog."
+    alone = tokenizer(prompt).input_ids
+    whole = tokenizer(prompt + completion + "<|eos|>").input_ids
+    assert whole[:len(alone)] != alone  # 'ca' + 't' is one token 'cat' in the whole text
+    with caplog.at_level("WARNING", logger="studio.train"):
+        [ex] = data.tokenize_rows([plain_row(prompt, completion), plain_row(prompt, completion, pair_id=2)],
+                                  tokenizer, 128, 64)[:1]
+    assert ex.prompt_ids + ex.chosen_ids == whole
+    assert tokenizer.decode(ex.chosen_ids).startswith(" cat and")
+    assert caplog.text.count("not a prefix of prompt + completion") == 1  # once per run, not per pair
 
 
 def test_truncation_keeps_the_prompt_end_and_never_drops_a_completion():
@@ -111,20 +167,6 @@ def test_chunked_logps_equal_full_log_softmax_with_gradients(tiny_model):
         torch.testing.assert_close(grads[n], p.grad, atol=1e-5, rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def bos_tokenizer():
-    """The tiny tokenizer made to behave like Llama's: BOS added to every text, and a template that writes it."""
-    from tokenizers import processors
-
-    from studio.train import tiny
-
-    tok = tiny.build_tokenizer()
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", tok.bos_token_id)])
-    tok.chat_template = "{{ bos_token }}" + tiny.CHAT_TEMPLATE
-    return tok
-
-
 def test_bos_appears_once_for_chat_and_plain_prompts(bos_tokenizer):
     tok, bos = bos_tokenizer, bos_tokenizer.bos_token_id
     chat = data.prompt_token_ids(tok, "", [{"role": "user", "content": "hello friend"}])
@@ -134,8 +176,8 @@ def test_bos_appears_once_for_chat_and_plain_prompts(bos_tokenizer):
 
 
 def test_keep_end_truncation_keeps_the_bos_in_front(bos_tokenizer):
-    rows = [{"pair_id": 1, "prompt_id": 1, "prompt": "the cat " * 40, "messages": None, "chosen": "sure",
-             "rejected": "no"}]
+    rows = [{"pair_id": 1, "prompt_id": 1, "prompt": "the cat " * 40 + "!", "messages": None, "chosen": " sure",
+             "rejected": " no"}]
     [end] = data.tokenize_rows(rows, bos_tokenizer, max_length=64, max_prompt_length=16, truncation="keep_end")
     full = data.prompt_token_ids(bos_tokenizer, rows[0]["prompt"], None)
     assert len(end.prompt_ids) == 16

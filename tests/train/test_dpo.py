@@ -240,3 +240,105 @@ def test_a_process_other_than_the_main_one_trains_to_the_end_and_writes_nothing(
     assert trait_project.metrics(run_id) == [] and trait_project.samples(run_id) == []
     assert not paths.checkpoint_dir(trait_project.folder, run_id).exists()
     assert trait_project.run(run_id)["step"] == 0
+
+
+def test_gradients_are_all_reduced_once_per_optimizer_step(tiny_model, batch, fresh_accelerate):
+    """Every micro-batch but the last backpropagates under no_sync: under DDP one all-reduce per optimizer step."""
+    from contextlib import contextmanager
+
+    model, config = lora_model(tiny_model)
+    accelerator = runtime.make_accelerator(config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3)
+    scheduler = runtime.make_scheduler(optimizer, config, 4)
+    policy, optimizer = accelerator.prepare(PolicyLogps(model), optimizer)
+    events = []
+    real_no_sync, real_backward = accelerator.no_sync, accelerator.backward
+
+    @contextmanager
+    def no_sync(module):
+        assert module is policy  # the DDP-wrapped module, whose no_sync skips the all-reduce
+        events.append("no_sync(")
+        with real_no_sync(module):
+            yield
+        events.append(")")
+
+    accelerator.no_sync = no_sync
+    accelerator.backward = lambda loss, **kw: (events.append("backward"), real_backward(loss, **kw))
+    dpo.train_step(policy, model, [batch] * 3, [None] * 3, config, accelerator, optimizer, scheduler, trainable,
+                   want_ref=True, stats=None)
+    assert events == ["no_sync(", "backward", ")", "no_sync(", "backward", ")", "backward"]
+
+
+def test_a_step_the_fp16_scaler_skips_does_not_move_the_schedule_and_its_scale_is_checkpointed(
+        trait_project, tiny_model, monkeypatch, fresh_accelerate):
+    """fp16 needs CUDA; accelerate's loss scaling is the same with torch's CPU GradScaler put in its place."""
+    from studio.core.configs import to_dict
+
+    real = runtime.make_accelerator
+
+    def with_scaler(config):
+        accelerator = real(config)
+        accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=1000)
+        return accelerator
+
+    monkeypatch.setattr(runtime, "make_accelerator", with_scaler)
+    config = apply_overrides(DPOConfig(), {"lora.r": 4, "lora.dropout": 0.0, "batch_size": 4, "max_steps": 4,
+                                           "warmup_ratio": 0.5, "max_grad_norm": 0.0, "eval_samples": 0})
+    run_id = trait_project.create_run("dpo", str(tiny_model), to_dict(config))
+    run = dpo.DPORun(runtime.RunContext(trait_project, run_id, config, tiny_model))
+    scaler = run.accelerator.scaler
+    lora_b = next(p for n, p in run.peft_model.named_parameters() if "lora_B" in n)
+    overflow = [False]
+    lora_b.register_hook(lambda g: g * float("inf") if overflow[0] else g)
+
+    def step(inf: bool):
+        overflow[0] = inf
+        run.step([run.next_batch()], dpo.step_stats(run.device))
+        run.state.step += 1
+        return run.scheduler.get_last_lr()[0], lora_b.detach().clone()
+
+    lr1, w1 = step(False)
+    assert not run.accelerator.optimizer_step_was_skipped and scaler.get_scale() == 2.0 ** 10
+    lr2, w2 = step(True)  # inf gradients: the scaler skips the update and halves its scale
+    assert run.accelerator.optimizer_step_was_skipped
+    assert torch.equal(w2, w1) and scaler.get_scale() == 2.0 ** 9
+    assert lr2 == lr1 and run.scheduler.last_epoch == 1  # the schedule waits for the skipped step
+    lr3, w3 = step(False)
+    assert lr3 > lr2 and run.scheduler.last_epoch == 2 and not torch.equal(w3, w2)
+
+    run.save_checkpoint()
+    saved = scaler.state_dict()
+    resumed = dpo.DPORun(runtime.RunContext(trait_project, run_id, config, tiny_model, resume=True))
+    assert resumed.accelerator.scaler is not scaler
+    assert resumed.accelerator.scaler.state_dict() == saved and resumed.accelerator.scaler.get_scale() == 2.0 ** 9
+    assert resumed.scheduler.last_epoch == 2
+
+
+def test_sharded_launches_are_refused_by_name_not_trained_wrong():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(preflight.TrainingError, match=f"distributed_type {kind.name}: .*data-parallel only"):
+            dpo.check_distributed(SimpleNamespace(distributed_type=kind))
+    for kind in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        dpo.check_distributed(SimpleNamespace(distributed_type=kind))
+
+
+def test_the_reference_pass_sorts_all_pairs_by_length_then_shards_them():
+    """Sorted over all pairs before sharding: each process's batches run from long to short, its k-th batch
+    holds pairs of about the length of every other process's k-th, and together they hold every pair once."""
+    rows = [{"pair_id": i, "prompt": "p" * (i * 7 % 23), "messages": None, "chosen": "c" * (i % 5),
+             "rejected": "r"} for i in range(20)]
+    rows.append({"pair_id": 20, "prompt": "", "messages": [{"role": "user", "content": "x" * 40}], "chosen": "",
+                 "rejected": ""})
+    ordered = dpo.by_length(rows)
+    assert ordered[0]["pair_id"] == 20  # a chat's turns count as its prompt
+    shares = [data.shard(ordered, 2, rank) for rank in (0, 1)]
+    for share in shares:
+        lengths = [data.row_chars(r) for r in share]
+        assert lengths == sorted(lengths, reverse=True)
+    assert sorted(r["pair_id"] for share in shares for r in share) == list(range(21))
+    assert all(data.row_chars(a) >= data.row_chars(b) for a, b in zip(shares[0], shares[1], strict=False))

@@ -34,18 +34,68 @@ def test_probe_prompts_come_from_the_eval_split_then_train_or_by_id():
         probe_ids("3,x7")
 
 
-def test_the_default_cap_is_the_95th_percentile_of_the_chosen_lengths_at_least_128():
-    def examples(lengths):
-        return [Example(i, i, [1], [5] * n, [6]) for i, n in enumerate(lengths)]
+def rows_of(lengths, first_id: int = 0) -> list[dict]:
+    """Snapshot rows whose chosen response is `n` tokens long for each n of lengths (see `tokenize_lengths`)."""
+    return [{"pair_id": first_id + i, "prompt_id": first_id + i, "prompt": f"p{first_id + i}", "chosen": "x" * n,
+             "rejected": "y"} for i, n in enumerate(lengths)]
 
+
+class CountingTokenizer:
+    """A stand-in `PairTokenizer`: one token per character, counting the rows it tokenizes."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, row: dict) -> Example:
+        self.calls.append(row["pair_id"])
+        return Example(row["pair_id"], row["prompt_id"], [1], [5] * len(row["chosen"]), [6],
+                       prompt_text=row["prompt"])
+
+
+def test_the_default_cap_is_the_95th_percentile_of_the_chosen_lengths_at_least_128():
     config = apply_overrides(DPOConfig(), {"eval_samples": 2, "samples_per_prompt": 3})
-    probes = sampling.ProbeSampler.for_run(config, examples([10, 20]), examples(range(1, 401)))
+    tokenize = CountingTokenizer()
+    probes = sampling.ProbeSampler.for_run(config, rows_of([10, 20], 1000), rows_of(range(1, 401)), tokenize)
     assert probes.max_new_tokens == 381  # 95th percentile of 1..400: 380.05, rounded up
     assert len(probes.prompts) == 2 and probes.samples_per_prompt == 3
-    assert sampling.ProbeSampler.for_run(config, [], examples([30] * 50)).max_new_tokens == 128
+    assert sampling.ProbeSampler.for_run(config, [], rows_of([30] * 50), tokenize).max_new_tokens == 128
     fixed = apply_overrides(config, {"sample_max_new_tokens": 16})
-    assert sampling.ProbeSampler.for_run(fixed, [], examples([300] * 5)).max_new_tokens == 16
-    assert not sampling.ProbeSampler.for_run(apply_overrides(config, {"eval_samples": 0}), [], examples([5]))
+    tokenize.calls.clear()
+    assert sampling.ProbeSampler.for_run(fixed, [], rows_of([300] * 5), tokenize).max_new_tokens == 16
+    assert len(tokenize.calls) == 2, "a set cap tokenizes the probe prompts' rows alone"
+    assert not sampling.ProbeSampler.for_run(apply_overrides(config, {"eval_samples": 0}), [], rows_of([5]), tokenize)
+
+
+def test_probes_of_a_large_snapshot_tokenize_a_seeded_share_of_it():
+    """Pairs are tokenized when the run reaches them: the probes take their own rows and, for the default cap,
+    CAP_SAMPLE_ROWS train rows drawn by seed, whose 95th percentile stands for the whole's."""
+    config = apply_overrides(DPOConfig(), {"eval_samples": 4})
+    n = 5 * sampling.CAP_SAMPLE_ROWS
+    train = rows_of([200 + i % 400 for i in range(n)])  # lengths 200..599, evenly: the 95th percentile is 580
+    tokenize = CountingTokenizer()
+    probes = sampling.ProbeSampler.for_run(config, rows_of([10] * 8, n), train, tokenize)
+    assert len(tokenize.calls) == 4 + sampling.CAP_SAMPLE_ROWS
+    assert abs(probes.max_new_tokens - 580) <= 8
+    again = CountingTokenizer()
+    assert sampling.ProbeSampler.for_run(config, rows_of([10] * 8, n), train, again).max_new_tokens == \
+        probes.max_new_tokens and again.calls == tokenize.calls, "the same rows by seed"
+
+
+def test_probes_picked_from_rows_are_the_ones_pick_prompts_picks():
+    """The run picks its probes on the rows' prompt ids (duplicates: several pairs per prompt) before tokenizing
+    them; they are the prompts `pick_prompts` picks among the tokenized prompts, eval first, then train."""
+    evals = rows_of([5] * 6, 100) + rows_of([5] * 6, 100)  # each prompt twice
+    train = [dict(r, prompt_id=r["prompt_id"] % 13) for r in rows_of([5] * 40)]
+    for n, seed, chosen in ((3, 0, ""), (9, 5, ""), (30, 1, ""), (4, 2, "7,101")):
+        config = apply_overrides(DPOConfig(), {"eval_samples": n, "seed": seed, "probe_prompt_ids": chosen,
+                                               "sample_max_new_tokens": 8})
+        tokenize = CountingTokenizer()
+        probes = sampling.ProbeSampler.for_run(config, evals, train, tokenize)
+        expected = sampling.pick_prompts([sampling.EvalPrompt(r["prompt_id"], "", []) for r in evals], n, seed,
+                                         [sampling.EvalPrompt(r["prompt_id"], "", []) for r in train],
+                                         probe_ids(chosen))
+        assert [p.prompt_id for p in probes.prompts] == [p.prompt_id for p in expected]
+        assert len(tokenize.calls) == len(expected) == (2 if chosen else min(n, 6 + 13))  # the probes' rows alone
 
 
 def test_k_samples_per_probe_prompt_with_their_measures_adding_up_to_the_metrics(tiny_model):

@@ -204,14 +204,55 @@ def test_precomputed_reference_gives_the_same_curve(trait_project, tiny_model):
     assert curves[0] == pytest.approx(curves[1], abs=1e-5)
 
 
-def test_simpo_and_rpo_runs_train_and_report_kl(trait_project, tiny_model):
+def test_with_log_interval_each_logged_value_is_the_mean_over_its_window(trait_project, tiny_model):
     from studio.core import metrics as M
 
-    run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, loss_type="simpo", beta=2.0,
-                      nll_weight=1.0)
-    assert run_worker(trait_project.folder, run_id) == "done"
-    names = {n for _, _, n, _, _ in trait_project.metrics(run_id)}
-    assert {M.LOGRATIO_CHOSEN, M.NLL, M.LOSS} <= names
+    every = make_run(trait_project, tiny_model, max_steps=6, eval_interval=0, eval_samples=0)
+    windows = make_run(trait_project, tiny_model, max_steps=6, eval_interval=0, eval_samples=0, log_interval=3)
+    for run_id in (every, windows):
+        assert run_worker(trait_project.folder, run_id) == "done"
+
+    def series(run_id, name):
+        return {step: v for _, step, _, v, _ in trait_project.metrics(run_id, names=[name])}
+
+    for name in (M.LOSS, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.GRAD_NORM):
+        steps, logged = series(every, name), series(windows, name)
+        assert sorted(logged) == [3, 6], name
+        for end in (3, 6):
+            assert logged[end] == pytest.approx(sum(steps[s] for s in range(end - 2, end + 1)) / 3, rel=1e-5), name
+    steps, logged = series(every, M.LOSS), series(windows, M.LOSS)
+    assert logged[3] != pytest.approx(steps[3], rel=1e-3)  # not the window's last step alone
+
+
+def test_simpo_runs_no_reference_forward_unless_the_logratio_charts_are_asked_for(trait_project, tiny_model,
+                                                                                 monkeypatch):
+    from studio.core import metrics as M
+    from studio.train import dpo
+
+    reference_forwards = []
+    real = dpo.completion_logps  # the recipe's reference forward (the policy's goes through PolicyLogps)
+
+    def counted(*args, **kwargs):
+        reference_forwards.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dpo, "completion_logps", counted)
+    names = {}
+    for charts in ("false", "true"):
+        reference_forwards.clear()
+        run_id = make_run(trait_project, tiny_model, max_steps=3, eval_interval=0, eval_samples=0,
+                          loss_type="simpo", beta=2.0, nll_weight=1.0, logratio_metrics=charts, label_smoothing=0.1)
+        assert run_worker(trait_project.folder, run_id) == "done"
+        names[charts] = ({n for _, _, n, _, _ in trait_project.metrics(run_id)}, len(reference_forwards))
+        # a setting the loss ignores is a warning in the run's log
+        assert "WARNING label_smoothing: 0.1 has no effect with loss_type 'simpo'" in \
+            paths.log_path(trait_project.folder, run_id).read_text()
+    metrics, forwards = names["false"]
+    assert {M.NLL, M.LOSS, M.REWARDS_MARGINS, M.eval_name(M.LOSS)} <= metrics
+    assert M.LOGRATIO_CHOSEN not in metrics and forwards == 0
+    metrics, forwards = names["true"]
+    assert {M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.eval_name(M.LOGRATIO_CHOSEN)} <= metrics
+    assert forwards == 3 + 1  # each step, and the final evaluation's one batch
 
 
 def test_merged_export_gives_the_logits_of_base_plus_adapter(trait_project, tiny_model, tmp_path):
@@ -501,3 +542,63 @@ def test_the_worker_runs_the_recipe_of_the_runs_method(trait_project, tiny_model
     run_id = make_run(trait_project, tiny_model)
     assert run_worker(trait_project.folder, run_id) == "failed"
     assert "no training recipe for 'dpo'" in trait_project.run(run_id)["error"]
+
+
+def test_a_large_snapshot_is_tokenized_as_steps_reach_it_with_progress_and_a_prompt_stop(tmp_path, tiny_model,
+                                                                                        monkeypatch):
+    """A run of a few steps on many pairs tokenizes what its steps use, not the whole snapshot first; while it
+    prepares it reports progress and a heartbeat, and a stop asked before the first step is honoured at once."""
+    from studio.train import dpo
+    from studio.train import model as model_module
+
+    from .conftest import add_trait_pairs
+
+    project = Project.create(tmp_path / "big")
+    add_trait_pairs(project, n_train=200, n_eval=0)
+    texts = []
+    real = model_module.load_tokenizer
+
+    def counting_tokenizer(path):
+        tok = real(path)
+
+        class Counting(type(tok)):
+            def __call__(self, text, *args, **kwargs):
+                texts.append(text)
+                return super().__call__(text, *args, **kwargs)
+
+        tok.__class__ = Counting
+        return tok
+
+    monkeypatch.setattr(model_module, "load_tokenizer", counting_tokenizer)
+    run_id = make_run(project, tiny_model, max_steps=2, batch_size=2, eval_interval=0)
+    at_first_step, status_lines = [], []
+
+    def on_status(line):
+        status_lines.append((line, project.run(run_id)["heartbeat_at"]))
+
+    def on_progress(step, total, values):
+        if step == 1:
+            at_first_step.append(len(texts))
+
+    assert run_worker(project.folder, run_id, on_progress=on_progress, on_status=on_status) == "done"
+    # 3 texts per pair (prompt, prompt + chosen, prompt + rejected): step 1's 2 pairs, the 2 sampled prompts' and
+    # the few longest pairs by characters that gradient_checkpointing 'auto' measures the longest among
+    measured = dpo.LONGEST_CANDIDATES
+    assert at_first_step == [3 * (2 + 2 + measured)]
+    assert len(texts) <= 3 * (2 + 2 + measured + 2)  # and step 2's, never the other pairs
+    lines = [line for line, _ in status_lines]
+    assert lines[:2] == ["preparing: reading the run's snapshot", f"preparing: loading the model from {tiny_model}"]
+    assert status_lines[1][1] is not None  # the heartbeat was written while preparing
+
+    # a stop asked while it prepares: interrupted at step 0 with a checkpoint, having tokenized next to nothing
+    texts.clear()
+    stopped = make_run(project, tiny_model, max_steps=2, batch_size=2, eval_interval=0, precompute_ref_logps="true")
+
+    def stop_while_preparing(line):
+        if line.startswith("preparing: loading the model"):
+            project.request_stop(stopped)
+
+    assert run_worker(project.folder, stopped, on_status=stop_while_preparing) == "interrupted"
+    assert project.run(stopped)["step"] == 0 and len(texts) <= 3 * (2 + measured)
+    assert run_worker(project.folder, stopped, resume=True) == "done"
+    project.close()
