@@ -24,9 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.types import Choice, Label, Pair, Strength
-from studio.store import Project, ProjectError
+from studio.core.types import Choice, Label, LabelState, Pair, Strength
+from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
 from studio.ui import diff, render
+from studio.ui.label_saver import LabelSaver
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
 clock = time.monotonic
@@ -274,6 +275,9 @@ class LabelView(QWidget):
         self._total_pairs = project.pair_count()
         self._queue_left: int | None = None
         self._syncing = False
+        self._expected: int | None = None  # this annotator's label in force on the pair shown, as shown
+        self._own_labels: list[int] = []  # the labels this window made, newest last: what Ctrl+Z undoes
+        self._saver: LabelSaver | None = None  # a label being saved off the GUI thread (the project was busy)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
         self._bind_keys()
@@ -541,6 +545,7 @@ class LabelView(QWidget):
 
     def set_annotator(self, name: str) -> None:
         self.annotator = name
+        self._own_labels.clear()
         self.session = Session()
         self._session_timer.restart()
         self.show_next(after=None)
@@ -610,10 +615,11 @@ class LabelView(QWidget):
         self.shown_left = self.project.shown_left(pair_id, self.annotator)
         self._render()
         for b in self.choice_buttons.values():
-            b.setEnabled(True)
+            b.setEnabled(not self.project.read_only)
         self.set_strength(prefill.strength if prefill else None)
         self.rationale.setText((prefill.rationale or "") if prefill else "")
         mine = self.project.current_label(pair_id, self.annotator)
+        self._expected = mine.id if mine else None
         if note is None and mine is not None:
             note = f"You labeled this pair: <b>{describe(mine, self.shown_left)}</b>. A new verdict replaces it."
         self.note.setText(note or "")
@@ -741,42 +747,122 @@ class LabelView(QWidget):
             b.setChecked(s is strength)
 
     def choose(self, side: str) -> int | None:
-        """Commit the verdict for the pair on screen and show the next pair. Returns the label id."""
+        """Commit the verdict for the pair on screen and show the next pair. Returns the label id (None when
+        it was not saved, or is being saved in the background because the project is busy)."""
         if self.pair is None:
+            return None
+        if self._saver is not None:
+            self.note.setText("Still saving your last verdict (the project is busy)…")
+            return None
+        if self.project.read_only:
+            self.note.setText("This project is read-only here: its files cannot be written, so labels cannot "
+                              "be saved.")
             return None
         if self._overlay is not None and self._overlay.isVisible():
             self._overlay.hide()
         choice = side_to_choice(side, self.shown_left)
-        strength = self.strength() if choice.decided else None
-        seconds = round(self.timer.seconds(), 3)
+        label = {"pair_id": self.pair.id, "annotator": self.annotator, "choice": choice, "shown_left": self.shown_left,
+                 "strength": self.strength() if choice.decided else None,
+                 "rationale": self.rationale.text().strip() or None, "seconds": round(self.timer.seconds(), 3),
+                 "expected_current": self._expected}
         try:
-            label_id = self.project.record_label(self.pair.id, self.annotator, choice, self.shown_left,
-                                                 strength=strength, rationale=self.rationale.text().strip() or None,
-                                                 seconds=seconds)
-        except ProjectError as e:
-            # disk full, read-only, or another process holding the write lock: the pair stays on screen with
-            # everything the annotator set, so the same key can simply be pressed again
-            self.save_failed.emit(str(e))
-            self.note.setText(f"Not saved: {e}")
+            # never wait on the GUI thread: a held lock hands the label to a background save
+            label_id = self.project.record_label(**label, wait=False)
+        except ProjectBusy:
+            self._save_in_background(label)
             return None
-        pair_id = self.pair.id
+        except ProjectError as e:
+            self._not_saved(e)
+            return None
+        return self._saved(label, label_id)
+
+    def _saved(self, label: dict, label_id: int) -> int:
+        pair_id = label["pair_id"]
+        self._own_labels.append(label_id)
         self.session.labels += 1
         self.session.seconds = self._session_timer.seconds()
         if self._queue_left is not None and self.queue in ("mine", "needs_more"):
             self._queue_left = max(0, self._queue_left - 1)
-        self.labeled.emit(pair_id, choice.value)
-        self.show_next(after=pair_id)
+        self.labeled.emit(pair_id, Choice(label["choice"]).value)
+        if self.pair is not None and self.pair.id == pair_id:
+            self.show_next(after=pair_id)
         self._schedule_counts()
         return label_id
 
+    def _not_saved(self, error: ProjectError) -> None:
+        """Disk full, read-only, busy for too long, or changed in another window: the pair stays on screen
+        with everything the annotator set, so the same key can simply be pressed again."""
+        if isinstance(error, LabelConflict):
+            # the next key press replaces the other window's label knowingly
+            self._expected = error.current.id if error.current else None
+            now = describe(error.current, self.shown_left) if error.current else "no label (undone)"
+            message = (f"Not saved: this pair was labeled meanwhile as {self.annotator} in another window "
+                       f"(now: {now}). Press a key again to replace that label.")
+        else:
+            message = f"Not saved: {error}"
+        self.save_failed.emit(str(error))
+        self.note.setText(message)
+
+    def _save_in_background(self, label: dict) -> None:
+        if self.project.folder is None:  # an in-memory project has no second connection to wait on
+            self._not_saved(ProjectBusy("the project is busy; try again"))
+            return
+        self._saver = LabelSaver(self.project.folder, label)
+        self._saver.saved.connect(self._background_saved)
+        self._saver.failed.connect(self._background_failed)
+        for b in self.choice_buttons.values():
+            b.setEnabled(False)
+        self.note.setText("Saving… the project is busy (another process is writing to it); your verdict and "
+                          "rationale are kept and saved as soon as it is free.")
+        self._saver.start()
+
+    def _background_saved(self, label: dict, label_id: int) -> None:
+        self._saver = None
+        self._enable_choices()
+        self._saved(label, label_id)
+
+    def _background_failed(self, label: dict, error: ProjectError) -> None:
+        self._saver = None
+        self._enable_choices()
+        if self.pair is not None and self.pair.id == label["pair_id"]:
+            self._not_saved(error)
+        else:  # another pair is on screen by now: still say it, so no verdict is lost unnoticed
+            self.save_failed.emit(str(error))
+            self.note.setText(f"Not saved: your verdict on pair #{label['pair_id']}: {error}")
+
+    def _enable_choices(self) -> None:
+        for b in self.choice_buttons.values():
+            b.setEnabled(self.pair is not None and not self.project.read_only)
+
+    def wait_for_save(self, timeout: float | None = None) -> bool:
+        """Block until a background save has ended (the window is closing); False if it still runs."""
+        return self._saver is None or self._saver.wait(timeout)
+
     def undo(self) -> int | None:
-        """Undo the annotator's latest current label and show its pair again, prefilled."""
-        label_id = self.project.last_label_id(self.annotator)
-        if label_id is None:
-            self.note.setText("Nothing to undo: you have no labels in this project.")
+        """Undo this window's latest label, if still in force, and show its pair again, prefilled. Labels
+        made in another window (even as the same annotator) are never undone from here."""
+        if self._saver is not None:
+            self.note.setText("Still saving your last verdict; undo it once it is saved.")
             return None
-        undone = self.project.label(label_id)
-        pair_id = self.project.undo_label(label_id)
+        if not self._own_labels:
+            self.note.setText("Nothing to undo: this window has made no labels yet.")
+            return None
+        undone = self.project.label(self._own_labels[-1])
+        if undone.state is not LabelState.CURRENT:
+            self._own_labels.pop()
+            self.note.setText(f"Not undone: your last label here, on pair #{undone.pair_id}, was replaced or undone "
+                              "in another window since.")
+            return None
+        try:
+            pair_id = self.project.undo_label(undone.id, wait=False)
+        except ProjectBusy:
+            self.note.setText("The project is busy (another process is writing to it): press Ctrl+Z again in a "
+                              "moment.")
+            return None
+        except ProjectError as e:
+            self.note.setText(f"Not undone: {e}")
+            return None
+        self._own_labels.pop()
         self.session.labels = max(0, self.session.labels - 1)
         if self._queue_left is not None and self.queue in ("mine", "needs_more"):
             self._queue_left += 1

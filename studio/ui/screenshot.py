@@ -55,6 +55,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple[int, int] = (1280, 800),
                     args: Namespace | None = None) -> Path:
     """Open the project in a main window offscreen at `size`, show `view`, and save a PNG to `out`."""
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     if QApplication.instance() is None:
@@ -69,11 +70,15 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
     if view not in known:
         raise ValueError(f"--view: unknown view {view!r}; known: {', '.join(sorted(known))}")
     args = args or Namespace()
-    window = MainWindow(annotator=getattr(args, "annotator", None), remember_recent=False)
+    # Nobody can click in an offscreen window: it opens no dialog (closing with a run still training asked
+    # "keep it running?" and waited forever), and any modal that still appears is closed at once.
+    window = MainWindow(annotator=getattr(args, "annotator", None), remember_recent=False, interactive=False)
+    guard = QTimer(interval=50, timeout=_close_modal_dialogs)
+    guard.start()
     widget = None
     try:
         if not window.open_project(project):
-            raise ValueError(f"{project}: could not open the project")
+            raise ValueError(window.last_error or f"{project}: could not open the project")
         window.resize(*size)
         window.show()
         app.processEvents()
@@ -100,3 +105,12 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
         window.close()
         window.deleteLater()
         app.processEvents()
+        guard.stop()
+
+
+def _close_modal_dialogs() -> None:
+    from PySide6.QtWidgets import QApplication
+
+    dialog = QApplication.activeModalWidget()
+    if dialog is not None:
+        dialog.close()

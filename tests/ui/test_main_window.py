@@ -176,3 +176,58 @@ def test_a_project_closed_at_once_is_still_remembered(qtbot, folder):
     assert prefs.recent_projects() == [], "saved after the first paint, not while the window opens"
     w.close()
     assert prefs.recent_projects() == [str(folder.resolve())]
+
+
+def test_a_read_only_project_opens_read_only_and_says_so(qtbot, folder, read_only_copy):
+    w = make_window(qtbot, read_only_copy(folder))
+    assert w.project.read_only
+    assert "read-only" in w.windowTitle() and "Read-only" in w.notice_label.text()
+    view = w.label_view
+    assert view.pair is not None and not any(b.isEnabled() for b in view.choice_buttons.values())
+    view.choose("left")
+    assert "read-only" in view.note.text() and view.project.current_label(view.pair.id, "alice") is None
+    assert not w.import_action.isEnabled()
+    assert w.show_section("Data") is not None and w.show_section("Runs") is not None
+    w.close()
+
+
+def test_a_run_whose_worker_was_killed_is_marked_failed_when_the_window_opens(qtbot, folder):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with Project.open(folder) as p:
+        run = p.create_run("dpo", "tiny", {})
+        p.claim_run(run, ("queued",), gone.pid, socket.gethostname())
+    w = make_window(qtbot, folder)  # the Label section: the Runs section is not even built
+    assert w.runs_panel is None
+    r = w.project.run(run)
+    assert r["status"] == "failed" and f"pid {gone.pid}" in r["error"]
+
+
+def test_the_import_dialog_shows_a_deeply_nested_row_and_any_unexpected_error(qtbot, folder, tmp_path,
+                                                                              monkeypatch):
+    w = make_window(qtbot, folder)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"prompt": "Q", "chosen": ' + "[" * 3000 + "]" * 3000 + ', "rejected": "x"}\n')
+    dialog = ImportDialog(w.project, w)
+    qtbot.addWidget(dialog)
+    dialog.path_edit.setText(str(deep))
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: dialog.errors.count() > 0)
+    assert "Nothing was imported" in dialog.status.text()
+    assert "deep.jsonl:1: invalid JSON: nested too deeply" in dialog.errors.item(0).text()
+
+    from studio.store import formats
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(formats, "import_file", broken)
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: "something nobody expected" in dialog.status.text())
+    assert "RuntimeError" in dialog.status.text()
