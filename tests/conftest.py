@@ -11,6 +11,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from studio.store import Project
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test gets its own settings file: recent projects and the annotator name never leak between
+    tests, nor into the user's."""
+    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+
+
 @pytest.fixture
 def project(tmp_path):
     """An empty project in a temporary folder."""

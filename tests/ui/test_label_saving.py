@@ -17,11 +17,6 @@ from studio.ui.label_view import LabelView
 from studio.ui.main_window import MainWindow
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 @pytest.fixture
 def folder(tmp_path):
     with Project.create(tmp_path / "proj") as p:

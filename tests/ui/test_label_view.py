@@ -23,11 +23,6 @@ KEYS = {"1": Qt.Key.Key_1, "2": Qt.Key.Key_2, "3": Qt.Key.Key_3, "4": Qt.Key.Key
         "Right": Qt.Key.Key_Right, "Q": Qt.Key.Key_Q, "W": Qt.Key.Key_W, "E": Qt.Key.Key_E, "R": Qt.Key.Key_R}
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 def make_view(qtbot, project, annotator="alice") -> LabelView:
     view = LabelView(project, annotator)
     qtbot.addWidget(view)

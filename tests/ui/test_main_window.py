@@ -13,11 +13,6 @@ from studio.ui.import_dialog import ImportDialog
 from studio.ui.main_window import MainWindow
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 @pytest.fixture
 def folder(tmp_path):
     with Project.create(tmp_path / "proj", name="My prefs") as p:
@@ -32,6 +27,13 @@ def make_window(qtbot, folder=None, annotator="alice") -> MainWindow:
     w.resize(1280, 800)
     w.show()
     return w
+
+
+def run_import(qtbot, dialog: ImportDialog, path) -> None:
+    """Import a file through the dialog and wait for the job to end."""
+    dialog.path_edit.setText(str(path))
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
 
 
 def test_open_shows_name_counts_and_remembers(qtbot, folder):
@@ -106,9 +108,7 @@ def test_import_from_the_gui(qtbot, folder, tmp_path):
     dialog = ImportDialog(w.project, w)
     qtbot.addWidget(dialog)
     dialog.imported.connect(w.data_changed)
-    dialog.path_edit.setText(str(good))
-    job = dialog.start()
-    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    run_import(qtbot, dialog, good)
     qtbot.waitUntil(lambda: "Imported" in dialog.status.text())
     assert w.project.pair_count() == 9
     assert "9 pairs" in w.counts_label.text()
@@ -116,9 +116,7 @@ def test_import_from_the_gui(qtbot, folder, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "ok", "response_a": "x", "response_b": "y"}) + "\n"
                    + json.dumps({"prompt": "missing b", "response_a": "x"}) + "\n")
-    dialog.path_edit.setText(str(bad))
-    job = dialog.start()
-    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    run_import(qtbot, dialog, bad)
     qtbot.waitUntil(lambda: dialog.errors.count() > 0)
     assert "Nothing was imported" in dialog.status.text()
     assert "bad.jsonl:2" in dialog.errors.item(0).text()
@@ -214,9 +212,7 @@ def test_the_import_dialog_shows_a_deeply_nested_row_and_any_unexpected_error(qt
     deep.write_text('{"prompt": "Q", "chosen": ' + "[" * 3000 + "]" * 3000 + ', "rejected": "x"}\n')
     dialog = ImportDialog(w.project, w)
     qtbot.addWidget(dialog)
-    dialog.path_edit.setText(str(deep))
-    job = dialog.start()
-    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    run_import(qtbot, dialog, deep)
     qtbot.waitUntil(lambda: dialog.errors.count() > 0)
     assert "Nothing was imported" in dialog.status.text()
     assert "deep.jsonl:1: invalid JSON: nested too deeply" in dialog.errors.item(0).text()
@@ -227,7 +223,6 @@ def test_the_import_dialog_shows_a_deeply_nested_row_and_any_unexpected_error(qt
         raise RuntimeError("something nobody expected")
 
     monkeypatch.setattr(formats, "import_file", broken)
-    job = dialog.start()
-    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    run_import(qtbot, dialog, deep)
     qtbot.waitUntil(lambda: "something nobody expected" in dialog.status.text())
     assert "RuntimeError" in dialog.status.text()

@@ -11,11 +11,6 @@ from studio.store import Project
 from studio.ui import screenshot
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 @pytest.fixture
 def folder(tmp_path):
     with Project.create(tmp_path / "proj") as p:
@@ -72,9 +67,8 @@ def test_a_screenshot_with_a_run_training_never_waits_for_a_click(folder, tmp_pa
         run = p.create_run("dpo", "tiny", {})
         p.claim_run(run, ("queued",), os.getpid(), socket.gethostname())  # a live "worker": this test
     out = tmp_path / "runs.png"
-    env = {**os.environ, "STUDIO_SETTINGS": str(tmp_path / "s.ini")}
     res = subprocess.run([sys.executable, "-m", "studio", "screenshot", str(folder), "--view", "runs", "--out",
-                          str(out)], capture_output=True, text=True, timeout=120, env=env)
+                          str(out)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0
     with Project.open(folder) as p:
