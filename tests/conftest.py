@@ -82,7 +82,7 @@ def read_only_copy(tmp_path):
 
     yield make
     for mnt in mounts:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "--lazy", str(mnt)], check=False)  # lazy: even with a file still open
     for copy in made:
         for p in [copy, *copy.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)

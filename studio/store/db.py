@@ -97,14 +97,18 @@ def connect(db_file: str | Path) -> sqlite3.Connection:
     """A connection tuned for a GUI and a training worker writing to one file at once."""
     conn = sqlite3.connect(str(db_file), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if str(db_file) != ":memory:":
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise ProjectError(f"{db_file}: could not switch the database to WAL mode (got {mode})")
-        # WAL + NORMAL survives a killed process; only an OS crash can lose the last commits.
-        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if str(db_file) != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise ProjectError(f"{db_file}: could not switch the database to WAL mode (got {mode})")
+            # WAL + NORMAL survives a killed process; only an OS crash can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()  # a file that is not a database is not left open
+        raise
     return conn
 
 

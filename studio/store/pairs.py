@@ -17,14 +17,18 @@ from studio.core import stats
 from studio.core.types import Choice, Label, LabelState, Pair, Preference, Prompt, Response, Strength
 from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
 from studio.store.imports import unpublished_sql, visible_sql
+from studio.store.schema import person_sql
 
 QUEUES = ("mine", "needs_more", "disagreements", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
 
 # non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
-_DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
-             "AND l.choice != 'skip')")
+# people's non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement (an imported
+# label is the dataset's verdict, not a second rater's: agreement is between people, as in the statistics)
+_PEOPLE = f"JOIN annotators a ON a.id = l.annotator_id WHERE l.state = 'current' AND l.choice != 'skip' " \
+          f"AND {person_sql('a.name')}"
+_DISTINCT = f"(SELECT count(DISTINCT l.choice) FROM labels l {_PEOPLE} AND l.pair_id = p.id)"
 
 
 class LabelConflict(ProjectError):
@@ -74,8 +78,8 @@ class PairFilter:
     def sql(self, overlap_target: int, n_labels: int | None = None, scan: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause over `pairs p`, with its parameters.
 
-        `n_labels` narrows 'needs_more' to pairs with exactly that many labels (an equality the
-        (n_labels, id) index serves in id order); `scan` picks forms that are fast when walking pairs in id
+        `n_labels` narrows 'needs_more' and 'disagree' to pairs with exactly that many people's labels (an
+        equality the (n_labels, id) index serves in id order); `scan` picks forms that are fast when walking pairs in id
         order for the first match (or a page) rather than counting them all."""
         where: list[str] = [visible_sql("p")]
         params: list[Any] = []
@@ -101,12 +105,15 @@ class PairFilter:
             where.append("p.n_labels = 1")
         elif self.agreement == "agree":
             where.append(f"p.n_labels >= 2 AND {_DISTINCT} = 1")
+        elif self.agreement == "disagree" and n_labels is not None:
+            where.append(f"p.n_labels = ? AND {_DISTINCT} > 1")
+            params.append(n_labels)
         elif self.agreement == "disagree" and scan:
             # per pair, through labels_by_pair; `+` keeps the planner walking pairs in id order
             where.append(f"+p.n_labels >= 2 AND {_DISTINCT} > 1")
         elif self.agreement == "disagree":
-            where.append("p.n_labels >= 2 AND p.id IN (SELECT pair_id FROM labels WHERE state = 'current' "
-                         "AND choice != 'skip' GROUP BY pair_id HAVING count(DISTINCT choice) > 1)")
+            where.append(f"p.n_labels >= 2 AND p.id IN (SELECT l.pair_id FROM labels l {_PEOPLE} "
+                         "GROUP BY l.pair_id HAVING count(DISTINCT l.choice) > 1)")
         if self.split:
             where.append("p.prompt_id IN (SELECT id FROM prompts WHERE split = ?)")
             params.append(self.split)
@@ -362,6 +369,11 @@ class PairsStore(StoreBase):
             # One indexed query per label count below the target: a range on n_labels would make SQLite
             # sort every matching pair to find the first by id (tens of ms at a million pairs).
             conds = [flt.sql(self.overlap_target, n_labels=n) for n in range(1, self.overlap_target)]
+        elif flt.agreement == "disagree":
+            # Pairs two or more people labeled are few and far apart: the same indexed query per label count
+            # steps over the rest instead of walking every pair.
+            most = int(self._scalar("SELECT max(n_labels) FROM pairs") or 0)
+            conds = [flt.sql(self.overlap_target, n_labels=n) for n in range(2, most + 1)]
         else:
             conds = [flt.sql(self.overlap_target, scan=True)]
         for op in (">", "<="):

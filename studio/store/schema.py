@@ -245,10 +245,14 @@ IMPORT_PREFIX = "import:"
 """Annotators named `import:...` hold imported labels: the dataset's verdict, not a person's."""
 
 
+def person_sql(name: str) -> str:
+    """SQL condition: the annotator name `name` (an SQL expression) is a person's, not an `import:` one."""
+    return f"substr({name}, 1, {len(IMPORT_PREFIX)}) != '{IMPORT_PREFIX}'"
+
+
 def _person(annotator_id: str) -> str:
-    """SQL condition: the annotator with this id is a person (not an `import:` annotator)."""
-    prefix = f"substr(name, 1, {len(IMPORT_PREFIX)})"
-    return f"(SELECT {prefix} FROM annotators WHERE id = {annotator_id}) != '{IMPORT_PREFIX}'"
+    """SQL condition: the annotator with this id is a person."""
+    return f"(SELECT {person_sql('name')} FROM annotators WHERE id = {annotator_id})"
 
 
 @migration("m005_n_labels_counts_people")
@@ -276,7 +280,7 @@ def m005_n_labels_counts_people(db: Database) -> None:
         BEGIN UPDATE pairs SET n_labels = n_labels + 1 WHERE id = NEW.pair_id; END;
     """)
     imported = (f"FROM labels l JOIN annotators a ON a.id = l.annotator_id WHERE l.state = 'current' "
-                f"AND l.choice != 'skip' AND substr(a.name, 1, {len(IMPORT_PREFIX)}) = '{IMPORT_PREFIX}'")
+                f"AND l.choice != 'skip' AND NOT {person_sql('a.name')}")
     db.conn.execute(f"UPDATE pairs SET n_labels = n_labels - (SELECT count(*) {imported} AND l.pair_id = pairs.id) "
                     f"WHERE id IN (SELECT l.pair_id {imported})")
 

@@ -126,6 +126,22 @@ def test_imported_labels_do_not_count_as_people_labeling(project, tmp_path):
     assert_label_counts(project)
 
 
+def test_disagreement_is_between_people_not_with_the_imported_verdict(project, tmp_path):
+    import_file(project, write_jsonl(tmp_path / "labeled.jsonl", rows(300)))  # every pair: imported "a"
+    for pair in (5, 250):
+        project.record_label(pair, "alice", "b", "a")
+        project.record_label(pair, "bob", "b", "a")  # people agree with each other, not with the dataset
+    for pair in (40, 290):
+        project.record_label(pair, "alice", "a", "a")
+        project.record_label(pair, "bob", "b", "a")
+    assert project.queue_count("carol", "disagreements") == 2
+    assert [project.next_pair("carol", "disagreements", after=a) for a in (0, 40, 290)] == [40, 290, 40]
+    from studio.store import PairFilter
+
+    assert [r.id for r in project.pair_page(PairFilter(agreement="disagree"))] == [40, 290]
+    assert [r.id for r in project.pair_page(PairFilter(agreement="agree"))] == [5, 250]
+
+
 def old_schema_project(folder) -> None:
     """A project as the previous release made it (migrations m001-m004), with imported and human labels
     counted by its triggers: every current non-skip label."""
