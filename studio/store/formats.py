@@ -768,6 +768,29 @@ def _max_id(conn: Any, table: str) -> int:
     return int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
 
 
+@contextlib.contextmanager
+def _label_trigger_off(conn: Any) -> Iterator[bool]:
+    """Drop the trigger that counts each new label on its pair, for one bulk insert, and put it back.
+
+    Merely having the trigger costs more than the insert itself (2 s per 100k labels, even when its WHEN
+    is false); the caller counts what the trigger would have. DDL is transactional in SQLite, so this
+    happens inside one of the import's transactions: a failure rolls back to the trigger as it was, and
+    other connections never see the table without it. Yields whether the caller must do the counting."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'labels_count_insert'"
+                       ).fetchone()
+    if row is None:
+        yield False
+        return
+    conn.execute("DROP TRIGGER labels_count_insert")
+    try:
+        yield True
+    finally:
+        # On some errors (disk full) SQLite has already rolled the whole transaction back, trigger
+        # included: creating it again would fail and hide the real error.
+        if conn.in_transaction:
+            conn.execute(row[0])
+
+
 _TRANSACTION_S = 0.25
 """Aimed length of one of an import's write transactions: other writers wait at most about this long."""
 
@@ -787,6 +810,8 @@ class _ChunkWriter:
     old_prompts: set[int] = dataclasses.field(default_factory=set)
     """Prompts that existed before this import: only they can have pairs from before it."""
     response_ids: dict[tuple[int, str], int] = dataclasses.field(default_factory=dict)
+    person: bool = False
+    """The labels' annotator is a person (--annotator NAME), whose labels count in n_labels."""
 
     def write(self, c: Any, chunk: Sequence[Row]) -> None:
         report, ts, iid = self.report, self.created_at, self.import_id
@@ -864,12 +889,13 @@ class _ChunkWriter:
                           "import_id) VALUES (?, ?, ?, ?, ?, ?, ?)", new_pairs)
             report.pairs_added += len(new_pairs)
             if self.annotator_id is not None:
-                # an `import:` annotator's labels leave n_labels alone (the trigger checks the name), so this
-                # insert costs little; a person's (--annotator) are counted by the trigger as they go in
                 labels = [(pair_id, self.annotator_id, "a", "a", ts) for (pair_id,) in
                           c.execute("SELECT id FROM pairs WHERE id > ? ORDER BY id", (top,))]
-                c.executemany("INSERT INTO labels (pair_id, annotator_id, choice, shown_left, created_at) "
-                              "VALUES (?, ?, ?, ?, ?)", labels)
+                with _label_trigger_off(c) as count_labels:
+                    c.executemany("INSERT INTO labels (pair_id, annotator_id, choice, shown_left, created_at) "
+                                  "VALUES (?, ?, ?, ?, ?)", labels)
+                    if count_labels and self.person:  # n_labels counts people's labels; an import's are not
+                        c.execute("UPDATE pairs SET n_labels = n_labels + 1 WHERE id > ?", (top,))
                 report.labels_added += len(labels)
         if relabel:
             # A labeled row for a pair that is already here still carries a verdict: kept unless this
@@ -915,7 +941,8 @@ def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", ann
     published = False
     try:
         writer = _ChunkWriter(import_id, split, parsed.file,
-                              project.annotator_id(annotator) if annotator and rows else None, report)
+                              project.annotator_id(annotator) if annotator and rows else None, report,
+                              person=bool(annotator) and not annotator.startswith(IMPORT_PREFIX))
         done, size, start = total - len(rows), 1000, 0
         while start < len(rows):
             chunk = rows[start:start + size]
