@@ -793,6 +793,9 @@ def _label_trigger_off(conn: Any) -> Iterator[bool]:
 
 _TRANSACTION_S = 0.25
 """Aimed length of one of an import's write transactions: other writers wait at most about this long."""
+_MIN_CHUNK = 2000
+"""Rows in an import's first transaction, and at least in any: each commit is followed by a WAL
+checkpoint (two fsyncs), which at hundreds of tiny transactions took longer than the writing."""
 
 
 @dataclasses.dataclass
@@ -943,16 +946,17 @@ def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", ann
         writer = _ChunkWriter(import_id, split, parsed.file,
                               project.annotator_id(annotator) if annotator and rows else None, report,
                               person=bool(annotator) and not annotator.startswith(IMPORT_PREFIX))
-        done, size, start = total - len(rows), 1000, 0
+        done, size, start = total - len(rows), _MIN_CHUNK, 0
         while start < len(rows):
             chunk = rows[start:start + size]
             start += len(chunk)
-            started = time.monotonic()
             with project._write() as c:
+                started = time.monotonic()
                 writer.write(c, chunk)
-            took = time.monotonic() - started
-            # as many rows per transaction as fit in about _TRANSACTION_S on this machine, at this size
-            size = max(200, min(2 * size, 50_000, int(size * _TRANSACTION_S / max(took, 1e-3))))
+                took = time.monotonic() - started
+            # As many rows per transaction as fit in about _TRANSACTION_S on this machine, at this size. The
+            # WAL checkpoint that follows a commit is not counted: other writers need not wait for it.
+            size = max(_MIN_CHUNK, min(2 * size, 50_000, int(size * _TRANSACTION_S / max(took, 1e-3))))
             done += len(chunk)
             if progress:
                 progress(total + done, 2 * total)
