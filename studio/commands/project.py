@@ -1,4 +1,4 @@
-"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo, bench store and import-wait."""
+"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo."""
 
 from __future__ import annotations
 
@@ -48,38 +48,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the stable JSON object (see docs/store.md)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("runs", help="List training runs.")
+    p = sub.add_parser("runs", help="List training runs and their health warnings.")
     p.add_argument("project")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON, each with its warnings")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("metrics", help="Every metric row of a run (step, name, value).")
+    p = sub.add_parser("metrics", help="Every metric row of a run (step, name, value) and its health warnings.")
     p.add_argument("project")
     p.add_argument("run", type=int)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help='print {"run", "metrics", "warnings"} (see docs/runs.md)')
     p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("samples", help="A run's samples on its probe prompts at an evaluation, with per-sample "
+                                       "measures (length, hit the cap, repetition, KL, entropy).")
+    p.add_argument("project")
+    p.add_argument("run", type=int)
+    p.add_argument("--step", type=int, help="the evaluation step (default: the latest with samples)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"run", "step", "steps", "metrics", "samples"} (see docs/runs.md)')
+    p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("demo", help="Create a demo project with sample prompts, pairs and labels.")
     p.add_argument("project", help="folder to create")
     p.add_argument("--no-model", action="store_true",
                    help="skip writing the tiny demo model to PROJECT/models/tiny-demo")
+    p.add_argument("--no-open", action="store_true",
+                   help="only build the project, never open a window (for scripts and tests; imports no Qt)")
     p.set_defaults(func=cmd_demo)
-
-
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    p = bench_sub.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
-    p.add_argument("--sizes", default="100000,1000000", help="comma-separated pair counts (default 100000,1000000)")
-    p.add_argument("--out", help="folder for the benchmark projects (default a temporary folder, removed after)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    p.set_defaults(func=cmd_bench_store)
-
-    p = bench_sub.add_parser("import-wait", help="How long another writer waits while a large file is imported.",
-                             description="Import N synthetic pairs while a second process saves a label every "
-                                         "~50 ms; print the import's time and the longest wait of a label save.")
-    p.add_argument("--pairs", type=int, default=400_000, help="pairs in the imported file (default 400000)")
-    p.add_argument("--out", help="folder for the files (default a temporary folder, removed after)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    p.set_defaults(func=cmd_bench_import_wait)
 
 
 def _open(folder: str):
@@ -219,6 +214,12 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
+def _print_warnings(warnings: list[str], prefix: str = "") -> None:
+    """Each warning after a blank line, as `warning: PREFIX...`."""
+    for w in warnings:
+        print(f"\nwarning: {prefix}{w}")
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from studio.store.statistics import project_stats
 
@@ -253,16 +254,31 @@ def cmd_stats(args: argparse.Namespace) -> int:
         ["agreement: Cohen's kappa", _fmt(ag["cohens_kappa"]), "", f"annotators={ag['annotators']}"],
         ["agreement: Krippendorff's alpha", _fmt(ag["krippendorff_alpha"]), "", ""],
     ], ["bias / agreement", "value", "interval", "of"]))
-    if s["annotators"]:
-        print("\n" + _table([[a["name"], a["labels"], _fmt(a["median_seconds"])] for a in s["annotators"]],
-                            ["annotator", "labels", "median seconds"]))
-    for w in s["warnings"]:
-        print(f"\nwarning: {w}")
+    audit = s["annotator_audit"]
+
+    def share(entry: dict | None) -> str:
+        if not entry or entry["share"] is None:
+            return "-"
+        lo, hi = entry["ci95"]
+        return f"{100 * entry['share']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f}, n={entry['n']})"
+
+    if audit["people"]:
+        print("\n" + _table([[a["name"], a["labels"], share(a["left"]), share(a["longer"]),
+                              _fmt(a["length_coefficient"]), _fmt(a["median_seconds"]),
+                              share(a["fast_labels"]), share(a["majority_agreement"])] for a in audit["people"]],
+                            ["annotator", "labels", "chose left (95%)", "chose longer (95%)", "length coef.",
+                             "median s", f"under {audit['time_floor_seconds']:g} s", "agrees with majority"]))
+    if audit["imported"]:
+        print("\nimported labels (no screen sides, no timing; not part of any majority):")
+        print(_table([[a["name"], a["labels"], share(a["longer"]), _fmt(a["length_coefficient"]),
+                       share(a["majority_agreement"])] for a in audit["imported"]],
+                     ["source", "labels", "chose longer (95%)", "length coef.", "agrees with people's majority"]))
+    _print_warnings(s["warnings"])
     return 0
 
 
 RUN_KEYS = ("id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at", "ended_at",
-            "error")
+            "error", "group_id")
 
 
 def say_dead_runs(project) -> None:
@@ -272,39 +288,104 @@ def say_dead_runs(project) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from studio.core.health import HEALTH_METRICS, run_warnings
+    from studio.store.run_metrics import read_run_series
+    from studio.store.run_queue import queue_places, status_with_place
+
     with _open(args.project) as project:
         say_dead_runs(project)
-        runs = [{k: r[k] for k in RUN_KEYS} for r in project.runs()]
+        rows = project.runs()
+        places = queue_places(rows)
+        runs = [{**{k: r[k] for k in RUN_KEYS}, "queue_place": places.get(r["id"])} for r in rows]
+        for r in runs:  # only the rows the rules read: a long run has over a million
+            r["warnings"] = run_warnings(read_run_series(project, r["id"], HEALTH_METRICS))
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
     if not runs:
         print("no runs yet")
         return 0
-    print(_table([[r["id"], r["name"], r["method"], r["status"], r["model"],
+    print(_table([[r["id"], r["name"], r["method"], status_with_place(r["status"], r["queue_place"]), r["model"],
                    f"{r['step']}/{r['total_steps'] or '?'}", r["created_at"] or "", r["started_at"] or "",
                    r["ended_at"] or ""] for r in runs],
                  ["id", "name", "method", "status", "model", "steps", "created", "started", "ended"]))
+    for r in runs:
+        _print_warnings(r["warnings"], f"run {r['id']} ({r['name']}): ")
     return 0
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from studio.core.health import run_warnings
+    from studio.core.series import RunSeries
+    from studio.store.run_metrics import metric_chunks
+
+    rs = RunSeries()
+    rows: list[dict] = []
     with _open(args.project) as project:
         project.run(args.run)  # a clear error for an unknown run
-        rows = [{"step": s, "name": n, "value": v, "time": t} for _id, s, n, v, t in project.metrics(args.run)]
+        for chunk in metric_chunks(project, args.run):
+            rs.add_rows(chunk)
+            rows += [{"step": s, "name": n, "value": v, "time": t} for _id, s, v, t, n in chunk]
+    warnings = run_warnings(rs)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"run": args.run, "metrics": rows, "warnings": warnings}, indent=2))
         return 0
     if not rows:
         print(f"run {args.run}: no metrics yet")
         return 0
     print(_table([[r["step"], r["name"], _fmt(r["value"])] for r in rows], ["step", "name", "value"]))
+    _print_warnings(warnings)
+    return 0
+
+
+SAMPLE_MEASURES = ("tokens", "hit_cap", "repetition", "kl_seq", "kl_k1_seq", "entropy")
+"""The per-sample measures `studio samples` prints (all of `meta` is in its JSON)."""
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from studio.core import metrics as M
+
+    with _open(args.project) as project:
+        project.run(args.run)  # a clear error for an unknown run
+        steps = project.sample_steps(args.run)
+        if not steps:
+            raise CommandError(f"run {args.run}: no samples yet (they are taken at evaluations)", code=1)
+        step = steps[-1] if args.step is None else args.step
+        if step not in steps:
+            raise CommandError(f"--step {step}: run {args.run} has samples at steps {', '.join(map(str, steps))}")
+        samples = project.samples(args.run, step=step)
+        metrics = {name: value for _id, s, name, value, _t in project.metrics(args.run, names=M.SAMPLE_METRICS)
+                   if s == step}
+    if args.json:
+        print(json.dumps({"run": args.run, "step": step, "steps": steps, "metrics": metrics, "samples": [
+            {"prompt_id": s["prompt_id"], "prompt": s["prompt_text"], "text": s["text"], **s["meta"]}
+            for s in samples]}, indent=2))
+        return 0
+    prompts = list(dict.fromkeys(s["prompt_id"] for s in samples))
+    print(f"run {args.run}, step {step}: {len(samples)} samples of {len(prompts)} prompts"
+          f" (steps with samples: {', '.join(map(str, steps))})")
+    shown = [(n, metrics[n]) for n in (M.EVAL_SAMPLE_LENGTH, M.EVAL_SAMPLE_HIT_CAP, M.EVAL_DISTINCT_1,
+                                        M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_REPETITION,
+                                        M.EVAL_SAMPLE_ENTROPY, M.EVAL_KL, M.EVAL_KL_K1) if n in metrics]
+    if shown:
+        print("  ".join(f"{n.removeprefix(M.EVAL_PREFIX)} {_fmt(v)}" for n, v in shown))
+    for pid in prompts:
+        group = [s for s in samples if s["prompt_id"] == pid]
+        print(f"\n== prompt {pid}: {' '.join((group[0]['prompt_text'] or '').split())[:200]}")
+        for s in group:
+            meta = s["meta"]
+            measures = "  ".join(f"{k} {'yes' if meta[k] is True else 'no' if meta[k] is False else _fmt(meta[k])}"
+                                 for k in SAMPLE_MEASURES if k in meta)
+            print(f"-- sample {meta.get('sample', '?')}  {measures}")
+            print("   " + s["text"].replace("\n", "\n   "))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from studio.store.demo import create_demo
 
+    # building the demo never opens a window: --no-open says so for scripts and tests, and keeps saying so
+    # should `studio demo PROJECT` ever open the app on what it built
     project = create_demo(args.project)
     counts = project.counts()
     project.close()
@@ -319,33 +400,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         out = write_tiny_model(Path(args.project) / "models" / "tiny-demo")
         print(f"wrote a tiny random-weight model to {out} (for trying runs; its text is gibberish)")
-    return 0
-
-
-def cmd_bench_store(args: argparse.Namespace) -> int:
-    from studio.store.bench import format_table, run_store_bench
-
-    try:
-        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise CommandError(f"--sizes {args.sizes!r}: expected comma-separated integers such as 100000,1000000") \
-            from None
-    if not sizes or min(sizes) < 1:
-        raise CommandError("--sizes: give at least one positive pair count")
-    results = run_store_bench(sizes, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_table(results))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 0
-
-
-def cmd_bench_import_wait(args: argparse.Namespace) -> int:
-    from studio.store.bench_import_wait import format_result, run
-
-    if args.pairs < 1:
-        raise CommandError("--pairs: give a positive number of pairs")
-    result = run(args.pairs, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_result(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
     return 0

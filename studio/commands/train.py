@@ -1,4 +1,4 @@
-"""`studio train`, `studio export-model`, `studio tiny-model` and `studio bench dpo`.
+"""`studio train`, `studio stop`, `studio export-model` and `studio tiny-model`.
 
 The GUI process imports this module to build the parser, so torch and friends are imported only inside
 the command functions. User errors are raised as ProjectError / ConfigError, which `studio` prints as
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.commands import CommandError
@@ -23,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="Fine-tune a model on the project's preferences with LoRA (DPO and variants).",
         description="Start a run on a frozen snapshot of the resolved preferences. In the foreground it shows a "
                     "progress line; --detach trains in the background and prints the run id. `--run ID` starts a "
-                    "queued run (what the app does); `--resume ID` continues an interrupted or failed run.")
+                    "queued run (what the app does); `--resume ID` continues an interrupted or failed run. "
+                    "`--seeds N` creates N runs of the config (seeds SEED, SEED+1, ...) as a seed group and trains "
+                    "them one after another in the project's queue; `--next` runs the queue.")
     p.add_argument("project", help="project folder")
     p.add_argument("--method", default="dpo", help="training method (dpo)")
     p.add_argument("--model", help="local model folder or a Hugging Face hub id in the local cache")
@@ -34,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="train in a background process; print the run id")
     p.add_argument("--run", type=int, metavar="ID", help="start the queued run ID")
     p.add_argument("--resume", type=int, metavar="ID", help="continue run ID from its last checkpoint")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="create N runs of this config with seeds SEED..SEED+N-1 (SEED: the `seed` setting) as a "
+                        "seed group, queued to train one after another; with --detach in the background")
+    p.add_argument("--next", action="store_true",
+                   help="run the project's queue: train its queued runs one after another until none waits "
+                        "(with --detach in the background, logging to runs/queue.log)")
     p.add_argument("--list-settings", action="store_true", help="print every setting with its default and help")
     p.set_defaults(func=cmd_train)
 
@@ -61,22 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "without downloading anything. Its generations are gibberish.")
     t.add_argument("out", help="output folder")
     t.set_defaults(func=cmd_tiny)
-
-
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    b = bench_sub.add_parser("dpo", help="Tokens/s and peak memory of our DPO engine against TRL's DPOTrainer.")
-    b.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
-                   help="random-weight model shape")
-    b.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warmup steps)")
-    b.add_argument("--batch", type=int, default=8, help="preference pairs per step")
-    b.add_argument("--prompt-len", type=int, default=256)
-    b.add_argument("--completion-len", type=int, default=256)
-    b.add_argument("--only", choices=("ours", "trl"), help="run one side only")
-    b.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per case (0: torch's default). On a shared CPU use 1: spinning threads "
-                        "of an oversubscribed machine make the figures swing tenfold")
-    b.add_argument("--json", action="store_true", help="print the results as JSON too")
-    b.set_defaults(func=cmd_bench)
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -114,14 +107,25 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
+    from studio.core.generations import JOB_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
     if args.list_settings:
         _print_settings(args.method)
         return 0
-    if args.run is not None and args.resume is not None:
-        raise ProjectError("--run and --resume: give one of them")
+    if sum(x for x in (args.run is not None, args.resume is not None, args.next)) > 1:
+        raise ProjectError("--run, --resume and --next: give one of them")
+    if args.next:
+        given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
+                                          ("--name", args.name), ("--seeds", args.seeds)) if value]
+        if given:
+            raise ProjectError(f"{', '.join(given)}: not taken with --next, which trains the runs already queued")
+        return _run_queue(Path(args.project), args.detach)
+    if args.seeds is not None and (args.run is not None or args.resume is not None):
+        raise ProjectError("--seeds: creates new runs; it is not taken with --run or --resume")
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise ProjectError(f"--seeds: give between 1 and {MAX_SEEDS} runs, got {args.seeds}")
     if args.run is not None or args.resume is not None:
         # a run keeps the settings it was created with (its checkpoint depends on them): refuse, don't ignore
         given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
@@ -135,6 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.run is not None or args.resume is not None:
             run_id = args.run if args.run is not None else args.resume
             run = project.run(run_id)  # names a missing run clearly
+            method = run["method"]
             if run_id in project.found_dead_runs:
                 print(f"run {run_id}: marked failed: {run['error']}", file=sys.stderr)
         else:
@@ -152,7 +157,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 preflight.check_settings(config)
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
+            if args.seeds is not None:
+                return _create_seed_group(project, args, config)
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
+            method = args.method
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
@@ -161,11 +169,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         project.close()
     if args.detach:
-        return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+        return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+        from studio.commands.generate import _run_foreground
+
+        return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
 
 
-def _spawn_detached(project: Path, run_id: int, resume: bool) -> int:
+MAX_SEEDS = 100
+
+
+def _create_seed_group(project, args: argparse.Namespace, config) -> int:
+    """Queue N runs of one config, one per seed, as a group; train them (foreground) or start the queue."""
+    from studio.core.configs import to_dict
+    from studio.store import ProjectError
+    from studio.store.run_queue import create_seed_group
+
+    if not any(p.split == "train" for p in project.resolved_preferences()):
+        raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs first "
+                           f"(`studio stats {args.project}` shows what is labeled)")
+    seeds = [config.seed + i for i in range(args.seeds)]
+    group_id, run_ids = create_seed_group(project, args.method, args.model, to_dict(config), seeds, name=args.name)
+    size = len(project.run_snapshot(run_ids[0]))
+    print(f"seed group {group_id}: runs {', '.join(map(str, run_ids))} (seeds {', '.join(map(str, seeds))}) "
+          f"queued, {size} preferences in their snapshot", file=sys.stderr if args.detach else sys.stdout)
+    project.close()
+    if args.detach:
+        for run_id in run_ids:
+            print(run_id)
+    return _run_queue(Path(args.project), args.detach)
+
+
+def _run_queue(project: Path, detach: bool) -> int:
+    """Train the queued runs one after another: here, or in a background runner."""
+    from studio.train import queue
+
+    if detach:
+        proc = queue.spawn_runner(project)
+        print(f"the queue trains in the background (runner pid {proc.pid}); log: {queue.queue_log(project)}",
+              file=sys.stderr)
+        return 0
+    return queue.run_queue(project)
+
+
+def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
 
     log = paths.log_path(project, run_id)
@@ -184,8 +232,9 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
-    from studio.core import metrics as M
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+    """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
+    progress report (one line rewritten on a terminal, a line each otherwise); returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, run_worker
 
@@ -196,11 +245,8 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     def progress(step: int, total: int, values: dict) -> None:
         if not first:
             first.append(step - 1)
-        done = step - first[0]
-        eta = (time.monotonic() - start) / max(done, 1) * (total - step)
-        line = (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
-                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
-                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
+        eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
+        line = f"{describe(step, total, values)}  eta {_fmt_time(eta)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
 
     try:
@@ -209,11 +255,29 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
         raise ProjectError(str(e)) from None
     if tty:
         print()
+    return status
+
+
+def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import metrics as M
+
+    def describe(step: int, total: int, values: dict) -> str:
+        return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
+                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
+                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s")
+
+    status = run_with_progress(project, run_id, resume, describe)
     from studio.store import Project
 
     with Project.open(project) as p:
         run = p.run(run_id)
+        sampling = [v for _i, _s, _n, v, _t in p.metrics(run_id, names=[M.EVAL_SAMPLING_SECONDS]) if v is not None]
     print(f"run {run_id}: {status} at step {run['step']}/{run['total_steps']}")
+    wall = run.get("active_seconds") or 0.0
+    if sampling and wall > 0:
+        # the lens's cost: what sampling the probe prompts at evaluations took of the run's wall time
+        print(f"sampling: {len(sampling)} evaluations took {sum(sampling):.1f}s, {sum(sampling) / wall:.1%} of the "
+              f"run's {_fmt_time(wall)} (sample_budget {run['config'].get('sample_budget', 1.0):.0%})")
     if status == "failed":
         print(f"studio: error: {run['error']}", file=sys.stderr)
         return 1
@@ -258,6 +322,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from studio.core.types import RunStatus
     from studio.store import Project
     from studio.store.project import pid_alive
+    from studio.store.run_queue import cancel_queued
 
     with Project.open(args.project) as project:
         run = project.run(args.run)
@@ -265,6 +330,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
             # killed outright: opening the project found it, and there is nothing left to stop
             print(f"run {args.run}: stopped already: {run['error']}; marked failed at step {run['step']} "
                   f"(resume it with `studio train {args.project} --resume {args.run}`)")
+            return 0
+        if cancel_queued(project, args.run):
+            print(f"run {args.run}: taken out of the queue before it started (it ends interrupted, untrained)")
             return 0
         if not RunStatus(run["status"]).active or not pid_alive(run["pid"]):
             raise CommandError(f"run {args.run}: is {run['status']} and no worker is training it; nothing to stop")
@@ -291,9 +359,3 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     out = write_tiny_model(args.out)
     print(f"tiny model written to {out}")
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from studio.train import bench
-
-    return bench.main(args)

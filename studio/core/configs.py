@@ -2,6 +2,10 @@
 
 The CLI (`--set key=value`, `--config FILE`) and the GUI launch form are both generated from these
 dataclasses (via `config_fields`), so they cannot drift apart. A config is stored on its run as JSON.
+
+Field metadata besides help and group: `label` (the words a form shows; else the name, humanised), `basic`
+(shown in the launch dialog's main form; the rest sits under Advanced) and `applies_when` (the field matters
+only when other fields have these values, e.g. `{"loss_type": ("robust",)}`; the form hides it otherwise).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
@@ -17,8 +22,13 @@ from studio.core.errors import ConfigError
 
 
 def _f(default: Any, help: str, *, group: str = "training", choices: tuple | None = None,
-       minimum: float | None = None, maximum: float | None = None, **kw: Any) -> Any:
-    meta = {"help": help, "group": group}
+       minimum: float | None = None, maximum: float | None = None, label: str | None = None, basic: bool = False,
+       applies_when: dict[str, tuple] | None = None, **kw: Any) -> Any:
+    meta: dict[str, Any] = {"help": help, "group": group, "basic": basic}
+    if label is not None:
+        meta["label"] = label
+    if applies_when:
+        meta["applies_when"] = applies_when
     if choices is not None:
         meta["choices"] = choices
     if minimum is not None:
@@ -34,14 +44,19 @@ LOSS_TYPES = ("sigmoid", "ipo", "robust", "hinge", "simpo")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
 TRUNCATIONS = ("keep_end", "keep_start")
+# settings that were on/off and gained 'auto': a stored true/false (or CLI yes/no) still reads as on/off
+AUTO_ON_OFF = ("auto", "on", "off")
+LAYOUTS = ("auto", "packed", "padded")
 
 
 @dataclass
 class LoraSettings:
     """Low-rank adapter settings shared by every method."""
 
-    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1)
-    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1)
+    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1,
+                label="LoRA rank")
+    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1,
+                    label="LoRA alpha")
     dropout: float = _f(0.05, "Dropout on the LoRA input during training.", group="lora", minimum=0.0, maximum=0.9)
     target_modules: str = _f(
         "auto",
@@ -55,34 +70,54 @@ class LoraSettings:
 class TrainConfig:
     """Fields every training method has: optimisation, data shape, precision, logging."""
 
-    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0)
+    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0, basic=True)
     lr_schedule: str = _f("linear", "Learning-rate schedule after warmup.", choices=SCHEDULES)
     warmup_ratio: float = _f(0.1, "Fraction of the optimizer steps spent warming up linearly from 0.",
                              minimum=0.0, maximum=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay.", minimum=0.0)
-    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0)
-    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0)
-    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1)
+    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0,
+                       basic=True)
+    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0, basic=True)
+    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1,
+                         basic=True)
     grad_accumulation: int = _f(1, "Forward passes accumulated per optimizer step.", minimum=1)
     max_grad_norm: float = _f(1.0, "Clip the gradient norm to this value; 0 disables clipping.", minimum=0.0)
     max_length: int = _f(1024, "Longest prompt + completion in tokens; longer pairs are truncated.",
-                         group="data", minimum=8)
+                         group="data", minimum=8, basic=True)
     max_prompt_length: int = _f(512, "Longest prompt in tokens after truncation (completions keep the rest).",
                                 group="data", minimum=1)
     truncation: str = _f("keep_end", "Which end of a long prompt to keep: 'keep_end' keeps the turns nearest "
                          "the completion.", group="data", choices=TRUNCATIONS)
     precision: str = _f("auto", "Numeric precision: 'auto' picks bf16 on GPUs that support it, fp16 on other "
                         "GPUs, fp32 on CPU.", group="hardware", choices=PRECISIONS)
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, "
-                                      "about 30% slower.", group="hardware")
+    gradient_checkpointing: str = _f("auto", "Recompute activations in the backward pass: less memory, slower. "
+                                     "'auto' measures the activations of the longest micro-batch and "
+                                     "recomputes only as many decoder layers as the GPU memory needs (none "
+                                     "when everything fits, and none on CPU when RAM suffices).",
+                                     group="hardware", choices=AUTO_ON_OFF, basic=True)
+    batch_layout: str = _f("auto", "How pairs are laid out in a forward pass: 'packed' runs each prompt once "
+                           "with chosen and rejected after it and packs short pairs into shared rows (no "
+                           "padding; an attention mask keeps them apart); 'padded' is TRL's layout (prompt "
+                           "repeated, rows right-padded). 'auto' packs when the model's attention allows it.",
+                           group="hardware", choices=LAYOUTS)
     seed: int = _f(0, "Seed for adapter initialisation, data order, dropout and sampling.")
     eval_fraction: float = _f(0.0, "Share of train preferences held out for evaluation when the project has "
                               "no eval split.", group="eval", minimum=0.0, maximum=0.5)
     eval_interval: int = _f(50, "Evaluate every this many optimizer steps (0: only at the end).",
                             group="eval", minimum=0)
-    eval_samples: int = _f(4, "Eval prompts sampled from the policy at each evaluation, for the sampled KL "
-                           "and the stored generations.", group="eval", minimum=0)
-    sample_max_new_tokens: int = _f(64, "Longest generation sampled at evaluations.", group="eval", minimum=1)
+    eval_samples: int = _f(16, "Probe prompts the policy samples at evaluations (the same ones all run, "
+                           "drawn by seed from the eval split, then train), for the sampled KL, the collapse "
+                           "measures and the stored samples; 0 turns sampling off.", group="eval", minimum=0)
+    samples_per_prompt: int = _f(4, "Samples per probe prompt at each evaluation (diversity among them shows "
+                                 "mode collapse).", group="eval", minimum=1)
+    probe_prompt_ids: str = _f("", "Probe prompts chosen by id, comma-separated (e.g. '3,17,42'); empty: "
+                               "eval_samples prompts drawn by seed.", group="eval")
+    sample_max_new_tokens: int = _f(0, "Longest sample in tokens; 0: the 95th percentile of the chosen "
+                                    "responses' lengths, at least 128, so length can drift either way.",
+                                    group="eval", minimum=0)
+    sample_budget: float = _f(0.1, "Most share of the run's wall time spent sampling: a mid-run evaluation "
+                              "skips its sampling when it would go over (step 0 and the end always sample); "
+                              "1 samples at every evaluation.", group="eval", minimum=0.0, maximum=1.0)
     checkpoint_interval: int = _f(100, "Save a resumable checkpoint every this many steps (0: only at the end).",
                                   minimum=0)
     log_interval: int = _f(1, "Write metrics every this many optimizer steps.", minimum=1)
@@ -96,17 +131,21 @@ class DPOConfig(TrainConfig):
                                                               "hidden": True})
     loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (conservative DPO with "
                         "label smoothing), hinge (SLiC), simpo (reference-free, length-normalised).",
-                        group="method", choices=LOSS_TYPES)
+                        group="method", choices=LOSS_TYPES, label="Loss", basic=True)
     beta: float = _f(0.1, "Strength of the pull towards the reference model (DPO's beta; SimPO's scale).",
-                     group="method", minimum=0.0)
+                     group="method", minimum=0.0, label="Beta", basic=True)
     label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss.", group="method",
-                                minimum=0.0, maximum=0.5)
+                                minimum=0.0, maximum=0.5, basic=True, applies_when={"loss_type": ("robust",)})
     simpo_gamma: float = _f(0.5, "SimPO's target reward margin (gamma / beta is subtracted).", group="method",
-                            minimum=0.0)
+                            minimum=0.0, label="SimPO gamma", basic=True, applies_when={"loss_type": ("simpo",)})
     nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
-                           group="method", minimum=0.0)
-    precompute_ref_logps: bool = _f(False, "Compute reference log-probs once before training instead of every "
-                                    "step (faster, uses a pass over the data first).", group="method")
+                           group="method", minimum=0.0, label="NLL weight (RPO)", basic=True)
+    precompute_ref_logps: str = _f("auto", "Compute reference log-probs once before training (inference mode, "
+                                   "larger length-sorted batches) instead of in every step. 'auto' does when the "
+                                   "run would otherwise run at least as many reference forwards as there are "
+                                   "pairs (about one epoch or more, evaluations included).", group="method",
+                                   choices=AUTO_ON_OFF, label="Precompute reference log-probs",
+                                   applies_when={"loss_type": ("sigmoid", "ipo", "robust", "hinge")})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
 
 
@@ -134,6 +173,29 @@ class ConfigField:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    label: str = ""
+    """What a form calls it, in words (`field_label` fills it in from the name when the metadata has none)."""
+    basic: bool = False
+    """Shown in the launch dialog's main form; the other fields sit under Advanced."""
+    applies_when: tuple[tuple[str, tuple], ...] = ()
+    """(field, values) conditions, all of which must hold for the field to matter; empty: it always does."""
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        """Whether the field matters for these (flat, dotted) values: a SimPO gamma does not under DPO."""
+        return all(values.get(name) in allowed for name, allowed in self.applies_when)
+
+
+# Words a humanised name spells differently (acronyms and the like).
+_WORDS = {"lr": "LR", "nll": "NLL", "kl": "KL", "lora": "LoRA", "ref": "reference", "logps": "log-probs",
+          "ipo": "IPO", "dpo": "DPO", "simpo": "SimPO", "id": "ID"}
+
+
+def humanize(name: str) -> str:
+    """A field name in words: 'max_prompt_length' -> 'Max prompt length', 'lora.dropout' -> 'LoRA dropout'."""
+    words = [_WORDS.get(w, w) for w in name.replace(".", "_").split("_") if w]
+    if not words:
+        return name
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> Any:
@@ -162,24 +224,44 @@ def config_fields(cls_or_obj: Any, prefix: str = "") -> list[ConfigField]:
         if get_origin(tp) is Literal:
             choices = get_args(tp)
             tp = str
-        out.append(ConfigField(f"{prefix}{f.name}", tp, default, f.metadata.get("help", ""),
-                               f.metadata.get("group", "training"), choices,
-                               f.metadata.get("min"), f.metadata.get("max")))
+        name = f"{prefix}{f.name}"
+        applies = f.metadata.get("applies_when") or {}
+        out.append(ConfigField(name, tp, default, f.metadata.get("help", ""), f.metadata.get("group", "training"),
+                               choices, f.metadata.get("min"), f.metadata.get("max"),
+                               label=f.metadata.get("label") or humanize(name),
+                               basic=bool(f.metadata.get("basic", False)),
+                               applies_when=tuple((f"{prefix}{k}", tuple(v)) for k, v in applies.items())))
     return out
+
+
+def planned_steps(max_steps: int, epochs: float, batch_size: int, grad_accumulation: int, n_train: int) -> int:
+    """Optimizer steps a run will take: max_steps when set, else the epochs over the training pairs in
+    micro-batches, `grad_accumulation` of them per step."""
+    if max_steps > 0:
+        return max_steps
+    micro = math.ceil(epochs * math.ceil(n_train / max(1, batch_size)))
+    return max(1, math.ceil(micro / max(1, grad_accumulation)))
+
+
+def _as_bool(raw: Any) -> bool | None:
+    """True/False for a boolean or its usual spellings, None for anything else."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    return True if word in ("1", "true", "yes") else False if word in ("0", "false", "no") else None
 
 
 def parse_value(fld: ConfigField, raw: Any) -> Any:
     """Convert a raw value (a CLI string or a JSON value) to the field's type, validating it."""
     name = fld.name
+    if fld.choices == AUTO_ON_OFF and _as_bool(raw) is not None:
+        raw = "on" if _as_bool(raw) else "off"  # the setting's former true/false
     try:
         if fld.type is bool:
-            if isinstance(raw, bool):
-                value: Any = raw
-            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
-                value = True
-            elif str(raw).strip().lower() in ("0", "false", "no", "off"):
-                value = False
-            else:
+            value: Any = _as_bool(raw)
+            if value is None and str(raw).strip().lower() in ("on", "off"):
+                value = str(raw).strip().lower() == "on"
+            if value is None:
                 raise ValueError
         elif fld.type is int:
             if isinstance(raw, float) and not raw.is_integer():

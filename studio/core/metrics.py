@@ -14,16 +14,45 @@ GRAD_NORM = "grad_norm"
 LEARNING_RATE = "learning_rate"
 TOKENS_PER_SECOND = "tokens_per_second"
 MEMORY = "memory"  # peak memory in GiB (GPU when on GPU, else process RSS)
-KL_CHOSEN = "kl/chosen"  # mean per-token log pi - log pi_ref over chosen completions
-KL_REJECTED = "kl/rejected"
+# The mean per-token log pi - log pi_ref over the dataset's chosen (rejected) completions. Not a KL: the
+# tokens are the dataset's, not the policy's own samples, so it can be negative (likelihood displacement).
+# Named kl/chosen before schema step m005.
+LOGRATIO_CHOSEN = "logratio/chosen"
+LOGRATIO_REJECTED = "logratio/rejected"
 EPOCH = "epoch"
 NLL = "nll"
+# Counters for a run's cost, cumulative since the run began (a resumed run carries them on), written by every
+# recipe: the last value is the run's total. TRL's SFT trainer logs the same token count as num_tokens.
+NUM_TOKENS = "num_tokens"  # real (unpadded) tokens in the training batches of the optimizer steps done
+SAMPLES_GENERATED = "samples_generated"  # sequences the policy generated: eval samples, and PPO's rollouts
 
 EVAL_PREFIX = "eval/"
-EVAL_KL = "eval/kl"  # per-token KL(pi || pi_ref) on the policy's own samples (k3 estimator)
-EVAL_KL_SEQ = "eval/kl_seq"  # the same summed over each sampled sequence
-EVAL_SAMPLE_LENGTH = "eval/sample_length"
+# KL(pi || pi_ref) estimated on the policy's own samples (Schulman's estimators, r = log pi_ref - log pi per
+# sampled token): k3 = exp(r) - 1 - r (never negative, lower variance) and k1 = -r (unbiased, can be
+# negative on few samples); per token, and summed over each sequence.
+EVAL_KL = "eval/kl"  # k3, per token
+EVAL_KL_SEQ = "eval/kl_seq"  # k3, per sequence
+EVAL_KL_K1 = "eval/kl_k1"  # k1, per token
+EVAL_KL_K1_SEQ = "eval/kl_k1_seq"  # k1, per sequence
+EVAL_PAIRS = "eval/pairs"  # preference pairs the eval metrics are over (what an eval accuracy's n is)
+
+# The policy's own samples at evaluations: K samples for each of a fixed set of probe prompts (see
+# studio/train/sampling.py, and studio/core/collapse.py for the diversity measures).
+EVAL_SAMPLE_LENGTH = "eval/sample_length"  # mean completion tokens
+EVAL_SAMPLE_LENGTH_MEDIAN = "eval/sample_length_median"
+EVAL_SAMPLE_CAP = "eval/sample_cap"  # max_new_tokens the samples were cut at (tokens)
+EVAL_SAMPLE_HIT_CAP = "eval/sample_hit_cap"  # share of samples cut at the cap instead of ending
+EVAL_EOS_RATE = "eval/eos_rate"  # share of samples that ended with EOS / end of turn
+EVAL_DISTINCT_1 = "eval/distinct_1"  # distinct unigrams over all sampled tokens
 EVAL_DISTINCT_2 = "eval/distinct_2"  # share of distinct bigrams across the sampled generations
+EVAL_SELF_SIMILARITY = "eval/self_similarity"  # bigram overlap among the samples of one prompt (self-BLEU-2)
+EVAL_REPETITION = "eval/repetition"  # share of a sample's trigrams repeating an earlier one (seq-rep-3)
+EVAL_SAMPLE_ENTROPY = "eval/sample_entropy"  # the policy's per-token entropy on its own samples (nats)
+EVAL_SAMPLING_SECONDS = "eval/sampling_seconds"  # wall time of this evaluation's sampling and measuring
+SAMPLE_METRICS = (EVAL_SAMPLE_LENGTH, EVAL_SAMPLE_LENGTH_MEDIAN, EVAL_SAMPLE_CAP, EVAL_SAMPLE_HIT_CAP, EVAL_EOS_RATE,
+                  EVAL_DISTINCT_1, EVAL_DISTINCT_2, EVAL_SELF_SIMILARITY, EVAL_REPETITION, EVAL_SAMPLE_ENTROPY,
+                  EVAL_KL, EVAL_KL_SEQ, EVAL_KL_K1, EVAL_KL_K1_SEQ, EVAL_SAMPLING_SECONDS)
+"""What an evaluation measures on the policy's own samples (`studio samples` prints them with the samples)."""
 
 # PPO names for the next round, reserved now so charts and stores need no rework.
 OBJECTIVE_KL = "objective/kl"
@@ -33,7 +62,7 @@ POLICY_CLIPFRAC = "policy/clipfrac_avg"
 TRAIN_METRICS = (
     LOSS, REWARDS_CHOSEN, REWARDS_REJECTED, REWARDS_MARGINS, REWARDS_ACCURACIES, LOGPS_CHOSEN,
     LOGPS_REJECTED, LOGITS_CHOSEN, LOGITS_REJECTED, ENTROPY, GRAD_NORM, LEARNING_RATE, TOKENS_PER_SECOND,
-    MEMORY, KL_CHOSEN, KL_REJECTED,
+    MEMORY, LOGRATIO_CHOSEN, LOGRATIO_REJECTED,
 )
 
 
@@ -41,3 +70,17 @@ def eval_name(name: str) -> str:
     """The eval-split twin of a train metric name (`rewards/margins` -> `eval/rewards/margins`)."""
     return name if name.startswith(EVAL_PREFIX) else EVAL_PREFIX + name
 
+
+COMPARE_METRICS = (REWARDS_MARGINS, eval_name(REWARDS_MARGINS), REWARDS_ACCURACIES, eval_name(REWARDS_ACCURACIES), LOSS,
+                   LOGPS_CHOSEN, LOGPS_REJECTED, EVAL_KL, EVAL_SAMPLE_LENGTH, EVAL_DISTINCT_2, EVAL_SELF_SIMILARITY,
+                   EVAL_SAMPLE_ENTROPY)
+"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables: the training signals,
+then the collapse lens (sampled KL, length, diversity, entropy on the policy's own samples)."""
+
+
+def margin_of(accuracy: str) -> str | None:
+    """The reward-margin metric an accuracy metric is judged with (`rewards/accuracies` and its eval twin):
+    an accuracy logged where that margin is exactly 0 is every pair tied, not a model ranking them wrong."""
+    if accuracy.removeprefix(EVAL_PREFIX) != REWARDS_ACCURACIES:
+        return None
+    return eval_name(REWARDS_MARGINS) if accuracy.startswith(EVAL_PREFIX) else REWARDS_MARGINS

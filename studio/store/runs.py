@@ -7,12 +7,25 @@ import shutil
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core import metrics as M
 from studio.core import paths
 from studio.core.types import Preference, RunStatus
 from studio.store.db import ProjectError, StoreBase, now_iso, pid_alive
+
+
+@dataclass(frozen=True)
+class RunPace:
+    """How fast a run trained, for estimating another: its median tokens/s and wall seconds per optimizer step
+    (evaluations included; None with a single logged step), with its name and config."""
+
+    run: str
+    config: dict
+    tokens_per_second: float
+    seconds_per_step: float | None
 
 
 class RunsStore(StoreBase):
@@ -120,11 +133,18 @@ class RunsStore(StoreBase):
             params += list(names)
         return self._conn.execute(sql + " ORDER BY id", params).fetchall()
 
-    def metrics_since(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[tuple]:
+    def metrics_since(self, run_id: int, after_id: int = 0, limit: int | None = None,
+                      names: Sequence[str] | None = None) -> list[tuple]:
         """Metric rows (id, step, value, time, name) of a run with id > after_id, oldest first, at most
-        `limit` of them: the monitor reads a long run in chunks so the window stays responsive."""
-        sql = "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ? ORDER BY id"
+        `limit` of them, only those of the metrics `names` when given: the monitor reads a long run in
+        chunks so the window stays responsive. With names, the (run_id, id) index is walked in id order
+        and filtered: no sort, and the rows of other metrics never become Python objects."""
+        sql = "SELECT id, step, value, time, name FROM metrics WHERE run_id = ? AND id > ?"
         params: list[Any] = [run_id, after_id]
+        if names:
+            sql += f" AND name IN ({', '.join('?' * len(names))})"
+            params += list(names)
+        sql += " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -144,14 +164,38 @@ class RunsStore(StoreBase):
         """Runs queued, running or stopping (what closing the app asks about)."""
         return int(self._scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running', 'stopping')"))
 
+    def recent_pace(self, model: str | None = None, last: int = 20) -> RunPace | None:
+        """How fast the newest run that logged throughput went over its last `last` logged steps, preferring
+        runs of `model`. None when no run has logged throughput yet."""
+        sql = ("SELECT r.id, r.name, r.config FROM runs r WHERE {where} EXISTS (SELECT 1 FROM metrics m "
+               "WHERE m.run_id = r.id AND m.name = ?) ORDER BY r.id DESC LIMIT 1")
+        found = None
+        if model:
+            found = self._conn.execute(sql.format(where="r.model = ? AND"), (model, M.TOKENS_PER_SECOND)).fetchone()
+        found = found or self._conn.execute(sql.format(where=""), (M.TOKENS_PER_SECOND,)).fetchone()
+        if found is None:
+            return None
+        rows = self._conn.execute(
+            "SELECT step, value, time FROM metrics WHERE run_id = ? AND name = ? AND value IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?", (found[0], M.TOKENS_PER_SECOND, int(last))).fetchall()
+        if not rows:
+            return None
+        values = sorted(r[1] for r in rows)
+        (last_step, _, last_time), (first_step, _, first_time) = rows[0], rows[-1]
+        per_step = (last_time - first_time) / (last_step - first_step) if last_step > first_step else None
+        return RunPace(str(found[1]), json.loads(found[2] or "{}"), float(values[len(values) // 2]), per_step)
+
     def claim_run(self, run_id: int, allowed: Sequence[str], pid: int, host: str) -> bool:
         """Move a run in one of the `allowed` states to 'running' for the worker (pid, host), atomically, so
-        two workers can never train the same run. False when the run was not in an allowed state."""
+        two workers can never train the same run. False when the run was not in an allowed state. A stop asked
+        of a queued run before its worker got to it is kept (the worker stops at once); a resumed run's old
+        stop request is cleared."""
         ts = now_iso()
         with self._write() as c:
             cur = c.execute(
                 f"UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = coalesce(started_at, ?), "
-                f"resumed_at = ?, ended_at = NULL, error = NULL, stop_requested = 0, heartbeat_at = ? "
+                f"resumed_at = ?, ended_at = NULL, error = NULL, heartbeat_at = ?, "
+                f"stop_requested = CASE WHEN status = 'queued' THEN stop_requested ELSE 0 END "
                 f"WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
                 (pid, host, ts, ts, ts, run_id, *allowed))
             return cur.rowcount == 1
@@ -165,11 +209,20 @@ class RunsStore(StoreBase):
             c.executemany("INSERT INTO samples (run_id, step, prompt_id, prompt_text, text, meta, time) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def samples(self, run_id: int, since_id: int = 0) -> list[dict]:
-        rows = self._query("SELECT * FROM samples WHERE run_id = ? AND id > ? ORDER BY id", (run_id, since_id))
+    def samples(self, run_id: int, since_id: int = 0, step: int | None = None) -> list[dict]:
+        """A run's samples with id > since_id (only those of `step` when given), oldest first, meta decoded."""
+        sql, params = "SELECT * FROM samples WHERE run_id = ? AND id > ?", [run_id, since_id]
+        if step is not None:
+            sql, params = sql + " AND step = ?", [*params, step]
+        rows = self._query(sql + " ORDER BY id", tuple(params))
         for r in rows:
             r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
         return rows
+
+    def sample_steps(self, run_id: int) -> list[int]:
+        """The steps at which a run stored samples, in order."""
+        return [r[0] for r in self._conn.execute(
+            "SELECT DISTINCT step FROM samples WHERE run_id = ? ORDER BY step", (run_id,))]
 
     def add_checkpoint(self, run_id: int, step: int, path: str | Path) -> None:
         with self._write() as c:

@@ -241,6 +241,105 @@ def m004_run_active_time(db: Database) -> None:
     """)
 
 
+@migration("m005_logratio_names")
+def m005_logratio_names(db: Database) -> None:
+    # kl/chosen and kl/rejected were per-token log-ratios on the dataset's responses, not a KL: renamed,
+    # so old runs draw on the same charts as new ones
+    run_script(db, """
+        UPDATE metrics SET name = 'logratio/chosen' WHERE name = 'kl/chosen';
+        UPDATE metrics SET name = 'logratio/rejected' WHERE name = 'kl/rejected';
+        UPDATE metrics SET name = 'eval/logratio/chosen' WHERE name = 'eval/kl/chosen';
+        UPDATE metrics SET name = 'eval/logratio/rejected' WHERE name = 'eval/kl/rejected';
+    """)
+
+
+@migration("m006_generations")
+def m006_generations(db: Database) -> None:
+    # Responses sampled by a generation job (a run of method 'generate' or 'arena') keep their provenance
+    # here, not on the response or the pair: the labeling view reads pairs and responses, and must not
+    # learn who wrote what before the choice (never, for an arena). A response text two sources both wrote
+    # is one response with two generations.
+    run_script(db, """
+        CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            response_id INTEGER NOT NULL REFERENCES responses(id),
+            source TEXT NOT NULL,                -- 'base', a run's name or a model's: what results call it
+            model TEXT NOT NULL,                 -- the base model (folder or hub id)
+            adapter_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            adapter_step INTEGER,                -- the adapter's run step when the job was created
+            temperature REAL NOT NULL,
+            top_k INTEGER NOT NULL,
+            top_p REAL NOT NULL,
+            max_new_tokens INTEGER NOT NULL,
+            seed INTEGER NOT NULL,               -- the sampling seed of the batch it was drawn in
+            sample_index INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            finished INTEGER NOT NULL,           -- 1: ended at EOS / end of turn; 0: cut at max_new_tokens
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX generations_by_job ON generations (job_id, prompt_id);
+        CREATE INDEX generations_by_response ON generations (response_id);
+
+        -- a blind comparison of sources on the same prompts; its labels are ordinary labels on its pairs
+        CREATE TABLE arenas (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            sources TEXT NOT NULL,               -- JSON list of source names, in the order given
+            created_at TEXT NOT NULL
+        );
+
+        -- pairs made of generations: candidates to label (arena_id NULL), or an arena's blind pairs;
+        -- generation_a/b are the generations behind the pair's response A/B
+        CREATE TABLE generated_pairs (
+            pair_id INTEGER NOT NULL REFERENCES pairs(id) ON DELETE CASCADE,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            arena_id INTEGER REFERENCES arenas(id) ON DELETE CASCADE,
+            generation_a_id INTEGER NOT NULL REFERENCES generations(id),
+            generation_b_id INTEGER NOT NULL REFERENCES generations(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (pair_id, generation_a_id, generation_b_id)
+        );
+        CREATE INDEX generated_pairs_by_pair ON generated_pairs (pair_id);
+        CREATE INDEX generated_pairs_by_arena ON generated_pairs (arena_id, pair_id);
+    """)
+
+
+@migration("m007_pair_flags")
+def m007_pair_flags(db: Database) -> None:
+    # "flag for review": an annotator marks a pair (a broken prompt, a guideline question) with a note; clearing
+    # a flag keeps its row (cleared_at), so the review history stays
+    run_script(db, """
+        CREATE TABLE pair_flags (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+            note TEXT,
+            created_at TEXT NOT NULL,
+            cleared_at TEXT
+        );
+        CREATE INDEX pair_flags_open ON pair_flags (pair_id) WHERE cleared_at IS NULL;
+    """)
+
+
+@migration("m008_run_groups")
+def m008_run_groups(db: Database) -> None:
+    # seed groups: runs created together from one config with different seeds, compared as one (mean and
+    # band); queue_position orders the runs that wait to train one after another (NULL: not queued so)
+    run_script(db, """
+        CREATE TABLE run_groups (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN group_id INTEGER REFERENCES run_groups(id) ON DELETE SET NULL;
+        ALTER TABLE runs ADD COLUMN queue_position INTEGER;
+        CREATE INDEX runs_by_queue_position ON runs (queue_position) WHERE queue_position IS NOT NULL;
+    """)
+
+
 IMPORT_PREFIX = "import:"
 """Annotators named `import:...` hold imported labels: the dataset's verdict, not a person's."""
 
@@ -255,8 +354,8 @@ def _person(annotator_id: str) -> str:
     return f"(SELECT {person_sql('name')} FROM annotators WHERE id = {annotator_id})"
 
 
-@migration("m005_n_labels_counts_people")
-def m005_n_labels_counts_people(db: Database) -> None:
+@migration("m009_n_labels_counts_people")
+def m009_n_labels_counts_people(db: Database) -> None:
     # An imported label is the dataset's verdict: it must not make a pair "labeled" for the queues and the
     # progress, nor count toward the overlap target ("needs another label"). n_labels now counts the
     # current non-skip labels of people only; the triggers check the annotator's name.
@@ -285,8 +384,8 @@ def m005_n_labels_counts_people(db: Database) -> None:
                     f"WHERE id IN (SELECT l.pair_id {imported})")
 
 
-@migration("m006_staged_imports")
-def m006_staged_imports(db: Database) -> None:
+@migration("m010_staged_imports")
+def m010_staged_imports(db: Database) -> None:
     # An import writes in short transactions, so labeling and training never wait long behind it. Its rows
     # carry its id and stay invisible (`imports.visible_sql`) until the import is published; a failed or
     # killed one is deleted again. `import_labels` holds the labels it adds to pairs already in the
@@ -322,8 +421,8 @@ def m006_staged_imports(db: Database) -> None:
     """)
 
 
-@migration("m007_annotator_sessions")
-def m007_annotator_sessions(db: Database) -> None:
+@migration("m011_annotator_sessions")
+def m011_annotator_sessions(db: Database) -> None:
     # One row per open labeling window (annotator, process): a second window for the same annotator is
     # warned. A row whose process is gone is stale and removed by the next window.
     run_script(db, """

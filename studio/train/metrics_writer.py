@@ -1,4 +1,5 @@
-"""Buffers metric rows and writes them to the project in a few transactions per second at most.
+"""Where a recipe's metrics go: the `MetricSink` protocol, the writer that buffers rows into the project in a
+few transactions per second at most, and the sink of processes that write nothing.
 
 The GUI polls the metrics table while annotators keep labeling in the same file, so the worker must not
 take the write lock for every scalar: rows are buffered and flushed together with the run's `step` and
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 from studio.store import Project
 from studio.store.project import ProjectBusy, now_iso
@@ -17,7 +19,40 @@ from studio.store.project import ProjectBusy, now_iso
 FINAL_FLUSH_TRIES = 8  # each try already waits the store's busy timeout (15 s) for the write lock
 
 
+class MetricSink(Protocol):
+    """What a recipe writes its metrics to, the same on every process."""
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        """Queue one step's metrics by name."""
+
+    def set_step(self, step: int) -> None:
+        """The optimizer steps done."""
+
+    def flush(self, wait: bool = False) -> bool:
+        """Write what is queued; with `wait` (a run's last flush) keep trying. True when written."""
+
+
+def metric_sink(project: Project, run_id: int, main_process: bool) -> MetricSink:
+    """The project's writer on the main process; under `accelerate launch` the others write nothing."""
+    return MetricsWriter(project, run_id) if main_process else NoMetrics()
+
+
+class NoMetrics:
+    """The sink of processes other than the main one: their metrics are not written."""
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        pass
+
+    def set_step(self, step: int) -> None:
+        pass
+
+    def flush(self, wait: bool = False) -> bool:
+        return True
+
+
 class MetricsWriter:
+    """The main process's sink: buffers rows and writes them to the project at most every `min_interval` s."""
+
     def __init__(self, project: Project, run_id: int, min_interval: float = 0.5):
         self.project = project
         self.run_id = run_id
@@ -26,11 +61,11 @@ class MetricsWriter:
         self._step: int | None = None
         self._last_flush = 0.0
 
-    def add(self, step: int, values: Mapping[str, float], prefix: str = "") -> None:
+    def add(self, step: int, values: Mapping[str, float]) -> None:
         """Queue one step's metrics; non-finite values are stored as NULL so charts show a gap."""
         for name, v in values.items():
             v = float(v)
-            self._rows.append((step, prefix + name, v if math.isfinite(v) else None))
+            self._rows.append((step, name, v if math.isfinite(v) else None))
         self.maybe_flush()
 
     def set_step(self, step: int) -> None:

@@ -27,8 +27,23 @@ def check_model_folder(path: Path) -> None:
             f"tokenizer of the model these weights came from into it (tokenizer.save_pretrained(folder))")
 
 
+def probe_ids(text: str) -> list[int]:
+    """The prompt ids of the `probe_prompt_ids` setting ('3, 17,42'); an empty list when it is empty."""
+    ids = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise TrainingError(f"probe_prompt_ids: {part!r} is not a prompt id; give ids separated by commas, "
+                                f"such as '3,17,42'")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return ids
+
+
 def check_settings(config) -> None:
     """Combinations of settings that are each valid alone but cannot train."""
+    probe_ids(getattr(config, "probe_prompt_ids", ""))
     if config.loss_type == "robust" and not config.label_smoothing < 0.5:
         # the robust loss divides by 1 - 2 * label_smoothing
         raise TrainingError(f"label_smoothing: {config.label_smoothing} is not below 0.5, which the robust loss "
@@ -45,6 +60,10 @@ def config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
         old, new = saved[key], current[key]
         if isinstance(old, dict) and isinstance(new, dict):
             out.extend(config_changes(old, new, f"{prefix}{key}."))
+        elif isinstance(old, bool) and new in ("on", "off"):
+            # a setting that was true/false and became auto|on|off (gradient_checkpointing, ...)
+            if ("on" if old else "off") != new:
+                out.append(f"{prefix}{key}: {old!r} -> {new!r}")
         elif old != new:
             out.append(f"{prefix}{key}: {old!r} -> {new!r}")
     return sorted(out)

@@ -8,6 +8,7 @@ path as a stop request: the current optimizer step finishes, then the worker sav
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -20,14 +21,20 @@ from pathlib import Path
 
 from studio.core import paths
 from studio.core.configs import config_for, from_dict
+from studio.core.generations import JOB_METHODS, GenerationPlan
 from studio.core.models import resolve_model
 from studio.store import Project
 from studio.store.project import now_iso
+from studio.train.preflight import TrainingError
 
 log = logging.getLogger("studio.train")
 
+# The recipe of each training method: a module whose `train(RunContext)` trains a run and returns its final
+# status ('done' or 'interrupted'). Imported when a run of that method starts: torch loads in the worker only.
+RECIPES = {"dpo": "studio.train.dpo", "generate": "studio.train.generation_job", "arena": "studio.train.generation_job"}
+
 OOM_HINT = ("out of memory on the GPU. What helps, roughly in order: a smaller batch_size with a larger "
-            "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=true, "
+            "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=on, "
             "a smaller lora.r, precision=bf16.")
 
 
@@ -70,6 +77,14 @@ def _claim_refusal(run: dict, resume: bool) -> str:
     return f"run {rid}: is {status}; use --resume {rid} to continue it from its last checkpoint"
 
 
+def recipe_for(method: str) -> Callable:
+    """The `train` function of the method's recipe."""
+    if method not in RECIPES:
+        raise TrainingError(f"method: no training recipe for {method!r}; this version trains "
+                            f"{', '.join(sorted(RECIPES))}")
+    return importlib.import_module(RECIPES[method]).train
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM or a stop request in the database (polled at most twice a second)."""
 
@@ -110,15 +125,16 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
     log.info("run %d (%s): worker pid %d on %s", run_id, run["name"], os.getpid(), socket.gethostname())
     status, error = "failed", None
     try:
-        from studio.train import engine
+        from studio.train import runtime
 
-        engine.env_threads()
-        config = from_dict(config_for(run["method"]), run["config"])
+        runtime.apply_thread_cap()
+        config = run_config(run)
+        train = recipe_for(run["method"])
         model_path = resolve_model(run["model"])
         log.info("model: %s", model_path)
-        ctx = engine.RunContext(project, run_id, config, model_path, resume=resume, should_stop=stop,
-                                on_progress=on_progress)
-        status = engine.train(ctx)
+        ctx = runtime.RunContext(project, run_id, config, model_path, resume=resume, should_stop=stop,
+                                 on_progress=on_progress)
+        status = train(ctx)
     except BaseException as e:  # every failure must end in a final run state
         error = _describe(e)
         log.error("run failed: %s\n%s", error, traceback.format_exc())
@@ -139,6 +155,13 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         handler.close()
         project.close()
     return status
+
+
+def run_config(run: dict):
+    """The run's stored settings as its recipe takes them: a training config, or a generation job's plan."""
+    if run["method"] in JOB_METHODS:
+        return GenerationPlan.from_dict(run["config"])
+    return from_dict(config_for(run["method"]), run["config"])
 
 
 def _describe(e: BaseException) -> str:

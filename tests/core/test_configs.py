@@ -33,7 +33,7 @@ def test_overrides_convert_cli_strings_and_leave_the_original_alone():
     base = DPOConfig()
     new = apply_overrides(base, parse_set_args(["beta=0.25", "lora.r=8", "gradient_checkpointing=yes",
                                                 "loss_type=ipo"]))
-    assert (new.beta, new.lora.r, new.gradient_checkpointing, new.loss_type) == (0.25, 8, True, "ipo")
+    assert (new.beta, new.lora.r, new.gradient_checkpointing, new.loss_type) == (0.25, 8, "on", "ipo")
     assert (base.beta, base.lora.r) == (0.1, 16)
 
 
@@ -43,13 +43,20 @@ def test_overrides_convert_cli_strings_and_leave_the_original_alone():
     ({"label_smoothing": 0.7}, "label_smoothing: 0.7 is above the maximum 0.5"),
     ({"loss_type": "kto"}, "loss_type: 'kto' is not one of sigmoid, ipo, robust, hinge, simpo"),
     ({"batch_size": 2.5}, "batch_size: expected int, got 2.5"),
-    ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: expected bool"),
+    ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: 'maybe' is not one of auto, on, off"),
     ({"r": 4}, "r: no such setting for method dpo (did you mean lora.r?)"),
 ])
 def test_invalid_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError) as exc:
         apply_overrides(DPOConfig(), overrides)
     assert str(exc.value).startswith(message)
+
+
+def test_settings_that_gained_auto_read_a_stored_true_or_false_as_on_or_off():
+    # runs stored before gradient_checkpointing / precompute_ref_logps became auto|on|off still load and retry
+    old = from_dict(DPOConfig, {"gradient_checkpointing": True, "precompute_ref_logps": False})
+    assert (old.gradient_checkpointing, old.precompute_ref_logps) == ("on", "off")
+    assert DPOConfig().gradient_checkpointing == "auto" and DPOConfig().precompute_ref_logps == "auto"
 
 
 def test_malformed_set_argument():
@@ -90,3 +97,31 @@ def test_unflatten_is_the_inverse_of_flatten():
     nested = to_dict(DPOConfig())
     assert unflatten(flatten(nested)) == nested
     assert unflatten({"lora.r": 8, "beta": 0.2}) == {"lora": {"r": 8}, "beta": 0.2}
+
+
+def test_every_field_has_a_label_in_words_and_metadata_says_which_fields_matter():
+    from studio.core.configs import humanize
+
+    fields = {f.name: f for f in config_fields(DPOConfig)}
+    assert humanize("max_prompt_length") == "Max prompt length"
+    assert humanize("lora.target_modules") == "LoRA target modules"
+    assert fields["lora.r"].label == "LoRA rank" and fields["simpo_gamma"].label == "SimPO gamma"
+    assert all(f.label and "_" not in f.label for f in fields.values())
+    assert {n for n, f in fields.items() if f.basic} >= {"loss_type", "beta", "learning_rate", "batch_size"}
+    assert not fields["lora.dropout"].basic
+    # a loss-specific field matters only under its loss; the others always do
+    dpo = {"loss_type": "sigmoid"}
+    assert not fields["simpo_gamma"].applies(dpo) and fields["simpo_gamma"].applies({"loss_type": "simpo"})
+    assert not fields["label_smoothing"].applies(dpo) and fields["label_smoothing"].applies({"loss_type": "robust"})
+    assert fields["beta"].applies(dpo) and fields["learning_rate"].applies({})
+    assert not fields["precompute_ref_logps"].applies({"loss_type": "simpo"}), "SimPO has no reference model"
+
+
+def test_planned_steps_follow_epochs_batches_and_accumulation_unless_max_steps_is_set():
+    from studio.core.configs import planned_steps
+
+    assert planned_steps(0, 1.0, 4, 1, 10) == 3  # ceil(10 / 4) micro-batches, one per step
+    assert planned_steps(0, 2.0, 4, 2, 10) == 3  # 6 micro-batches, two per step
+    assert planned_steps(0, 0.5, 4, 1, 10) == 2
+    assert planned_steps(25, 3.0, 4, 1, 10) == 25
+    assert planned_steps(0, 1.0, 8, 1, 1) == 1

@@ -79,13 +79,17 @@ def test_stats_json_shape(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "demo"), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert set(s) == {"schema", "project", "split", "counts", "resolved", "label_distribution", "position_bias",
-                      "length_bias", "agreement", "annotators", "warnings"}
+                      "length_bias", "agreement", "annotators", "annotator_audit", "warnings"}
     assert set(s["position_bias"]) == {"decided", "left_won", "share", "ci95"}
+    assert set(s["annotator_audit"]) == {"time_floor_seconds", "people", "imported"}
+    assert set(s["annotator_audit"]["people"][0]) == {
+        "name", "labels", "decided", "ties", "both_bad", "skips", "left", "longer", "length_coefficient",
+        "median_seconds", "fast_labels", "majority_agreement"}  # as docs/store.md lists them
     assert set(s["length_bias"]) == {"decided_pairs", "chosen_longer", "share", "ci95", "median_ratio"}
     assert set(s["agreement"]) == {"pairs", "annotators", "percent", "cohens_kappa", "krippendorff_alpha"}
     assert main(["stats", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "Krippendorff's alpha" in out and "alice" in out
+    assert "Krippendorff's alpha" in out and "alice" in out and "chose longer (95%)" in out
 
 
 def test_runs_and_metrics_json(tmp_path, capsys):
@@ -100,10 +104,10 @@ def test_runs_and_metrics_json(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "p"), "--json"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert set(r) == {"id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at",
-                      "ended_at", "error"}
+                      "ended_at", "error", "group_id", "queue_place", "warnings"}
     assert (r["id"], r["name"], r["status"], r["step"], r["total_steps"]) == (run, f"dpo-{run}", "running", 2, 10)
     assert main(["metrics", str(tmp_path / "p"), str(run), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["metrics"]
     assert [(m["step"], m["name"], m["value"]) for m in rows] == [(1, "loss", 0.69), (2, "loss", 0.5),
                                                                    (2, "rewards/margins", 0.1)]
     assert main(["runs", str(tmp_path / "p")]) == 0
@@ -115,16 +119,3 @@ def test_runs_and_metrics_json(tmp_path, capsys):
 def test_commands_on_a_missing_project_say_how_to_create_one(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "none")]) == 2
     assert "studio init" in capsys.readouterr().err
-
-
-def test_bench_store_small(tmp_path, capsys):
-    assert main(["bench", "store", "--sizes", "300", "--out", str(tmp_path / "b"), "--json"]) == 0
-    out = capsys.readouterr().out
-    assert "import s" in out and "next pair ms" in out
-    figures = json.loads(out[out.index("["):])
-    assert figures[0]["pairs"] == 300 and figures[0]["export_rows"] > 0
-
-
-def test_bench_sizes_are_checked(capsys):
-    assert main(["bench", "store", "--sizes", "lots"]) == 2
-    assert "--sizes 'lots': expected comma-separated integers" in capsys.readouterr().err

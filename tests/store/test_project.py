@@ -39,6 +39,23 @@ def test_an_older_project_is_migrated_on_open(tmp_path):
         assert p._scalar("SELECT count(*) FROM sqlite_master WHERE name = 'labels_by_annotator_time'") == 1
 
 
+def test_old_runs_log_ratio_rows_are_renamed_so_they_draw_on_todays_charts(tmp_path):
+    from studio.core import metrics as M
+
+    folder = tmp_path / "old"
+    with Project.create(folder) as p:
+        run = p.create_run("dpo", "m", {})
+        p.log_metrics(run, [(1, "kl/chosen", -0.1), (1, "kl/rejected", -0.3), (2, "eval/kl/chosen", -0.2),
+                            (2, M.EVAL_KL, 0.05)])
+    conn = sqlite3.connect(folder / "studio.db")  # back to before m005, with the old names stored
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_logratio_names'")
+    conn.commit()
+    conn.close()
+    with Project.open(folder) as p:
+        names = [n for _, _, n, _, _ in p.metrics(run)]
+    assert names == [M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.eval_name(M.LOGRATIO_CHOSEN), M.EVAL_KL]
+
+
 def test_a_project_from_a_newer_version_is_refused_clearly(tmp_path):
     folder = tmp_path / "newer"
     Project.create(folder).close()

@@ -164,7 +164,7 @@ def test_tokenizer_padding_side_and_missing_pad_token_do_not_change_batches(tiny
     from transformers import AutoTokenizer
 
     from studio.core.configs import DPOConfig
-    from studio.train import engine
+    from studio.train.model import load_policy
 
     rows = [{"pair_id": i, "prompt_id": i, "prompt": f"Question {i}: the cat" + " big" * i, "messages": None,
              "chosen": "sure.", "rejected": "no it is" + " red" * i} for i in range(3)]
@@ -190,7 +190,7 @@ def test_tokenizer_padding_side_and_missing_pad_token_do_not_change_batches(tiny
         folder = Path(tmp) / "model"
         shutil.copytree(tiny_model, folder)
         no_pad.save_pretrained(folder)
-        tok, model = engine.load_policy(folder, DPOConfig(), "no")
+        tok, model = load_policy(folder, DPOConfig(), "no")
     assert tok.pad_token_id == eos
     c = data.collate(data.tokenize_rows(rows, tok, 64, 32), tok.pad_token_id)
     assert torch.equal(c.attention_mask, a.attention_mask) and torch.equal(c.completion_mask, a.completion_mask)

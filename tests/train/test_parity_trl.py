@@ -5,7 +5,8 @@ import torch
 
 from studio.core import metrics as M
 from studio.core.configs import DPOConfig, apply_overrides
-from studio.train import data, engine
+from studio.train import data, dpo
+from studio.train.model import PolicyLogps
 
 pytest.importorskip("trl")
 
@@ -65,9 +66,9 @@ def test_matches_trl(trl_setup, loss_type, beta, smoothing):
     theirs = {k: v[-1] for k, v in trainer._metrics["train"].items()}
 
     config = apply_overrides(DPOConfig(), {"loss_type": loss_type, "beta": beta, "label_smoothing": smoothing})
-    stats = engine.StepStats(torch.device("cpu"))
-    out = engine.dpo_forward(engine.PolicyLogps(peft_model), peft_model, batch, config, stats=stats)
-    mine = stats.read(1)
+    stats = dpo.step_stats(torch.device("cpu"))
+    out = dpo.dpo_forward(PolicyLogps(peft_model), peft_model, batch, config, stats=stats)
+    mine = stats.read()
 
     assert out.loss.item() == pytest.approx(trl_loss.item(), abs=1e-4)
     assert abs(out.loss.item()) > 1e-3  # a real, non-degenerate value
@@ -81,7 +82,7 @@ def test_matches_trl(trl_setup, loss_type, beta, smoothing):
     trainer._compute_loss(peft_model, trl_inputs, return_outputs=False).backward()
     theirs_grad = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad}
     peft_model.zero_grad()
-    engine.dpo_forward(engine.PolicyLogps(peft_model), peft_model, batch, config).loss.backward()
+    dpo.dpo_forward(PolicyLogps(peft_model), peft_model, batch, config).loss.backward()
     for n, p in peft_model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p.grad, theirs_grad[n], atol=1e-5, rtol=1e-4)

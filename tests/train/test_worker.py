@@ -15,8 +15,11 @@ from studio.core.configs import DPOConfig, apply_overrides, to_dict
 from studio.store import Project
 from studio.train.worker import run_worker
 
+# one sample of each of two probe prompts, at every evaluation whatever it costs (these tests are about the
+# protocol: which steps are evaluated and sampled, once each)
 SMALL = {"learning_rate": 5e-3, "batch_size": 4, "warmup_ratio": 0.25, "lora.r": 4, "eval_interval": 3,
-         "eval_samples": 2, "sample_max_new_tokens": 4, "checkpoint_interval": 0, "max_steps": 8}
+         "eval_samples": 2, "samples_per_prompt": 1, "sample_budget": 1.0, "sample_max_new_tokens": 4,
+         "checkpoint_interval": 0, "max_steps": 8}
 
 
 def make_run(project, model, **overrides):
@@ -97,6 +100,13 @@ def test_stop_and_resume_reach_the_same_adapter_as_an_uninterrupted_run(trait_pr
     losses_a = [v for _, _, _, v, _ in trait_project.metrics(straight, names=[M.LOSS])]
     losses_b = [v for _, _, _, v, _ in trait_project.metrics(stopped, names=[M.LOSS])]
     assert losses_a == pytest.approx(losses_b, abs=1e-5)
+    # the cost counters carry on from the checkpoint: the same totals as the uninterrupted run
+    from studio.store.comparison import last_values
+
+    counters = (M.NUM_TOKENS, M.SAMPLES_GENERATED)
+    totals = last_values(trait_project, straight, counters)
+    assert totals == last_values(trait_project, stopped, counters)
+    assert totals[M.SAMPLES_GENERATED] == len(trait_project.samples(straight)) == 8  # 2 at steps 0, 3, 6, 8
 
 
 def test_stop_requested_in_the_database_interrupts(trait_project, tiny_model):
@@ -190,7 +200,7 @@ def test_precomputed_reference_gives_the_same_curve(trait_project, tiny_model):
             for pre in ("false", "true")]
     for run_id in runs:
         assert run_worker(trait_project.folder, run_id) == "done"
-    curves = [[v for _, _, _, v, _ in trait_project.metrics(r, names=[M.LOSS, M.KL_CHOSEN])] for r in runs]
+    curves = [[v for _, _, _, v, _ in trait_project.metrics(r, names=[M.LOSS, M.LOGRATIO_CHOSEN])] for r in runs]
     assert curves[0] == pytest.approx(curves[1], abs=1e-5)
 
 
@@ -201,7 +211,7 @@ def test_simpo_and_rpo_runs_train_and_report_kl(trait_project, tiny_model):
                       nll_weight=1.0)
     assert run_worker(trait_project.folder, run_id) == "done"
     names = {n for _, _, n, _, _ in trait_project.metrics(run_id)}
-    assert {M.KL_CHOSEN, M.NLL, M.LOSS} <= names
+    assert {M.LOGRATIO_CHOSEN, M.NLL, M.LOSS} <= names
 
 
 def test_merged_export_gives_the_logits_of_base_plus_adapter(trait_project, tiny_model, tmp_path):
@@ -226,12 +236,12 @@ def test_merged_export_gives_the_logits_of_base_plus_adapter(trait_project, tiny
 
 
 def test_zero_preferences_and_bad_settings_fail_before_a_model_is_loaded(tmp_path, tiny_model, monkeypatch):
-    from studio.train import engine
+    from studio.train import dpo
 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(engine, "load_policy", no_load)
+    monkeypatch.setattr(dpo, "load_policy", no_load)
     project = Project.create(tmp_path / "empty")
     run_id = make_run(project, tiny_model)  # the app can create a run on an empty snapshot
     assert run_worker(project.folder, run_id) == "failed"
@@ -335,20 +345,20 @@ def _eval_rows(project, run_id):
 
 def test_sigterm_during_the_reference_pass_stops_before_training_and_resume_redoes_it(trait_project, tiny_model,
                                                                                       monkeypatch):
-    from studio.train import engine
+    from studio.train import dpo
 
-    real = engine.precompute_ref
+    real = dpo.precompute_ref
 
     def signalled(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the pass runs
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "precompute_ref", signalled)
+    monkeypatch.setattr(dpo, "precompute_ref", signalled)
     run_id = make_run(trait_project, tiny_model, precompute_ref_logps="true", max_steps=4, eval_interval=2)
     assert run_worker(trait_project.folder, run_id) == "interrupted"
     run = trait_project.run(run_id)
     assert run["step"] == 0 and trait_project.metrics(run_id) == []  # no baseline evaluation after the stop
-    monkeypatch.setattr(engine, "precompute_ref", real)
+    monkeypatch.setattr(dpo, "precompute_ref", real)
     assert run_worker(trait_project.folder, run_id, resume=True) == "done"
     # the baseline, step 2 and the end, each evaluated exactly once
     assert _eval_rows(trait_project, run_id) == [0, 0, 2, 2, 4, 4]
@@ -358,9 +368,9 @@ def test_sigterm_during_the_reference_pass_stops_before_training_and_resume_redo
 @pytest.mark.parametrize("where", ["eval split", "sampling"])
 def test_sigterm_during_an_evaluation_leaves_no_hole_and_no_duplicate(trait_project, tiny_model, monkeypatch,
                                                                      where):
-    from studio.train import engine, sampling
+    from studio.train import dpo, sampling
 
-    target, name = (engine, "evaluate") if where == "eval split" else (sampling, "sample_and_measure")
+    target, name = (dpo, "evaluate") if where == "eval split" else (sampling, "sample_and_measure")
     real = getattr(target, name)
     calls = []
 
@@ -403,9 +413,9 @@ def test_a_deleted_run_folder_neither_breaks_the_run_nor_a_later_resume_message(
 def test_a_diverging_loss_fails_the_run_at_that_step_instead_of_ending_done(trait_project, tiny_model, monkeypatch):
     import dataclasses
 
-    import studio.train.engine as engine
+    from studio.train import dpo
 
-    real = engine.preference_loss
+    real = dpo.preference_loss
     calls = {"n": 0}
 
     def diverging(*args, **kwargs):
@@ -415,7 +425,7 @@ def test_a_diverging_loss_fails_the_run_at_that_step_instead_of_ending_done(trai
             return out
         return dataclasses.replace(out, loss=out.loss * float("nan"))  # what an exploding update leads to
 
-    monkeypatch.setattr(engine, "preference_loss", diverging)
+    monkeypatch.setattr(dpo, "preference_loss", diverging)
     run_id = make_run(trait_project, tiny_model, eval_interval=0, eval_samples=0)
     assert run_worker(trait_project.folder, run_id) == "failed"
     run = trait_project.run(run_id)
@@ -470,3 +480,24 @@ def test_studio_stop_stops_a_background_run(trait_project, tiny_model, capsys):
             proc.wait()
     assert trait_project.run(run_id)["status"] == "interrupted"
     assert studio(["stop", folder, str(run_id)]) == 2  # stopped already
+
+
+def test_the_worker_runs_the_recipe_of_the_runs_method(trait_project, tiny_model, monkeypatch):
+    import types
+
+    from studio.train import worker
+
+    handed = []
+    recipe = types.ModuleType("recipe_for_this_test")
+    recipe.train = lambda ctx: handed.append(ctx) or "done"
+    monkeypatch.setitem(sys.modules, recipe.__name__, recipe)
+    monkeypatch.setitem(worker.RECIPES, "dpo", recipe.__name__)
+    run_id = make_run(trait_project, tiny_model, beta=0.3)
+    assert run_worker(trait_project.folder, run_id) == "done"
+    [ctx] = handed
+    assert ctx.run_id == run_id and ctx.config.beta == 0.3 and ctx.model_path == tiny_model
+
+    monkeypatch.delitem(worker.RECIPES, "dpo")  # a method whose recipe this version lacks
+    run_id = make_run(trait_project, tiny_model)
+    assert run_worker(trait_project.folder, run_id) == "failed"
+    assert "no training recipe for 'dpo'" in trait_project.run(run_id)["error"]

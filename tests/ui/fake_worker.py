@@ -1,7 +1,8 @@
 """A stand-in for `studio train` without torch: writes status, metrics and samples like the real worker.
 
 Usage: python fake_worker.py PROJECT (--run ID | --resume ID) [--steps N] [--rate STEPS_PER_S]
-[--metrics N] [--fail-at STEP] [--eval-every N]. It honours stop requests and SIGTERM between steps
+[--metrics N] [--fail-at STEP] [--kill-at STEP] [--eval-every N] (FAKE_KILL_RUN=ID: --kill-at applies to that
+run only). It honours stop requests and SIGTERM between steps
 (then status 'interrupted'), and like the real worker's claim it refuses a run in the wrong state
 (--run: queued only; --resume: interrupted or failed only), so tests of Stop/Resume exercise the same
 protocol as the real worker.
@@ -26,7 +27,7 @@ from studio.store.project import Project, now_iso
 
 TRAIN_NAMES = [M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES,
                M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.LOGITS_CHOSEN, M.LOGITS_REJECTED, M.ENTROPY, M.GRAD_NORM,
-               M.LEARNING_RATE, M.TOKENS_PER_SECOND, M.MEMORY, M.KL_CHOSEN, M.KL_REJECTED, M.EPOCH, M.NLL,
+               M.LEARNING_RATE, M.TOKENS_PER_SECOND, M.MEMORY, M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.EPOCH, M.NLL,
                "logps/chosen_mean", "logps/rejected_mean"]
 EVAL_NAMES = [M.eval_name(M.LOSS), M.eval_name(M.REWARDS_MARGINS), M.eval_name(M.REWARDS_ACCURACIES),
               M.eval_name(M.REWARDS_CHOSEN), M.eval_name(M.REWARDS_REJECTED), M.EVAL_KL]
@@ -34,7 +35,7 @@ EVAL_NAMES = [M.eval_name(M.LOSS), M.eval_name(M.REWARDS_MARGINS), M.eval_name(M
 
 def value(name: str, step: int, total: int) -> float:
     """Plausible, deterministic curves: margins rise while the chosen responses, too, become less likely
-    than under the reference (both log-probs fall, kl/chosen goes negative: likelihood displacement)."""
+    than under the reference (both log-probs fall, logratio/chosen goes negative: likelihood displacement)."""
     p = step / max(total, 1)
     wobble = 0.05 * math.sin(step * 1.7)
     table = {
@@ -48,8 +49,8 @@ def value(name: str, step: int, total: int) -> float:
         M.LEARNING_RATE: 5e-5 * min(1.0, 10 * p) * (1 - p),
         M.TOKENS_PER_SECOND: 900 + 50 * math.sin(step),
         M.MEMORY: 1.2 + 0.01 * p,
-        M.KL_CHOSEN: -0.1 * p,
-        M.KL_REJECTED: -0.4 * p,
+        M.LOGRATIO_CHOSEN: -0.1 * p,
+        M.LOGRATIO_REJECTED: -0.4 * p,
         M.EVAL_KL: 0.4 * p,
     }
     return table.get(name if name in table else name.removeprefix(M.EVAL_PREFIX), p + wobble)
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=int, default=int(os.environ.get("FAKE_METRICS", len(TRAIN_NAMES))))
     ap.add_argument("--fail-at", type=int, default=int(os.environ.get("FAKE_FAIL_AT", 0)))
     ap.add_argument("--eval-every", type=int, default=int(os.environ.get("FAKE_EVAL_EVERY", 10)))
+    ap.add_argument("--kill-at", type=int, default=int(os.environ.get("FAKE_KILL_AT", 0)),
+                    help="die by SIGKILL at this step, saying nothing (as a worker killed outright)")
     args = ap.parse_args(argv)
     run_id = args.run or args.resume
     project = Project.open(args.project)
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     names = TRAIN_NAMES[: args.metrics]
     for step in range(start + 1, args.steps + 1):
         time.sleep(1.0 / args.rate)
+        if args.kill_at and step == args.kill_at and os.environ.get("FAKE_KILL_RUN", str(run_id)) == str(run_id):
+            os.kill(os.getpid(), signal.SIGKILL)
         if args.fail_at and step == args.fail_at:
             print("Traceback (most recent call last):\n  File \"fake_worker.py\"\nRuntimeError: CUDA out of memory "
                   "(fake)", flush=True)
@@ -96,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(step, n, value(n, step, args.steps)) for n in names]
         if step % args.eval_every == 0 or step == args.steps:
             rows += [(step, n, value(n, step, args.steps)) for n in EVAL_NAMES]
+            # two probe prompts, two samples each, with the measures the real worker keeps in meta
             project.add_samples(run_id, step, [
-                {"prompt_id": None, "prompt_text": f"Eval prompt {i}", "text": f"Sample {i} at step {step}."}
-                for i in range(2)])
+                {"prompt_id": i + 1, "prompt_text": f"Eval prompt {i}", "text": f"Sample {k} of {i} at step {step}.",
+                 "meta": {"sample": k, "tokens": 8 + step // 10, "hit_cap": k == 1, "cap": 16, "repetition": 0.0}}
+                for i in range(2) for k in range(2)])
         project.log_metrics(run_id, rows)
         project.update_run(run_id, step=step, heartbeat_at=now_iso())
         if stop["term"] or project.stop_requested(run_id):

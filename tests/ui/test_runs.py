@@ -14,11 +14,11 @@ from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, config_fields, to_dict
 from studio.store import Project
-from studio.ui.runs import RunsPanel, jobs
+from studio.ui.runs import jobs
 from studio.ui.runs.launch_dialog import LaunchDialog
 from tests.conftest import add_pairs
 from tests.ui.fake_worker import value as fake_value
-from tests.ui.runs_helpers import FAKE_WORKER, fake_model, fake_train_command, label_all
+from tests.ui.runs_helpers import FAKE_WORKER, end_children, fake_model, fake_train_command, label_all, make_panel
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -41,17 +41,7 @@ def fake_jobs(monkeypatch):
     monkeypatch.setenv("FAKE_STEPS", "40")
     monkeypatch.setenv("FAKE_RATE", "40")
     yield
-    for proc in jobs.children():
-        proc.terminate()
-        proc.wait(10)
-
-
-def make_panel(qtbot, project):
-    panel = RunsPanel(project)
-    qtbot.addWidget(panel)
-    panel.ensure_views()
-    panel.ask_close = lambda runs: "keep"
-    return panel
+    end_children()
 
 
 def launch(panel, model_dir, monkeypatch, preset=None, **values):
@@ -93,7 +83,11 @@ def test_launch_then_the_monitor_draws_the_workers_metrics_as_they_arrive(qtbot,
     assert x.tolist() == list(range(1, 41))
     ex, _ = panel.monitor.curve_data(M.eval_name(M.REWARDS_ACCURACIES))
     assert ex.tolist() == [10, 20, 30, 40]
-    qtbot.waitUntil(lambda: "Samples at step 40" in panel.monitor.samples_view.toPlainText(), timeout=20000)
+    # the samples timeline follows the latest evaluation, beside step 10 (the fake worker's first)
+    timeline = panel.monitor.timeline
+    qtbot.waitUntil(lambda: timeline.current_step() == 40, timeout=20000)
+    assert "Sample 0 of 0 at step 40." in timeline.panes[1].toPlainText()
+    assert "Sample 0 of 0 at step 10." in timeline.panes[0].toPlainText()
     # the fake worker's log-probs both fall: the warning says so in words
     assert "Likelihood displacement" in panel.monitor.warning.text()
     qtbot.waitUntil(lambda: panel.table.item(0, 3).text() == "done", timeout=20000)
@@ -112,12 +106,12 @@ def test_launch_dialog_is_generated_from_the_config_and_names_bad_fields(qtbot, 
     dialog.set_value("learning_rate", "fast")
     assert dialog.launch() is None
     text = dialog.error_label.text()
-    assert "learning_rate: expected float, got 'fast'" in text
+    assert "Learning rate (learning_rate): expected float, got 'fast'" in text
     assert "model: choose a model" in text
     dialog.set_value("learning_rate", "2e-5")
     dialog.set_model(str(model_dir))
     dialog.set_value("max_prompt_length", 2048)
-    assert dialog.launch() is None and "max_prompt_length: 2048 leaves no room" in dialog.error_label.text()
+    assert dialog.launch() is None and "max_prompt_length): 2048 leaves no room" in dialog.error_label.text()
     dialog.set_value("max_prompt_length", 256)
     dialog.apply_preset("SimPO")
     assert dialog.raw_value("loss_type") == "simpo"
@@ -291,7 +285,7 @@ def test_screenshot_views_register_and_build(qtbot, labeled):
     from studio.ui.runs import register_screenshot_views
 
     register_screenshot_views(lambda name, factory: views.setdefault(name, factory))
-    assert set(views) == {"runs", "monitor", "compare"}
+    assert set(views) == {"runs", "monitor", "compare", "arena"}
 
     class Window:
         project = labeled
@@ -332,9 +326,13 @@ def test_a_real_tiny_dpo_run_launched_from_the_gui_fills_its_charts(qtbot, label
     assert run["status"] == "done", f"{run['error']}\n{run['log_tail']}"
     assert run["step"] == 6
     qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) == 6, timeout=20000)
-    for name in (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.LOGPS_CHOSEN, M.REWARDS_ACCURACIES,
-                 M.LEARNING_RATE, M.KL_CHOSEN):
+    for name in (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.LOGPS_CHOSEN, M.LEARNING_RATE,
+                 M.LOGRATIO_CHOSEN):
         assert len(panel.monitor.curve_data(name)[0]) == 6, name
+    # accuracy leaves out the steps where every margin was exactly 0 (the first: the adapter was still zero)
+    tied = {s for _i, s, n, v, _t in labeled.metrics(run_id, names=[M.REWARDS_MARGINS]) if v == 0}
+    assert 1 in tied and panel.monitor.curve_data(M.REWARDS_ACCURACIES)[0].tolist() == [
+        s for s in range(1, 7) if s not in tied]
     assert len(panel.monitor.curve_data(M.eval_name(M.REWARDS_MARGINS))[0]) >= 2
     assert panel.monitor.rd.samples, "the worker sampled the eval prompts"
 
@@ -412,7 +410,7 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
     qtbot.addWidget(dialog)
     assert dialog.windowTitle() == "Retry old"
     assert "Model not found" in dialog.estimate_label.text() and str(gone) in dialog.estimate_label.text()
-    assert "d62728" in dialog.model_combo.styleSheet()
+    assert dialog.model_combo.property("invalid") is True
 
     dialog.resize(980, 700)
     dialog.show()
@@ -421,7 +419,7 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
     dialog.editors["lora.dropout"].setText("lots")
     before = len(labeled.runs())
     assert dialog.launch() is None and len(labeled.runs()) == before
-    assert "lora.dropout: expected float, got 'lots'" in dialog.error_label.text()
+    assert "LoRA dropout (lora.dropout): expected float, got 'lots'" in dialog.error_label.text()
     editor = dialog.editors["lora.dropout"]
     top = editor.mapTo(dialog.scroll.widget(), editor.rect().topLeft()).y()
     bar = dialog.scroll.verticalScrollBar().value()
@@ -429,13 +427,16 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
 
 
 def test_best_eval_accuracy_ignores_the_step_0_evaluation(qtbot, labeled):
+    # as the worker logs the step-0 evaluation: the reference ties every pair, so margin and accuracy are 0
+    step0 = [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0), (0, M.eval_name(M.REWARDS_MARGINS), 0.0),
+             (0, M.EVAL_PAIRS, 12)]
     run_id = add_run(labeled, "r")  # eval accuracy 0.51 at step 5
-    labeled.log_metrics(run_id, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    labeled.log_metrics(run_id, step0)
     only_start = labeled.create_run("dpo", "m", to_dict(DPOConfig()), name="started")
-    labeled.log_metrics(only_start, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    labeled.log_metrics(only_start, step0)
     panel = make_panel(qtbot, labeled)
     cells = {panel.table.item(r, 0).text(): panel.table.item(r, 6).text() for r in range(panel.table.rowCount())}
-    assert cells == {"r": "51.0%", "started": "–"}
+    assert cells == {"r": "51.0% of 12", "started": "–"}  # a run's best says over how many pairs
 
 
 def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):
@@ -452,3 +453,128 @@ def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):
     last = t.rowCount() - 1
     assert t.rowViewportPosition(last) + t.rowHeight(last) <= t.viewport().height()
     assert min(p.height() for p in panel.compare.plots.values()) >= 120  # charts still readable
+
+
+def test_launch_dialog_shows_what_matters_for_the_loss_and_the_rest_under_advanced(qtbot, labeled, model_dir):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox
+
+    from studio.ui.widgets import NumberEdit
+
+    dialog = LaunchDialog(labeled, models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    fields = {f.name: f for f in config_fields(DPOConfig)}
+
+    def visible(name: str) -> bool:
+        return dialog.editors[name].isVisibleTo(dialog)
+
+    # basic fields up front; the others only once Advanced is opened; loss-specific ones only under their loss
+    assert visible("learning_rate") and visible("beta") and not visible("lora.dropout")
+    assert not visible("simpo_gamma") and not visible("label_smoothing")
+    dialog.set_value("loss_type", "simpo")
+    assert visible("simpo_gamma") and not visible("label_smoothing")
+    dialog.set_value("loss_type", "robust")
+    assert visible("label_smoothing") and not visible("simpo_gamma")
+    dialog.advanced_button.click()
+    assert visible("lora.dropout") and visible("precompute_ref_logps")
+    dialog.set_value("loss_type", "simpo")
+    assert not visible("precompute_ref_logps"), "SimPO has no reference model"
+    n_advanced = sum(1 for n, f in fields.items() if not f.basic and f.applies({"loss_type": "simpo"}))
+    assert f"{n_advanced} more settings" in dialog.advanced_button.text()
+    # one kind of numeric field; labels in words
+    for name, f in fields.items():
+        editor = dialog.editors[name]
+        if f.choices:
+            assert isinstance(editor, QComboBox)
+        elif f.type is bool:
+            assert isinstance(editor, QCheckBox)
+        elif f.type in (int, float):
+            assert isinstance(editor, NumberEdit), name
+        assert "_" not in dialog.rows[name][0].labelForField(editor).text()
+    # the wheel over a combo without the focus leaves it alone (the form scrolls instead)
+    loss = dialog.editors["loss_type"]
+    dialog.editors["beta"].setFocus()
+    before = loss.currentText()
+    centre = QPointF(loss.rect().center())
+    wheel = QWheelEvent(centre, QPointF(loss.mapToGlobal(loss.rect().center())), QPoint(0, 0), QPoint(0, -120),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(loss, wheel)
+    assert loss.currentText() == before
+    # how long: steps from the data size; time once a run has logged its throughput
+    dialog.set_value("batch_size", 4)
+    dialog.set_value("epochs", 2)
+    assert f"About {2 * -(-dialog.summary.train // 4)} optimizer steps" in dialog.time_label.text()
+    assert "known once a run has logged" in dialog.time_label.text()
+    run = labeled.create_run("dpo", str(model_dir), to_dict(DPOConfig(batch_size=2)), name="earlier")
+    for step in range(1, 6):
+        labeled.log_metrics(run, [(step, M.TOKENS_PER_SECOND, 1000.0)], at=1000.0 + 30.0 * step)
+    dialog.set_value("epochs", 1)
+    steps = -(-dialog.summary.train // 4)
+    # twice the pairs per step as the earlier run: twice its 30 s a step
+    from studio.ui.runs.formatting import fmt_duration
+
+    assert "pace of run earlier (1,000 tokens/s, 30.0 s a step" in dialog.time_label.text()
+    assert f"about {fmt_duration(steps * 60)}." in dialog.time_label.text()
+
+
+def test_an_invalid_advanced_field_opens_advanced_and_comes_into_view(qtbot, labeled, model_dir):
+    dialog = LaunchDialog(labeled, models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    dialog.set_model(str(model_dir))
+    dialog.resize(900, 600)
+    dialog.show()
+    dialog.set_value("lora.alpha", "many")
+    assert dialog.launch() is None
+    assert dialog.advanced_button.isChecked() and dialog.editors["lora.alpha"].isVisible()
+    assert dialog.editors["lora.alpha"].property("invalid") is True
+    assert "LoRA alpha (lora.alpha): expected int" in dialog.error_label.text()
+
+
+def test_compare_puts_the_collapse_lens_beside_the_training_curves(qtbot, labeled):
+    from studio.ui.runs import charts as C
+
+    dpo = add_run(labeled, "dpo")
+    ipo = add_run(labeled, "ipo", loss_type="ipo")
+    for run_id, loss, distinct in ((dpo, 0.6, 0.9), (ipo, 20.0, 0.5)):  # IPO's loss is ~30x DPO's
+        labeled.log_metrics(run_id, [(s, M.LOSS, loss * (1 - s / 10)) for s in range(1, 6)]
+                            + [(s, M.EVAL_DISTINCT_2, distinct - s / 100) for s in (0, 5)]
+                            + [(s, M.EVAL_SAMPLE_LENGTH, 40.0 + s) for s in (0, 5)])
+        labeled.add_samples(run_id, 5, [{"prompt_id": 1, "prompt_text": "Q?", "text": f"sample of run {run_id}",
+                                         "meta": {"sample": 0, "tokens": 5}}])
+    panel = make_panel(qtbot, labeled)
+    panel.resize(1280, 720)
+    panel.show()
+    panel.table.select_ids([dpo, ipo])
+    panel.compare_selected()
+    view = panel.compare
+    assert {M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_KL} <= set(view.plots)
+    assert not {view.color(dpo), view.color(ipo)} & {C.GREEN, C.RED}  # those mean chosen and rejected
+    lo, hi = view.plots[M.EVAL_SAMPLE_LENGTH].getViewBox().viewRange()[1]
+    assert hi - lo >= 8  # lengths 40 and 45: the chart's least range, not a steep line
+
+    # normalised, each run's loss starts at 1; log puts the axis on a log scale
+    view.set_scale(M.LOSS, "normalised")
+    for run_id in (dpo, ipo):
+        assert view.curve_data(M.LOSS, run_id)[1][0] == pytest.approx(1.0)
+    assert "(÷ first)" in view.plots[M.LOSS].titleLabel.text
+    view.set_scale(M.LOSS, "log")
+    assert view.plots[M.LOSS].getAxis("left").logMode
+    view.set_scale(M.LOSS, "linear")
+    assert view.curve_data(M.LOSS, ipo)[1][0] == pytest.approx(18.0)
+
+    # the final table: names in words, the best final value marked by the metric's direction
+    ft = view.final_table
+    heads = [ft.verticalHeaderItem(i).text() for i in range(ft.rowCount())]
+    assert "Sampled KL" in heads and "Distinct-2" in heads and "eval/rewards/margins" not in heads
+    assert view.is_best(dpo, M.LOSS) and not view.is_best(ipo, M.LOSS)  # lower loss is better
+    assert view.is_best(dpo, M.EVAL_DISTINCT_2) and not view.is_best(dpo, M.EVAL_SAMPLE_LENGTH)  # length: neither
+    widest = max(ft.fontMetrics().horizontalAdvance(h) for h in heads)
+    assert ft.verticalHeader().width() >= widest  # no row header clipped
+
+    # the two runs' samples side by side
+    view.views.setCurrentWidget(view.timeline)
+    assert [t for t, _ in view.timeline.column_sources()] == ["dpo · step 5", "ipo · step 5"]
+    assert f"sample of run {ipo}" in view.timeline.panes[1].toPlainText()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from studio.core import paths
+from studio.core.generations import JOB_METHODS
 from studio.core.types import RunStatus
+from studio.ui import prefs
+from studio.ui.runs import worker_env
 
 STOP_GRACE_S = 20.0
 """How long a worker gets to finish its step and save after a stop request before SIGTERM."""
@@ -18,26 +20,38 @@ STOP_GRACE_S = 20.0
 _children: list[subprocess.Popen] = []
 
 
+def studio_command(*args: str) -> list[str]:
+    """`python -m studio ARGS` on the interpreter that has the training side (worker_env.worker_python:
+    the app's own, or the desktop bundle's worker environment; WorkerEnvMissing when it has none yet)."""
+    return [worker_env.worker_python(), "-m", "studio", *args]
+
+
 def train_command(project_folder: Path, run_id: int, resume: bool = False) -> list[str]:
     """The worker command line; tests replace this to start a fake worker instead."""
     flag = "--resume" if resume else "--run"
-    return [sys.executable, "-m", "studio", "train", str(project_folder), flag, str(run_id)]
+    return studio_command("train", str(project_folder), flag, str(run_id))
+
+
+def queue_command(project_folder: Path) -> list[str]:
+    """The queue runner: trains the project's queued runs one after another (tests replace this)."""
+    return studio_command("train", str(project_folder), "--next")
 
 
 def export_command(project_folder: Path, run_id: int, out: Path, merged: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "studio", "export-model", str(project_folder), str(run_id), str(out)]
+    cmd = studio_command("export-model", str(project_folder), str(run_id), str(out))
     return [*cmd, "--merged"] if merged else cmd
 
 
 def spawn(cmd: list[str], log_file: Path) -> subprocess.Popen:
     """Start `cmd` in its own session with stdout/stderr appended to `log_file`, so closing the GUI
-    (or a Ctrl+C in its terminal) does not reach it."""
+    (or a Ctrl+C in its terminal) does not reach it. Its environment carries the Settings' device, model
+    cache and offline mode."""
     reap()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **prefs.worker_environment()})
     _children.append(proc)
     return proc
 
@@ -45,6 +59,11 @@ def spawn(cmd: list[str], log_file: Path) -> subprocess.Popen:
 def start_training(project_folder: Path, run_id: int, resume: bool = False) -> subprocess.Popen:
     """Spawn the worker for a queued run (or resume an interrupted one)."""
     return spawn(train_command(project_folder, run_id, resume), paths.log_path(project_folder, run_id))
+
+
+def start_queue(project_folder: Path) -> subprocess.Popen:
+    """Spawn a queue runner for the project (it exits at once when another one already runs the queue)."""
+    return spawn(queue_command(project_folder), project_folder / paths.RUNS_DIR / "queue.log")
 
 
 def start_export(project_folder: Path, run_id: int, out: Path, merged: bool) -> subprocess.Popen:
@@ -98,8 +117,12 @@ def terminate(pid: int | None) -> bool:
 
 
 def resumable(project_folder: Path | None, run: dict) -> bool:
-    """Interrupted runs resume from their checkpoint; a failed run can too when it left one."""
+    """Interrupted runs resume from their checkpoint; a failed run can too when it left one. A generation job
+    keeps every batch it finished in the project, so it resumes from any stop or failure. A run stopped
+    before it ever started (taken out of the queue) has nothing to resume from."""
     if run["status"] == RunStatus.INTERRUPTED:
+        return bool(run.get("started_at"))
+    if run["status"] == RunStatus.FAILED and run.get("method") in JOB_METHODS:
         return True
     return (run["status"] == RunStatus.FAILED and project_folder is not None
             and paths.checkpoint_dir(project_folder, run["id"]).exists())

@@ -1,4 +1,5 @@
-"""The live monitor of one run: its charts, warnings in words, latest samples, failure details."""
+"""The live monitor of one run: a health strip, its charts, warnings in words, the samples timeline, failure
+details."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,169 +24,23 @@ from PySide6.QtWidgets import (
     QSlider,
     QSplitter,
     QTabWidget,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core import metrics as M
+from studio.core.health import headline, run_findings
+from studio.core.series import ema
 from studio.core.types import RunStatus
 from studio.ui.runs import charts as C
-from studio.ui.runs.formatting import fmt_elapsed
+from studio.ui.runs.formatting import fmt_elapsed, fmt_eta
+from studio.ui.runs.health_strip import HealthStrip
 from studio.ui.runs.poller import Poller, RunData
+from studio.ui.runs.samples_view import SamplesTimeline
 
-COLUMNS = 4
 MAX_MARKERS = 300
 EDGE_LABEL_PX = 9
 REDRAW_MS = 100
-DISPLACEMENT_PER_TOKEN = 0.02
-"""The chosen responses' mean per-token log-ratio to the reference (kl/chosen) below -this, clearly
-(two standard errors) below 0 over the recent steps, is likelihood displacement."""
-DISPLACEMENT_NATS = 0.5
-"""Without kl/chosen (old runs): both summed log-probs falling by more than this, and by more than
-their batch-to-batch noise, triggers the warning."""
-MIN_STEPS = 10
-
-
-def _window(y: np.ndarray) -> int:
-    return max(5, len(y) // 10)
-
-
-def _mean_se(y: np.ndarray) -> tuple[float, float]:
-    y = y[np.isfinite(y)]
-    if y.size < 2:
-        return (float(y[0]) if y.size else math.nan), math.inf
-    return float(y.mean()), float(y.std(ddof=1) / math.sqrt(y.size))
-
-
-def likelihood_displacement(rd: RunData) -> str | None:
-    """The warning in words when training made the chosen responses less likely, not only the rejected.
-
-    Judged on kl/chosen, the per-token log pi - log pi_ref on the same batch: a noisy summed log-prob
-    moves with each batch's lengths (hundreds of nats on a tiny model), so comparing its start with
-    its end warned on healthy runs. Without kl/chosen, the log-probs' fall must exceed their noise."""
-    advice = ("The margin can grow while the model moves probability to responses outside your data; "
-              "consider a lower learning rate, a higher beta, or DPO + NLL.")
-    kl = rd.series.get(M.KL_CHOSEN)
-    if kl is not None and len(kl) >= MIN_STEPS:
-        y = kl.y
-        k = _window(y)
-        mean, se = _mean_se(y[-k:])
-        if not (mean < -DISPLACEMENT_PER_TOKEN and mean + 2 * se < 0):
-            return None
-        rej = rd.series.get(M.KL_REJECTED)
-        rej_text = ""
-        if rej is not None and len(rej) >= k:
-            rej_text = f" (rejected: {_mean_se(rej.y[-k:])[0]:+.3f})"
-        return (f"Likelihood displacement: the chosen responses became less likely than under the reference "
-                f"model (log-ratio {mean:+.3f} per token over the last {k} steps{rej_text}), not only the "
-                f"rejected ones. " + advice)
-    chosen, rejected = rd.series.get(M.LOGPS_CHOSEN), rd.series.get(M.LOGPS_REJECTED)
-    if chosen is None or rejected is None or min(len(chosen), len(rejected)) < 2 * MIN_STEPS:
-        return None
-
-    def fall(series) -> tuple[float, float, bool]:
-        y = series.y
-        k = _window(y)
-        (m0, se0), (m1, se1) = _mean_se(y[:k]), _mean_se(y[-k:])
-        return m0, m1, m0 - m1 > max(DISPLACEMENT_NATS, 2 * math.hypot(se0, se1))
-
-    c0, c1, c_fell = fall(chosen)
-    r0, r1, r_fell = fall(rejected)
-    if c_fell and r_fell:
-        return (f"Likelihood displacement: the chosen responses' log-prob fell too ({c0:.1f} → {c1:.1f}), "
-                f"not only the rejected ones' ({r0:.1f} → {r1:.1f}). " + advice)
-    return None
-
-
-def divergence(rd: RunData) -> str | None:
-    """The warning in words when the loss stopped being a number: nothing after that step is training."""
-    loss = rd.series.get(M.LOSS)
-    if loss is None or loss.all_finite:
-        return None
-    bad = np.flatnonzero(~np.isfinite(loss.y))
-    if not bad.size:
-        return None
-    step = int(loss.step[bad[0]])
-    return (f"The loss became {loss.y[bad[0]]} at step {step}: training diverged. Lower the learning rate, "
-            f"keep gradient clipping on (max grad norm), or use fp32/bf16 instead of fp16.")
-
-
-OVERFIT_TRAIN_ACCURACY = 0.95
-"""Recent train accuracy at or above this while the eval accuracy trails it by OVERFIT_GAP or more."""
-OVERFIT_GAP = 0.25
-LENGTH_GROWTH = 1.5
-"""Sampled generations this many times longer than at the first evaluation: DPO is learning length."""
-DIVERSITY_DROP = 0.6
-"""distinct-2 of the samples below this share of its first value: generations are collapsing."""
-
-
-def _evals(rd: RunData, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    series = rd.series.get(name)
-    if series is None:
-        return None
-    y = series.y
-    ok = np.isfinite(y)
-    if ok.sum() < 2:
-        return None
-    return series.step[: len(y)][ok], y[ok]
-
-
-def overfitting(rd: RunData) -> str | None:
-    """The warning in words when the training pairs are learned but held-out pairs are not."""
-    train = rd.series.get(M.REWARDS_ACCURACIES)
-    evals = _evals(rd, M.eval_name(M.REWARDS_ACCURACIES))
-    if train is None or len(train) < MIN_STEPS or evals is None:
-        return None
-    recent, _ = _mean_se(train.y[-_window(train.y):])
-    step, acc = int(evals[0][-1]), float(evals[1][-1])
-    if recent < OVERFIT_TRAIN_ACCURACY or recent - acc < OVERFIT_GAP:
-        return None
-    return (f"Overfitting: train accuracy {recent:.0%} over the last steps, but {acc:.0%} on the eval split at "
-            f"step {step}: the model is memorising the training pairs. More labeled pairs, fewer epochs or "
-            f"steps, or a higher beta help; the best adapter may be an earlier one.")
-
-
-def _first_and_last(rd: RunData, name: str) -> tuple[float, float, int] | None:
-    """An eval metric at the first evaluation (the reference, at step 0) and the latest, with its step."""
-    evals = _evals(rd, name)
-    if evals is None or evals[1][0] <= 0:
-        return None
-    return float(evals[1][0]), float(evals[1][-1]), int(evals[0][-1])
-
-
-def length_drift(rd: RunData) -> str | None:
-    """The warning in words when the policy's own samples keep getting longer (length exploitation)."""
-    seen = _first_and_last(rd, M.EVAL_SAMPLE_LENGTH)
-    if seen is None or seen[1] < LENGTH_GROWTH * seen[0]:
-        return None
-    first, last, step = seen
-    return (f"Length drift: sampled answers are {last / first:.1f}x as long as at the start "
-            f"({first:.0f} → {last:.0f} tokens at step {step}). If your chosen responses are "
-            f"mostly the longer ones (see Data and the launch summary), DPO is learning length, not quality.")
-
-
-def diversity_collapse(rd: RunData) -> str | None:
-    """The warning in words when the samples lose variety (mode collapse)."""
-    seen = _first_and_last(rd, M.EVAL_DISTINCT_2)
-    if seen is None or seen[1] >= DIVERSITY_DROP * seen[0]:
-        return None
-    first, last, step = seen
-    return (f"Samples are getting repetitive: distinct-2 fell from {first:.2f} to {last:.2f} by step "
-            f"{step} (mode collapse). Check the latest samples; a higher beta or an earlier "
-            f"checkpoint keeps more of the reference model's variety.")
-
-
-def headline(warning: str) -> str:
-    """The first sentence of a warning: what happened, with its numbers."""
-    first, sep, _ = warning.partition(". ")
-    return first + "." if sep else warning
-
-
-def run_warnings(rd: RunData) -> list[str]:
-    """Every warning in words that applies to the run's data so far."""
-    checks = (divergence, likelihood_displacement, overfitting, length_drift, diversity_collapse)
-    return [w for w in (check(rd) for check in checks) if w]
 
 
 class _Curves:
@@ -193,16 +49,16 @@ class _Curves:
 
     __slots__ = ("drawn", "main", "markers", "raw")
 
-    def __init__(self, main: pg.PlotDataItem, raw: pg.PlotDataItem | None):
+    def __init__(self, main: pg.PlotDataItem, raw: pg.PlotDataItem | None, markers: bool):
         self.main = main
         self.raw = raw
-        self.markers = raw is None
+        self.markers = markers
         self.drawn: tuple | None = None  # (series version, x axis, smoothing) last drawn
 
 
 class _Chart:
-    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin. Lines on
-    another scale (Line.axis == 'right') get a second ViewBox with its own axis on the right."""
+    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin; the unit along
+    the y axis and the legend under the x axis."""
 
     def __init__(self, spec: C.ChartSpec, plot: pg.PlotItem):
         self.spec = spec
@@ -211,38 +67,9 @@ class _Chart:
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
         self.cursor.setVisible(False)
         plot.addItem(self.cursor, ignoreBounds=True)
-        self.right: pg.ViewBox | None = None
-        if any(line.axis == "right" for line in spec.lines):
-            self._add_right_axis()
+        if spec.unit:
+            plot.setLabel("left", spec.unit, **{"font-size": "8pt"})
         self.show_legend()
-
-    def _add_right_axis(self) -> None:
-        plot = self.plot
-        self.right = pg.ViewBox(enableMenu=False)
-        self.right.setMouseEnabled(x=False, y=False)
-        # Follow sets this axis like the others; left auto-ranging, pyqtgraph re-fitted it around
-        # the data (0.6..1.4 for a distinct-2 of 1.0) whenever Follow found the range already right
-        self.right.disableAutoRange()
-        plot.showAxis("right")
-        axis = plot.getAxis("right")
-        C.style_axis(axis)
-        axis.setWidth(40)
-        axis.setGrid(False)
-        color = next(line.color for line in self.spec.lines if line.axis == "right")
-        axis.setTextPen(color)
-        plot.getAxis("left").setTextPen(next(line.color for line in self.spec.lines if line.axis != "right"))
-        plot.scene().addItem(self.right)
-        axis.linkToView(self.right)
-        self.right.setXLink(plot.getViewBox())
-
-        def follow_geometry():
-            self.right.setGeometry(plot.getViewBox().sceneBoundingRect())
-
-        plot.getViewBox().sigResized.connect(follow_geometry)
-        follow_geometry()
-
-    def view_for(self, line: C.Line) -> pg.ViewBox:
-        return self.right if line.axis == "right" and self.right is not None else self.plot.getViewBox()
 
     def metrics(self) -> list[tuple[str, C.Line, bool]]:
         """(metric name, line, is_eval_twin) for every curve this chart can show."""
@@ -258,19 +85,22 @@ class _Chart:
         curves = self.curves.get(name)
         if curves is not None:
             return curves
-        view = self.view_for(line)
-        if twin or C.is_sparse(name):
+        if line.limit:
+            main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=1, style=Qt.PenStyle.DashLine), **C.curve_options())
+            raw, markers = None, False
+        elif twin or C.is_sparse(name):
             pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
             # eval series are short, but a long run evaluated often still has thousands of points
             main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color, symbolPen=None,
                                    **C.curve_options())
-            raw = None
+            raw, markers = None, True
         else:
             raw = pg.PlotDataItem(pen=pg.mkPen(C.faint(line.color), width=1), **C.curve_options())
             main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=2), **C.curve_options())
-            view.addItem(raw)
-        view.addItem(main)
-        curves = self.curves[name] = _Curves(main, raw)
+            markers = False
+            self.plot.addItem(raw)
+        self.plot.addItem(main)
+        curves = self.curves[name] = _Curves(main, raw, markers)
         self.show_legend()
         return curves
 
@@ -286,41 +116,45 @@ class _Chart:
                 eval_color = eval_color or "#666"
                 continue
             label = "train" if single and line.eval_twin else line.label
-            entries.append(("●" if C.is_sparse(name) else "▬", line.color, label))
+            glyph = "- -" if line.limit else "●" if C.is_sparse(name) else "▬"
+            entries.append((glyph, line.color, label))
         if eval_color:
             entries.append(("- -●", eval_color, "eval"))
         self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
 
     def clear(self) -> None:
-        for name, curves in self.curves.items():
-            line = next(line for n, line, _twin in self.metrics() if n == name)
+        for curves in self.curves.values():
             for item in (curves.main, curves.raw):
                 if item is not None:
-                    self.view_for(line).removeItem(item)
+                    self.plot.removeItem(item)
         self.curves.clear()
         self.show_legend()
 
-    def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
-        """Follow: scale the axes to all the data, from each series' running min/max (never a scan of
-        100k points). While the run grows, leave headroom, so the axes (and their cached pictures)
-        change every few seconds rather than at every redraw. x_range is the whole run's, so every
-        chart shows the same steps (one evaluated only at step 0 included)."""
-        ys: dict[int, list[float]] = {}
+    def y_extent(self, rd: RunData) -> tuple[float, float] | None:
+        """The y range Follow shows: every series' running min/max (never a scan of 100k points) and the
+        values the lines always include, widened to the chart's least span around its middle."""
+        values: list[float] = []
         for name, line, _twin in self.metrics():
             series = rd.series.get(name)
             if series is None or not len(series):
                 continue
             vr = series.value_range()
             if vr is not None:
-                ys.setdefault(id(self.view_for(line)), []).extend((*vr, *line.include))
-        if not ys:
+                values.extend((*vr, *line.include))
+        if not values:
+            return None
+        return C.widened(self.spec, min(values), max(values))
+
+    def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
+        """Follow: scale the axes to all the data. While the run grows, leave headroom, so the axes (and
+        their cached pictures) change every few seconds rather than at every redraw. x_range is the whole
+        run's, so every chart shows the same steps (one evaluated only at step 0 included)."""
+        extent = self.y_extent(rd)
+        if extent is None:
             return
-        main_view = self.plot.getViewBox()
-        _fit_axis(main_view, 0, *x_range, running, only_up=True)
-        for view in (main_view, self.right):
-            if view is not None and id(view) in ys:
-                values = ys[id(view)]
-                _fit_axis(view, 1, min(values), max(values), running, only_up=False)
+        view = self.plot.getViewBox()
+        _fit_axis(view, 0, *x_range, running, only_up=True)
+        _fit_axis(view, 1, *extent, running, only_up=False)
 
 
 def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, only_up: bool) -> None:
@@ -370,7 +204,7 @@ def run_x_range(rd: RunData, x_by: str) -> tuple[float, float] | None:
 
 
 class MonitorView(QWidget):
-    """Charts for one run, following it live from the database through the shared Poller."""
+    """A health strip and charts for one run, following it live from the database through the shared Poller."""
 
     retry_requested = Signal(int)
     """A failed run's id, when the user asks to retry it with the launch dialog pre-filled."""
@@ -384,6 +218,8 @@ class MonitorView(QWidget):
         self.run: dict | None = None
         self.smoothing = 0.6
         self.x_by = "step"
+        self.enlarged: str | None = None
+        """The title of the chart shown alone (double-click or a health tile), None for the grid."""
         self._dirty: set[str] = set()
         self._all_dirty = False
         self.last_redraw_ms = 0.0
@@ -391,6 +227,7 @@ class MonitorView(QWidget):
         self._refit = True
         self._was_running = False
         self._x_range: tuple[float, float] | None = None
+        self._layout_key: tuple | None = None
         self._build()
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_MS)
@@ -431,6 +268,11 @@ class MonitorView(QWidget):
         self.failure.hide()
         outer.addWidget(self.failure)
 
+        # the signals that show a run going wrong first, each tile coloured by the rules behind the warnings
+        self.health = HealthStrip()
+        self.health.open_chart.connect(self.enlarge)
+        outer.addWidget(self.health)
+
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("QLabel { background: #fff4e5; color: #7a4100; padding: 4px; }")
@@ -442,13 +284,13 @@ class MonitorView(QWidget):
         self.smooth_slider = QSlider(Qt.Orientation.Horizontal)
         self.smooth_slider.setRange(0, 99)
         self.smooth_slider.setValue(int(self.smoothing * 100))
-        self.smooth_slider.setMaximumWidth(140)
+        self.smooth_slider.setMaximumWidth(120)
         self.smooth_slider.setToolTip("EMA weight: the smoothed curve is drawn over the raw one (faint)")
         self.smooth_value = QLabel(f"{self.smoothing:.2f}")
         self.smooth_slider.valueChanged.connect(self._on_smoothing)
         controls.addWidget(self.smooth_slider)
         controls.addWidget(self.smooth_value)
-        controls.addSpacing(12)
+        controls.addSpacing(8)
         controls.addWidget(QLabel("x axis"))
         self.x_combo = QComboBox()
         self.x_combo.addItem("step", "step")
@@ -460,9 +302,15 @@ class MonitorView(QWidget):
         self.follow.setToolTip("Keep every chart scaled to all data as it arrives (zooming a chart turns this off)")
         self.follow.toggled.connect(self._on_follow)
         controls.addWidget(self.follow)
-        controls.addSpacing(12)
+        self.back = QPushButton("◀ All charts")
+        self.back.setToolTip("Back to the grid of charts (Esc, or double-click the chart)")
+        self.back.clicked.connect(lambda: self.enlarge(None))
+        self.back.hide()
+        controls.addWidget(self.back)
+        controls.addSpacing(8)
         self.readout = QLabel()
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.readout.setMinimumWidth(50)
         controls.addWidget(self.readout, 1)
         png = QPushButton("Save PNG…")
         png.setToolTip("Save all charts as one image (right-click a chart to save just that one)")
@@ -476,31 +324,75 @@ class MonitorView(QWidget):
 
         split = QSplitter(Qt.Orientation.Horizontal)
         self.graphics = pg.GraphicsLayoutWidget()
+        self.scroll = C.scrolling(self.graphics)
         self.graphics.ci.setSpacing(2)
+        self.graphics.setToolTip("")
         self.charts: dict[str, _Chart] = {}
-        for i, spec in enumerate(C.CHARTS):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, spec.title)
-            plot.setToolTip(spec.hint)
+        for spec in C.CHARTS:
+            plot = C.make_plot(self.graphics.ci, 0, len(self.charts), spec.title)
+            plot.setToolTip(f"{spec.hint}\n\nDouble-click to enlarge; right-click to save.")
             chart = _Chart(spec, plot)
             self.charts[spec.title] = chart
             plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
             plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
             menu = plot.getViewBox().menu
             menu.addSeparator()
+            menu.addAction("Enlarge / back to all charts", lambda c=chart: self.enlarge(
+                None if self.enlarged == c.spec.title else c.spec.title))
             menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
             menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
-        split.addWidget(self.graphics)
-        self.samples_view = QTextBrowser()
-        self.samples_view.setPlaceholderText("Generations on the eval prompts appear here at each evaluation.")
+        self.graphics.scene().sigMouseClicked.connect(self._on_click)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, lambda: self.enlarge(None))
+        split.addWidget(self.scroll)
+        self.timeline = SamplesTimeline()
         self.side = QTabWidget()
-        self.side.addTab(self.samples_view, "Samples")
+        self.side.addTab(self.timeline, "Samples")
         self.side.addTab(self.log_tail, "Log")
         split.addWidget(self.side)
-        split.setStretchFactor(0, 4)
+        split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
-        split.setSizes([900, 260])
+        split.setSizes([880, 320])
         outer.addWidget(split, 1)
+        self._layout_charts()
+
+    def _layout_charts(self) -> None:
+        """Place the charts in a grid of as many columns as the width allows, or the enlarged one alone."""
+        columns = C.grid_columns(self.scroll.viewport().width())
+        key = (columns, self.enlarged)
+        if key == self._layout_key:
+            return
+        self._layout_key = key
+        shown = [self.charts[self.enlarged]] if self.enlarged else list(self.charts.values())
+        C.lay_out(self.graphics, [chart.plot for chart in shown], columns, rows_scroll=not self.enlarged)
+        self.back.setVisible(self.enlarged is not None)
+        self._refit = True
+
+    def enlarge(self, title: str | None) -> None:
+        """Show one chart alone, large (None: back to the grid)."""
+        if title is not None and title not in self.charts:
+            return
+        self.enlarged = title
+        self._layout_charts()
+        self._all_dirty = True
+        self.redraw()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._layout_charts()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._layout_charts()
+        self._redraw_if_dirty()
+
+    def _on_click(self, event) -> None:
+        if not event.double():
+            return
+        for title, chart in self.charts.items():
+            if chart.plot.scene() is not None and chart.plot.sceneBoundingRect().contains(event.scenePos()):
+                self.enlarge(None if self.enlarged == title else title)
+                return
 
     # ------------------------------------------------------------------ run selection
 
@@ -513,6 +405,8 @@ class MonitorView(QWidget):
         self.run_id = run_id
         for chart in self.charts.values():
             chart.clear()
+            chart.cursor.setVisible(False)
+        self.readout.clear()  # the values of the run shown before
         self.rd = self.poller.watch(run_id) if run_id is not None else None
         self.run = None
         if run_id is not None:
@@ -521,7 +415,7 @@ class MonitorView(QWidget):
             except Exception:
                 self.run = None
         self._show_run_info()
-        self._show_samples()
+        self.timeline.set_sources([(self.run["name"] if self.run else "", self.rd.samples)] if self.rd else [])
         self._all_dirty = True
         self._refit = True
         self.redraw()
@@ -552,7 +446,7 @@ class MonitorView(QWidget):
         device = f" · {html.escape(run['device'])}" if run.get("device") else ""
         self.header.setText(
             f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
-            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}{loading}")
+            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{fmt_eta(run)}{device}{loading}")
         if run["status"] == RunStatus.FAILED:
             self.error_label.setText(f"<b>Failed:</b> {html.escape(run.get('error') or 'no error recorded')}"
                                      f"<br><small>The end of its log is in the Log tab on the right.</small>")
@@ -566,7 +460,7 @@ class MonitorView(QWidget):
             self.failure.hide()
             if self.log_tail.toPlainText():
                 self.log_tail.clear()
-                self.side.setCurrentWidget(self.samples_view)
+                self.side.setCurrentWidget(self.timeline)
 
     # ------------------------------------------------------------------ data and drawing
 
@@ -575,7 +469,7 @@ class MonitorView(QWidget):
             return
         self._dirty |= names
         if "samples" in names:
-            self._show_samples()
+            self.timeline.refresh()
         if self.rd is not None and (self.rd.progress is not None or self._loading):
             self._show_run_info()  # loading progress, or its end
 
@@ -603,18 +497,17 @@ class MonitorView(QWidget):
         if self._dirty or self._all_dirty:
             self.redraw()
 
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._redraw_if_dirty()
-
     def redraw(self) -> float:
         """Push the buffers of changed metrics to their curves (one pass per timer tick, never per
-        point): only metrics whose data, x axis or smoothing changed since they were last drawn.
-        Returns the time taken in ms (also kept in last_redraw_ms for the benchmark)."""
+        point): only metrics whose data, x axis or smoothing changed since they were last drawn; then
+        the warnings and the health tiles. Returns the time taken in ms (also kept in last_redraw_ms)."""
         t = time.perf_counter()
         self._dirty, self._all_dirty = set(), False
         rd = self.rd
-        if rd is not None:
+        if rd is None:
+            self.health.refresh(None, {})
+            self.warning.hide()
+        else:
             t0 = rd.t0 or 0.0
             running = bool(self.run and self.run.get("status") in (RunStatus.RUNNING, RunStatus.STOPPING))
             follow = self.follow.isChecked()
@@ -627,7 +520,7 @@ class MonitorView(QWidget):
                     series = rd.series.get(name)
                     if series is None or not len(series):
                         continue
-                    if self._draw(chart.ensure(name, line, twin), series, t0):
+                    if self._draw(chart.ensure(name, line, twin), name, series, t0):
                         touched = True
                         drawn.add(name)
                 touched_charts.append((chart, touched))
@@ -641,16 +534,18 @@ class MonitorView(QWidget):
                         chart.fit(rd, x_range, running)
             self._was_running = running
             if drawn or refit:
-                warnings = run_warnings(rd)
+                findings = run_findings(rd)
+                warnings = list(findings.values())
                 # one line each (what happened, in numbers) so several warnings leave the charts their room;
                 # the advice that follows is in the tooltip
                 self.warning.setText("\n".join("⚠ " + headline(w) for w in warnings))
                 self.warning.setToolTip("\n\n".join(warnings))
                 self.warning.setVisible(bool(warnings))
+                self.health.refresh(rd, findings, None if refit else drawn)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
 
-    def _draw(self, curves: _Curves, series, t0: float) -> bool:
+    def _draw(self, curves: _Curves, name: str, series, t0: float) -> bool:
         """Bring one metric's curves up to date; False when nothing about them changed."""
         smoothing = 0.0 if curves.raw is None else self.smoothing
         key = (series.version, self.x_by, smoothing)
@@ -659,63 +554,60 @@ class MonitorView(QWidget):
         data_changed = curves.drawn is None or curves.drawn[:2] != key[:2]
         curves.drawn = key
         x = series.x(self.x_by, t0)
+        y = series.y
+        defined = self.rd.defined(name) if self.rd is not None else None
+        if defined is not None:  # an accuracy where every margin was 0 is not a ranking: left out
+            x, y = x[defined], y[defined]
         skip = series.all_finite  # skipping pyqtgraph's finite check is only safe without gaps
         if curves.raw is None:
             # markers only while sparse: thousands of scatter symbols cost more than the line
-            markers = len(series) <= MAX_MARKERS
-            if markers != curves.markers:
-                curves.markers = markers
+            markers = curves.markers and len(series) <= MAX_MARKERS
+            if markers != (curves.main.opts["symbol"] is not None):
                 curves.main.setSymbol("o" if markers else None)
-            curves.main.setData(x, series.y, skipFiniteCheck=skip)
+            curves.main.setData(x, y, skipFiniteCheck=skip)
         elif smoothing > 0:
             if data_changed or not curves.raw.isVisible():
-                curves.raw.setData(x, series.y, skipFiniteCheck=skip)
+                curves.raw.setData(x, y, skipFiniteCheck=skip)
                 curves.raw.setVisible(True)
-            curves.main.setData(x, series.smoothed(smoothing), skipFiniteCheck=True)
+            smooth = series.smoothed(smoothing) if defined is None else ema(y, smoothing)
+            curves.main.setData(x, smooth, skipFiniteCheck=True)
         else:
             curves.raw.setVisible(False)
-            curves.main.setData(x, series.y, skipFiniteCheck=skip)
+            curves.main.setData(x, y, skipFiniteCheck=skip)
         return True
-
-    def _show_samples(self) -> None:
-        if self.rd is None or not self.rd.samples:
-            self.samples_view.clear()
-            return
-        latest = self.rd.latest_samples()
-        parts = [f"<h4>Samples at step {latest[0]['step']}</h4>"]
-        for s in latest:
-            prompt = html.escape((s.get("prompt_text") or "")[:300])
-            text = html.escape(s["text"][:2000]).replace("\n", "<br>")
-            parts.append(f"<p><b>{prompt}</b><br>{text}</p><hr>")
-        self.samples_view.setHtml("".join(parts))
 
     # ------------------------------------------------------------------ hover readout
 
     def _on_mouse(self, event) -> None:
+        """A crosshair at the hovered step on every chart, and the hovered chart's values in the readout."""
         pos = event[0]
         rd = self.rd
-        for chart in self.charts.values():
-            inside = chart.plot.sceneBoundingRect().contains(pos) and rd is not None
-            if not inside:
+        hovered = next((c for c in self.charts.values() if c.plot.scene() is not None
+                        and c.plot.sceneBoundingRect().contains(pos)), None) if rd is not None else None
+        if hovered is None:
+            for chart in self.charts.values():
                 chart.cursor.setVisible(False)
+            return
+        x = hovered.plot.getViewBox().mapSceneToView(pos).x()
+        for chart in self.charts.values():
+            chart.cursor.setPos(x)
+            chart.cursor.setVisible(True)
+        parts = []
+        at = None
+        for name, line, twin in hovered.metrics():
+            series = rd.series.get(name)
+            hit = series.value_at(x, self.x_by, rd.t0 or 0.0) if series is not None else None
+            if hit is None:
                 continue
-            x = chart.plot.getViewBox().mapSceneToView(pos).x()
-            parts = []
-            at = None
-            for name, line, twin in chart.metrics():
-                series = rd.series.get(name)
-                hit = series.value_at(x, self.x_by, rd.t0 or 0.0) if series is not None else None
-                if hit is None:
-                    continue
-                at = at if at is not None else hit[0]
-                label = f"eval {line.label}" if twin else line.label
-                parts.append(f"<span style='color:{line.color}'>{html.escape(label)}</span> {hit[1]:.4g}")
-            if parts:
-                unit = "step" if self.x_by == "step" else "min"
-                xs = f"{at:.0f}" if self.x_by == "step" else f"{at:.2f}"
-                self.readout.setText(f"<b>{html.escape(chart.spec.title)}</b> at {unit} {xs}: " + " · ".join(parts))
-                chart.cursor.setPos(x)
-                chart.cursor.setVisible(True)
+            at = at if at is not None else hit[0]
+            label = f"eval {line.label}" if twin else line.label
+            parts.append(f"<span style='color:{line.color}'>{html.escape(label)}</span> {hit[1]:.4g}")
+        if parts:
+            unit = "step" if self.x_by == "step" else "min"
+            xs = f"{at:.0f}" if self.x_by == "step" else f"{at:.2f}"
+            units = f" {html.escape(hovered.spec.unit)}" if hovered.spec.unit else ""
+            self.readout.setText(f"<b>{html.escape(hovered.spec.title)}</b> at {unit} {xs}: "
+                                 + " · ".join(parts) + units)
 
     # ------------------------------------------------------------------ export
 

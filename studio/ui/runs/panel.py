@@ -20,17 +20,21 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core import paths
+from studio.core.generations import ARENA, GENERATE, JOB_METHODS
 from studio.core.types import RunStatus
 from studio.store.project import ProjectError, pid_alive
-from studio.ui.runs import jobs
+from studio.store.run_queue import cancel_queued, queue_places, queue_runner
+from studio.ui.runs import jobs, worker_env
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
+from studio.ui.widgets import EmptyState
 
 
 class RunsPanel(QWidget):
@@ -43,10 +47,14 @@ class RunsPanel(QWidget):
         self.poller = Poller(project, parent=self)
         self.monitor = None  # built on first show: pyqtgraph is imported only when the section is opened
         self.compare = None
+        self.job_view = None
+        self.arena = None
         self._exports: list[tuple[int, Path, object, float]] = []
         # resumed workers that have not claimed their run yet; one that exits before claiming (the run
         # was not resumable after all) says why in its log, and that is shown here
         self._starting: dict[int, tuple[object, int]] = {}  # run id: (process, step it resumes from)
+        self._queue_runner = None  # the queue runner this window started last (a Popen)
+        self.keeps_queue_going = True  # start a runner for waiting runs nobody runs (screenshots do not)
         # exports and starting workers finish without any run row changing, so they get their own timer
         self._child_timer = QTimer(self)
         self._child_timer.setInterval(500)
@@ -75,6 +83,9 @@ class RunsPanel(QWidget):
 
         self.new_button = button("New run…", "Configure and launch a training run on the labeled pairs",
                                  lambda: self.open_launch_dialog())
+        self.generate_button = button("Generate…", "Sample responses from the base model or runs' adapters: "
+                                      "candidates to label, or a blind arena of several sources",
+                                      lambda: self.open_generate_dialog())
         self.stop_button = button("Stop", "Ask the run to stop after its current step (it saves first)",
                                   self.stop_selected)
         self.resume_button = button("Resume", "Continue an interrupted run from its checkpoint", self.resume_selected)
@@ -102,7 +113,12 @@ class RunsPanel(QWidget):
         self.split.setStretchFactor(0, 0)
         self.split.setStretchFactor(1, 1)
         self.split.setSizes([150, 1000])
-        layout.addWidget(self.split, 1)
+        # no run yet: say what a run is and how to start one, instead of an empty table and blank charts
+        self.empty = EmptyState()
+        self.body = QStackedWidget()
+        self.body.addWidget(self.split)
+        self.body.addWidget(self.empty)
+        layout.addWidget(self.body, 1)
         self._update_buttons()
 
     def showEvent(self, event) -> None:
@@ -131,23 +147,36 @@ class RunsPanel(QWidget):
         self.monitor = MonitorView(self.project, self.poller)
         self.monitor.retry_requested.connect(self.retry_run)
         self.compare = CompareView(self.project, self.poller)
+        from studio.ui.runs.arena_view import ArenaView
+        from studio.ui.runs.job_view import JobView
+
+        self.job_view = JobView(self.project)
+        self.job_view.results_requested.connect(self.show_arena)
+        self.arena = ArenaView(self.project)
         self.tabs.addTab(self.monitor, "Monitor")
+        self.tabs.addTab(self.job_view, "Job")
         self.tabs.addTab(self.compare, "Compare")
+        self.tabs.addTab(self.arena, "Arena")
         self.poller.start()
         ids = self.table.selected_ids()
         if ids:
             self.monitor.set_run(ids[0])
+            self._show_details(ids[0])
         else:
             self._follow_active()
 
     # ------------------------------------------------------------------ state
 
     def _on_runs(self, runs: list[dict]) -> None:
+        self._show_empty(not runs)
         self.table.set_runs(runs)
+        self._keep_queue_going(runs)
         self._check_children()
         self._update_buttons()
         if self.monitor is not None and self.monitor.run_id is None:
             self._follow_active()
+        if self.job_view is not None and self.job_view.run_id is not None:
+            self.job_view.refresh()
 
     def _follow_active(self) -> None:
         """With nothing chosen, show the newest active run (one started from the CLI included)."""
@@ -160,11 +189,30 @@ class RunsPanel(QWidget):
         if self.monitor is not None:
             self.monitor.set_run(run_id)
             self.tabs.setCurrentWidget(self.monitor)
+            self._show_details(run_id)
 
     def _on_selection(self, ids: list[int]) -> None:
         self._update_buttons()
         if ids and self.monitor is not None:
             self.monitor.set_run(ids[0])
+            self._show_details(ids[0])
+
+    def _show_details(self, run_id: int) -> None:
+        """A generation job is shown in the Job tab (the monitor's charts are for training); a training run
+        chosen while the Job tab is up brings the monitor back."""
+        run = self.table.run_by_id(run_id)
+        if run is not None and run["method"] in JOB_METHODS:
+            self.job_view.set_run(run_id)
+            self.tabs.setCurrentWidget(self.job_view)
+        else:
+            self.job_view.set_run(None)
+            if self.tabs.currentWidget() is self.job_view:
+                self.tabs.setCurrentWidget(self.monitor)
+
+    def show_arena(self, arena_id: int) -> None:
+        self.ensure_views()
+        self.arena.set_arena(arena_id)
+        self.tabs.setCurrentWidget(self.arena)
 
     def selected_runs(self) -> list[dict]:
         return [r for r in (self.table.run_by_id(i) for i in self.table.selected_ids()) if r]
@@ -175,12 +223,23 @@ class RunsPanel(QWidget):
         self.stop_button.setEnabled(any(RunStatus(r["status"]).active for r in runs))
         self.resume_button.setEnabled(bool(one) and one["id"] not in self._starting
                                       and jobs.resumable(self.project.folder, one))
-        self.duplicate_button.setEnabled(bool(one))
+        job = bool(one) and one["method"] in JOB_METHODS  # a generation job: no adapter, no training settings
+        self.duplicate_button.setEnabled(bool(one) and not job)
         self.delete_button.setEnabled(bool(runs) and not any(RunStatus(r["status"]).active for r in runs))
         self.folder_button.setEnabled(bool(one) and self.project.folder is not None)
-        self.export_button.setEnabled(bool(one) and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
+        self.export_button.setEnabled(bool(one) and not job and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
                                       and not any(e[0] == one["id"] for e in self._exports))
         self.compare_button.setEnabled(len(runs) >= 2)
+
+    def _show_empty(self, empty: bool) -> None:
+        if empty and self.body.currentWidget() is not self.empty:
+            self.empty.show_state(
+                "No runs yet",
+                "A run fine-tunes a model with LoRA (DPO or a variant) on this project's resolved preferences: "
+                "the pairs whose labels have a majority. Label some pairs, then start one with New run (Ctrl+N); "
+                "it trains in the background and shows here live.",
+                [("New run…", self.open_launch_dialog)])
+        self.body.setCurrentWidget(self.empty if empty else self.split)
 
     def say(self, text: str) -> None:
         self.message.setText(text)
@@ -194,8 +253,55 @@ class RunsPanel(QWidget):
         dialog = LaunchDialog(self.project, self, initial=initial)
         if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
             return None
-        self.start_run(dialog.run_id)
+        if dialog.queued:
+            self.start_queue(dialog.run_ids)
+        else:
+            self.start_run(dialog.run_id)
         return dialog.run_id
+
+    def open_generate_dialog(self, kind: str = GENERATE) -> int | None:
+        """Show the Generate dialog; on Start, create the job and start its worker. Returns the job's run id."""
+        from studio.ui.runs.generate_dialog import GenerateDialog
+
+        dialog = GenerateDialog(self.project, self, kind=kind)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
+            return None
+        self.start_run(dialog.run_id)
+        if kind == ARENA or self.project.run(dialog.run_id)["method"] == ARENA:
+            self.say(f"Started arena job {dialog.run_id}: label its blind pairs in the Label section as they come; "
+                     f"results in the Arena tab.")
+        return dialog.run_id
+
+    def start_queue(self, run_ids: list[int] | None = None) -> None:
+        """Make sure a queue runner trains the queued runs one after another (it survives the window), and
+        show the first of `run_ids`."""
+        if self.project.folder is None:
+            self.say("This project lives in memory; runs need a project folder.")
+            return
+        runner = queue_runner(self.project)
+        mine = self._queue_runner is not None and self._queue_runner.poll() is None
+        if runner is None and not mine:
+            if not self.ensure_worker_env():
+                self.say("The queued runs wait: training needs its Python environment first.")
+                return
+            try:
+                self._queue_runner = jobs.start_queue(self.project.folder)
+            except OSError as e:
+                self.say(f"Could not start the queue runner: {e}")
+                return
+        if run_ids:
+            ids = ", ".join(map(str, run_ids))
+            self.say(f"Queued run{'s' if len(run_ids) > 1 else ''} {ids}: the queue trains them one after another "
+                     f"(log: {self.project.folder / paths.RUNS_DIR / 'queue.log'}).")
+            self.poller.refresh_runs()
+            self.ensure_views()
+            self.show_run(run_ids[0])
+
+    def _keep_queue_going(self, runs: list[dict]) -> None:
+        """Runs waiting in the queue with no runner (it was killed, or the project was copied) get one."""
+        if self.keeps_queue_going and self.project.folder is not None and queue_places(runs) \
+                and not self.project.closed and worker_env.available():
+            self.start_queue()
 
     def start_run(self, run_id: int, resume: bool = False) -> None:
         """Spawn the worker for a run and show it. The spawned pid is stored at once, so a worker that
@@ -204,6 +310,11 @@ class RunsPanel(QWidget):
             self.say("This project lives in memory; runs need a project folder.")
             return
         self._stop_deadlines.pop(run_id, None)
+        if not self.ensure_worker_env():
+            self.say(f"Run {run_id} was not started: training needs its Python environment first "
+                     "(the desktop app sets it up once).")
+            self.poller.refresh_runs()
+            return
         try:
             proc = jobs.start_training(self.project.folder, run_id, resume=resume)
         except OSError as e:
@@ -225,10 +336,27 @@ class RunsPanel(QWidget):
         self.ensure_views()
         self.show_run(run_id)
 
+    def ensure_worker_env(self) -> bool:
+        """True when workers can start; in the desktop bundle without its training environment, offer to
+        set it up (what it installs, then progress) and say whether that worked."""
+        try:
+            worker_env.worker_python()
+            return True
+        except worker_env.WorkerEnvMissing:
+            pass
+        from studio.ui.runs.worker_setup import WorkerSetupDialog
+
+        dialog = WorkerSetupDialog(worker_env.plan_setup(), self)
+        return dialog.exec() == QDialog.DialogCode.Accepted
+
     def retry_run(self, run_id: int) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run
 
-        return self.open_launch_dialog(initial_from_run(self.project.run(run_id), retry=True))
+        run = self.project.run(run_id)
+        if run["method"] in JOB_METHODS:  # no settings to change: the job goes on with the prompts not done
+            self.start_run(run_id, resume=True)
+            return run_id
+        return self.open_launch_dialog(initial_from_run(run, retry=True))
 
     def duplicate_selected(self) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run
@@ -241,7 +369,12 @@ class RunsPanel(QWidget):
     # ------------------------------------------------------------------ stopping, resuming
 
     def stop_run(self, run_id: int) -> None:
-        """Ask the worker to stop between steps; SIGTERM it if it has not stopped after a grace period."""
+        """Ask the worker to stop between steps; SIGTERM it if it has not stopped after a grace period. A run
+        waiting in the queue is taken out of it."""
+        if cancel_queued(self.project, run_id):
+            self.say(f"Run {run_id} will not start: taken out of the queue (Duplicate… makes a new one).")
+            self.poller.refresh_runs()
+            return
         self.project.request_stop(run_id)
         run = self.project.run(run_id)
         if run["status"] == RunStatus.QUEUED and not (run["pid"] and pid_alive(run["pid"])):
@@ -413,8 +546,9 @@ class RunsPanel(QWidget):
             if answer == "cancel":
                 return False
             if answer == "stop":
-                for r in runs:
-                    self.project.request_stop(r["id"])
+                for r in runs:  # runs waiting in the queue are taken out of it, the others asked to stop
+                    if not cancel_queued(self.project, r["id"]):
+                        self.project.request_stop(r["id"])
         self.poller.stop()
         return True
 

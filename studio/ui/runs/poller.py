@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from operator import itemgetter
 
-import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from studio.ui.runs.series import Series
+from studio.core.series import RunSeries
 
 CHUNK_ROWS = 40_000
 """Metric rows read per step (about 30 ms): a run with 100k steps already logged loads in chunks
 between which the event loop runs, so the window stays responsive and shows progress."""
 
 
-class RunData:
-    """Everything the monitor draws for one run, filled incrementally by metric row id."""
+class RunData(RunSeries):
+    """One watched run's series (studio.core.series.RunSeries), read from the project incrementally by
+    metric row id, in chunks while a long history catches up."""
 
     def __init__(self, run_id: int):
+        super().__init__()
         self.run_id = run_id
-        self.series: dict[str, Series] = {}
-        self.last_metric_id = 0
-        self.last_sample_id = 0
-        self.samples: list[dict] = []
-        self.t0: float | None = None  # wall time of the first metric: time axis origin
         self.rows_read = 0
         self.rows_expected = 0
         """Rows known to be waiting when catching up started (for progress); 0 when caught up."""
@@ -49,48 +44,11 @@ class RunData:
         self.behind = len(rows) >= limit
         if not self.behind:
             self.rows_expected = 0
-        changed: set[str] = set()
-        if rows:
-            self.rows_read += len(rows)
-            self.last_metric_id = rows[-1][0]
-            if self.t0 is None:
-                self.t0 = float(rows[0][3])
-            changed = self._add_rows(rows)
-        new_samples = project.samples(self.run_id, since_id=self.last_sample_id)
-        if new_samples:
-            self.last_sample_id = new_samples[-1]["id"]
-            self.samples.extend(new_samples)
+        self.rows_read += len(rows)
+        changed = self.add_rows(rows)
+        if self.add_samples(project.samples(self.run_id, since_id=self.last_sample_id)):
             changed.add("samples")
         return changed
-
-    def _add_rows(self, rows: list[tuple]) -> set[str]:
-        """Group rows (id, step, value, time, name) by metric with numpy, not a Python loop per row."""
-        n = len(rows)
-        codes: dict[str, int] = {}
-        code = np.fromiter((codes.setdefault(r[4], len(codes)) for r in rows), np.int64, n)
-        steps = np.fromiter(map(itemgetter(1), rows), np.float64, n)
-        values = np.fromiter(map(itemgetter(2), rows), np.float64, n)  # NULL becomes NaN
-        times = np.fromiter(map(itemgetter(3), rows), np.float64, n)
-        if len(codes) == 1:
-            groups = {next(iter(codes)): slice(None)}
-        else:
-            order = np.argsort(code, kind="stable")  # stable: keeps logging order within a metric
-            cuts = np.searchsorted(code[order], np.arange(len(codes) + 1))
-            groups = {name: order[cuts[c]:cuts[c + 1]] for name, c in codes.items()}
-        for name, idx in groups.items():
-            s_steps = steps[idx]
-            series = self.series.get(name)
-            if series is None:
-                series = self.series[name] = Series(max(256, s_steps.size))
-            series.extend(s_steps, times[idx], values[idx])
-        return set(codes)
-
-    def latest_samples(self) -> list[dict]:
-        """The generations of the most recent evaluation step, one per eval prompt."""
-        if not self.samples:
-            return []
-        step = self.samples[-1]["step"]
-        return [s for s in self.samples if s["step"] == step]
 
 
 class Poller(QObject):
