@@ -375,7 +375,7 @@ class PairsStore(StoreBase):
     def label_count_since(self, annotator: str, since: str) -> int:
         """The annotator's labels in force made at or after `since` (an ISO time in UTC, as stored): "my
         labels today". Only this annotator's own labels count, never an import's."""
-        aid = self.annotator_id(annotator)
+        aid = self._known_annotator_id(annotator)
         # ids grow with time: walk back from the newest label to the last one before `since` (only the
         # recent labels are read), then count the current ones after it through the (annotator, id) index
         before = self._scalar("SELECT id FROM labels WHERE annotator_id = ? AND created_at < ? ORDER BY id DESC "
@@ -385,7 +385,7 @@ class PairsStore(StoreBase):
 
     def recent_labels(self, annotator: str, limit: int = 5) -> list[Label]:
         """The annotator's latest labels still in force, newest first (the labeling view's recent strip)."""
-        aid = self.annotator_id(annotator)
+        aid = self._known_annotator_id(annotator)
         rows = self._query("SELECT l.*, a.name AS annotator FROM labels l JOIN annotators a ON a.id = l.annotator_id "
                            "WHERE l.annotator_id = ? AND l.state = 'current' ORDER BY l.id DESC LIMIT ?",
                            (aid, int(limit)))
@@ -417,9 +417,10 @@ class PairsStore(StoreBase):
     def flag_pair(self, pair_id: int, annotator: str, note: str | None = None) -> int:
         """Flag a pair for review with an optional note; the annotator's open flag on it is replaced (its note
         updated). Returns the flag's id."""
-        aid = self.annotator_id(annotator)
         with self._write() as c:
-            if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+            aid = self.annotator_id(annotator)
+            # a pair of an import still being written is not there yet (and goes if the import fails)
+            if c.execute(f"SELECT 1 FROM pairs p WHERE id = ? AND {visible_sql('p')}", (pair_id,)).fetchone() is None:
                 raise ProjectError(f"pair {pair_id}: no such pair")
             ts = now_iso()
             c.execute("UPDATE pair_flags SET cleared_at = ? WHERE pair_id = ? AND annotator_id = ? "
@@ -447,7 +448,7 @@ class PairsStore(StoreBase):
 
     def flagged_pair_count(self) -> int:
         """Pairs with at least one open flag."""
-        return int(self._scalar("SELECT count(DISTINCT pair_id) FROM pair_flags WHERE cleared_at IS NULL"))
+        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE p.id IN {_OPEN_FLAGS} AND {visible_sql('p')}"))
 
     # ------------------------------------------------------------------ queues and filters
 

@@ -53,3 +53,20 @@ def test_an_old_read_only_project_says_it_needs_an_upgrade_where_it_can_be_writt
     old_schema_project(tmp_path / "old")
     with pytest.raises(ProjectError, match=r"older version .* cannot be written here"):
         Project.open(read_only_copy(tmp_path / "old"))
+
+
+def test_flags_and_an_annotators_recent_labels_read_on_a_read_only_project_and_a_flag_says_read_only(
+        labeled, read_only_copy):
+    with Project.open(labeled) as p:
+        p.flag_pair(2, "alice", "the prompt is cut off")
+    folder = read_only_copy(labeled)
+    with Project.open(folder) as p:
+        assert [f.note for f in p.flags(2)] == ["the prompt is cut off"] and p.flagged_pair_count() == 1
+        assert p.label_count_since("alice", "2000-01-01") == 1
+        assert [lab.pair_id for lab in p.recent_labels("alice")] == [1]
+        assert p.label_count_since("carol", "2000-01-01") == 0 and p.recent_labels("carol") == []  # writes nothing
+        with pytest.raises(ProjectReadOnly, match="read-only"):
+            p.flag_pair(1, "alice", "looks wrong")
+        with pytest.raises(ProjectReadOnly, match="read-only"):
+            p.clear_flags(2, "alice")
+        assert p.flagged_pair_count() == 1 and p.flags(1) == []

@@ -105,6 +105,52 @@ def test_a_prompt_added_while_an_import_holds_it_stays_when_the_import_fails(pro
     assert project.counts()["prompts"] == 2 and project.prompt(hidden.lastrowid).text == "Hidden?"
 
 
+def test_pairs_of_an_import_being_written_cannot_be_flagged_and_a_generation_keeps_what_it_shares(project,
+                                                                                                tmp_path):
+    """Flags and generation jobs (other writers) meet the rows of an unfinished import: a hidden pair is not
+    there to flag, its prompts are not generated for, and a generated text or pair the import also holds is
+    the job's own, so it stays when the import fails."""
+    from studio.core.generations import GENERATE, GenerationPlan
+    from studio.store import ProjectError
+    from studio.store import generations as G
+
+    import_file(project, write_jsonl(tmp_path / "first.jsonl", rows(2, "first ")))
+    project.flag_pair(1, "alice", "typo in the prompt")
+    shared = project.pair(1).prompt
+    sources = G.resolve_sources(project, ["base", "/other/model-b"], model="/models/a")
+    plan = GenerationPlan(GENERATE, sources, [shared.id], samples=1, temperature=0.7)
+    job = G.create_job(project, plan)
+    # the import's first rows: two new answers to the shared prompt, as a pair
+    more = [{"prompt": shared.text, "chosen": "New answer.", "rejected": "Newer answer."}, *rows(6000, "b")]
+    seen = {}
+
+    def meanwhile(done, total):
+        if done <= total // 2 or seen:
+            return  # reading the file (the first half of the progress), or checked already
+        hidden = project._scalar("SELECT id FROM pairs WHERE prompt_id = ? AND id > 2", (shared.id,))
+        seen["hidden"] = hidden
+        with pytest.raises(ProjectError, match=f"pair {hidden}: no such pair"):
+            project.flag_pair(hidden, "alice")
+        seen["flagged"] = project.flagged_pair_count()
+        seen["prompts"] = G.choose_prompts(project, None)
+        texts = [G.GeneratedText(shared.id, s, 0, text, 5, True, 10) for s, text in
+                 enumerate(("New answer.", "Newer answer."))]
+        seen["counts"] = G.write_batch(project, job, plan, texts, [(0, 1)])
+        raise KeyboardInterrupt  # the import fails after the job wrote
+
+    with pytest.raises(KeyboardInterrupt):
+        import_file(project, write_jsonl(tmp_path / "more.jsonl", more), progress=meanwhile)
+    assert seen["hidden"] is not None, "the check ran while the import's rows were written and hidden"
+    assert seen["flagged"] == 1 and seen["prompts"] == [1, 2]
+    assert seen["counts"] == {"responses": 0, "pairs": 0, "identical": 0}  # both already there (hidden)
+    assert project.pair_count() == 3 and seen["hidden"] in project.pair_ids()  # the job's pair, the import's gone
+    generated = project._conn.execute("SELECT response_id FROM generations WHERE job_id = ?", (job,)).fetchall()
+    assert [project.response(r).text for (r,) in generated] == ["New answer.", "Newer answer."]
+    assert project._scalar("SELECT pair_id FROM generated_pairs WHERE job_id = ?", (job,)) == seen["hidden"]
+    assert project._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert project.flagged_pair_count() == 1
+
+
 # ---------------------------------------------------------------------------------------------- imported labels
 
 
