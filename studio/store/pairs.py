@@ -283,11 +283,14 @@ class PairsStore(StoreBase):
         return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE n_labels > 0 AND {visible_sql('p')}"))
 
     def mean_text_chars(self) -> tuple[float, float]:
-        """Mean characters of a labeled pair's prompt and of one of its responses (a run's size estimate)."""
+        """Mean characters of a labeled pair's prompt and of one of its responses (a run's size estimate). A
+        pair counts with any current verdict, an imported one too: a run trains on those (n_labels counts
+        people's labels only, so a freshly imported labeled dataset would have no labeled pair)."""
         row = self._conn.execute(
             "SELECT avg(length(pr.text)), avg((length(ra.text) + length(rb.text)) / 2.0) FROM pairs p "
             "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
-            "JOIN responses rb ON rb.id = p.response_b_id WHERE p.n_labels > 0").fetchone()
+            "JOIN responses rb ON rb.id = p.response_b_id WHERE p.id IN (SELECT pair_id FROM labels "
+            f"WHERE state = 'current' AND choice != 'skip') AND {visible_sql('p')}").fetchone()
         return float(row[0] or 0.0), float(row[1] or 0.0)
 
     def sources(self) -> list[str]:

@@ -172,6 +172,17 @@ def test_imported_labels_do_not_count_as_people_labeling(project, tmp_path):
     assert_label_counts(project)
 
 
+def test_a_run_size_estimate_reads_the_imported_verdicts_a_run_trains_on(project, tmp_path):
+    import_file(project, write_jsonl(tmp_path / "labeled.jsonl", rows(3)))
+    import_file(project, write_jsonl(tmp_path / "unlabeled.jsonl", [
+        {"prompt": "A much longer unlabeled question than the others?", "response_a": "x" * 500, "response_b": "y"}]))
+    assert project.labeled_pair_count() == 0 and len(project.resolved_preferences()) == 3
+    prompt_chars, response_chars = project.mean_text_chars()
+    labeled = [project.pair(i) for i in project.pair_ids()[:3]]
+    assert prompt_chars == sum(len(p.prompt.text) for p in labeled) / 3
+    assert response_chars == sum(len(p.a.text) + len(p.b.text) for p in labeled) / 6
+
+
 def test_disagreement_is_between_people_not_with_the_imported_verdict(project, tmp_path):
     import_file(project, write_jsonl(tmp_path / "labeled.jsonl", rows(300)))  # every pair: imported "a"
     for pair in (5, 250):
