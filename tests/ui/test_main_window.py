@@ -177,15 +177,31 @@ def test_a_project_closed_at_once_is_still_remembered(qtbot, folder):
 
 
 def test_a_read_only_project_opens_read_only_and_says_so(qtbot, folder, read_only_copy):
+    with Project.open(folder) as p:
+        flagged = p.pair_ids()[-1]
+        p.flag_pair(flagged, "bob", "the prompt is cut off")
     w = make_window(qtbot, read_only_copy(folder))
     assert w.project.read_only
     assert "read-only" in w.windowTitle() and "Read-only" in w.notice_label.text()
     view = w.label_view
     assert view.pair is not None and not any(b.isEnabled() for b in view.choice_buttons.values())
+    assert not view.flag_button.isEnabled() and not any(b.isEnabled() for b in view.strength_buttons.values())
     view.choose("left")
     assert "read-only" in view.note.text() and view.project.current_label(view.pair.id, "alice") is None
+    view.note.setText("")
+    view.open_flag_bar()  # key F
+    assert "flags cannot be saved" in view.note.text() and view._flag_bar is None
+    qtbot.waitUntil(lambda: view._today is not None)  # today's count and recent labels read, nothing written
+    assert view._today == 0 and view.project.flagged_pair_count() == 1
     assert not w.import_action.isEnabled()
-    assert w.show_section("Data") is not None and w.show_section("Runs") is not None
+    data = w.show_section("Data")
+    data.flagged_check.setChecked(True)
+    data.apply_filters()
+    qtbot.waitUntil(lambda: data.model.rowCount() == 1)
+    data.table.selectRow(0)
+    assert "the prompt is cut off" in data.flags_label.text()  # flags are read, and cannot be cleared
+    assert data.clear_flags_button.isVisible() and not data.clear_flags_button.isEnabled()
+    assert w.show_section("Runs") is not None
     w.close()
 
 
