@@ -11,6 +11,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from studio.store import Project
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test gets its own settings file: recent projects and the annotator name never leak between
+    tests, nor into the user's."""
+    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+
+
 @pytest.fixture
 def project(tmp_path):
     """An empty project in a temporary folder."""
@@ -43,3 +50,39 @@ def pairs_project(project):
 def _eval_pair(project: Project, i: int) -> tuple[int, int, int]:
     pid = project.add_prompt(f"Eval question {i}?", split="eval", source="test")
     return pid, project.add_response(pid, f"Short {i}."), project.add_response(pid, f"A longer answer number {i}.")
+
+
+@pytest.fixture
+def read_only_copy(tmp_path):
+    """make(folder) -> a copy of a project folder that this process cannot write: on a read-only tmpfs when
+    running as root (root writes through file permissions), else a folder without write permission."""
+    import shutil
+    import subprocess
+
+    mounts, made = [], []
+
+    def make(folder):
+        if os.geteuid() == 0:
+            mnt = tmp_path / f"read-only-{len(mounts)}"
+            mnt.mkdir()
+            if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)],
+                              capture_output=True).returncode:
+                pytest.skip("cannot mount a tmpfs here")
+            mounts.append(mnt)
+            copy = mnt / folder.name
+            shutil.copytree(folder, copy)
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        else:
+            copy = tmp_path / f"read-only-{folder.name}"
+            shutil.copytree(folder, copy)
+            for p in [*sorted(copy.rglob("*"), reverse=True), copy]:
+                p.chmod(p.stat().st_mode & ~0o222)
+            made.append(copy)
+        return copy
+
+    yield make
+    for mnt in mounts:
+        subprocess.run(["umount", "--lazy", str(mnt)], check=False)  # lazy: even with a file still open
+    for copy in made:
+        for p in [copy, *copy.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)

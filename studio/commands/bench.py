@@ -1,4 +1,4 @@
-"""`studio bench store|dpo|startup|gui|monitor`: the benchmarks, which print figures.
+"""`studio bench store|import-wait|dpo|startup|gui|monitor`: the benchmarks, which print figures.
 
 Only the parsers are built here; each command imports its benchmark from studio.bench (and with it the
 store, Qt or torch) inside its function, so `studio --help` and the other commands load no benchmark code.
@@ -15,7 +15,7 @@ from studio.commands import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo, startup, gui, monitor).")
+    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, import-wait, dpo, startup, gui, monitor).")
     what = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
 
     p = what.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for the benchmark projects (default a temporary folder, removed after)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.set_defaults(func=cmd_store)
+
+    p = what.add_parser("import-wait", help="How long another writer waits while a large file is imported.",
+                        description="Import N synthetic pairs while a second process saves a label every "
+                                    "~50 ms; print the import's time and the longest wait of a label save.")
+    p.add_argument("--pairs", type=int, default=400_000, help="pairs in the imported file (default 400000)")
+    p.add_argument("--out", help="folder for the files (default a temporary folder, removed after)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.set_defaults(func=cmd_import_wait)
 
     p = what.add_parser("dpo", help="Tokens/s and peak memory of our DPO engine against TRL's DPOTrainer.")
     p.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
@@ -109,6 +117,18 @@ def cmd_store(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.json:
         print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_import_wait(args: argparse.Namespace) -> int:
+    if args.pairs < 1:
+        raise CommandError("--pairs: give a positive number of pairs")
+    from studio.bench.import_wait import format_result, run
+
+    result = run(args.pairs, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_result(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
     return 0
 
 

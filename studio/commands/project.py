@@ -107,23 +107,66 @@ class _ProgressLine:
             print(f"importing {self.name}: {pct}%", file=sys.stderr, flush=True)
 
 
+EXIT_INVALID_ROWS = 1
+"""`studio import`: rows of the file are invalid (each printed as FILE:LINE: field: message); nothing imported."""
+EXIT_FILE_REJECTED = 3
+"""`studio import`: the file as a whole cannot be imported (missing, a folder, empty, not text, compressed
+other than gzip, a JSON array named .jsonl, fields that fit no format, a labels export)."""
+
+
+def _remove_new_project(folder: Path, folder_existed: bool) -> None:
+    """Take back a project this command created, so a failed import leaves no project behind."""
+    import shutil
+
+    from studio.core import paths
+
+    for name in (paths.DB_NAME, f"{paths.DB_NAME}-wal", f"{paths.DB_NAME}-shm"):
+        (folder / name).unlink(missing_ok=True)
+    runs = folder / paths.RUNS_DIR
+    if runs.is_dir() and not any(runs.iterdir()):
+        runs.rmdir()
+    if not folder_existed and folder.is_dir() and not any(folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    from studio.core import paths
     from studio.store import Project
-    from studio.store.formats import parse_file, write_parsed
+    from studio.store.formats import FileRejected, ImportErrors, parse_file, write_parsed
 
     path = Path(args.file)
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
     progress = _ProgressLine(path.name)
     # Check the file before touching the project, so a bad file does not even create the folder.
-    parsed = parse_file(path, args.format, progress=progress)
-    if parsed.errors and not args.skip_invalid:
-        for err in parsed.errors:
+    try:
+        parsed = parse_file(path, args.format, progress=progress)
+    except FileRejected as e:
+        raise CommandError(f"{e}; nothing was imported", code=EXIT_FILE_REJECTED) from None
+    except ImportErrors as e:  # not one record of the file's start could be read
+        errors, total = e.errors, None
+    else:
+        errors, total = parsed.errors, parsed.total
+        if errors and args.skip_invalid and parsed.rows:
+            errors = []
+    if errors:
+        for err in errors:
             print(err, file=sys.stderr)
-        raise CommandError(f"{path}: {len(parsed.errors)} invalid row(s) of {parsed.total}; nothing was imported "
-                           "(fix them, or use --skip-invalid to import the valid rows)", code=1)
-    with Project.open(args.project, create=True) as project:
-        report = write_parsed(project, parsed, args.split, args.annotator, args.skip_invalid, progress)
+        if total is None:
+            what = "its first records are all invalid"
+        elif args.skip_invalid:
+            what = f"none of its {total} rows is valid"
+        else:
+            what = f"{len(errors)} invalid row(s) of {total}"
+        hint = "" if args.skip_invalid else " (fix them, or use --skip-invalid to import the valid rows)"
+        raise CommandError(f"{path}: {what}; nothing was imported{hint}", code=EXIT_INVALID_ROWS)
+    folder = Path(args.project)
+    folder_existed, created = folder.exists(), not paths.db_path(folder).exists()
+    try:
+        with Project.open(folder, create=True) as project:
+            report = write_parsed(project, parsed, args.split, args.annotator, args.skip_invalid, progress)
+    except BaseException:
+        if created:
+            _remove_new_project(folder, folder_existed)
+        raise
     for err in report.invalid:
         print(f"skipped: {err}", file=sys.stderr)
     what = "prompts" if report.format == "prompts" else "pairs"
@@ -235,7 +278,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 RUN_KEYS = ("id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at", "ended_at",
-            "group_id")
+            "error", "group_id")
+
+
+def say_dead_runs(project) -> None:
+    """Name on stderr the runs that opening the project found dead (worker gone) and marked failed."""
+    for run_id in project.found_dead_runs:
+        print(f"run {run_id}: marked failed: {project.run(run_id)['error']}", file=sys.stderr)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -244,6 +293,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from studio.store.run_queue import queue_places, status_with_place
 
     with _open(args.project) as project:
+        say_dead_runs(project)
         rows = project.runs()
         places = queue_places(rows)
         runs = [{**{k: r[k] for k in RUN_KEYS}, "queue_place": places.get(r["id"])} for r in rows]

@@ -148,7 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.run is not None or args.resume is not None:
             run_id = args.run if args.run is not None else args.resume
-            method = project.run(run_id)["method"]  # names a missing run clearly
+            run = project.run(run_id)  # names a missing run clearly
+            method = run["method"]
+            if run_id in project.found_dead_runs:
+                print(f"run {run_id}: marked failed: {run['error']}", file=sys.stderr)
         else:
             if not args.model:
                 raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
@@ -355,8 +358,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from studio.store.run_queue import cancel_queued
 
     with Project.open(args.project) as project:
-        project.mark_dead_runs()
         run = project.run(args.run)
+        if args.run in project.found_dead_runs:
+            # killed outright: opening the project found it, and there is nothing left to stop
+            print(f"run {args.run}: stopped already: {run['error']}; marked failed at step {run['step']} "
+                  f"(resume it with `studio train {args.project} --resume {args.run}`)")
+            return 0
         if cancel_queued(project, args.run):
             print(f"run {args.run}: taken out of the queue before it started (it ends interrupted, untrained)")
             return 0

@@ -13,6 +13,8 @@ import json
 import os
 import secrets
 import sqlite3
+import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,10 @@ from typing import Any
 from studio.core import paths
 
 BUSY_TIMEOUT_MS = 15_000
+POLL_MS = 5
+"""While waiting for the write lock, try again at least this often. SQLite's own busy handler backs off to
+100 ms between tries, so a writer waiting behind an import's short transactions could miss every gap
+between them; polling finds the next gap."""
 
 
 class ProjectError(Exception):
@@ -28,6 +34,11 @@ class ProjectError(Exception):
 
 class StorageError(ProjectError):
     """The database could not take a write (disk full, read-only, I/O error); nothing of it was saved."""
+
+
+class ProjectReadOnly(StorageError):
+    """The project's files cannot be written here (a read-only folder, file or disk): it was opened for
+    reading only, and every change is refused."""
 
 
 class ProjectBusy(StorageError):
@@ -56,7 +67,7 @@ def storage_error(where: object, e: sqlite3.Error) -> StorageError:
         return StorageError(f"{where}: the disk is full; nothing was saved by this change (the project is as it "
                             "was before it): free some space and try again")
     if "readonly" in low or "read-only" in low:
-        return StorageError(f"{where}: the project database is read-only here; nothing was saved by this change")
+        return ProjectReadOnly(f"{where}: the project database is read-only here; nothing was saved by this change")
     return StorageError(f"{where}: the database could not save this change ({msg}); nothing of it was saved")
 
 
@@ -86,15 +97,40 @@ def connect(db_file: str | Path) -> sqlite3.Connection:
     """A connection tuned for a GUI and a training worker writing to one file at once."""
     conn = sqlite3.connect(str(db_file), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if str(db_file) != ":memory:":
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise ProjectError(f"{db_file}: could not switch the database to WAL mode (got {mode})")
-        # WAL + NORMAL survives a killed process; only an OS crash can lose the last commits.
-        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if str(db_file) != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise ProjectError(f"{db_file}: could not switch the database to WAL mode (got {mode})")
+            # WAL + NORMAL survives a killed process; only an OS crash can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()  # a file that is not a database is not left open
+        raise
     return conn
+
+
+def connect_read_only(db_file: str | Path) -> sqlite3.Connection:
+    """A read-only connection to a project whose files cannot be written here. SQLite needs the WAL's
+    shared-memory file to read a WAL database; when it cannot even create that (a read-only folder or
+    disk), the file is opened as immutable: nothing can change it while it cannot be written."""
+    uri = f"file:{urllib.parse.quote(str(Path(db_file).resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def writable(db_file: Path) -> bool:
+    """Whether this process may write the database and create its journal files next to it."""
+    return (not db_file.exists() or os.access(db_file, os.W_OK)) and os.access(db_file.parent, os.W_OK | os.X_OK)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -118,18 +154,21 @@ def pid_alive(pid: int | None) -> bool:
 class StoreBase:
     """The connection, transactions and the settings table; the parts of the Project facade build on it."""
 
-    def __init__(self, folder: str | Path | None, conn: sqlite3.Connection):
+    def __init__(self, folder: str | Path | None, conn: sqlite3.Connection, read_only: bool = False):
         self.folder = Path(folder) if folder is not None else None
         self._conn = conn
         self.closed = False
+        self.read_only = read_only
+        """Opened for reading only (its files cannot be written here): every write raises ProjectReadOnly."""
 
     # ------------------------------------------------------------------ transactions
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
         """A short write transaction. BEGIN IMMEDIATE takes the write lock up front, so a GUI and a
-        worker wait for each other (busy timeout) instead of failing on a lock upgrade. Nested, it is a
-        savepoint of the outer transaction."""
+        worker wait for each other (up to the busy timeout) instead of failing on a lock upgrade; with
+        `wait=False` a held lock raises ProjectBusy at once (the GUI's main thread never waits). Nested,
+        it is a savepoint of the outer transaction."""
         conn = self._conn
         if conn.in_transaction:
             sp = f"sp_{secrets.token_hex(6)}"
@@ -145,9 +184,15 @@ class StoreBase:
                 raise
             conn.execute(f"RELEASE SAVEPOINT {sp}")
             return
+        if self.read_only:
+            raise ProjectReadOnly(f"{self._where}: the project is open read-only (its files cannot be written "
+                                  "here); nothing was saved")
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(wait)
         except sqlite3.OperationalError as e:
+            if not wait and "lock" in str(e):
+                raise ProjectBusy(f"{self._where}: the project is busy: another process (an import or a training "
+                                  "run) is writing to it right now; nothing was saved by this change") from e
             if is_storage_error(e):
                 raise storage_error(self._where, e) from e
             raise
@@ -161,6 +206,22 @@ class StoreBase:
             if is_storage_error(e):
                 raise storage_error(self._where, e) from e
             raise
+
+    def _begin(self, wait: bool) -> None:
+        """BEGIN IMMEDIATE, trying every few milliseconds until the busy timeout (or once, without `wait`)."""
+        conn = self._conn
+        deadline = time.monotonic() + (BUSY_TIMEOUT_MS / 1000 if wait else 0)
+        conn.execute(f"PRAGMA busy_timeout = {POLL_MS if wait else 0}")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    if not is_storage_error(e) or "lock" not in str(e) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,7 +1,9 @@
 """Import and export of preference data in the Hugging Face ecosystem's formats (JSONL, JSON, CSV).
 
-Import reads and checks the whole file first, then writes it in one transaction with bulk inserts,
-so a failed import changes nothing and 100k pairs take seconds. Formats, detected from the fields:
+Import reads and checks the whole file first, then writes it with bulk inserts in short transactions
+whose rows stay invisible until the last one (`imports`), so a failed or killed import changes nothing,
+other writers wait a fraction of a second at most, and 100k pairs take seconds. Plain or gzip-compressed
+files. Formats, detected from the fields (which must fit one exactly):
 
 - ``trl``           TRL standard preference: ``prompt``, ``chosen``, ``rejected`` strings
 - ``trl-chat``      TRL conversational: ``prompt``, ``chosen``, ``rejected`` message lists
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import gzip
 import io
 import itertools
 import json
@@ -30,13 +33,17 @@ import math
 import os
 import re
 import secrets
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from studio.core.types import ROLES
 from studio.store.db import ProjectError, content_hash, messages_to_text, now_iso, prompt_hash
+from studio.store.imports import GAP_S, visible_sql
 from studio.store.project import Project
+from studio.store.schema import IMPORT_PREFIX
 
 IMPORT_FORMATS = ("trl", "trl-chat", "hh", "ultrafeedback", "pairs", "prompts")
 EXPORT_FORMATS = ("trl", "trl-chat", "labels", "csv")
@@ -67,11 +74,21 @@ class RowError:
 class ImportErrors(ProjectError):
     """The file has invalid rows and nothing was imported; `.errors` lists every one."""
 
-    def __init__(self, errors: Sequence[RowError], limit: int = 20):
+    def __init__(self, errors: Sequence[RowError], limit: int = 20, headline: str | None = None):
         self.errors = list(errors)
         shown = "\n".join(str(e) for e in self.errors[:limit])
         more = f"\n... and {len(self.errors) - limit} more" if len(self.errors) > limit else ""
-        super().__init__(f"{len(self.errors)} invalid row(s); nothing was imported:\n{shown}{more}")
+        headline = headline or f"{len(self.errors)} invalid row(s)"
+        super().__init__(f"{headline}; nothing was imported:\n{shown}{more}")
+
+
+class FileRejected(ProjectError):
+    """The file as a whole cannot be imported (missing, a folder, empty, not text, fields that fit no
+    format...), before any row is looked at; nothing was imported. `.error` says where and why."""
+
+    def __init__(self, error: RowError):
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclasses.dataclass
@@ -137,8 +154,51 @@ class _Bad(Exception):
         self.message = message
 
 
+_GZIP = b"\x1f\x8b"
+_BINARY = (  # magic numbers of files people might hand over instead of JSON lines, JSON or CSV
+    (b"PAR1", "a Parquet file: convert it first, e.g. pandas.read_parquet(FILE).to_json(OUT, orient='records', "
+              "lines=True)"),
+    (b"PK\x03\x04", "a ZIP archive: unpack it first"),
+    (b"BZh", "bzip2-compressed: decompress it first (gzip is read directly)"),
+    (b"\xfd7zXZ\x00", "xz-compressed: decompress it first (gzip is read directly)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it first (gzip is read directly)"),
+    (b"ARROW1", "an Arrow file: convert it to JSON lines first"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\xff\xfe", "text in UTF-16: save it as UTF-8"),
+    (b"\xfe\xff", "text in UTF-16: save it as UTF-8"),
+)
+_TEXT_FORMS = "import reads JSON lines, JSON or CSV, plain or gzip-compressed (.gz)"
+
+
+def _open_input(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when it is gzip (told by its first bytes, whatever its name)."""
+    f = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    if f.read(2) == _GZIP:
+        f.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+def _name_suffix(path: Path) -> str:
+    """The extension that says the container: `.jsonl` for `x.jsonl` and for `x.jsonl.gz`."""
+    name = path.name.lower()
+    return Path(name[:-3] if name.endswith(".gz") else name).suffix
+
+
+def _check_text(path: Path, raw: bytes, head: bytes) -> None:
+    """Refuse a file that is not text before a parser misreads it (a CSV parser would complain about
+    newlines in a Parquet file). `raw` is how the file starts, `head` how its (decompressed) text does."""
+    for magic, what in _BINARY:
+        if raw.startswith(magic) or head.startswith(magic):
+            raise FileRejected(RowError(str(path), None, None, f"not a text file ({what}); {_TEXT_FORMS}"))
+    if b"\x00" in head:
+        raise FileRejected(RowError(str(path), None, None, f"not a text file (it holds NUL bytes: binary data); "
+                                                           f"{_TEXT_FORMS}"))
+
+
 def _container(path: Path, head: bytes) -> str:
-    suffix = path.suffix.lower()
+    suffix = _name_suffix(path)
     if suffix in (".jsonl", ".ndjson", ".jsonlines"):
         return "jsonl"
     if suffix == ".csv":
@@ -193,13 +253,18 @@ def _jsonl_records(f: BinaryIO) -> Iterator[tuple[int, Any]]:
             yield n, json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as e:
             yield n, _Bad(None, f"invalid JSON: {e.msg} (column {e.colno})")
+        except RecursionError:
+            yield n, _too_deep(None)
 
 
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
+def _too_deep(field: str | None) -> _Bad:
+    """JSON nested deeper than Python's parser goes (about a thousand levels): no preference data is."""
+    return _Bad(field, f"invalid JSON: nested too deeply (over {sys.getrecursionlimit():,} levels)")
+
+
+def _records(path: Path, kind: str) -> Iterator[tuple[int, Any]]:
     """(line, record or _Bad) for every record in the file, in order."""
-    with open(path, "rb") as f:
-        kind = _container(path, f.read(64))
-        f.seek(0)
+    with _open_input(path) as f:
         if kind == "jsonl":
             yield from _jsonl_records(f)
             return
@@ -215,10 +280,29 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
 def _count_lines(path: Path) -> int:
     """A quick upper bound on the rows of a file, so progress can be reported while reading it."""
     n = 0
-    with open(path, "rb") as f:
+    with _open_input(path) as f:
         while block := f.read(1 << 20):
             n += block.count(b"\n")
     return max(n, 1)
+
+
+def _head(path: Path, size: int = 1 << 16) -> bytes:
+    """The first bytes of the file, decompressed."""
+    with _open_input(path) as f:
+        return f.read(size)
+
+
+def _is_blank(path: Path) -> bool:
+    """Nothing but white space (and a byte-order mark) in the whole file."""
+    with _open_input(path) as f:
+        first = True
+        while block := f.read(1 << 20):
+            if first and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            first = False
+            if block.strip():
+                return False
+    return True
 
 
 def _json_array(lines: list[str], bad: set[int]) -> Iterator[tuple[int, Any]]:
@@ -249,6 +333,12 @@ def _json_array(lines: list[str], bad: set[int]) -> Iterator[tuple[int, Any]]:
             # the rest of the array cannot be located reliably after a syntax error
             yield line_of(e.pos), _undecodable(line_of(e.pos), bad) or _Bad(None, f"invalid JSON: {e.msg}")
             return
+        except RecursionError:
+            end = _json_value_end(text, pos)
+            if end is None:
+                yield line, _too_deep(None)
+                return
+            value = _too_deep(None)
         yield line, _undecodable(line, bad, line_of(max(end - 1, pos))) or value
         pos = ws.match(text, end).end()  # type: ignore[union-attr]
         sep = text[pos:pos + 1]
@@ -260,7 +350,27 @@ def _json_array(lines: list[str], bad: set[int]) -> Iterator[tuple[int, Any]]:
         pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
 
 
-def _json_cell(value: str) -> Any:
+def _json_value_end(text: str, pos: int) -> int | None:
+    """Where the JSON value starting at `pos` ends, found by counting brackets outside strings (for a value
+    too deep for the parser, so the elements after it can still be read); None if it never closes."""
+    depth, i, n = 0, pos, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+def _json_cell(value: str, field: str) -> Any:
     """A CSV cell holding a JSON message list becomes the list; any other cell stays a string."""
     s = value.strip()
     if s.startswith("[") and s.endswith("]"):
@@ -268,6 +378,8 @@ def _json_cell(value: str) -> Any:
             parsed = json.loads(s)
         except json.JSONDecodeError:
             return value
+        except RecursionError:
+            raise _too_deep(field) from None
         if isinstance(parsed, list) and parsed and all(isinstance(m, dict) and "role" in m for m in parsed):
             return parsed
     return value
@@ -303,14 +415,18 @@ def _csv_rows(lines: list[str], bad: set[int], delimiter: str) -> Iterator[tuple
             yield line, _Bad(None, f"expected {len(header)} cells as in the header, got {len(cells)}")
             continue
         record: dict[str, Any] = {}
-        for k, v in zip(header, cells, strict=True):
-            if k in ("score_chosen", "score_rejected"):
-                try:
-                    record[k] = float(v) if v.strip() else None
-                except ValueError:
-                    record[k] = v
-            else:
-                record[k] = _json_cell(v)
+        try:
+            for k, v in zip(header, cells, strict=True):
+                if k in ("score_chosen", "score_rejected"):
+                    try:
+                        record[k] = float(v) if v.strip() else None
+                    except ValueError:
+                        record[k] = v
+                else:
+                    record[k] = _json_cell(v, k)
+        except _Bad as e:
+            yield line, e
+            continue
         yield line, record
 
 
@@ -505,39 +621,93 @@ def _normalise(fmt: str, record: dict, line: int, limit: int) -> Row:
                json.dumps(meta) if meta else None, fmt in LABELED_FORMATS)
 
 
+_ANSWER_FIELDS = frozenset({"chosen", "rejected", "response_a", "response_b"})
+_FORMAT_FIELDS = {  # what each format needs, for the message when a file's fields fit none of them
+    "trl, trl-chat and ultrafeedback need": ("prompt", "chosen", "rejected"),
+    "hh needs": ("chosen", "rejected"),
+    "pairs needs": ("prompt", "response_a", "response_b"),
+    "prompts needs": ("prompt",),
+}
+_FORMAT_NEEDS = ("; ".join(f"{fmt} {', '.join(fields)}" for fmt, fields in _FORMAT_FIELDS.items())
+                 + " and no chosen, rejected, response_a or response_b; hh's chosen and rejected are "
+                   "Human/Assistant transcripts")
+
+
+def _transcript_like(value: Any) -> bool:
+    """A message list, or a string with HH's `Human:` / `Assistant:` turns."""
+    return isinstance(value, list) or (isinstance(value, str) and "Human:" in value and "Assistant:" in value)
+
+
 def detect_format(record: dict) -> str | None:
-    """The import format a record's fields suggest, or None when they fit none."""
+    """The import format a record's fields fit exactly, or None when they fit none.
+
+    The answer fields must be a format's whole set: `prompt` with only `chosen` is not a prompts file (its
+    answers would be dropped without a word), `chosen`/`rejected` without `prompt` are HH only when they
+    hold transcripts. Other fields (ids, scores, metadata) are allowed."""
     keys = set(record)
-    if {"response_a", "response_b"} <= keys:
-        return "pairs"
-    if {"chosen", "rejected"} <= keys:
-        prompt = record.get("prompt")
-        if prompt is None:
-            return "hh"
-        if isinstance(prompt, list):
+    answers = keys & _ANSWER_FIELDS
+    has_prompt = record.get("prompt") is not None
+    if answers == {"response_a", "response_b"}:
+        return "pairs" if has_prompt else None
+    if answers == {"chosen", "rejected"}:
+        if not has_prompt:
+            return "hh" if _transcript_like(record.get("chosen")) else None
+        if isinstance(record["prompt"], list):
             return "trl-chat"
         return "ultrafeedback" if isinstance(record.get("chosen"), list) else "trl"
-    if "prompt" in keys:
+    if not answers and has_prompt:
         return "prompts"
     return None
 
 
+def _no_format(name: str, line: int, keys: set[str], kind: str) -> FileRejected:
+    """Which fields were found, what each format needs, and what the nearest one lacks."""
+    what = "columns" if kind in ("csv", "tsv") else "fields"
+    missing = min((tuple(f for f in fields if f not in keys) for fields in _FORMAT_FIELDS.values()
+                   if set(fields) & keys & _ANSWER_FIELDS), key=len, default=())
+    hint = f" (missing: {', '.join(missing)})" if missing else ""
+    if not missing and {"chosen", "rejected"} <= keys and "prompt" not in keys:
+        hint = " (chosen and rejected without a prompt must be Human/Assistant transcripts, as in HH-RLHF)"
+    return FileRejected(RowError(name, line, None, (
+        f"cannot tell the format from the {what} {', '.join(sorted(keys)) or '(none)'}{hint}: they fit no "
+        f"format exactly ({_FORMAT_NEEDS})")))
+
+
 def parse_file(path: str | Path, fmt: str = "auto", max_field_bytes: int = MAX_FIELD_BYTES,
                progress: Progress | None = None) -> ParsedFile:
-    """Read and check a whole file without touching any project. Errors are collected, not raised,
-    except when the file cannot be read at all or its format cannot be told."""
+    """Read and check a whole file without touching any project. Row errors are collected, not raised;
+    FileRejected is raised when the file as a whole cannot be imported (missing, a folder, empty, not a
+    text file, its fields fit no format...)."""
     path = Path(path)
     name = path.name
     if fmt != "auto" and fmt not in IMPORT_FORMATS:
         raise ProjectError(f"format: unknown import format {fmt!r}; known: auto, {', '.join(IMPORT_FORMATS)}")
-    if not path.is_file():
-        raise ProjectError(f"{path}: no such file")
+
+    def reject(message: str, line: int | None = None) -> FileRejected:
+        return FileRejected(RowError(str(path), line, None, message))
+
+    if path.is_dir():
+        raise reject("is a folder, not a file: give the data file inside it")
+    if not path.exists():
+        raise reject("no such file")
     try:
+        with open(path, "rb") as f:
+            raw = f.read(64)
+        head_bytes = _head(path)
+        _check_text(path, raw, head_bytes)
+        if not head_bytes.lstrip(b"\xef\xbb\xbf").strip() and _is_blank(path):
+            raise reject("the file is empty" if path.stat().st_size else "the file is empty (0 bytes)")
+        kind = _container(path, head_bytes)
+        if kind == "jsonl" and head_bytes.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+            raise reject(f"is one JSON array, not JSON lines (one object per line) as its name {_name_suffix(path)} "
+                         "says: name it .json, or write one object per line")
         estimate = _count_lines(path)
-        records = _records(path)
+        records = _records(path, kind)
         head = list(itertools.islice(records, 200))
-    except OSError as e:
-        raise ProjectError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut-off gzip ends in EOFError
+        raise reject(f"cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if not head:
+        raise reject("no rows to import" + (" (only a header)" if kind in ("csv", "tsv") else ""))
     auto = fmt == "auto"
     if auto:
         votes: dict[str, int] = {}
@@ -548,20 +718,18 @@ def parse_file(path: str | Path, fmt: str = "auto", max_field_bytes: int = MAX_F
         if not votes:
             first = next(((ln, r) for ln, r in head if isinstance(r, dict)), None)
             if first is None:
-                if head and isinstance(head[0][1], _Bad):
-                    raise ImportErrors([RowError(name, head[0][0], head[0][1].field, head[0][1].message)])
-                raise ImportErrors([RowError(name, None, None, "no rows to import")])
-            raise ImportErrors([RowError(name, first[0], None, "cannot tell the format from the fields "
-                                         f"{', '.join(sorted(first[1])) or '(none)'}; expected prompt/chosen/"
-                                         "rejected, chosen/rejected, prompt/response_a/response_b or prompt")])
+                # not one object among the first records: those are the errors to show
+                raise ImportErrors([RowError(name, ln, r.field, r.message) if isinstance(r, _Bad) else
+                                    RowError(name, ln, None, "wrong type: expected an object with fields, got "
+                                                             f"{_type_name(r)}") for ln, r in head])
+            raise _no_format(name, first[0], set(first[1]), kind)
         fmt = max(votes, key=lambda k: votes[k])
         first = next((r for _ln, r in head if isinstance(r, dict)), {})
         if fmt == "pairs" and {"label_id", "annotator", "choice"} <= set(first):
             # Read as plain pairs, every label in it would be dropped without a word.
-            raise ImportErrors([RowError(name, None, None, "this is a labels export (one raw label per row); "
-                                         "importing raw labels is not supported. To bring the preferences "
-                                         "over, export --format trl or trl-chat and import that; to label the "
-                                         "pairs again, import this file with --format pairs")])
+            raise reject("this is a labels export (one raw label per row); importing raw labels is not "
+                         "supported. To bring the preferences over, export --format trl or trl-chat and import "
+                         "that; to label the pairs again, import this file with --format pairs")
     rows: list[Row] = []
     errors: list[RowError] = []
     total = 0
@@ -585,8 +753,6 @@ def parse_file(path: str | Path, fmt: str = "auto", max_field_bytes: int = MAX_F
             errors.append(RowError(name, line, e.field, e.message))
         if progress and total % _CHUNK == 0:
             progress(min(line, estimate), 2 * estimate)
-    if not total:
-        errors.append(RowError(name, None, None, "no rows to import"))
     return ParsedFile(name, fmt, total, rows, errors)
 
 
@@ -604,12 +770,12 @@ def _max_id(conn: Any, table: str) -> int:
 
 @contextlib.contextmanager
 def _label_trigger_off(conn: Any) -> Iterator[bool]:
-    """Drop the trigger that counts each new label on its pair, for one bulk write, and put it back.
+    """Drop the trigger that counts each new label on its pair, for one bulk insert, and put it back.
 
-    The trigger's per-row UPDATE costs two thirds of inserting a label (4 s of 6 s per 300k labels);
-    the caller counts the labels it inserts instead. DDL is transactional in SQLite, so this happens
-    inside the import's transaction: a failed import rolls back to the trigger as it was, and other
-    connections never see the table without it. Yields whether the caller must do the counting."""
+    Merely having the trigger costs more than the insert itself (2 s per 100k labels, even when its WHEN
+    is false); the caller counts what the trigger would have. DDL is transactional in SQLite, so this
+    happens inside one of the import's transactions: a failure rolls back to the trigger as it was, and
+    other connections never see the table without it. Yields whether the caller must do the counting."""
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'labels_count_insert'"
                        ).fetchone()
     if row is None:
@@ -625,15 +791,141 @@ def _label_trigger_off(conn: Any) -> Iterator[bool]:
             conn.execute(row[0])
 
 
+_TRANSACTION_S = 0.25
+"""Aimed length of one of an import's write transactions: other writers wait at most about this long."""
+_MIN_CHUNK = 2000
+"""Rows in an import's first transaction, and at least in any: each commit is followed by a WAL
+checkpoint (two fsyncs), which at hundreds of tiny transactions took longer than the writing."""
+
+
+@dataclasses.dataclass
+class _ChunkWriter:
+    """Writes an import's rows chunk by chunk, each chunk in its own short transaction, all of them marked
+    with the import's id (invisible until it is published). Keeps the id maps between chunks."""
+
+    import_id: int
+    split: str
+    source: str
+    annotator_id: int | None
+    report: ImportReport
+    created_at: str = dataclasses.field(default_factory=now_iso)
+    prompt_ids: dict[str, int] = dataclasses.field(default_factory=dict)
+    old_prompts: set[int] = dataclasses.field(default_factory=set)
+    """Prompts that existed before this import: only they can have pairs from before it."""
+    response_ids: dict[tuple[int, str], int] = dataclasses.field(default_factory=dict)
+    person: bool = False
+    """The labels' annotator is a person (--annotator NAME), whose labels count in n_labels."""
+
+    def write(self, c: Any, chunk: Sequence[Row]) -> None:
+        report, ts, iid = self.report, self.created_at, self.import_id
+        # prompts: look up the ones not seen yet, insert the missing, map the new ids back
+        new_hashes = list({r.prompt_hash: None for r in chunk if r.prompt_hash not in self.prompt_ids})
+        for part in _chunks(new_hashes, _SQL_VARS):
+            for pid, h in c.execute(f"SELECT id, hash FROM prompts WHERE hash IN ({','.join('?' * len(part))})",
+                                    part):
+                self.prompt_ids[h] = pid
+                self.old_prompts.add(pid)
+        missing: dict[str, Row] = {}
+        for r in chunk:
+            if r.prompt_hash not in self.prompt_ids and r.prompt_hash not in missing:
+                missing[r.prompt_hash] = r
+        if missing:
+            top = _max_id(c, "prompts")
+            c.executemany("INSERT INTO prompts (text, messages, split, source, hash, created_at, import_id) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [(r.prompt_text, r.messages, self.split, self.source, h, ts, iid)
+                           for h, r in missing.items()])
+            self.prompt_ids.update((h, pid) for pid, h in c.execute("SELECT id, hash FROM prompts WHERE id > ?",
+                                                                    (top,)))
+            report.prompts_added += len(missing)
+        if chunk[0].a is None:  # prompts only
+            report.duplicates += len(chunk) - len(missing)
+            return
+
+        # responses
+        wanted: dict[tuple[int, str], tuple[str, str | None]] = {}
+        for r in chunk:
+            pid = self.prompt_ids[r.prompt_hash]
+            for text, h, model in ((r.a, r.a_hash, r.model_a), (r.b, r.b_hash, r.model_b)):
+                key = (pid, h)
+                if key not in self.response_ids:
+                    wanted[key] = (text, model)  # type: ignore[assignment]
+        old = sorted({pid for pid, _h in wanted if pid in self.old_prompts})
+        for part in _chunks(old, _SQL_VARS):
+            for pid, h, rid in c.execute("SELECT prompt_id, hash, id FROM responses WHERE prompt_id IN "
+                                         f"({','.join('?' * len(part))})", part):
+                self.response_ids[(pid, h)] = rid
+        new_responses = [(pid, text, model, h, ts, iid) for (pid, h), (text, model) in wanted.items()
+                         if (pid, h) not in self.response_ids]
+        if new_responses:
+            top = _max_id(c, "responses")
+            c.executemany("INSERT INTO responses (prompt_id, text, model, hash, created_at, import_id) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", new_responses)
+            self.response_ids.update(((pid, h), rid) for rid, pid, h in c.execute(
+                "SELECT id, prompt_id, hash FROM responses WHERE id > ?", (top,)))
+            report.responses_added += len(new_responses)
+
+        # pairs: A is chosen (or response_a); a pair already in the project is a duplicate
+        existing: dict[tuple[int, int, int], tuple[int, int]] = {}
+        old = sorted({self.prompt_ids[r.prompt_hash] for r in chunk} & self.old_prompts)
+        for part in _chunks(old, _SQL_VARS):
+            for pair_id, pid, ra, rb in c.execute(
+                    "SELECT id, prompt_id, response_a_id, response_b_id FROM pairs WHERE prompt_id IN "
+                    f"({','.join('?' * len(part))})", part):
+                existing[(pid, min(ra, rb), max(ra, rb))] = (pair_id, ra)
+        new_pairs = []
+        relabel: dict[int, str] = {}  # existing pair id -> choice, for labeled duplicates
+        for r in chunk:
+            pid = self.prompt_ids[r.prompt_hash]
+            ra = self.response_ids[(pid, r.a_hash)]  # type: ignore[index]
+            rb = self.response_ids[(pid, r.b_hash)]  # type: ignore[index]
+            found = existing.get((pid, min(ra, rb), max(ra, rb)))
+            if found is not None:
+                report.duplicates += 1
+                if self.annotator_id is not None:
+                    relabel[found[0]] = "a" if found[1] == ra else "b"
+                continue
+            new_pairs.append((pid, ra, rb, self.source, r.meta, ts, iid))
+        if new_pairs:
+            top = _max_id(c, "pairs")
+            c.executemany("INSERT INTO pairs (prompt_id, response_a_id, response_b_id, source, meta, created_at, "
+                          "import_id) VALUES (?, ?, ?, ?, ?, ?, ?)", new_pairs)
+            report.pairs_added += len(new_pairs)
+            if self.annotator_id is not None:
+                labels = [(pair_id, self.annotator_id, "a", "a", ts) for (pair_id,) in
+                          c.execute("SELECT id FROM pairs WHERE id > ? ORDER BY id", (top,))]
+                with _label_trigger_off(c) as count_labels:
+                    c.executemany("INSERT INTO labels (pair_id, annotator_id, choice, shown_left, created_at) "
+                                  "VALUES (?, ?, ?, ?, ?)", labels)
+                    if count_labels and self.person:  # n_labels counts people's labels; an import's are not
+                        c.execute("UPDATE pairs SET n_labels = n_labels + 1 WHERE id > ?", (top,))
+                report.labels_added += len(labels)
+        if relabel:
+            # A labeled row for a pair that is already here still carries a verdict: kept unless this
+            # annotator already labeled the pair (re-importing a file adds nothing). Those pairs are visible,
+            # so their labels wait in import_labels until the import is published.
+            c.executemany("INSERT INTO import_labels (import_id, pair_id, annotator_id, choice, created_at) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          [(iid, p, self.annotator_id, ch, ts) for p, ch in relabel.items()])
+
+
 def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", annotator: str | None = None,
                  skip_invalid: bool = False, progress: Progress | None = None) -> ImportReport:
-    """Write checked rows into the project in one transaction (all or nothing)."""
+    """Write checked rows into the project, all or nothing, without holding up other writers.
+
+    The rows go in by short transactions (about a quarter of a second each, with a pause between them, so
+    a labeling view or a training worker waits at most one), marked as this import's and invisible to
+    every query until the import is published in one last tiny transaction. If anything fails (or the
+    progress callback raises to cancel), the rows written so far are deleted again; if the process is
+    killed, the next opening of the project deletes them."""
     if split not in ("train", "eval"):
         raise ProjectError(f"split: expected train or eval, got {split!r}")
     if parsed.errors and not skip_invalid:
         raise ImportErrors(parsed.errors)
+    if parsed.errors and not parsed.rows:
+        raise ImportErrors(parsed.errors, headline=f"no valid rows (all {parsed.total} are invalid)")
     labeled = parsed.format in LABELED_FORMATS
-    annotator = (annotator or f"import:{parsed.file}") if labeled else None
+    annotator = (annotator or f"{IMPORT_PREFIX}{parsed.file}") if labeled else None
     report = ImportReport(parsed.file, parsed.format, parsed.total, annotator=annotator,
                           invalid=list(parsed.errors))
     total = parsed.total
@@ -648,115 +940,36 @@ def write_parsed(project: Project, parsed: ParsedFile, split: str = "train", ann
         seen.add(key)
         rows.append(r)
     del seen
-    source = parsed.file
-    prompt_ids: dict[str, int] = {}
-    old_prompts: set[int] = set()  # prompts that existed before this import: only they can have old pairs
-    response_ids: dict[tuple[int, str], int] = {}
-    ts = now_iso()
-    with project._write() as c, _label_trigger_off(c) as count_labels:
-        aid = project.annotator_id(annotator) if annotator and rows else None
-        done = total - len(rows)
-        for chunk in _chunks(rows, _CHUNK):
-            # prompts: look up the ones not seen yet, insert the missing, map the new ids back
-            new_hashes = list({r.prompt_hash: None for r in chunk if r.prompt_hash not in prompt_ids})
-            for part in _chunks(new_hashes, _SQL_VARS):
-                for pid, h in c.execute(f"SELECT id, hash FROM prompts WHERE hash IN ({','.join('?' * len(part))})",
-                                        part):
-                    prompt_ids[h] = pid
-                    old_prompts.add(pid)
-            missing: dict[str, Row] = {}
-            for r in chunk:
-                if r.prompt_hash not in prompt_ids and r.prompt_hash not in missing:
-                    missing[r.prompt_hash] = r
-            if missing:
-                top = _max_id(c, "prompts")
-                c.executemany("INSERT INTO prompts (text, messages, split, source, hash, created_at) "
-                              "VALUES (?, ?, ?, ?, ?, ?)",
-                              [(r.prompt_text, r.messages, split, source, h, ts) for h, r in missing.items()])
-                prompt_ids.update((h, pid) for pid, h in c.execute("SELECT id, hash FROM prompts WHERE id > ?",
-                                                                   (top,)))
-                report.prompts_added += len(missing)
-            if chunk[0].a is None:  # prompts only
-                report.duplicates += len(chunk) - len(missing)
-                done += len(chunk)
-                if progress:
-                    progress(total + done, 2 * total)
-                continue
-
-            # responses
-            wanted: dict[tuple[int, str], tuple[str, str | None]] = {}
-            for r in chunk:
-                pid = prompt_ids[r.prompt_hash]
-                for text, h, model in ((r.a, r.a_hash, r.model_a), (r.b, r.b_hash, r.model_b)):
-                    key = (pid, h)
-                    if key not in response_ids:
-                        wanted[key] = (text, model)
-            old = sorted({pid for pid, _h in wanted if pid in old_prompts})
-            for part in _chunks(old, _SQL_VARS):
-                for pid, h, rid in c.execute("SELECT prompt_id, hash, id FROM responses WHERE prompt_id IN "
-                                             f"({','.join('?' * len(part))})", part):
-                    response_ids[(pid, h)] = rid
-            new_responses = [(pid, text, model, h, ts) for (pid, h), (text, model) in wanted.items()
-                             if (pid, h) not in response_ids]
-            if new_responses:
-                top = _max_id(c, "responses")
-                c.executemany("INSERT INTO responses (prompt_id, text, model, hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                              new_responses)
-                response_ids.update(((pid, h), rid) for rid, pid, h in c.execute(
-                    "SELECT id, prompt_id, hash FROM responses WHERE id > ?", (top,)))
-                report.responses_added += len(new_responses)
-
-            # pairs: A is chosen (or response_a); a pair already in the project is a duplicate
-            existing: dict[tuple[int, int, int], tuple[int, int]] = {}
-            old = sorted({prompt_ids[r.prompt_hash] for r in chunk} & old_prompts)
-            for part in _chunks(old, _SQL_VARS):
-                for pair_id, pid, ra, rb in c.execute(
-                        "SELECT id, prompt_id, response_a_id, response_b_id FROM pairs WHERE prompt_id IN "
-                        f"({','.join('?' * len(part))})", part):
-                    existing[(pid, min(ra, rb), max(ra, rb))] = (pair_id, ra)
-            new_pairs = []
-            relabel: list[tuple[int, str]] = []  # (existing pair id, choice) for labeled duplicates
-            for r in chunk:
-                pid = prompt_ids[r.prompt_hash]
-                ra = response_ids[(pid, r.a_hash)]  # type: ignore[index]
-                rb = response_ids[(pid, r.b_hash)]  # type: ignore[index]
-                found = existing.get((pid, min(ra, rb), max(ra, rb)))
-                if found is not None:
-                    report.duplicates += 1
-                    if aid is not None:
-                        relabel.append((found[0], "a" if found[1] == ra else "b"))
-                    continue
-                new_pairs.append((pid, ra, rb, source, r.meta, ts))
-            if new_pairs:
-                top = _max_id(c, "pairs")
-                c.executemany("INSERT INTO pairs (prompt_id, response_a_id, response_b_id, source, meta, created_at) "
-                              "VALUES (?, ?, ?, ?, ?, ?)", new_pairs)
-                report.pairs_added += len(new_pairs)
-                if aid is not None:
-                    labels = [(pair_id, aid, "a", "a", ts) for (pair_id,) in
-                              c.execute("SELECT id FROM pairs WHERE id > ? ORDER BY id", (top,))]
-                    c.executemany("INSERT INTO labels (pair_id, annotator_id, choice, shown_left, created_at) "
-                                  "VALUES (?, ?, ?, ?, ?)", labels)
-                    if count_labels:
-                        c.execute("UPDATE pairs SET n_labels = n_labels + 1 WHERE id > ?", (top,))
-                    report.labels_added += len(labels)
-            if relabel:
-                # A labeled row for a pair that is already here still carries a verdict: keep it unless
-                # this annotator already labeled the pair (re-importing a file adds nothing).
-                have: set[int] = set()
-                for part in _chunks([p for p, _ in relabel], _SQL_VARS):
-                    have.update(p for (p,) in c.execute(
-                        "SELECT pair_id FROM labels WHERE annotator_id = ? AND state = 'current' AND pair_id IN "
-                        f"({','.join('?' * len(part))})", [aid, *part]))
-                add = [(p, aid, ch, "a", ts) for p, ch in dict(relabel).items() if p not in have]
-                c.executemany("INSERT INTO labels (pair_id, annotator_id, choice, shown_left, created_at) "
-                              "VALUES (?, ?, ?, ?, ?)", add)
-                if count_labels:
-                    c.executemany("UPDATE pairs SET n_labels = n_labels + 1 WHERE id = ?", [(p,) for p, *_ in add])
-                report.labels_added += len(add)
+    import_id = project.begin_import(parsed.file, parsed.format, annotator)
+    published = False
+    try:
+        writer = _ChunkWriter(import_id, split, parsed.file,
+                              project.annotator_id(annotator) if annotator and rows else None, report,
+                              person=bool(annotator) and not annotator.startswith(IMPORT_PREFIX))
+        done, size, start = total - len(rows), _MIN_CHUNK, 0
+        while start < len(rows):
+            chunk = rows[start:start + size]
+            start += len(chunk)
+            with project._write() as c:
+                started = time.monotonic()
+                writer.write(c, chunk)
+                took = time.monotonic() - started
+            # As many rows per transaction as fit in about _TRANSACTION_S on this machine, at this size. The
+            # WAL checkpoint that follows a commit is not counted: other writers need not wait for it.
+            size = max(_MIN_CHUNK, min(2 * size, 50_000, int(size * _TRANSACTION_S / max(took, 1e-3))))
             done += len(chunk)
             if progress:
                 progress(total + done, 2 * total)
+            time.sleep(GAP_S)  # the writers waiting for the lock go first
+        project.publish_import(import_id)
+        published = True
+        report.labels_added += project.apply_import_labels(import_id)
+    except BaseException:
+        if not published:
+            # the original error matters more than one in cleaning up (the next opening cleans up then)
+            with contextlib.suppress(Exception):
+                project.abort_import(import_id)
+        raise
     if progress:
         progress(2 * total, 2 * total)
     return report
@@ -783,7 +996,8 @@ def _resolved_rows(project: Project, split: str | None) -> tuple[Iterator[dict],
     def rows() -> Iterator[dict]:
         sql = ("SELECT p.id, pr.text, pr.messages, pr.split, ra.id, ra.text, rb.text FROM pairs p "
                "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
-               "JOIN responses rb ON rb.id = p.response_b_id WHERE p.n_labels > 0 ORDER BY p.id")
+               "JOIN responses rb ON rb.id = p.response_b_id WHERE EXISTS (SELECT 1 FROM labels l WHERE "
+               f"l.pair_id = p.id AND l.state = 'current') AND {visible_sql('p')} ORDER BY p.id")
         for pair_id, ptext, pmsgs, psplit, ra_id, a_text, b_text in project._conn.execute(sql):
             pref = by_pair.get(pair_id)
             if pref is None:
@@ -800,8 +1014,8 @@ def _label_rows(project: Project, split: str | None) -> Iterator[dict]:
            "l.strength, l.rationale, l.shown_left, l.seconds, l.created_at, l.state, l.ended_at, l.replaces_id "
            "FROM labels l JOIN annotators a ON a.id = l.annotator_id JOIN pairs p ON p.id = l.pair_id "
            "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
-           "JOIN responses rb ON rb.id = p.response_b_id" + (" WHERE pr.split = ?" if split else "") +
-           " ORDER BY l.id")
+           f"JOIN responses rb ON rb.id = p.response_b_id WHERE {visible_sql('p')}"
+           + (" AND pr.split = ?" if split else "") + " ORDER BY l.id")
     for row in project._conn.execute(sql, (split,) if split else ()):
         (lid, pair_id, prompt_id, ptext, pmsgs, psplit, a_text, b_text, name, choice, strength, rationale,
          shown_left, seconds, created, state, ended, replaces) = row
@@ -868,15 +1082,15 @@ def export_file(project: Project, out: str | Path, fmt: str = "trl", split: str 
     if fmt == "labels":
         records: Iterator[dict] = _label_rows(project, split)
         total = int(project._scalar(
-            "SELECT count(*) FROM labels l" + (" JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON "
-                                                "pr.id = p.prompt_id WHERE pr.split = ?" if split else ""),
+            f"SELECT count(*) FROM labels l JOIN pairs p ON p.id = l.pair_id WHERE {visible_sql('p')}"
+            + (" AND p.prompt_id IN (SELECT id FROM prompts WHERE split = ?)" if split else ""),
             (split,) if split else ()))
     else:
         resolved, left_out, total = _resolved_rows(project, split)
         if fmt == "trl":
             chats = project._scalar(
-                "SELECT count(*) FROM prompts WHERE messages IS NOT NULL" + (" AND split = ?" if split else ""),
-                (split,) if split else ())
+                f"SELECT count(*) FROM prompts pr WHERE messages IS NOT NULL AND {visible_sql('pr')}"
+                + (" AND split = ?" if split else ""), (split,) if split else ())
             if chats:
                 raise ProjectError(f"export --format trl: {chats} prompt(s) in this project are chats, which the "
                                    "standard format cannot hold; use --format trl-chat")

@@ -18,6 +18,7 @@ from typing import Any
 from studio.core import paths
 from studio.core.generations import ARENA, BASE, JOB_METHODS, GenerationPlan, Source
 from studio.store.db import ProjectError, content_hash, now_iso
+from studio.store.imports import unpublished_sql, visible_sql
 from studio.store.project import Project
 
 
@@ -101,7 +102,8 @@ def choose_prompts(project: Project, split: str | None, limit: int | None = None
 
 
 def _prompt_ids(project: Project, split: str | None) -> list[int]:
-    sql = "SELECT id FROM prompts" + (" WHERE split = ?" if split else "") + " ORDER BY id"
+    """The prompts there are to generate for: never those of an import still being written."""
+    sql = f"SELECT id FROM prompts pr WHERE {visible_sql('pr')}" + (" AND split = ?" if split else "") + " ORDER BY id"
     return [r[0] for r in project._conn.execute(sql, (split,) if split else ())]
 
 
@@ -157,6 +159,10 @@ def write_batch(project: Project, job_id: int, plan: GenerationPlan, texts: Sequ
             cur = c.execute("INSERT OR IGNORE INTO responses (prompt_id, text, model, hash, created_at) "
                             "VALUES (?, ?, NULL, ?, ?)", (t.prompt_id, t.text, h, ts))
             counts["responses"] += cur.rowcount
+            # the same text may have come in with an import still being written: it is this job's now, and
+            # stays when that import fails (as Project.add_response does)
+            c.execute(f"UPDATE responses AS x SET import_id = NULL WHERE prompt_id = ? AND hash = ? "
+                      f"AND {unpublished_sql('x')}", (t.prompt_id, h))
             rid = c.execute("SELECT id FROM responses WHERE prompt_id = ? AND hash = ?", (t.prompt_id, h)).fetchone()[0]
             cur = c.execute(
                 "INSERT INTO generations (job_id, prompt_id, response_id, source, model, adapter_run_id, adapter_step, "
@@ -188,6 +194,8 @@ def write_batch(project: Project, job_id: int, plan: GenerationPlan, texts: Sequ
                 ).fetchone()
                 ga, gb = (generation_ids[i], generation_ids[j]) if pair_a == a else (generation_ids[j],
                                                                                     generation_ids[i])
+                c.execute(f"UPDATE pairs AS x SET import_id = NULL WHERE id = ? AND {unpublished_sql('x')}",
+                          (pair_id,))
             c.execute("INSERT OR IGNORE INTO generated_pairs (pair_id, job_id, arena_id, generation_a_id, "
                       "generation_b_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                       (pair_id, job_id, arena_id, ga, gb, ts))

@@ -10,19 +10,35 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 from studio.core import stats
 from studio.core.types import Choice, Flag, Label, LabelState, Pair, Preference, Prompt, Response, Strength
 from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
+from studio.store.imports import unpublished_sql, visible_sql
+from studio.store.schema import person_sql
 
 QUEUES = ("mine", "needs_more", "disagreements", "flagged", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
 
-# non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
-_DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
-             "AND l.choice != 'skip')")
+# people's non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement (an imported
+# label is the dataset's verdict, not a second rater's: agreement is between people, as in the statistics)
+_PEOPLE = f"JOIN annotators a ON a.id = l.annotator_id WHERE l.state = 'current' AND l.choice != 'skip' " \
+          f"AND {person_sql('a.name')}"
+_DISTINCT = f"(SELECT count(DISTINCT l.choice) FROM labels l {_PEOPLE} AND l.pair_id = p.id)"
+
+
+class LabelConflict(ProjectError):
+    """The annotator's label on a pair changed after the caller last read it (another window labeling as the
+    same annotator): nothing was saved, and `current` is the label in force now (None: it was undone)."""
+
+    def __init__(self, message: str, current: Label | None):
+        super().__init__(message)
+        self.current = current
+
+
 _OPEN_FLAGS = "(SELECT pair_id FROM pair_flags WHERE cleared_at IS NULL)"
 
 # The Data view's sortable columns: SQL over `pairs p` joined with its prompt `pr` and responses `ra`, `rb`.
@@ -49,8 +65,10 @@ class PairFilter:
     """Which pairs to show: a labeling queue, the Data view's filters, or both.
 
     `not_labeled_by` keeps the pairs an annotator (by id) has no current label on; `labeled_by` those an
-    annotator (by name) has one on. `state` counts people's non-skip labels (n_labels). `flagged` keeps the
-    pairs with an open flag for review."""
+    annotator (by name) has one on. `state` and `agreement` count people's non-skip labels (n_labels):
+    an imported label is the dataset's verdict, so a pair with only that is unlabeled and needs labels.
+    `flagged` keeps the pairs with an open flag for review. Pairs of an import still being written are
+    never matched."""
 
     state: str = "any"
     agreement: str = "any"
@@ -82,10 +100,10 @@ class PairFilter:
     def sql(self, overlap_target: int, n_labels: int | None = None, scan: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause over `pairs p`, with its parameters.
 
-        `n_labels` narrows 'needs_more' to pairs with exactly that many labels (an equality the
-        (n_labels, id) index serves in id order); `scan` picks forms that are fast when walking pairs in id
+        `n_labels` narrows 'needs_more' and 'disagree' to pairs with exactly that many people's labels (an
+        equality the (n_labels, id) index serves in id order); `scan` picks forms that are fast when walking pairs in id
         order for the first match (or a page) rather than counting them all."""
-        where: list[str] = []
+        where: list[str] = [visible_sql("p")]
         params: list[Any] = []
         if self.state == "unlabeled":
             where.append("p.n_labels = 0")
@@ -109,12 +127,15 @@ class PairFilter:
             where.append("p.n_labels = 1")
         elif self.agreement == "agree":
             where.append(f"p.n_labels >= 2 AND {_DISTINCT} = 1")
+        elif self.agreement == "disagree" and n_labels is not None:
+            where.append(f"p.n_labels = ? AND {_DISTINCT} > 1")
+            params.append(n_labels)
         elif self.agreement == "disagree" and scan:
             # per pair, through labels_by_pair; `+` keeps the planner walking pairs in id order
             where.append(f"+p.n_labels >= 2 AND {_DISTINCT} > 1")
         elif self.agreement == "disagree":
-            where.append("p.id IN (SELECT pair_id FROM labels WHERE state = 'current' AND choice != 'skip' "
-                         "GROUP BY pair_id HAVING count(DISTINCT choice) > 1)")
+            where.append(f"p.n_labels >= 2 AND p.id IN (SELECT l.pair_id FROM labels l {_PEOPLE} "
+                         "GROUP BY l.pair_id HAVING count(DISTINCT l.choice) > 1)")
         if self.flagged:
             where.append(f"p.id IN {_OPEN_FLAGS}")
         if self.split:
@@ -128,7 +149,7 @@ class PairFilter:
             where.append("(p.prompt_id IN (SELECT id FROM prompts WHERE text LIKE ?) OR EXISTS (SELECT 1 FROM "
                          "responses r WHERE r.id IN (p.response_a_id, p.response_b_id) AND r.text LIKE ?))")
             params += [like, like]
-        return " AND ".join(where) or "1", params
+        return " AND ".join(where), params
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,11 @@ class PairsStore(StoreBase):
             c.execute("INSERT OR IGNORE INTO annotators (name, created_at) VALUES (?, ?)", (name, now_iso()))
         return int(self._scalar("SELECT id FROM annotators WHERE name = ?", (name,)))
 
+    def _known_annotator_id(self, name: str) -> int:
+        """The id of an annotator for reading, without creating one: 0 (no annotator has it) when unknown,
+        so reading a project (read-only, too) never writes."""
+        return int(self._scalar("SELECT id FROM annotators WHERE name = ?", (name.strip(),)) or 0)
+
     def annotators(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT name FROM annotators ORDER BY name")]
 
@@ -190,6 +216,9 @@ class PairsStore(StoreBase):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (text, json.dumps(messages, ensure_ascii=False) if messages is not None else None,
                  split, source, h, now_iso()))
+            # the same prompt may have come in with an import still being written: it is ours now, and
+            # stays when that import fails
+            c.execute(f"UPDATE prompts AS x SET import_id = NULL WHERE hash = ? AND {unpublished_sql('x')}", (h,))
         return int(self._scalar("SELECT id FROM prompts WHERE hash = ?", (h,)))
 
     def add_response(self, prompt_id: int, text: str, model: str | None = None) -> int:
@@ -199,6 +228,8 @@ class PairsStore(StoreBase):
         with self._write() as c:
             c.execute("INSERT OR IGNORE INTO responses (prompt_id, text, model, hash, created_at) "
                       "VALUES (?, ?, ?, ?, ?)", (prompt_id, text, model, h, now_iso()))
+            c.execute(f"UPDATE responses AS x SET import_id = NULL WHERE prompt_id = ? AND hash = ? "
+                      f"AND {unpublished_sql('x')}", (prompt_id, h))
         return int(self._scalar("SELECT id FROM responses WHERE prompt_id = ? AND hash = ?", (prompt_id, h)))
 
     def add_pair(self, prompt_id: int, response_a_id: int, response_b_id: int, source: str | None = None,
@@ -240,28 +271,32 @@ class PairsStore(StoreBase):
                     meta=json.loads(r["meta"]) if r["meta"] else {})
 
     def pair_count(self) -> int:
-        return int(self._scalar("SELECT count(*) FROM pairs"))
+        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE {visible_sql('p')}"))
 
     def pair_ids(self) -> list[int]:
         """Every pair's id, in order."""
-        return [r[0] for r in self._conn.execute("SELECT id FROM pairs ORDER BY id")]
+        return [r[0] for r in self._conn.execute(f"SELECT id FROM pairs p WHERE {visible_sql('p')} ORDER BY id")]
 
     def labeled_pair_count(self) -> int:
-        """Pairs with at least one current non-skip label."""
-        return int(self._scalar("SELECT count(*) FROM pairs WHERE n_labels > 0"))
+        """Pairs with at least one current non-skip label by a person (imported labels are the dataset's
+        verdict: a freshly imported labeled dataset is not 'labeled' until people label it)."""
+        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE n_labels > 0 AND {visible_sql('p')}"))
 
     def mean_text_chars(self) -> tuple[float, float]:
-        """Mean characters of a labeled pair's prompt and of one of its responses (a run's size estimate)."""
+        """Mean characters of a labeled pair's prompt and of one of its responses (a run's size estimate). A
+        pair counts with any current verdict, an imported one too: a run trains on those (n_labels counts
+        people's labels only, so a freshly imported labeled dataset would have no labeled pair)."""
         row = self._conn.execute(
             "SELECT avg(length(pr.text)), avg((length(ra.text) + length(rb.text)) / 2.0) FROM pairs p "
             "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
-            "JOIN responses rb ON rb.id = p.response_b_id WHERE p.n_labels > 0").fetchone()
+            "JOIN responses rb ON rb.id = p.response_b_id WHERE p.id IN (SELECT pair_id FROM labels "
+            f"WHERE state = 'current' AND choice != 'skip') AND {visible_sql('p')}").fetchone()
         return float(row[0] or 0.0), float(row[1] or 0.0)
 
     def sources(self) -> list[str]:
         """The distinct sources of the pairs (the labeling view's source filter)."""
         return [r[0] for r in self._conn.execute(
-            "SELECT DISTINCT source FROM pairs WHERE source IS NOT NULL ORDER BY source")]
+            f"SELECT DISTINCT source FROM pairs p WHERE source IS NOT NULL AND {visible_sql('p')} ORDER BY source")]
 
     # ------------------------------------------------------------------ labeling
 
@@ -274,18 +309,29 @@ class PairsStore(StoreBase):
 
     def record_label(self, pair_id: int, annotator: str, choice: Choice | str, shown_left: str,
                      strength: Strength | str | None = None, rationale: str | None = None,
-                     seconds: float | None = None) -> int:
-        """Commit a label; an earlier label by the same annotator on this pair becomes 'replaced'."""
+                     seconds: float | None = None, expected_current: int | EllipsisType | None = ...,
+                     wait: bool = True) -> int:
+        """Commit a label; an earlier label by the same annotator on this pair becomes 'replaced'.
+
+        `expected_current` is the id of the annotator's current label on the pair as the caller last saw
+        it (None: no label); when the label in force differs (another window labeling as the same
+        annotator), LabelConflict is raised and nothing is saved, so labels never replace each other
+        unseen. `wait=False` raises ProjectBusy at once instead of waiting for another writer."""
         choice = Choice(choice)
         strength = Strength(strength).value if strength else None
         if shown_left not in ("a", "b"):
             raise ProjectError(f"shown_left: expected 'a' or 'b', got {shown_left!r}")
-        aid = self.annotator_id(annotator)
-        with self._write() as c:
+        with self._write(wait=wait) as c:
+            aid = self.annotator_id(annotator)
             if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
                 raise ProjectError(f"pair {pair_id}: no such pair")
             prev = c.execute("SELECT id FROM labels WHERE pair_id = ? AND annotator_id = ? AND state = 'current'",
                              (pair_id, aid)).fetchone()
+            if expected_current is not ... and (prev[0] if prev else None) != expected_current:
+                now = self.label(prev[0]) if prev else None
+                what = f"{now.choice.value} (label {now.id}, {now.created_at})" if now else "no label (undone)"
+                raise LabelConflict(f"pair {pair_id}: {annotator}'s label changed meanwhile (now {what}), "
+                                    "probably in another window; nothing was saved", now)
             ts = now_iso()
             if prev:
                 c.execute("UPDATE labels SET state = 'replaced', ended_at = ? WHERE id = ?", (ts, prev[0]))
@@ -296,10 +342,10 @@ class PairsStore(StoreBase):
                  prev[0] if prev else None))
             return int(cur.lastrowid)
 
-    def undo_label(self, label_id: int) -> int:
+    def undo_label(self, label_id: int, wait: bool = True) -> int:
         """Undo a current label: it becomes 'undone' and the label it replaced (if any) is current
         again. Returns the pair id, so the caller can show that pair again."""
-        with self._write() as c:
+        with self._write(wait=wait) as c:
             row = c.execute("SELECT pair_id, state, replaces_id FROM labels WHERE id = ?", (label_id,)).fetchone()
             if row is None:
                 raise ProjectError(f"label {label_id}: no such label")
@@ -312,8 +358,8 @@ class PairsStore(StoreBase):
         return int(pair_id)
 
     def last_label_id(self, annotator: str) -> int | None:
-        """The annotator's most recent label that is still current (what Ctrl+Z undoes)."""
-        aid = self.annotator_id(annotator)
+        """The annotator's most recent label that is still current."""
+        aid = self._known_annotator_id(annotator)
         return self._scalar("SELECT id FROM labels WHERE annotator_id = ? AND state = 'current' "
                             "ORDER BY id DESC LIMIT 1", (aid,))
 
@@ -326,13 +372,13 @@ class PairsStore(StoreBase):
 
     def label_count(self, annotator: str) -> int:
         """The annotator's labels in force (current), skips included."""
-        aid = self.annotator_id(annotator)
+        aid = self._known_annotator_id(annotator)
         return int(self._scalar("SELECT count(*) FROM labels WHERE annotator_id = ? AND state = 'current'", (aid,)))
 
     def label_count_since(self, annotator: str, since: str) -> int:
         """The annotator's labels in force made at or after `since` (an ISO time in UTC, as stored): "my
         labels today". Only this annotator's own labels count, never an import's."""
-        aid = self.annotator_id(annotator)
+        aid = self._known_annotator_id(annotator)
         # ids grow with time: walk back from the newest label to the last one before `since` (only the
         # recent labels are read), then count the current ones after it through the (annotator, id) index
         before = self._scalar("SELECT id FROM labels WHERE annotator_id = ? AND created_at < ? ORDER BY id DESC "
@@ -342,7 +388,7 @@ class PairsStore(StoreBase):
 
     def recent_labels(self, annotator: str, limit: int = 5) -> list[Label]:
         """The annotator's latest labels still in force, newest first (the labeling view's recent strip)."""
-        aid = self.annotator_id(annotator)
+        aid = self._known_annotator_id(annotator)
         rows = self._query("SELECT l.*, a.name AS annotator FROM labels l JOIN annotators a ON a.id = l.annotator_id "
                            "WHERE l.annotator_id = ? AND l.state = 'current' ORDER BY l.id DESC LIMIT ?",
                            (aid, int(limit)))
@@ -374,9 +420,10 @@ class PairsStore(StoreBase):
     def flag_pair(self, pair_id: int, annotator: str, note: str | None = None) -> int:
         """Flag a pair for review with an optional note; the annotator's open flag on it is replaced (its note
         updated). Returns the flag's id."""
-        aid = self.annotator_id(annotator)
         with self._write() as c:
-            if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+            aid = self.annotator_id(annotator)
+            # a pair of an import still being written is not there yet (and goes if the import fails)
+            if c.execute(f"SELECT 1 FROM pairs p WHERE id = ? AND {visible_sql('p')}", (pair_id,)).fetchone() is None:
                 raise ProjectError(f"pair {pair_id}: no such pair")
             ts = now_iso()
             c.execute("UPDATE pair_flags SET cleared_at = ? WHERE pair_id = ? AND annotator_id = ? "
@@ -404,7 +451,7 @@ class PairsStore(StoreBase):
 
     def flagged_pair_count(self) -> int:
         """Pairs with at least one open flag."""
-        return int(self._scalar("SELECT count(DISTINCT pair_id) FROM pair_flags WHERE cleared_at IS NULL"))
+        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE p.id IN {_OPEN_FLAGS} AND {visible_sql('p')}"))
 
     # ------------------------------------------------------------------ queues and filters
 
@@ -414,7 +461,7 @@ class PairsStore(StoreBase):
 
         Without `after`, the scan starts after the annotator's latest label, so it never rescans the
         pairs already done (fast at a million pairs)."""
-        aid = self.annotator_id(annotator)
+        aid = self._known_annotator_id(annotator)
         flt = PairFilter.queue(queue, aid, split, source, search)
         if after is None:
             after = self._scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
@@ -423,6 +470,11 @@ class PairsStore(StoreBase):
             # One indexed query per label count below the target: a range on n_labels would make SQLite
             # sort every matching pair to find the first by id (tens of ms at a million pairs).
             conds = [flt.sql(self.overlap_target, n_labels=n) for n in range(1, self.overlap_target)]
+        elif flt.agreement == "disagree":
+            # Pairs two or more people labeled are few and far apart: the same indexed query per label count
+            # steps over the rest instead of walking every pair.
+            most = int(self._scalar("SELECT max(n_labels) FROM pairs") or 0)
+            conds = [flt.sql(self.overlap_target, n_labels=n) for n in range(2, most + 1)]
         else:
             conds = [flt.sql(self.overlap_target, scan=True)]
         for op in (">", "<="):
@@ -437,7 +489,7 @@ class PairsStore(StoreBase):
 
     def queue_count(self, annotator: str, queue: str = "mine", split: str | None = None,
                     source: str | None = None, search: str | None = None) -> int:
-        return self.count_pairs(PairFilter.queue(queue, self.annotator_id(annotator), split, source, search))
+        return self.count_pairs(PairFilter.queue(queue, self._known_annotator_id(annotator), split, source, search))
 
     def count_pairs(self, flt: PairFilter) -> int:
         cond, params = flt.sql(self.overlap_target)
@@ -505,7 +557,7 @@ class PairsStore(StoreBase):
             "sum(l.choice = 'a'), sum(l.choice = 'b'), sum(l.choice = 'tie'), sum(l.choice = 'both_bad'), "
             "sum(l.choice = 'skip') "
             "FROM labels l JOIN pairs p ON p.id = l.pair_id JOIN prompts pr ON pr.id = p.prompt_id "
-            "WHERE l.state = 'current' " + ("AND pr.split = ? " if split else "") +
+            f"WHERE l.state = 'current' AND {visible_sql('p')} " + ("AND pr.split = ? " if split else "") +
             "GROUP BY p.id ORDER BY p.id")
         return self._conn.execute(sql, (split,) if split else ()).fetchall()
 

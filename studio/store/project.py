@@ -18,28 +18,38 @@ from studio.store.db import (
     BUSY_TIMEOUT_MS,
     ProjectBusy,
     ProjectError,
+    ProjectReadOnly,
     StorageError,
     connect,
+    connect_read_only,
     now_iso,
     pid_alive,
+    writable,
 )
-from studio.store.pairs import QUEUES, PairFilter, PairRow, PairsStore
+from studio.store.imports import ImportsStore, visible_sql
+from studio.store.pairs import QUEUES, LabelConflict, PairFilter, PairRow, PairsStore
 from studio.store.runs import RunsStore
 from studio.store.schema import applied_migrations, known_migrations, migration_set
+from studio.store.sessions import SessionsStore
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-__all__ = ["BUSY_TIMEOUT_MS", "QUEUES", "PairFilter", "PairRow", "Project", "ProjectBusy", "ProjectError",
-           "StorageError", "now_iso", "pid_alive"]
+__all__ = ["BUSY_TIMEOUT_MS", "QUEUES", "LabelConflict", "PairFilter", "PairRow", "Project", "ProjectBusy",
+           "ProjectError", "ProjectReadOnly", "StorageError", "now_iso", "pid_alive"]
 
 
-class Project(PairsStore, RunsStore):
-    """A project folder: `studio.db` plus `runs/`. Use `Project.create` or `Project.open`."""
+class Project(PairsStore, RunsStore, ImportsStore, SessionsStore):
+    """A project folder: `studio.db` plus `runs/`. Use `Project.create` or `Project.open`.
 
-    def __init__(self, folder: str | Path | None, conn: sqlite3.Connection):
-        super().__init__(folder, conn)
+    Opened where its files cannot be written, it is read-only (`read_only`): everything can be read, and
+    every write raises ProjectReadOnly."""
+
+    def __init__(self, folder: str | Path | None, conn: sqlite3.Connection, read_only: bool = False):
+        super().__init__(folder, conn, read_only)
         self._db: Database | None = None
+        self.found_dead_runs: list[int] = []
+        """Runs this opening found dead (their worker process gone) and marked failed."""
 
     @property
     def _sqlite_utils(self) -> Database:
@@ -77,7 +87,8 @@ class Project(PairsStore, RunsStore):
                 raise ProjectError(f"{folder}: is a file; a project is a folder holding {paths.DB_NAME}")
             raise ProjectError(f"{folder}: no project here (no {paths.DB_NAME}); create one with "
                                f"`studio init {folder}`")
-        (folder / paths.RUNS_DIR).mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # a read-only project has no runs/ to create
+            (folder / paths.RUNS_DIR).mkdir(exist_ok=True)
         return cls._open_db(folder, db_file)
 
     @classmethod
@@ -88,17 +99,20 @@ class Project(PairsStore, RunsStore):
 
     @classmethod
     def _open_db(cls, folder: Path, db_file: Path) -> Project:
+        read_only = not writable(db_file)
         try:
-            conn = connect(db_file)
+            conn = connect_read_only(db_file) if read_only else connect(db_file)
         except sqlite3.DatabaseError as e:
             raise ProjectError(f"{db_file}: not a readable project database ({e})") from None
-        return cls._from_conn(folder, conn)
+        return cls._from_conn(folder, conn, read_only)
 
     @classmethod
-    def _from_conn(cls, folder: Path | None, conn: sqlite3.Connection) -> Project:
-        project = cls(folder, conn)
+    def _from_conn(cls, folder: Path | None, conn: sqlite3.Connection, read_only: bool = False) -> Project:
+        project = cls(folder, conn, read_only)
         try:
             project._migrate()
+            if not read_only:
+                project._tidy_up()
         except sqlite3.DatabaseError as e:
             conn.close()
             where = folder / paths.DB_NAME if folder else ":memory:"
@@ -117,9 +131,23 @@ class Project(PairsStore, RunsStore):
                 f"{where}: this project was made by a newer version of Preference Studio "
                 f"(schema step {unknown[-1]} is unknown here); upgrade Preference Studio to open it")
         if len(applied) < len(known_migrations()):
+            if self.read_only:
+                raise ProjectError(
+                    f"{self.folder}: this project was made by an older version of Preference Studio and must be "
+                    "upgraded before it can be read, but its files cannot be written here (read-only); open it "
+                    "once where it can be written")
             migration_set().apply(self._sqlite_utils)
-        if self.setting("salt") is None:
+        if self.setting("salt") is None and not self.read_only:
             self.set_setting("salt", secrets.token_hex(8))
+
+    def _tidy_up(self) -> None:
+        """Wherever a project is opened (CLI, GUI, worker), what killed processes left is found first: a run
+        whose worker is gone is marked failed, a killed import's invisible rows are deleted. On a full disk
+        (or behind a long-held lock) this waits for the next opening; the project opens all the same."""
+        with contextlib.suppress(StorageError):
+            self.found_dead_runs = self.mark_dead_runs()
+        with contextlib.suppress(StorageError):
+            self.recover_imports()
 
     def close(self) -> None:
         if self.closed:
@@ -148,12 +176,15 @@ class Project(PairsStore, RunsStore):
         return str(self._scalar("PRAGMA integrity_check"))
 
     def counts(self) -> dict[str, int]:
-        """Headline numbers for the window title bar and `studio stats`. `annotators` counts those with a
-        label in force (opening the app registers its user, who has labeled nothing yet)."""
+        """Headline numbers for the window title bar and `studio stats`. `labeled_pairs` counts pairs
+        labeled by people (imported labels are the dataset's verdict); `annotators` counts those with a
+        label in force, imported ones included."""
+        pr, rs, p = visible_sql("pr"), visible_sql("r"), visible_sql("p")
         row = self._conn.execute(
-            "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM responses), (SELECT count(*) FROM pairs), "
-            "(SELECT count(*) FROM pairs WHERE n_labels > 0), (SELECT count(*) FROM labels WHERE state = 'current'), "
-            "(SELECT count(DISTINCT annotator_id) FROM labels WHERE state = 'current'), "
-            "(SELECT count(*) FROM runs)").fetchone()
+            f"SELECT (SELECT count(*) FROM prompts pr WHERE {pr}), (SELECT count(*) FROM responses r WHERE {rs}), "
+            f"(SELECT count(*) FROM pairs p WHERE {p}), (SELECT count(*) FROM pairs p WHERE n_labels > 0 AND {p}), "
+            f"(SELECT count(*) FROM labels l JOIN pairs p ON p.id = l.pair_id WHERE l.state = 'current' AND {p}), "
+            f"(SELECT count(DISTINCT l.annotator_id) FROM labels l JOIN pairs p ON p.id = l.pair_id "
+            f"WHERE l.state = 'current' AND {p}), (SELECT count(*) FROM runs)").fetchone()
         keys = ("prompts", "responses", "pairs", "labeled_pairs", "labels", "annotators", "runs")
         return dict(zip(keys, (int(v) for v in row), strict=True))

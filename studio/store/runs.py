@@ -231,7 +231,9 @@ class RunsStore(StoreBase):
 
     def mark_dead_runs(self) -> list[int]:
         """Mark failed the runs that say they are running but whose worker process is gone (killed
-        outright). Returns their ids. Only checks pids on this machine."""
+        outright). Returns their ids. Only checks pids on this machine; a read-only project is left as it is."""
+        if self.read_only:
+            return []
         host = socket.gethostname()
         dead = []
         for r in self._query("SELECT id, pid, host FROM runs WHERE status IN ('running', 'stopping', 'queued') "
@@ -239,9 +241,10 @@ class RunsStore(StoreBase):
             if r["host"] not in (None, host):
                 continue
             if not pid_alive(r["pid"]):
-                dead.append(r["id"])
-        for run_id in dead:
+                dead.append((r["id"], r["pid"]))
+        for run_id, pid in dead:
             tail = paths.log_tail(self.folder, run_id) if self.folder else None
+            error = f"the worker process (pid {pid}) ended without reporting (killed or crashed)"
             with self._write() as c:
                 # the session's training time runs up to the worker's last sign of life
                 c.execute("UPDATE runs SET status = 'failed', ended_at = ?, error = coalesce(error, ?), "
@@ -249,9 +252,8 @@ class RunsStore(StoreBase):
                           "julianday(resumed_at)) * 86400), 0), resumed_at = NULL, "
                           "log_tail = coalesce(?, log_tail) WHERE id = ? AND status IN ('running', 'stopping', "
                           "'queued')",
-                          (now_iso(), "the worker process ended without reporting (killed or crashed)", tail,
-                           run_id))
-        return dead
+                          (now_iso(), error, tail, run_id))
+        return [run_id for run_id, _pid in dead]
 
     def delete_run(self, run_id: int, files: bool = True) -> None:
         run = self.run(run_id)

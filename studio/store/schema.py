@@ -340,6 +340,102 @@ def m008_run_groups(db: Database) -> None:
     """)
 
 
+IMPORT_PREFIX = "import:"
+"""Annotators named `import:...` hold imported labels: the dataset's verdict, not a person's."""
+
+
+def person_sql(name: str) -> str:
+    """SQL condition: the annotator name `name` (an SQL expression) is a person's, not an `import:` one."""
+    return f"substr({name}, 1, {len(IMPORT_PREFIX)}) != '{IMPORT_PREFIX}'"
+
+
+def _person(annotator_id: str) -> str:
+    """SQL condition: the annotator with this id is a person."""
+    return f"(SELECT {person_sql('name')} FROM annotators WHERE id = {annotator_id})"
+
+
+@migration("m009_n_labels_counts_people")
+def m009_n_labels_counts_people(db: Database) -> None:
+    # An imported label is the dataset's verdict: it must not make a pair "labeled" for the queues and the
+    # progress, nor count toward the overlap target ("needs another label"). n_labels now counts the
+    # current non-skip labels of people only; the triggers check the annotator's name.
+    run_script(db, f"""
+        DROP TRIGGER labels_count_insert;
+        DROP TRIGGER labels_count_end;
+        DROP TRIGGER labels_count_restore;
+
+        CREATE TRIGGER labels_count_insert AFTER INSERT ON labels
+        WHEN NEW.state = 'current' AND NEW.choice != 'skip' AND {_person("NEW.annotator_id")}
+        BEGIN UPDATE pairs SET n_labels = n_labels + 1 WHERE id = NEW.pair_id; END;
+
+        CREATE TRIGGER labels_count_end AFTER UPDATE OF state ON labels
+        WHEN OLD.state = 'current' AND NEW.state != 'current' AND OLD.choice != 'skip'
+            AND {_person("OLD.annotator_id")}
+        BEGIN UPDATE pairs SET n_labels = n_labels - 1 WHERE id = OLD.pair_id; END;
+
+        CREATE TRIGGER labels_count_restore AFTER UPDATE OF state ON labels
+        WHEN OLD.state != 'current' AND NEW.state = 'current' AND NEW.choice != 'skip'
+            AND {_person("NEW.annotator_id")}
+        BEGIN UPDATE pairs SET n_labels = n_labels + 1 WHERE id = NEW.pair_id; END;
+    """)
+    imported = (f"FROM labels l JOIN annotators a ON a.id = l.annotator_id WHERE l.state = 'current' "
+                f"AND l.choice != 'skip' AND NOT {person_sql('a.name')}")
+    db.conn.execute(f"UPDATE pairs SET n_labels = n_labels - (SELECT count(*) {imported} AND l.pair_id = pairs.id) "
+                    f"WHERE id IN (SELECT l.pair_id {imported})")
+
+
+@migration("m010_staged_imports")
+def m010_staged_imports(db: Database) -> None:
+    # An import writes in short transactions, so labeling and training never wait long behind it. Its rows
+    # carry its id and stay invisible (`imports.visible_sql`) until the import is published; a failed or
+    # killed one is deleted again. `import_labels` holds the labels it adds to pairs already in the
+    # project, applied once its own pairs are visible.
+    run_script(db, """
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            file TEXT NOT NULL,
+            format TEXT,
+            annotator TEXT,
+            pid INTEGER,
+            host TEXT,
+            state TEXT NOT NULL DEFAULT 'writing' CHECK (state IN ('writing', 'labeling', 'done', 'failed')),
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            first_prompt_id INTEGER NOT NULL,
+            first_response_id INTEGER NOT NULL,
+            first_pair_id INTEGER NOT NULL
+        );
+        ALTER TABLE prompts ADD COLUMN import_id INTEGER;
+        ALTER TABLE responses ADD COLUMN import_id INTEGER;
+        ALTER TABLE pairs ADD COLUMN import_id INTEGER;
+
+        CREATE TABLE import_labels (
+            id INTEGER PRIMARY KEY,
+            import_id INTEGER NOT NULL,
+            pair_id INTEGER NOT NULL,
+            annotator_id INTEGER NOT NULL,
+            choice TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX import_labels_by_import ON import_labels (import_id, id);
+    """)
+
+
+@migration("m011_annotator_sessions")
+def m011_annotator_sessions(db: Database) -> None:
+    # One row per open labeling window (annotator, process): a second window for the same annotator is
+    # warned. A row whose process is gone is stale and removed by the next window.
+    run_script(db, """
+        CREATE TABLE annotator_sessions (
+            id INTEGER PRIMARY KEY,
+            annotator TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started_at TEXT NOT NULL
+        );
+    """)
+
+
 # After the last migration, so that it is plain that every migration above has registered itself by now.
 def known_migrations() -> list[str]:
     """Names of every migration this version knows, in order (a project with others is from a newer one)."""

@@ -8,40 +8,50 @@ from typing import Any
 import numpy as np
 
 from studio.core import stats as core
+from studio.store.imports import visible_sql
 from studio.store.project import Project
+from studio.store.schema import IMPORT_PREFIX
 
-SCHEMA_VERSION = 1
-IMPORT_PREFIX = "import:"
-"""Annotators named `import:...` hold imported labels: they had no screen sides and took no time, so
-they are left out of position bias and timing, and they are the dataset's verdict rather than a person's,
-so they are left out of inter-annotator agreement. Their labels count everywhere else (resolution,
-label distribution, length bias)."""
+SCHEMA_VERSION = 2
+"""2: `needs_more_pairs` and `fully_labeled_pairs` count people's labels only, `labeled_by_people_pairs` added."""
+
+# Annotators named IMPORT_PREFIX... hold imported labels: they had no screen sides and took no time, so
+# they are left out of position bias and timing, and they are the dataset's verdict rather than a
+# person's, so they are left out of inter-annotator agreement and of the overlap target (needs more
+# labels). Their labels count everywhere else (resolution, label distribution, length bias).
 
 
-def _split_clause(split: str | None, alias: str = "p") -> tuple[str, tuple]:
+def _pairs_clause(split: str | None) -> tuple[str, tuple]:
+    """` AND ...` over `pairs p`: the pairs the statistics cover (visible ones, of the split if given)."""
+    where = f" AND {visible_sql('p')}"
     if not split:
-        return "", ()
-    return f" AND {alias}.prompt_id IN (SELECT id FROM prompts WHERE split = ?)", (split,)
+        return where, ()
+    return where + " AND p.prompt_id IN (SELECT id FROM prompts WHERE split = ?)", (split,)
 
 
 def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
     """Every statistic of `studio stats`, as a JSON-able dict (schema documented in docs/store.md)."""
     c = project._conn
-    where, params = _split_clause(split)
+    where, params = _pairs_clause(split)
     overlap = project.overlap_target
 
-    pairs_total, labeled, needs_more, done = c.execute(
+    # n_labels counts people's non-skip labels (the overlap target); "labeled" is any current non-skip label
+    pairs_total, by_people, needs_more, done = c.execute(
         "SELECT count(*), coalesce(sum(n_labels > 0), 0), coalesce(sum(n_labels > 0 AND n_labels < ?), 0), "
         f"coalesce(sum(n_labels >= ?), 0) FROM pairs p WHERE 1{where}", (overlap, overlap, *params)).fetchone()
-    prompts = c.execute("SELECT count(*) FROM prompts" + (" WHERE split = ?" if split else ""),
-                        (split,) if split else ()).fetchone()[0]
+    labeled = c.execute(
+        "SELECT count(*) FROM pairs p WHERE EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id "
+        f"AND l.state = 'current' AND l.choice != 'skip'){where}", params).fetchone()[0]
+    prompts = c.execute(f"SELECT count(*) FROM prompts pr WHERE {visible_sql('pr')}"
+                        + (" AND split = ?" if split else ""), (split,) if split else ()).fetchone()[0]
     label_states = dict.fromkeys(("current", "replaced", "undone"), 0)
     label_states.update(c.execute(
         f"SELECT l.state, count(*) FROM labels l JOIN pairs p ON p.id = l.pair_id WHERE 1{where} GROUP BY l.state",
         params).fetchall())
     only_skipped = c.execute(
-        "SELECT count(*) FROM pairs p WHERE n_labels = 0 AND EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id "
-        f"AND l.state = 'current'){where}", params).fetchone()[0]
+        "SELECT count(*) FROM pairs p WHERE EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id "
+        "AND l.state = 'current') AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id "
+        f"AND l.state = 'current' AND l.choice != 'skip'){where}", params).fetchone()[0]
 
     choice_counts = dict(c.execute(
         f"SELECT l.choice, count(*) FROM labels l JOIN pairs p ON p.id = l.pair_id WHERE l.state = 'current'{where} "
@@ -107,6 +117,7 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
             "pairs": int(pairs_total),
             "unlabeled_pairs": int(pairs_total - labeled - only_skipped),
             "labeled_pairs": int(labeled),
+            "labeled_by_people_pairs": int(by_people),
             "only_skipped_pairs": int(only_skipped),
             "needs_more_pairs": int(needs_more),
             "fully_labeled_pairs": int(done),

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.types import Label, LabelState
-from studio.store import PairFilter, PairRow, Project
+from studio.store import PairFilter, PairRow, Project, ProjectError
 from studio.store.statistics import IMPORT_PREFIX
 from studio.ui import palette
 from studio.ui.pair_view import PairPreview
@@ -467,7 +467,11 @@ class DataView(QWidget):
     def _clear_flags(self) -> None:
         pid = self.current_pair_id()
         if pid is not None:
-            self.project.clear_flags(pid)
+            try:
+                self.project.clear_flags(pid)
+            except ProjectError as e:  # busy past the timeout, a full disk
+                self.flags_label.setText(f"{self.flags_label.text()}<br>Flags not cleared: {html.escape(str(e))}")
+                return
             self._show_details(self.table.currentIndex())
 
     def _show_details(self, index: QModelIndex) -> None:
@@ -489,6 +493,7 @@ class DataView(QWidget):
                                              f"{html.escape(f.note or '(no note)')}" for f in flags))
         self.flags_label.setVisible(bool(flags))
         self.clear_flags_button.setVisible(bool(flags))
+        self.clear_flags_button.setEnabled(not self.project.read_only)  # read-only: flags are read, not cleared
         history = self.project.label_history(pair.id)
         self.detail_tabs.setTabText(self.detail_tabs.indexOf(self.history_box), f"Label history ({len(history)})")
         self.history.setRowCount(len(history))

@@ -59,6 +59,8 @@ class StoreJob(QThread):
             self.failed.emit(f"{len(e.errors):,} invalid row(s); nothing was imported.", [str(x) for x in e.errors])
         except (ProjectError, OSError, ValueError) as e:
             self.failed.emit(str(e), [])
+        except Exception as e:  # a worker thread must report every failure: the dialog would wait in silence
+            self.failed.emit(f"unexpected error: {type(e).__name__}: {e}", [])
         else:
             self.succeeded.emit(report)
         finally:
@@ -125,8 +127,9 @@ class _StoreDialog(QDialog):
 
 
 class ImportDialog(_StoreDialog):
-    """Pick a file and format; the import is checked whole and written in one transaction, so an
-    invalid file changes nothing and the error list says which line and field."""
+    """Pick a file and format; the import is checked whole and written all or nothing (in short
+    transactions, so labeling goes on meanwhile), so an invalid file changes nothing and the error list
+    says which line and field."""
 
     imported = Signal(object)
     """An import finished: its report."""
@@ -204,7 +207,7 @@ class ImportDialog(_StoreDialog):
             self.errors.show()
 
     def reject(self) -> None:
-        # the transaction is all or nothing; closing waits for it rather than leaving a thread behind
+        # the import is all or nothing; closing waits for it rather than leaving a thread behind
         if self.job is not None and self.job.isRunning():
             self.status.setText("Finishing the import before closing…")
             self.job.wait()

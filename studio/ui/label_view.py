@@ -29,14 +29,17 @@ from studio.core.types import Choice, Label, LabelState, Pair, Strength
 
 if TYPE_CHECKING:
     from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
-from studio.store import Project, ProjectError
+from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
 from studio.store.generations import candidate_provenance, describe_generation
 from studio.ui import diff, palette, prefs, render, theme
+from studio.ui.label_saver import LabelSaver
 from studio.ui.pair_view import PairPanes, ResponsePane
 from studio.ui.widgets import EmptyState, FilterCombo, named
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
 clock = time.monotonic
+
+READ_ONLY_NOTE = "This project is read-only here: its files cannot be written, so {what} cannot be saved."
 
 CONFIRM_MS = 60
 """How long after a label its confirmation ("Saved: …", today's count, the recent strip) follows the next pair."""
@@ -271,6 +274,9 @@ class LabelView(QWidget):
         self._recent: list[tuple[Label, str]] = []
         self._prompt_share = min(max(float(prefs.get("label/prompt_share")), 0.1), 0.85)
         self._syncing = False
+        self._expected: int | None = None  # this annotator's label in force on the pair shown, as shown
+        self._own_labels: list[int] = []  # the labels this window made, newest last: what Ctrl+Z undoes
+        self._saver: LabelSaver | None = None  # a label being saved off the GUI thread (the project was busy)
         self.guidelines = None  # the panel, built the first time it is shown
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
@@ -607,6 +613,7 @@ class LabelView(QWidget):
 
     def set_annotator(self, name: str) -> None:
         self.annotator = name
+        self._own_labels.clear()
         self.session = Session()
         self._session_timer.restart()
         self._today = None
@@ -695,6 +702,7 @@ class LabelView(QWidget):
                 [(QUEUE_TITLES[q], lambda q=q: self.set_queue(q)) for q in others])
 
     def _enable_verdicts(self, on: bool) -> None:
+        on = on and not self.project.read_only  # a read-only project is read, never labeled or flagged
         for b in (*self.choice_buttons.values(), *self.strength_buttons.values(), self.flag_button):
             b.setEnabled(on)
 
@@ -708,6 +716,7 @@ class LabelView(QWidget):
         self.set_strength(prefill.strength if prefill else None)
         self.rationale.setText((prefill.rationale or "") if prefill else "")
         mine = self.project.current_label(pair_id, self.annotator)
+        self._expected = mine.id if mine else None
         if note is None and mine is not None:
             note = f"You labeled this pair: <b>{describe(mine, self.shown_left)}</b>. A new verdict replaces it."
         self.note.setText(note or "")
@@ -887,6 +896,9 @@ class LabelView(QWidget):
         """Flag the pair on screen for review (key F): the bar asks for a note; Enter flags, Esc cancels."""
         if self.pair is None:
             return
+        if self.project.read_only:
+            self.note.setText(READ_ONLY_NOTE.format(what="flags"))
+            return
         mine = [f for f in self.project.flags(self.pair.id) if f.annotator == self.annotator]
         self.flag_bar.open_for(mine[-1].note if mine else "", flagged=bool(mine))
 
@@ -926,34 +938,93 @@ class LabelView(QWidget):
             b.setChecked(s is strength)
 
     def choose(self, side: str) -> int | None:
-        """Commit the verdict for the pair on screen and show the next pair. Returns the label id."""
+        """Commit the verdict for the pair on screen and show the next pair. Returns the label id (None when
+        it was not saved, or is being saved in the background because the project is busy)."""
         if self.pair is None:
+            return None
+        if self._saver is not None:
+            self.note.setText("Still saving your last verdict (the project is busy)…")
+            return None
+        if self.project.read_only:
+            self.note.setText(READ_ONLY_NOTE.format(what="labels"))
             return None
         if self._overlay is not None and self._overlay.isVisible():
             self._overlay.hide()
         choice = side_to_choice(side, self.shown_left)
-        strength = self.strength() if choice.decided else None
-        seconds = round(self.timer.seconds(), 3)
+        label = {"pair_id": self.pair.id, "annotator": self.annotator, "choice": choice, "shown_left": self.shown_left,
+                 "strength": self.strength() if choice.decided else None,
+                 "rationale": self.rationale.text().strip() or None, "seconds": round(self.timer.seconds(), 3),
+                 "expected_current": self._expected}
         try:
-            label_id = self.project.record_label(self.pair.id, self.annotator, choice, self.shown_left,
-                                                 strength=strength, rationale=self.rationale.text().strip() or None,
-                                                 seconds=seconds)
-        except ProjectError as e:
-            # disk full, read-only, or another process holding the write lock: the pair stays on screen with
-            # everything the annotator set, so the same key can simply be pressed again
-            self.save_failed.emit(str(e))
-            self.note.setText(f"Not saved: {e}")
+            # never wait on the GUI thread: a held lock hands the label to a background save
+            label_id = self.project.record_label(**label, wait=False)
+        except ProjectBusy:
+            self._save_in_background(label)
             return None
-        pair_id = self.pair.id
+        except ProjectError as e:
+            self._not_saved(e)
+            return None
+        return self._saved(label, label_id)
+
+    def _saved(self, label: dict, label_id: int) -> int:
+        pair_id = label["pair_id"]
+        self._own_labels.append(label_id)
         self.session.labels += 1
         self.session.seconds = self._session_timer.seconds()
         if self._queue_left is not None and self.queue in ("mine", "needs_more"):
             self._queue_left = max(0, self._queue_left - 1)
+        choice = Choice(label["choice"])
         self.labeled.emit(pair_id, choice.value)
-        self.reveal_provenance(pair_id, self.shown_left, side)
-        self.show_next(after=pair_id)
+        self.reveal_provenance(pair_id, label["shown_left"], choice_to_side(choice, label["shown_left"]))
+        if self.pair is not None and self.pair.id == pair_id:
+            self.show_next(after=pair_id)
         self._schedule_counts()
         return label_id
+
+    def _not_saved(self, error: ProjectError) -> None:
+        """Disk full, read-only, busy for too long, or changed in another window: the pair stays on screen
+        with everything the annotator set, so the same key can simply be pressed again."""
+        if isinstance(error, LabelConflict):
+            # the next key press replaces the other window's label knowingly
+            self._expected = error.current.id if error.current else None
+            now = describe(error.current, self.shown_left) if error.current else "no label (undone)"
+            message = (f"Not saved: this pair was labeled meanwhile as {self.annotator} in another window "
+                       f"(now: {now}). Press a key again to replace that label.")
+        else:
+            message = f"Not saved: {error}"
+        self.save_failed.emit(str(error))
+        self.note.setText(message)
+
+    def _save_in_background(self, label: dict) -> None:
+        if self.project.folder is None:  # an in-memory project has no second connection to wait on
+            self._not_saved(ProjectBusy("the project is busy; try again"))
+            return
+        self._saver = LabelSaver(self.project.folder, label)
+        self._saver.saved.connect(self._background_saved)
+        self._saver.failed.connect(self._background_failed)
+        for b in self.choice_buttons.values():
+            b.setEnabled(False)
+        self.note.setText("Saving… the project is busy (another process is writing to it); your verdict and "
+                          "rationale are kept and saved as soon as it is free.")
+        self._saver.start()
+
+    def _background_saved(self, label: dict, label_id: int) -> None:
+        self._saver = None
+        self._enable_verdicts(self.pair is not None)
+        self._saved(label, label_id)
+
+    def _background_failed(self, label: dict, error: ProjectError) -> None:
+        self._saver = None
+        self._enable_verdicts(self.pair is not None)
+        if self.pair is not None and self.pair.id == label["pair_id"]:
+            self._not_saved(error)
+        else:  # another pair is on screen by now: still say it, so no verdict is lost unnoticed
+            self.save_failed.emit(str(error))
+            self.note.setText(f"Not saved: your verdict on pair #{label['pair_id']}: {error}")
+
+    def wait_for_save(self, timeout: float | None = None) -> bool:
+        """Block until a background save has ended (the window is closing); False if it still runs."""
+        return self._saver is None or self._saver.wait(timeout)
 
     def reveal_provenance(self, pair_id: int, shown_left: str, side: str) -> None:
         """After a verdict on a generated candidates pair, say which source, adapter and sampling wrote each
@@ -970,13 +1041,30 @@ class LabelView(QWidget):
         self.revealed.show()
 
     def undo(self) -> int | None:
-        """Undo the annotator's latest current label and show its pair again, prefilled."""
-        label_id = self.project.last_label_id(self.annotator)
-        if label_id is None:
-            self.note.setText("Nothing to undo: you have no labels in this project.")
+        """Undo this window's latest label, if still in force, and show its pair again, prefilled. Labels
+        made in another window (even as the same annotator) are never undone from here."""
+        if self._saver is not None:
+            self.note.setText("Still saving your last verdict; undo it once it is saved.")
             return None
-        undone = self.project.label(label_id)
-        pair_id = self.project.undo_label(label_id)
+        if not self._own_labels:
+            self.note.setText("Nothing to undo: this window has made no labels yet.")
+            return None
+        undone = self.project.label(self._own_labels[-1])
+        if undone.state is not LabelState.CURRENT:
+            self._own_labels.pop()
+            self.note.setText(f"Not undone: your last label here, on pair #{undone.pair_id}, was replaced or undone "
+                              "in another window since.")
+            return None
+        try:
+            pair_id = self.project.undo_label(undone.id, wait=False)
+        except ProjectBusy:
+            self.note.setText("The project is busy (another process is writing to it): press Ctrl+Z again in a "
+                              "moment.")
+            return None
+        except ProjectError as e:
+            self.note.setText(f"Not undone: {e}")
+            return None
+        self._own_labels.pop()
         self.session.labels = max(0, self.session.labels - 1)
         if self._queue_left is not None and self.queue in ("mine", "needs_more"):
             self._queue_left += 1

@@ -128,9 +128,14 @@ class MainWindow(QMainWindow):
     """A project was opened: its folder."""
 
     def __init__(self, project_path: str | Path | None = None, annotator: str | None = None,
-                 parent: QWidget | None = None, remember_recent: bool = True):
+                 parent: QWidget | None = None, remember_recent: bool = True, interactive: bool = True):
         super().__init__(parent)
         self.remember_recent = remember_recent  # off for screenshots, which must not touch user settings
+        # off for windows nobody sees (screenshots): they never open a dialog that waits for a click, and
+        # label as nobody (no annotator session)
+        self.interactive = interactive
+        self.last_error: str | None = None
+        self._session: int | None = None  # this window's annotator session (a second window is warned)
         self.project: Project | None = None
         self.annotator = (annotator or prefs.default_annotator()).strip() or "annotator"
         self.label_view = None
@@ -167,11 +172,17 @@ class MainWindow(QMainWindow):
         self.annotator_button.setToolTip("Who is labeling: stored on every label. Click to switch.")
         self.annotator_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # a click leaves the keys where they were
         self.annotator_button.clicked.connect(self.switch_annotator_dialog)
+        # read-only, or another window labeling as the same annotator: said here, where it stays in view
+        self.notice_label = QLabel()
+        self.notice_label.setObjectName("projectNotice")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.hide()
         hl = QHBoxLayout(self.header)
         hl.setContentsMargins(12, 6, 12, 6)
         hl.addWidget(self.name_label)
         hl.addSpacing(16)
         hl.addWidget(self.counts_label, 1)
+        hl.addWidget(self.notice_label, 2)
         hl.addWidget(self.annotator_button)
 
         self.tabs = QTabWidget()
@@ -297,12 +308,16 @@ class MainWindow(QMainWindow):
         try:
             project = Project.create(folder) if create else Project.open(folder)
         except ProjectError as e:
-            QMessageBox.warning(self, "Cannot open project", str(e))
+            self.last_error = str(e)
+            if self.interactive:
+                QMessageBox.warning(self, "Cannot open project", str(e))
             return False
         if not self._close_project():
             project.close()
             return False
         self.project = project
+        self.import_action.setEnabled(not project.read_only)
+        self._open_session()
         if self.remember_recent:
             self._pending_recent = str(folder)
             self._recent_timer.start()
@@ -322,8 +337,11 @@ class MainWindow(QMainWindow):
     def _close_project(self, ask: bool = True) -> bool:
         if self.project is None:
             return True
-        if ask and self.runs_panel is not None and not self.runs_panel.confirm_close():
+        if ask and self.interactive and self.runs_panel is not None and not self.runs_panel.confirm_close():
             return False
+        if self.label_view is not None:
+            self.label_view.wait_for_save(timeout=30)  # a verdict being saved in the background goes in first
+        self._close_session()
         while self.tabs.count():
             w = self.tabs.widget(0)
             self.tabs.removeTab(0)
@@ -434,7 +452,8 @@ class MainWindow(QMainWindow):
             # the folder only when the name does not already say it (a demo-project folder is "demo-project")
             folder = self.project.folder.resolve() if self.project.folder else None
             where = f" ({folder})" if folder and folder.name != self.project.name else ""
-            self.setWindowTitle(f"{self.project.name}{where} — {prefs.APP_NAME}")
+            mode = " — read-only" if self.project.read_only else ""
+            self.setWindowTitle(f"{self.project.name}{where}{mode} — {prefs.APP_NAME}")
 
     # ------------------------------------------------------------------ annotator
 
@@ -451,6 +470,38 @@ class MainWindow(QMainWindow):
         self._update_annotator_button()
         if self.label_view is not None:
             self.label_view.set_annotator(name)
+        if self.project is not None:
+            self._close_session()
+            self._open_session()
+
+    # ------------------------------------------------------------------ sessions (one window per annotator)
+
+    def _open_session(self) -> None:
+        """Register this window as labeling as its annotator; warn when another window already does."""
+        notices = []
+        if self.project.read_only:
+            notices.append("<b>Read-only</b>: this project's files cannot be written here, so labeling and "
+                           "imports are off; everything can be read and exported.")
+        elif self.interactive:
+            try:
+                self._session, others = self.project.open_session(self.annotator)
+            except ProjectError:
+                others = []  # busy or full: the warning is a courtesy, labeling works without it
+            if others:
+                o = others[0]
+                notices.append(f"<b>Another window is labeling as {self.annotator}</b> in this project (pid "
+                               f"{o['pid']} on {o['host']}): each window undoes only its own labels, and a pair "
+                               "labeled in both is not overwritten without a warning.")
+        self.notice_label.setText(" ".join(notices))
+        self.notice_label.setVisible(bool(notices))
+
+    def _close_session(self) -> None:
+        if self.project is not None and self._session is not None:
+            try:
+                self.project.close_session(self._session)
+            except ProjectError:
+                pass  # a session left behind is found stale by its pid
+        self._session = None
 
     def switch_annotator_dialog(self) -> None:
         known = self.project.annotators() if self.project else []
@@ -553,10 +604,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         # the Runs section decides whether closing is fine (a run may be training); it is built here only
-        # when it never was and a run is active, so it can still ask
-        if self.runs_panel is None and self._active_runs():
+        # when it never was and a run is active, so it can still ask. A window nobody sees asks nothing.
+        if self.interactive and self.runs_panel is None and self._active_runs():
             self._ensure_runs()
-        if self.runs_panel is not None and not self.runs_panel.confirm_close():
+        if self.interactive and self.runs_panel is not None and not self.runs_panel.confirm_close():
             event.ignore()
             return
         self._recent_timer.stop()

@@ -101,6 +101,7 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
                     args: Namespace | None = None, theme: str = "light") -> Path:
     """Open the project in a main window offscreen at `size` (in the light or dark theme, at the desktop's
     text size whatever the user's zoom), show `view`, and save a PNG to `out`."""
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QDialog
 
     if theme not in THEMES:
@@ -117,11 +118,15 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
     if view not in known:
         raise ValueError(f"--view: unknown view {view!r}; known: {', '.join(sorted(known))}")
     args = args or Namespace()
-    window = MainWindow(annotator=getattr(args, "annotator", None), remember_recent=False)
+    # Nobody can click in an offscreen window: it opens no dialog (closing with a run still training asked
+    # "keep it running?" and waited forever), and any modal that still appears is closed at once.
+    window = MainWindow(annotator=getattr(args, "annotator", None), remember_recent=False, interactive=False)
     widget = None
+    guard = QTimer(interval=50, timeout=lambda: _close_modal_dialogs(widget))
+    guard.start()
     try:
         if not window.open_project(project):
-            raise ValueError(f"{project}: could not open the project")
+            raise ValueError(window.last_error or f"{project}: could not open the project")
         window.resize(*size)
         window.show()
         app.processEvents()
@@ -151,6 +156,17 @@ def take_screenshot(project: str | Path, view: str, out: str | Path, size: tuple
         window.close()
         window.deleteLater()
         app.processEvents()
+        guard.stop()
+
+
+def _close_modal_dialogs(wanted=None) -> None:
+    """Close a modal dialog that opened on its own (nobody can click it away offscreen); the dialog the
+    view asked for (`wanted`) stays to be drawn."""
+    from PySide6.QtWidgets import QApplication
+
+    dialog = QApplication.activeModalWidget()
+    if dialog is not None and dialog is not wanted:
+        dialog.close()
 
 
 def _over_window(window, dialog):

@@ -50,11 +50,12 @@ def test_a_failed_import_lists_errors_changes_nothing_and_exits_non_zero(tmp_pat
 
 
 def test_import_errors_for_a_missing_file_and_format(tmp_path, capsys):
-    assert main(["import", str(tmp_path / "p"), str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["import", str(tmp_path / "p"), str(tmp_path / "nope.jsonl")]) == 3
     assert "nope.jsonl: no such file" in capsys.readouterr().err
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"text": "hello"}])
-    assert main(["import", str(tmp_path / "p"), str(odd)]) == 2
+    assert main(["import", str(tmp_path / "p"), str(odd)]) == 3
     assert "cannot tell the format" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
 
 
 def test_export_prints_what_was_left_out(tmp_path, capsys):
@@ -103,7 +104,7 @@ def test_runs_and_metrics_json(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "p"), "--json"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert set(r) == {"id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at",
-                      "ended_at", "group_id", "queue_place", "warnings"}
+                      "ended_at", "error", "group_id", "queue_place", "warnings"}
     assert (r["id"], r["name"], r["status"], r["step"], r["total_steps"]) == (run, f"dpo-{run}", "running", 2, 10)
     assert main(["metrics", str(tmp_path / "p"), str(run), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["metrics"]

@@ -149,7 +149,7 @@ def test_agreement_is_between_people_not_with_the_imported_verdict(project, tmp_
 def test_stats_are_json_and_the_demo_project_has_disagreements(tmp_path):
     p = create_demo(tmp_path / "demo")
     s = json.loads(json.dumps(project_stats(p)))
-    assert s["schema"] == 1
+    assert s["schema"] == 2
     assert s["counts"]["unlabeled_pairs"] > 0 and s["counts"]["labels"]["replaced"] >= 1
     assert s["agreement"]["annotators"] == 2 and s["agreement"]["percent"] < 1
     assert {a["name"] for a in s["annotators"]} == {"alice", "bob"}

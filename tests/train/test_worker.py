@@ -150,7 +150,7 @@ def test_sigkilled_worker_leaves_project_intact_and_run_failed(trait_project, ti
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     reopened = Project.open(trait_project.folder)
-    assert reopened.mark_dead_runs() == [run_id]
+    assert reopened.found_dead_runs == [run_id]  # opening the project found it
     run = reopened.run(run_id)
     assert run["status"] == "failed" and "killed" in run["error"]
     assert reopened.integrity_check() == "ok"

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from conftest import add_pairs
 from PySide6.QtCore import QModelIndex
 
 from studio.ui.data_view import DataView, PairTableModel
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
 
 
 def test_model_fetches_pages_lazily(project, monkeypatch):

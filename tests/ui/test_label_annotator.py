@@ -10,7 +10,6 @@ from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
 from studio.ui import prefs
 from studio.ui.label_view import LabelView
 from tests.ui.helpers import styled_app  # noqa: F401  (a fixture)
-from tests.ui.test_label_view import _own_settings  # noqa: F401  (autouse: settings of the test's own)
 from tests.ui.test_label_view import make_view as make_active_view
 
 

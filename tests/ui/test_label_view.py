@@ -24,11 +24,6 @@ KEYS = {"1": Qt.Key.Key_1, "2": Qt.Key.Key_2, "3": Qt.Key.Key_3, "4": Qt.Key.Key
         "Right": Qt.Key.Key_Right, "Q": Qt.Key.Key_Q, "W": Qt.Key.Key_W, "E": Qt.Key.Key_E, "R": Qt.Key.Key_R}
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 def make_view(qtbot, project, annotator="alice") -> LabelView:
     view = show_active(qtbot, LabelView(project, annotator), (1200, 800))
     view.setFocus()
@@ -442,19 +437,19 @@ def test_a_zero_response_shows_as_written_and_raw_still_toggles(qtbot, project):
 
 
 def test_a_label_that_cannot_be_saved_says_so_and_keeps_the_pair(qtbot, pairs_project, monkeypatch):
-    from studio.store.project import ProjectBusy
+    from studio.store.project import StorageError
 
     view = make_view(qtbot, pairs_project)
     pair_id = view.pair.id
     view.rationale.setText("left is clearer")
 
-    def busy(*args, **kwargs):
-        raise ProjectBusy("the project is busy: another process has held it for 15 s")
+    def full(*args, **kwargs):
+        raise StorageError("the disk is full; nothing was saved by this change")
 
-    monkeypatch.setattr(pairs_project, "record_label", busy)
+    monkeypatch.setattr(pairs_project, "record_label", full)
     with qtbot.waitSignal(view.save_failed) as failed:
         press(qtbot, view, "1")
-    assert "busy" in failed.args[0]
+    assert "disk is full" in failed.args[0]
     assert "Not saved" in view.note.text()
     # nothing moved on and nothing typed was lost: the same key works once the project is free again
     assert view.pair.id == pair_id and view.rationale.text() == "left is clearer"

@@ -13,11 +13,6 @@ from studio.ui.import_dialog import ImportDialog
 from studio.ui.main_window import MainWindow
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 @pytest.fixture
 def folder(tmp_path):
     with Project.create(tmp_path / "proj", name="My prefs") as p:
@@ -32,6 +27,13 @@ def make_window(qtbot, folder=None, annotator="alice") -> MainWindow:
     w.resize(1280, 800)
     w.show()
     return w
+
+
+def run_import(qtbot, dialog: ImportDialog, path) -> None:
+    """Import a file through the dialog and wait for the job to end."""
+    dialog.path_edit.setText(str(path))
+    job = dialog.start()
+    qtbot.waitUntil(job.isFinished, timeout=20_000)
 
 
 def test_open_shows_name_counts_and_remembers(qtbot, folder):
@@ -106,9 +108,7 @@ def test_import_from_the_gui(qtbot, folder, tmp_path):
     dialog = ImportDialog(w.project, w)
     qtbot.addWidget(dialog)
     dialog.imported.connect(w.data_changed)
-    dialog.path_edit.setText(str(good))
-    job = dialog.start()
-    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    run_import(qtbot, dialog, good)
     qtbot.waitUntil(lambda: "Imported" in dialog.status.text())
     assert w.project.pair_count() == 9
     assert "9 pairs" in w.counts_label.text()
@@ -116,9 +116,7 @@ def test_import_from_the_gui(qtbot, folder, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "ok", "response_a": "x", "response_b": "y"}) + "\n"
                    + json.dumps({"prompt": "missing b", "response_a": "x"}) + "\n")
-    dialog.path_edit.setText(str(bad))
-    job = dialog.start()
-    qtbot.waitUntil(job.isFinished, timeout=20_000)
+    run_import(qtbot, dialog, bad)
     qtbot.waitUntil(lambda: dialog.errors.count() > 0)
     assert "Nothing was imported" in dialog.status.text()
     assert "bad.jsonl:2" in dialog.errors.item(0).text()
@@ -176,6 +174,74 @@ def test_a_project_closed_at_once_is_still_remembered(qtbot, folder):
     assert prefs.recent_projects() == [], "saved after the first paint, not while the window opens"
     w.close()
     assert prefs.recent_projects() == [str(folder.resolve())]
+
+
+def test_a_read_only_project_opens_read_only_and_says_so(qtbot, folder, read_only_copy):
+    with Project.open(folder) as p:
+        flagged = p.pair_ids()[-1]
+        p.flag_pair(flagged, "bob", "the prompt is cut off")
+    w = make_window(qtbot, read_only_copy(folder))
+    assert w.project.read_only
+    assert "read-only" in w.windowTitle() and "Read-only" in w.notice_label.text()
+    view = w.label_view
+    assert view.pair is not None and not any(b.isEnabled() for b in view.choice_buttons.values())
+    assert not view.flag_button.isEnabled() and not any(b.isEnabled() for b in view.strength_buttons.values())
+    view.choose("left")
+    assert "read-only" in view.note.text() and view.project.current_label(view.pair.id, "alice") is None
+    view.note.setText("")
+    view.open_flag_bar()  # key F
+    assert "flags cannot be saved" in view.note.text() and view._flag_bar is None
+    qtbot.waitUntil(lambda: view._today is not None)  # today's count and recent labels read, nothing written
+    assert view._today == 0 and view.project.flagged_pair_count() == 1
+    assert not w.import_action.isEnabled()
+    data = w.show_section("Data")
+    data.flagged_check.setChecked(True)
+    data.apply_filters()
+    qtbot.waitUntil(lambda: data.model.rowCount() == 1)
+    data.table.selectRow(0)
+    assert "the prompt is cut off" in data.flags_label.text()  # flags are read, and cannot be cleared
+    assert data.clear_flags_button.isVisible() and not data.clear_flags_button.isEnabled()
+    assert w.show_section("Runs") is not None
+    w.close()
+
+
+def test_a_run_whose_worker_was_killed_is_marked_failed_when_the_window_opens(qtbot, folder):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with Project.open(folder) as p:
+        run = p.create_run("dpo", "tiny", {})
+        p.claim_run(run, ("queued",), gone.pid, socket.gethostname())
+    w = make_window(qtbot, folder)  # the Label section: the Runs section is not even built
+    assert w.runs_panel is None
+    r = w.project.run(run)
+    assert r["status"] == "failed" and f"pid {gone.pid}" in r["error"]
+
+
+def test_the_import_dialog_shows_a_deeply_nested_row_and_any_unexpected_error(qtbot, folder, tmp_path,
+                                                                              monkeypatch):
+    w = make_window(qtbot, folder)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"prompt": "Q", "chosen": ' + "[" * 3000 + "]" * 3000 + ', "rejected": "x"}\n')
+    dialog = ImportDialog(w.project, w)
+    qtbot.addWidget(dialog)
+    run_import(qtbot, dialog, deep)
+    qtbot.waitUntil(lambda: dialog.errors.count() > 0)
+    assert "Nothing was imported" in dialog.status.text()
+    assert "deep.jsonl:1: invalid JSON: nested too deeply" in dialog.errors.item(0).text()
+
+    from studio.store import formats
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(formats, "import_file", broken)
+    run_import(qtbot, dialog, deep)
+    qtbot.waitUntil(lambda: "something nobody expected" in dialog.status.text())
+    assert "RuntimeError" in dialog.status.text()
 
 
 def test_enter_in_the_import_file_field_imports(qtbot, folder, tmp_path, monkeypatch):

@@ -23,11 +23,6 @@ from tests.ui.runs_helpers import FAKE_WORKER, end_children, fake_model, fake_tr
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 @pytest.fixture
 def labeled(pairs_project):
     label_all(pairs_project)

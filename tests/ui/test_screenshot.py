@@ -11,11 +11,6 @@ from studio.store import Project
 from studio.ui import screenshot
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 @pytest.fixture
 def folder(tmp_path):
     with Project.create(tmp_path / "proj") as p:
@@ -59,6 +54,26 @@ def test_screenshot_takes_run_ids_after_one_flag_as_the_readme_shows():
     assert parse(["screenshot", "p", "--view", "compare", "--run", "1", "2", "--out", "x.png"]).runs == [1, 2]
     assert parse(["screenshot", "p", "--view", "compare", "--run", "1", "--run", "2", "--out", "x.png"]).runs == [1, 2]
     assert parse(["screenshot", "p", "--view", "label", "--out", "x.png"]).runs == []
+
+
+def test_a_screenshot_with_a_run_training_never_waits_for_a_click(folder, tmp_path):
+    """Closing the offscreen window with a run still training asked "keep it running?" in a dialog nobody
+    could see, and waited forever after writing the PNG."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with Project.open(folder) as p:
+        run = p.create_run("dpo", "tiny", {})
+        p.claim_run(run, ("queued",), os.getpid(), socket.gethostname())  # a live "worker": this test
+    out = tmp_path / "runs.png"
+    res = subprocess.run([sys.executable, "-m", "studio", "screenshot", str(folder), "--view", "runs", "--out",
+                          str(out)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 0
+    with Project.open(folder) as p:
+        assert p.run(run)["status"] == "running" and not p.stop_requested(run), "nothing was decided for the user"
 
 
 def _mean_lightness(image: QImage) -> float:

@@ -13,12 +13,6 @@ from studio.ui import main_window, palette, prefs, theme
 from studio.ui.main_window import MainWindow
 from tests.ui.helpers import show_active, styled_app  # noqa: F401  (styled_app: a fixture)
 
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-
-
 # the app's theme, as `studio gui` has it: the tests here change it, and the fixture puts it back
 pytestmark = pytest.mark.usefixtures("styled_app")
 
