@@ -39,6 +39,8 @@ class ChartSpec:
     lines: tuple[Line, ...]
     hint: str = ""
     """What healthy looks like, shown as the chart's tooltip."""
+    versus: str = ""
+    """A metric to draw the lines against (its value at the same step) instead of against step or time."""
 
 
 CHARTS: tuple[ChartSpec, ...] = (
@@ -74,9 +76,89 @@ CHARTS: tuple[ChartSpec, ...] = (
               "diversity collapsing = mode collapse"),
 )
 
+_DPO_CHARTS = {spec.title: spec for spec in CHARTS}
+_SHARED = tuple(_DPO_CHARTS[t] for t in ("Grad norm", "Learning rate", "Tokens / s", "Memory (GiB)"))
+"""Charts every method has."""
+_SAMPLES = _DPO_CHARTS["Samples"]
+
+REWARD_CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("Accuracy", (Line(M.ACCURACY, "accuracy", BLUE, include=(0.0, 1.0)),),
+              "share of pairs whose chosen response scores above the rejected one; eval should follow train"),
+    ChartSpec("Margin", (Line(M.MARGIN, "margin", BLUE),),
+              "mean chosen minus rejected score; rising on train but not on eval = memorising the pairs"),
+    ChartSpec("Loss", (Line(M.LOSS, "loss", BLUE),), "Bradley-Terry loss; starts near ln 2 = 0.693"),
+    ChartSpec("Scores", (Line(M.MEAN_REWARD, "mean", GREEN), Line(M.STD_REWARD, "spread", GREY)),
+              "mean and standard deviation of all scores; centring (center_rewards_coefficient) keeps the mean "
+              "near 0"),
+    *_SHARED,
+)
+
+RL_CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("Reward", (Line(M.OBJECTIVE_SCORES, "score", BLUE), Line(M.OBJECTIVE_RLHF_REWARD, "score - KL penalty",
+                                                                       GREEN, eval_twin=False)),
+              "the reward model's score of the rollouts (eval: held-out prompts) and the objective PPO maximises; "
+              "should rise"),
+    ChartSpec("KL to reference", (Line(M.OBJECTIVE_KL, "KL", PURPLE, include=(0.0,)),),
+              "KL(policy || reference) per response, nats; a steady climb with a flat score = reward hacking"),
+    ChartSpec("Reward against KL", (Line(M.OBJECTIVE_SCORES, "score", BLUE, eval_twin=False),),
+              "score (y) against KL (x) over the run: how much reward each nat of drift bought; a frontier that "
+              "flattens means more KL buys nothing", versus=M.OBJECTIVE_KL),
+    ChartSpec("Entropy", (Line(M.POLICY_ENTROPY, "per token", BLUE, eval_twin=False),
+                          Line(M.OBJECTIVE_ENTROPY, "per response", GREY, eval_twin=False, axis="right")),
+              "entropy of the policy per token (left) and -log pi of the sampled responses (right); falling fast "
+              "towards 0 is a collapse signal"),
+    ChartSpec("Response length", (Line(M.RESPONSE_LENGTH, "tokens", ORANGE, include=(0.0,)),),
+              "mean response length in tokens; a climb towards max_new_tokens = rambling (see the missing-EOS "
+              "penalty)"),
+    ChartSpec("Clip fractions", (Line(M.POLICY_CLIPFRAC, "policy", BLUE, eval_twin=False, include=(0.0,)),
+                                 Line(M.VALUE_CLIPFRAC, "value", ORANGE, eval_twin=False)),
+              "share of ratios (values) clipped; above ~0.2 the updates are too large: lower learning_rate"),
+    ChartSpec("Approx. KL per update", (Line(M.POLICY_APPROXKL, "approx KL", PURPLE, eval_twin=False,
+                                             include=(0.0,)),),
+              "0.5 mean (log pi - log pi_rollout)^2 over the updates of a batch; a spike = an update too large"),
+    ChartSpec("Losses", (Line(M.LOSS_POLICY, "policy", BLUE, eval_twin=False),
+                         Line(M.LOSS_VALUE, "value", ORANGE, eval_twin=False, axis="right")),
+              "clipped policy loss (left) and value loss (right, PPO); the value loss should fall"),
+    ChartSpec("Phase times (s)", (Line(M.TIME_GENERATE, "generate", BLUE, eval_twin=False, include=(0.0,)),
+                                  Line(M.TIME_FORWARD, "forward", GREY, eval_twin=False),
+                                  Line(M.TIME_SCORE, "score", GREEN, eval_twin=False),
+                                  Line(M.TIME_OPTIMISE, "optimise", RED, eval_twin=False)),
+              "seconds per step: sampling, the no-grad forwards (rollout and reference log-probs, values), the "
+              "reward model, the updates"),
+    ChartSpec("KL coefficient", (Line(M.KL_COEF, "kl_coef", GREY, eval_twin=False),),
+              "the KL penalty's weight; it moves when kl_target > 0 (adaptive)"),
+    _SAMPLES,
+    *_SHARED,
+)
+
+METHOD_CHARTS: dict[str, tuple[ChartSpec, ...]] = {"dpo": CHARTS, "reward": REWARD_CHARTS, "ppo": RL_CHARTS,
+                                                   "rloo": RL_CHARTS}
+
+
+def charts_for(method: str | None) -> tuple[ChartSpec, ...]:
+    """The monitor's charts for a run of this method (DPO's for a method without its own)."""
+    return METHOD_CHARTS.get(method or "dpo", CHARTS)
+
+
 COMPARE_METRICS = (M.REWARDS_MARGINS, M.eval_name(M.REWARDS_MARGINS), M.REWARDS_ACCURACIES,
                    M.eval_name(M.REWARDS_ACCURACIES), M.LOSS, M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.EVAL_KL)
 """Metrics overlaid in Compare, and listed in its final-metrics table."""
+
+METHOD_COMPARE_METRICS: dict[str, tuple[str, ...]] = {
+    "reward": (M.ACCURACY, M.eval_name(M.ACCURACY), M.MARGIN, M.eval_name(M.MARGIN), M.LOSS, M.eval_name(M.LOSS)),
+    "ppo": (M.OBJECTIVE_SCORES, M.eval_name(M.OBJECTIVE_SCORES), M.OBJECTIVE_KL, M.eval_name(M.OBJECTIVE_KL),
+            M.OBJECTIVE_RLHF_REWARD, M.RESPONSE_LENGTH, M.POLICY_CLIPFRAC, M.EVAL_KL),
+}
+METHOD_COMPARE_METRICS["rloo"] = METHOD_COMPARE_METRICS["ppo"]
+
+
+def compare_metrics_for(methods) -> tuple[str, ...]:
+    """Metrics overlaid in Compare for runs of these methods: each method's own, in the order of first use."""
+    out: list[str] = []
+    for method in dict.fromkeys(methods or ["dpo"]):
+        out += [m for m in METHOD_COMPARE_METRICS.get(method, COMPARE_METRICS) if m not in out]
+    return tuple(out)
+
 
 SPARSE = frozenset({M.EVAL_KL, M.EVAL_KL_SEQ, M.EVAL_KL_K1, M.EVAL_KL_K1_SEQ, M.EVAL_SAMPLE_LENGTH,
                     M.EVAL_DISTINCT_2})

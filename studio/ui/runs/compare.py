@@ -34,7 +34,12 @@ COLUMNS = 4
 TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "Eval reward margin",
           M.REWARDS_ACCURACIES: "Accuracy", M.eval_name(M.REWARDS_ACCURACIES): "Eval accuracy",
           M.LOSS: "Loss", M.LOGPS_CHOSEN: "Log-prob chosen", M.LOGPS_REJECTED: "Log-prob rejected",
-          M.EVAL_KL: "Sampled KL (eval)"}
+          M.EVAL_KL: "Sampled KL (eval)",
+          M.ACCURACY: "Accuracy", M.eval_name(M.ACCURACY): "Eval accuracy", M.MARGIN: "Margin",
+          M.eval_name(M.MARGIN): "Eval margin", M.eval_name(M.LOSS): "Eval loss",
+          M.OBJECTIVE_SCORES: "Score", M.eval_name(M.OBJECTIVE_SCORES): "Eval score", M.OBJECTIVE_KL: "KL",
+          M.eval_name(M.OBJECTIVE_KL): "Eval KL", M.OBJECTIVE_RLHF_REWARD: "Score - KL penalty",
+          M.RESPONSE_LENGTH: "Response length", M.POLICY_CLIPFRAC: "Policy clip fraction"}
 
 
 def comparable_config(run: dict) -> dict:
@@ -104,10 +109,8 @@ class CompareView(QWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[tuple[str, int], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing) last drawn
-        for i, name in enumerate(C.COMPARE_METRICS):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
-            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
-            self.plots[name] = plot
+        self.metrics: tuple[str, ...] = ()
+        self._make_plots(C.COMPARE_METRICS)
         vsplit.addWidget(self.graphics)
         # the two tables side by side (each has one narrow column per run), with compact rows, so at
         # 1280x800 they show their rows instead of one line each under the charts
@@ -140,6 +143,16 @@ class CompareView(QWidget):
         split.setStretchFactor(1, 1)
         split.setSizes([200, 1000])
         outer.addWidget(split)
+
+    def _make_plots(self, metrics: tuple[str, ...]) -> None:
+        """One chart per metric overlaid (the metrics of the compared runs' methods: charts.compare_metrics_for)."""
+        self.graphics.ci.clear()
+        self.plots = {}
+        self.metrics = metrics
+        for i, name in enumerate(metrics):
+            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
+            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
+            self.plots[name] = plot
 
     # ------------------------------------------------------------------ runs
 
@@ -183,8 +196,12 @@ class CompareView(QWidget):
             item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in run_ids
                                else Qt.CheckState.Unchecked)
         self.picker.blockSignals(False)
-        for (name, _rid), curve in self.curves.items():
-            self.plots[name].removeItem(curve)
+        metrics = C.compare_metrics_for([self.runs[rid]["method"] for rid in run_ids])
+        if metrics != self.metrics:
+            self._make_plots(metrics)
+        else:
+            for (name, _rid), curve in self.curves.items():
+                self.plots[name].removeItem(curve)
         self.curves.clear()
         self._drawn.clear()
         self.legend.setText(C.legend_html([("▬", self.color(rid), self.runs[rid]["name"]) for rid in self.run_ids]))
@@ -222,7 +239,7 @@ class CompareView(QWidget):
 
         ft = self.final_table
         ft.clear()
-        metrics = list(C.COMPARE_METRICS)
+        metrics = list(self.metrics)
         ft.setColumnCount(len(runs))
         ft.setHorizontalHeaderLabels(names)
         ft.setRowCount(len(metrics) + 2)
@@ -239,7 +256,7 @@ class CompareView(QWidget):
     def final_value(self, run_id: int, metric: str) -> str:
         """The final-metrics cell text for a run and metric (for tests)."""
         col = self.run_ids.index(run_id)
-        row = 2 + list(C.COMPARE_METRICS).index(metric)
+        row = 2 + list(self.metrics).index(metric)
         item = self.final_table.item(row, col)
         return item.text() if item else ""
 
@@ -271,7 +288,7 @@ class CompareView(QWidget):
             rd = self.poller.data.get(rid)
             if rd is None:
                 continue
-            for name in C.COMPARE_METRICS:
+            for name in self.metrics:
                 s = rd.series.get(name)
                 if s is None or not len(s):
                     continue
@@ -311,7 +328,7 @@ class CompareView(QWidget):
             if rd is None:
                 continue
             self.poller.finish_loading(rid)
-            for name in C.COMPARE_METRICS:
+            for name in self.metrics:
                 s = rd.series.get(name)
                 if s is not None:
                     rows += C.series_rows(rid, self.runs[rid]["name"] if rid in self.runs else "", name, s)

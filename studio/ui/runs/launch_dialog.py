@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.configs import (
-    PRESETS,
     ConfigError,
     ConfigField,
     config_fields,
@@ -36,10 +35,13 @@ from studio.core.configs import (
     flatten,
     from_dict,
     parse_value,
+    presets_for,
     to_dict,
     unflatten,
 )
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
+from studio.store import ProjectError
+from studio.store.rlhf import reward_runs, reward_source
 from studio.ui.runs import resources
 from studio.ui.runs.formatting import fmt_bytes, fmt_params
 
@@ -48,6 +50,34 @@ GROUP_TITLES = {"method": "Method", "training": "Optimisation", "lora": "LoRA", 
 GROUP_ORDER = ("method", "training", "lora", "data", "eval", "hardware")
 CUSTOM = "Custom"
 ERROR_STYLE = "border: 1px solid #d62728;"
+METHODS = (("DPO and variants", "dpo"), ("Reward model", "reward"), ("PPO (against a reward model)", "ppo"),
+           ("RLOO (against a reward model)", "rloo"))
+RL_METHODS = ("ppo", "rloo")
+
+
+class RewardPicker(QComboBox):
+    """The `reward_model` of a PPO/RLOO run: one of the project's finished reward runs, or a typed folder of a
+    sequence-classification model."""
+
+    def __init__(self, project):
+        super().__init__()
+        self.setEditable(True)
+        self.lineEdit().setPlaceholderText("a finished reward run of this project, or a classifier model folder")
+        for run in reward_runs(project):
+            model = run["model"].rsplit("/", 1)[-1]
+            self.addItem(f"run {run['id']} · {run['name']} · {model}", str(run["id"]))
+        self.setCurrentIndex(0 if self.count() else -1)
+
+    def value(self) -> str:
+        idx = self.findText(self.currentText())
+        return str(self.itemData(idx)) if idx >= 0 and self.itemData(idx) else self.currentText().strip()
+
+    def set_value(self, value: str) -> None:
+        idx = self.findData(str(value))
+        if idx >= 0:
+            self.setCurrentIndex(idx)
+        elif value:
+            self.setEditText(str(value))
 
 
 def model_search_dirs(project) -> list[Path]:
@@ -70,7 +100,8 @@ class LaunchDialog(QDialog):
         self.initial = initial or {}
         self.parent_id: int | None = self.initial.get("parent_id")
         self.run_id: int | None = None
-        self.cls = config_for((self.initial.get("config") or {}).get("method", "dpo"))
+        self.method = (self.initial.get("config") or {}).get("method", "dpo")
+        self.cls = config_for(self.method)
         self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
         self.editors: dict[str, QWidget] = {}
         self.models = models if models is not None else find_local_models(model_search_dirs(project))
@@ -95,8 +126,17 @@ class LaunchDialog(QDialog):
         layout = QVBoxLayout(self)
         top = QFormLayout()
         self.name_edit = QLineEdit(self.initial.get("name", ""))
-        self.name_edit.setPlaceholderText("automatic (dpo-<id>)")
+        self.name_edit.setPlaceholderText(f"automatic ({self.method}-<id>)")
         top.addRow("Run name", self.name_edit)
+
+        self.method_combo = QComboBox()
+        for label, method in METHODS:
+            self.method_combo.addItem(label, method)
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(self.method)))
+        self.method_combo.setToolTip("DPO trains on the pairs directly; a reward model learns to score them; PPO and "
+                                     "RLOO train against a reward model on the project's prompts")
+        self.method_combo.activated.connect(lambda _i: self.set_method(self.method_combo.currentData()))
+        top.addRow("Method", self.method_combo)
 
         model_row = QHBoxLayout()
         self.model_combo = QComboBox()
@@ -115,12 +155,7 @@ class LaunchDialog(QDialog):
         top.addRow("Model", model_row)
 
         self.preset_combo = QComboBox()
-        self.preset_combo.addItem(CUSTOM)
-        for name, overrides in PRESETS.items():
-            self.preset_combo.addItem(name)
-            sets = ", ".join(f"{k} = {v}" for k, v in overrides.items())
-            self.preset_combo.setItemData(self.preset_combo.count() - 1, f"Sets {sets}; the other method "
-                                          f"settings go back to their defaults", Qt.ItemDataRole.ToolTipRole)
+        self._fill_presets()
         self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
         self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
         top.addRow("Preset", self.preset_combo)
@@ -147,6 +182,24 @@ class LaunchDialog(QDialog):
 
         self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        self._build_form()
+        layout.addWidget(scroll, 1)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d62728;")
+        layout.addWidget(self.error_label)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.launch_button = buttons.addButton("Launch", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.launch_button.setDefault(True)
+        buttons.accepted.connect(self._on_launch)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._show_data()
+
+    def _build_form(self) -> None:
+        """The method's settings, one group box each, generated from its config class."""
+        self.editors = {}
         form_host = QWidget()
         grid = QGridLayout(form_host)
         groups: dict[str, list[ConfigField]] = {}
@@ -164,22 +217,39 @@ class LaunchDialog(QDialog):
                 editor.setToolTip(f"{f.name}: {f.help}")
                 form.addRow(label, editor)
             grid.addWidget(box, i // 2, i % 2)
-        scroll.setWidget(form_host)
-        layout.addWidget(scroll, 1)
+        self.scroll.setWidget(form_host)  # the previous method's form goes with its widget
 
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #d62728;")
-        layout.addWidget(self.error_label)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.launch_button = buttons.addButton("Launch", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.launch_button.setDefault(True)
-        buttons.accepted.connect(self._on_launch)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self._show_data()
+    def _fill_presets(self) -> None:
+        self.preset_combo.clear()
+        self.preset_combo.addItem(CUSTOM)
+        for name, overrides in presets_for(self.method).items():
+            self.preset_combo.addItem(name)
+            sets = ", ".join(f"{k} = {v}" for k, v in overrides.items())
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, f"Sets {sets}; the other method "
+                                          f"settings go back to their defaults", Qt.ItemDataRole.ToolTipRole)
+        self.preset_combo.setEnabled(self.preset_combo.count() > 1)
+
+    def set_method(self, method: str) -> None:
+        """Switch the form to another method's settings (its defaults; the model stays)."""
+        if method == self.method:
+            return
+        self.method = method
+        self.cls = config_for(method)
+        self.fields = {f.name: f for f in config_fields(self.cls)}
+        self._preset_extras = {}
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(method)))
+        self.name_edit.setPlaceholderText(f"automatic ({method}-<id>)")
+        self._fill_presets()
+        self._build_form()
+        self._fill({})
+        self.error_label.setText("")
+        self._update_estimate()
 
     def _editor(self, f: ConfigField) -> QWidget:
+        if f.name == "reward_model":
+            w = RewardPicker(self.project)
+            w.currentTextChanged.connect(lambda _t: self._changed())
+            return w
         if f.choices:
             w = QComboBox()
             w.addItems([str(c) for c in f.choices])
@@ -201,7 +271,9 @@ class LaunchDialog(QDialog):
 
     def set_value(self, name: str, value: Any) -> None:
         w = self.editors[name]
-        if isinstance(w, QComboBox):
+        if isinstance(w, RewardPicker):
+            w.set_value(value)
+        elif isinstance(w, QComboBox):
             w.setCurrentText(str(value))
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
@@ -212,6 +284,8 @@ class LaunchDialog(QDialog):
 
     def raw_value(self, name: str) -> Any:
         w = self.editors[name]
+        if isinstance(w, RewardPicker):
+            return w.value()
         if isinstance(w, QComboBox):
             return w.currentText()
         if isinstance(w, QCheckBox):
@@ -229,18 +303,21 @@ class LaunchDialog(QDialog):
             cfg = self.cls()
         flat = flatten(to_dict(cfg))
         for name in self.fields:
+            if name == "reward_model" and not flat[name]:
+                continue  # keep the picker's first reward run rather than an empty default
             self.set_value(name, flat[name])
         self._match_preset()
 
     def apply_preset(self, preset: str) -> None:
-        if preset not in PRESETS:
+        presets = presets_for(self.method)
+        if preset not in presets:
             return
         defaults = flatten(to_dict(self.cls()))
-        overrides = PRESETS[preset]
+        overrides = presets[preset]
         current = self._parsed(quiet=True)[0]
         # a preset sets the method fields; everything it does not mention goes back to the default
         for name in self.fields:
-            if self.fields[name].group == "method":
+            if self.fields[name].group == "method" and name != "reward_model":
                 self.set_value(name, defaults[name])
         # so does what the previous preset set elsewhere (SimPO's learning rate), unless edited since:
         # switching SimPO -> DPO silently kept SimPO's 1e-5 before
@@ -255,8 +332,9 @@ class LaunchDialog(QDialog):
     def _match_preset(self) -> None:
         values = self._parsed(quiet=True)[0]
         defaults = flatten(to_dict(self.cls()))
-        for preset, overrides in PRESETS.items():
-            want = {n: defaults[n] for n, f in self.fields.items() if f.group == "method"} | overrides
+        for preset, overrides in presets_for(self.method).items():
+            want = {n: defaults[n] for n, f in self.fields.items()
+                    if f.group == "method" and n != "reward_model"} | overrides
             if all(values.get(k) == v for k, v in want.items()):
                 self.preset_combo.setCurrentText(preset)
                 return
@@ -321,6 +399,8 @@ class LaunchDialog(QDialog):
         if not hasattr(self, "estimate_label"):
             return
         values = self._parsed(quiet=True)[0]
+        if "max_new_tokens" in values:  # PPO/RLOO: the longest sequence is a prompt and a response
+            values["max_length"] = values.get("max_prompt_length", 0) + values["max_new_tokens"]
         config = unflatten(values)
         model = self._selected_model()
         path = model.path if model else None
@@ -361,11 +441,16 @@ class LaunchDialog(QDialog):
                 resolve_model(self.model_name())
             except ModelNotFound as e:
                 errors.append(f"model: {e}")
-        if not errors and values["max_prompt_length"] >= values["max_length"]:
+        if not errors and "max_length" in values and values["max_prompt_length"] >= values["max_length"]:
             errors.append(f"max_prompt_length: {values['max_prompt_length']} leaves no room for the response "
                           f"within max_length {values['max_length']}")
         if not self.summary.train:
             errors.append("data: no resolved train preferences yet; label some pairs first")
+        if self.method in RL_METHODS and "reward_model" in values and not errors:
+            try:  # a finished reward run of this project on the same model, or a classifier folder
+                values["reward_model"] = reward_source(self.project, values["reward_model"], self.model_name()).value
+            except ProjectError as e:
+                errors.append(str(e))
         if errors:
             return None, errors
         try:

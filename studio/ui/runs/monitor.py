@@ -112,7 +112,7 @@ class _Chart:
         if curves is not None:
             return curves
         view = self.view_for(line)
-        if twin or C.is_sparse(name):
+        if twin or C.is_sparse(name) or self.spec.versus:
             pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
             # eval series are short, but a long run evaluated often still has thousands of points
             main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color, symbolPen=None,
@@ -139,6 +139,8 @@ class _Chart:
                 eval_color = eval_color or "#666"
                 continue
             label = "train" if single and line.eval_twin else line.label
+            if self.spec.versus:
+                label = f"{line.label} (y) against {self.spec.versus} (x)"
             entries.append(("●" if C.is_sparse(name) else "▬", line.color, label))
         if eval_color:
             entries.append(("- -●", eval_color, "eval"))
@@ -169,6 +171,12 @@ class _Chart:
         if not ys:
             return
         main_view = self.plot.getViewBox()
+        if self.spec.versus:
+            against = rd.series.get(self.spec.versus)
+            vr = against.value_range() if against is not None and len(against) else None
+            if vr is None:
+                return
+            x_range, running = vr, False  # not a time axis: no room to grow to the right
         _fit_axis(main_view, 0, *x_range, running, only_up=True)
         for view in (main_view, self.right):
             if view is not None and id(view) in ys:
@@ -331,17 +339,7 @@ class MonitorView(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.ci.setSpacing(2)
         self.charts: dict[str, _Chart] = {}
-        for i, spec in enumerate(C.CHARTS):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, spec.title)
-            plot.setToolTip(spec.hint)
-            chart = _Chart(spec, plot)
-            self.charts[spec.title] = chart
-            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
-            plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
-            menu = plot.getViewBox().menu
-            menu.addSeparator()
-            menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
-            menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
+        self._make_charts(C.CHARTS)
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
         split.addWidget(self.graphics)
         self.samples_view = QTextBrowser()
@@ -355,6 +353,23 @@ class MonitorView(QWidget):
         split.setSizes([900, 260])
         outer.addWidget(split, 1)
 
+    def _make_charts(self, specs: tuple[C.ChartSpec, ...]) -> None:
+        """The grid of charts of a method (each method has its own: see charts.charts_for)."""
+        self.graphics.ci.clear()
+        self.charts = {}
+        self._specs = specs
+        for i, spec in enumerate(specs):
+            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, spec.title)
+            plot.setToolTip(spec.hint)
+            chart = _Chart(spec, plot)
+            self.charts[spec.title] = chart
+            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
+            plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
+            menu = plot.getViewBox().menu
+            menu.addSeparator()
+            menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
+            menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
+
     # ------------------------------------------------------------------ run selection
 
     def set_run(self, run_id: int | None) -> None:
@@ -364,8 +379,6 @@ class MonitorView(QWidget):
         if self.run_id is not None:
             self.poller.unwatch(self.run_id)
         self.run_id = run_id
-        for chart in self.charts.values():
-            chart.clear()
         self.rd = self.poller.watch(run_id) if run_id is not None else None
         self.run = None
         if run_id is not None:
@@ -373,6 +386,12 @@ class MonitorView(QWidget):
                 self.run = self.project.run(run_id)
             except Exception:
                 self.run = None
+        specs = C.charts_for(self.run["method"] if self.run else None)
+        if specs is not self._specs:
+            self._make_charts(specs)
+        else:
+            for chart in self.charts.values():
+                chart.clear()
         self._show_run_info()
         self._show_samples()
         self._all_dirty = True
@@ -403,6 +422,9 @@ class MonitorView(QWidget):
             return
         total = f"/{run['total_steps']}" if run.get("total_steps") else ""
         device = f" · {html.escape(run['device'])}" if run.get("device") else ""
+        reward = (run.get("config") or {}).get("reward_model")
+        if reward:  # PPO/RLOO: what it is scored by
+            device += f" · reward {'run ' + reward if str(reward).isdigit() else html.escape(str(reward))}"
         self.header.setText(
             f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
             f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}{loading}")
@@ -480,6 +502,11 @@ class MonitorView(QWidget):
                     series = rd.series.get(name)
                     if series is None or not len(series):
                         continue
+                    if chart.spec.versus:
+                        if self._draw_versus(chart.ensure(name, line, twin), series, rd.series.get(chart.spec.versus)):
+                            touched = True
+                            drawn.add(name)
+                        continue
                     if self._draw(chart.ensure(name, line, twin), series, t0):
                         touched = True
                         drawn.add(name)
@@ -530,6 +557,25 @@ class MonitorView(QWidget):
             curves.main.setData(x, series.y, skipFiniteCheck=skip)
         return True
 
+    def _draw_versus(self, curves: _Curves, series, against) -> bool:
+        """A chart of one metric against another (charts.ChartSpec.versus) at the steps both have, both smoothed
+        with the monitor's smoothing: the run's path, drawn in step order; False when nothing changed."""
+        if against is None or not len(against):
+            return False
+        key = (series.version, against.version, self.smoothing)
+        if curves.drawn == key:
+            return False
+        curves.drawn = key
+        _, i, j = np.intersect1d(series.step[:series.n], against.step[:against.n], return_indices=True)
+        y = series.smoothed(self.smoothing) if self.smoothing > 0 else series.y
+        x = against.smoothed(self.smoothing) if self.smoothing > 0 else against.y
+        markers = len(i) <= MAX_MARKERS
+        if markers != curves.markers:
+            curves.markers = markers
+            curves.main.setSymbol("o" if markers else None)
+        curves.main.setData(x[j], y[i])
+        return True
+
     def _show_samples(self) -> None:
         if self.rd is None or not self.rd.samples:
             self.samples_view.clear()
@@ -539,7 +585,11 @@ class MonitorView(QWidget):
         for s in latest:
             prompt = html.escape((s.get("prompt_text") or "")[:300])
             text = html.escape(s["text"][:2000]).replace("\n", "<br>")
-            parts.append(f"<p><b>{prompt}</b><br>{text}</p><hr>")
+            meta = s.get("meta") or {}
+            scored = (f"<br><small style='color:#555'>reward {meta['reward']:+.3f} · KL {meta.get('kl_seq', 0):.3f}"
+                      f"{'' if meta.get('finished', True) else ' · cut at max_new_tokens'}</small>"
+                      if isinstance(meta.get("reward"), int | float) else "")
+            parts.append(f"<p><b>{prompt}</b><br>{text}{scored}</p><hr>")
         self.samples_view.setHtml("".join(parts))
 
     # ------------------------------------------------------------------ hover readout
@@ -548,7 +598,7 @@ class MonitorView(QWidget):
         pos = event[0]
         rd = self.rd
         for chart in self.charts.values():
-            inside = chart.plot.sceneBoundingRect().contains(pos) and rd is not None
+            inside = chart.plot.sceneBoundingRect().contains(pos) and rd is not None and not chart.spec.versus
             if not inside:
                 chart.cursor.setVisible(False)
                 continue

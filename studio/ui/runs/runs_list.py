@@ -13,6 +13,7 @@ COLUMNS = ("Name", "Method", "Model", "Status", "Step", "Elapsed", "Best eval ac
 STATUS_COLORS = {"running": "#1f77b4", "stopping": "#ff7f0e", "queued": "#7f7f7f", "done": "#2ca02c",
                  "failed": "#d62728", "interrupted": "#8c564b"}
 EVAL_ACCURACY = M.eval_name(M.REWARDS_ACCURACIES)
+EVAL_ACCURACIES = (EVAL_ACCURACY, M.eval_name(M.ACCURACY))  # DPO's implicit reward's, a reward model's
 
 
 class BestEvalAccuracy:
@@ -24,7 +25,7 @@ class BestEvalAccuracy:
         self.last_id: dict[int, int] = {}
 
     def get(self, run_id: int) -> float | None:
-        rows = self.project.metrics(run_id, since_id=self.last_id.get(run_id, 0), names=[EVAL_ACCURACY])
+        rows = self.project.metrics(run_id, since_id=self.last_id.get(run_id, 0), names=list(EVAL_ACCURACIES))
         if rows:
             self.last_id[run_id] = rows[-1][0]
             # the step-0 evaluation is the untouched reference: every reward is 0, so its "accuracy"
