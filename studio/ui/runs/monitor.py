@@ -386,7 +386,12 @@ class MonitorView(QWidget):
                 self.run = self.project.run(run_id)
             except Exception:
                 self.run = None
-        specs = C.charts_for(self.run["method"] if self.run else None)
+        method = self.run["method"] if self.run else None
+        self.samples_view.setPlaceholderText(
+            "A reward model samples nothing: its scores of the eval pairs are in the charts (score a file of pairs "
+            "with `studio score`)." if method == "reward" else
+            "Generations on the eval prompts appear here at each evaluation.")
+        specs = C.charts_for(method)
         if specs is not self._specs:
             self._make_charts(specs)
         else:
