@@ -10,7 +10,8 @@ from studio import __version__
 from studio.commands import CommandError
 
 # Each module registers its subcommands; they import Qt or torch only inside the command functions.
-COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.gui")
+COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.generate",
+                   "studio.commands.gui", "studio.commands.bench")
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
@@ -22,13 +23,8 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
                     "Without a subcommand, opens the app.")
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo, gui, monitor).")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     for name in modules:
-        module = importlib.import_module(name)
-        module.register(sub)
-        if hasattr(module, "register_bench"):
-            module.register_bench(bench_sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

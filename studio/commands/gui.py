@@ -1,4 +1,4 @@
-"""`studio gui`, `studio screenshot` and `studio bench gui`: the desktop app and looking at it headless.
+"""`studio gui` and `studio screenshot`: the desktop app and looking at it headless.
 
 Qt is imported inside the command functions only: `studio` loads every command module at start.
 User errors are raised as CommandError or ProjectError (printed by the CLI with exit status 2).
@@ -7,7 +7,6 @@ User errors are raised as CommandError or ProjectError (printed by the CLI with 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,27 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default 1280x800)")
     p.add_argument("--annotator", help="annotator whose queue the label view shows")
     p.set_defaults(func=cmd_screenshot)
-
-
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    p = bench_sub.add_parser("gui", help="Window start time, next-pair latency and memory at 100k/1M pairs.",
-                             description="Start-to-interactive time of the main window against a bare PySide6 "
-                                         "window (median of N fresh processes), next-pair latency (p50/p95) and "
-                                         "memory (RSS) on generated projects.")
-    p.add_argument("--sizes", default="100000,1000000", help="comma-separated pair counts (default 100000,1000000)")
-    p.add_argument("--starts", type=int, default=5, help="fresh processes per start measurement (default 5)")
-    p.add_argument("--labels", type=int, default=200, help="pairs labeled per latency measurement (default 200)")
-    p.add_argument("--dir", help="keep the generated projects here and reuse them (default: a temp folder)")
-    p.set_defaults(func=cmd_bench_gui)
-
-    p = bench_sub.add_parser("monitor", help="Live monitor redraw and paint time at 100k points per series, and "
-                                             "labeling latency while a run writes metrics.",
-                             description="Redraw/paint time of the run monitor with POINTS steps per series, and "
-                                         "the labeling view's next-pair latency idle vs while a fake run writes 20 "
-                                         "metrics at 10 steps/s.")
-    p.add_argument("--points", type=int, default=100_000, help="steps per series (default 100000)")
-    p.add_argument("--seconds", type=float, default=6.0, help="how long to label while the fake run writes")
-    p.set_defaults(func=cmd_bench_monitor)
 
 
 def _project_error(message: str) -> Exception:
@@ -82,23 +60,3 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
         raise _project_error(str(e)) from None
     print(f"wrote {out} ({size[0]}x{size[1]}, view {args.view})")
     return 0
-
-
-def cmd_bench_gui(args: argparse.Namespace) -> int:
-    from studio.ui import bench
-
-    try:
-        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise _project_error(f"--sizes: expected comma-separated integers, got {args.sizes!r}") from None
-    bench.run(sizes, starts=args.starts, labels=args.labels, keep_dir=Path(args.dir) if args.dir else None)
-    return 0
-
-
-def cmd_bench_monitor(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from studio.ui.runs import bench
-
-    return int(bench.run_bench(points=args.points, seconds=args.seconds) or 0)

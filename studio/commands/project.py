@@ -1,4 +1,4 @@
-"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo, bench store."""
+"""`studio` subcommands for projects: init, import, export, stats, runs, metrics, demo."""
 
 from __future__ import annotations
 
@@ -64,14 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-model", action="store_true",
                    help="skip writing the tiny demo model to PROJECT/models/tiny-demo")
     p.set_defaults(func=cmd_demo)
-
-
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    p = bench_sub.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
-    p.add_argument("--sizes", default="100000,1000000", help="comma-separated pair counts (default 100000,1000000)")
-    p.add_argument("--out", help="folder for the benchmark projects (default a temporary folder, removed after)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    p.set_defaults(func=cmd_bench_store)
 
 
 def _open(folder: str):
@@ -284,21 +276,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         out = write_tiny_model(Path(args.project) / "models" / "tiny-demo")
         print(f"wrote a tiny random-weight model to {out} (for trying runs; its text is gibberish)")
-    return 0
-
-
-def cmd_bench_store(args: argparse.Namespace) -> int:
-    from studio.store.bench import format_table, run_store_bench
-
-    try:
-        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise CommandError(f"--sizes {args.sizes!r}: expected comma-separated integers such as 100000,1000000") \
-            from None
-    if not sizes or min(sizes) < 1:
-        raise CommandError("--sizes: give at least one positive pair count")
-    results = run_store_bench(sizes, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_table(results))
-    if args.json:
-        print(json.dumps(results, indent=2))
     return 0

@@ -1,4 +1,4 @@
-"""`studio train`, `studio score`, `studio export-model`, `studio tiny-model` and `studio bench dpo`.
+"""`studio train`, `studio score`, `studio stop`, `studio export-model` and `studio tiny-model`.
 
 The GUI process imports this module to build the parser, so torch and friends are imported only inside
 the command functions. User errors are raised as ProjectError / ConfigError, which `studio` prints as
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.commands import CommandError
@@ -84,22 +85,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_tiny)
 
 
-def register_bench(bench_sub: argparse._SubParsersAction) -> None:
-    b = bench_sub.add_parser("dpo", help="Tokens/s and peak memory of our DPO engine against TRL's DPOTrainer.")
-    b.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
-                   help="random-weight model shape")
-    b.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warmup steps)")
-    b.add_argument("--batch", type=int, default=8, help="preference pairs per step")
-    b.add_argument("--prompt-len", type=int, default=256)
-    b.add_argument("--completion-len", type=int, default=256)
-    b.add_argument("--only", choices=("ours", "trl"), help="run one side only")
-    b.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per case (0: torch's default). On a shared CPU use 1: spinning threads "
-                        "of an oversubscribed machine make the figures swing tenfold")
-    b.add_argument("--json", action="store_true", help="print the results as JSON too")
-    b.set_defaults(func=cmd_bench)
-
-
 # ---------------------------------------------------------------------------------------------- train
 
 
@@ -140,6 +125,7 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
+    from studio.core.generations import JOB_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
@@ -160,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.run is not None or args.resume is not None:
             run_id = args.run if args.run is not None else args.resume
-            project.run(run_id)  # names a missing run clearly
+            method = project.run(run_id)["method"]  # names a missing run clearly
         else:
             if not args.model:
                 raise ProjectError("--model: required to create a run (a local folder or a cached hub id)")
@@ -185,6 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
+            method = args.method
             if not project.run_snapshot(run_id, split="train"):
                 project.delete_run(run_id)
                 raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs "
@@ -193,11 +180,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         project.close()
     if args.detach:
-        return _spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+        return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+        from studio.commands.generate import _run_foreground
+
+        return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
 
 
-def _spawn_detached(project: Path, run_id: int, resume: bool) -> int:
+def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
 
     log = paths.log_path(project, run_id)
@@ -230,8 +221,9 @@ def _progress_values(values: dict) -> str:
     return f"loss {values.get(M.LOSS, nan):.4f}  margin {values.get(M.REWARDS_MARGINS, nan):+.3f}"
 
 
-def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
-    from studio.core import metrics as M
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+    """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
+    progress report (one line rewritten on a terminal, a line each otherwise); returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, run_worker
 
@@ -242,10 +234,8 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     def progress(step: int, total: int, values: dict) -> None:
         if not first:
             first.append(step - 1)
-        done = step - first[0]
-        eta = (time.monotonic() - start) / max(done, 1) * (total - step)
-        line = (f"step {step}/{total}  {_progress_values(values)}  "
-                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s  eta {_fmt_time(eta)}")
+        eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
+        line = f"{describe(step, total, values)}  eta {_fmt_time(eta)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
 
     try:
@@ -254,6 +244,16 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
         raise ProjectError(str(e)) from None
     if tty:
         print()
+    return status
+
+
+def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
+    from studio.core import metrics as M
+
+    def describe(step: int, total: int, values: dict) -> str:
+        return f"step {step}/{total}  {_progress_values(values)}  {values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s"
+
+    status = run_with_progress(project, run_id, resume, describe)
     from studio.store import Project
 
     with Project.open(project) as p:
@@ -377,9 +377,3 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     out = write_tiny_model(args.out)
     print(f"tiny model written to {out}")
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from studio.train import bench
-
-    return bench.main(args)

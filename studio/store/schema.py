@@ -253,6 +253,60 @@ def m005_logratio_names(db: Database) -> None:
     """)
 
 
+@migration("m006_generations")
+def m006_generations(db: Database) -> None:
+    # Responses sampled by a generation job (a run of method 'generate' or 'arena') keep their provenance
+    # here, not on the response or the pair: the labeling view reads pairs and responses, and must not
+    # learn who wrote what before the choice (never, for an arena). A response text two sources both wrote
+    # is one response with two generations.
+    run_script(db, """
+        CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            response_id INTEGER NOT NULL REFERENCES responses(id),
+            source TEXT NOT NULL,                -- 'base', a run's name or a model's: what results call it
+            model TEXT NOT NULL,                 -- the base model (folder or hub id)
+            adapter_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            adapter_step INTEGER,                -- the adapter's run step when the job was created
+            temperature REAL NOT NULL,
+            top_k INTEGER NOT NULL,
+            top_p REAL NOT NULL,
+            max_new_tokens INTEGER NOT NULL,
+            seed INTEGER NOT NULL,               -- the sampling seed of the batch it was drawn in
+            sample_index INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            finished INTEGER NOT NULL,           -- 1: ended at EOS / end of turn; 0: cut at max_new_tokens
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX generations_by_job ON generations (job_id, prompt_id);
+        CREATE INDEX generations_by_response ON generations (response_id);
+
+        -- a blind comparison of sources on the same prompts; its labels are ordinary labels on its pairs
+        CREATE TABLE arenas (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            sources TEXT NOT NULL,               -- JSON list of source names, in the order given
+            created_at TEXT NOT NULL
+        );
+
+        -- pairs made of generations: candidates to label (arena_id NULL), or an arena's blind pairs;
+        -- generation_a/b are the generations behind the pair's response A/B
+        CREATE TABLE generated_pairs (
+            pair_id INTEGER NOT NULL REFERENCES pairs(id) ON DELETE CASCADE,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            arena_id INTEGER REFERENCES arenas(id) ON DELETE CASCADE,
+            generation_a_id INTEGER NOT NULL REFERENCES generations(id),
+            generation_b_id INTEGER NOT NULL REFERENCES generations(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (pair_id, generation_a_id, generation_b_id)
+        );
+        CREATE INDEX generated_pairs_by_pair ON generated_pairs (pair_id);
+        CREATE INDEX generated_pairs_by_arena ON generated_pairs (arena_id, pair_id);
+    """)
+
+
 # After the last migration, so that it is plain that every migration above has registered itself by now.
 def known_migrations() -> list[str]:
     """Names of every migration this version knows, in order (a project with others is from a newer one)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from studio.core import paths
 from studio.core.configs import config_for, from_dict
+from studio.core.generations import JOB_METHODS, GenerationPlan
 from studio.core.models import resolve_model
 from studio.store import Project
 from studio.store.project import now_iso
@@ -31,7 +32,8 @@ log = logging.getLogger("studio.train")
 # The recipe of each training method: a module whose `train(RunContext)` trains a run and returns its final
 # status ('done' or 'interrupted'). Imported when a run of that method starts: torch loads in the worker only.
 RECIPES = {"dpo": "studio.train.dpo", "reward": "studio.train.reward", "ppo": "studio.train.ppo",
-           "rloo": "studio.train.ppo"}
+           "rloo": "studio.train.ppo", "generate": "studio.train.generation_job",
+           "arena": "studio.train.generation_job"}
 
 OOM_HINT = ("out of memory on the GPU. What helps, roughly in order: a smaller batch_size with a larger "
             "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=true, "
@@ -128,7 +130,7 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         from studio.train import runtime
 
         runtime.apply_thread_cap()
-        config = from_dict(config_for(run["method"]), run["config"])
+        config = run_config(run)
         train = recipe_for(run["method"])
         model_path = resolve_model(run["model"])
         log.info("model: %s", model_path)
@@ -155,6 +157,13 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
         handler.close()
         project.close()
     return status
+
+
+def run_config(run: dict):
+    """The run's stored settings as its recipe takes them: a training config, or a generation job's plan."""
+    if run["method"] in JOB_METHODS:
+        return GenerationPlan.from_dict(run["config"])
+    return from_dict(config_for(run["method"]), run["config"])
 
 
 def _describe(e: BaseException) -> str:

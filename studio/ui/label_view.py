@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.types import Choice, Label, Pair, Strength
 from studio.store import Project, ProjectError
+from studio.store.generations import candidate_provenance, describe_generation
 from studio.ui import diff, render
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
@@ -453,6 +455,12 @@ class LabelView(QWidget):
         status = QHBoxLayout()
         status.addWidget(self.note, 1)
         status.addWidget(self.progress_text)
+        # who wrote the sides of a generated candidates pair, shown once it is labeled (never before; never for
+        # an arena's pairs): stays up while the next pair is on screen
+        self.revealed = QLabel()
+        self.revealed.setObjectName("revealedProvenance")
+        self.revealed.setWordWrap(True)
+        self.revealed.hide()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
@@ -462,6 +470,7 @@ class LabelView(QWidget):
         layout.addLayout(choices)
         layout.addLayout(details)
         layout.addLayout(status)
+        layout.addWidget(self.revealed)
         layout.addWidget(self.progress_bar)
         self._overlay: ShortcutOverlay | None = None
         self.rationale.installEventFilter(self)
@@ -561,6 +570,7 @@ class LabelView(QWidget):
         self._filters_changed()
 
     def _filters_changed(self, *_args) -> None:
+        self.revealed.hide()  # it spoke of the pair labeled last, in the queue left behind
         self.queue = self.queue_box.currentData()
         self.split = self.split_box.currentData()
         self.source = self.source_box.currentData()
@@ -765,9 +775,24 @@ class LabelView(QWidget):
         if self._queue_left is not None and self.queue in ("mine", "needs_more"):
             self._queue_left = max(0, self._queue_left - 1)
         self.labeled.emit(pair_id, choice.value)
+        self.reveal_provenance(pair_id, self.shown_left, side)
         self.show_next(after=pair_id)
         self._schedule_counts()
         return label_id
+
+    def reveal_provenance(self, pair_id: int, shown_left: str, side: str) -> None:
+        """After a verdict on a generated candidates pair, say which source, adapter and sampling wrote each
+        side; hidden for any other pair (an arena's pairs stay blind)."""
+        prov = candidate_provenance(self.project, pair_id)
+        if prov is None:
+            self.revealed.hide()
+            self.revealed.setText("")
+            return
+        left, right = (prov["a"], prov["b"]) if shown_left == "a" else (prov["b"], prov["a"])
+        self.revealed.setText(f"Pair #{pair_id}, labeled <b>{SIDE_TITLES[side]}</b>: left was "
+                              f"<b>{html.escape(describe_generation(left))}</b>; right was "
+                              f"<b>{html.escape(describe_generation(right))}</b>")
+        self.revealed.show()
 
     def undo(self) -> int | None:
         """Undo the annotator's latest current label and show its pair again, prefilled."""

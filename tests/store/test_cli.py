@@ -115,16 +115,3 @@ def test_runs_and_metrics_json(tmp_path, capsys):
 def test_commands_on_a_missing_project_say_how_to_create_one(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "none")]) == 2
     assert "studio init" in capsys.readouterr().err
-
-
-def test_bench_store_small(tmp_path, capsys):
-    assert main(["bench", "store", "--sizes", "300", "--out", str(tmp_path / "b"), "--json"]) == 0
-    out = capsys.readouterr().out
-    assert "import s" in out and "next pair ms" in out
-    figures = json.loads(out[out.index("["):])
-    assert figures[0]["pairs"] == 300 and figures[0]["export_rows"] > 0
-
-
-def test_bench_sizes_are_checked(capsys):
-    assert main(["bench", "store", "--sizes", "lots"]) == 2
-    assert "--sizes 'lots': expected comma-separated integers" in capsys.readouterr().err

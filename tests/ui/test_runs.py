@@ -291,7 +291,7 @@ def test_screenshot_views_register_and_build(qtbot, labeled):
     from studio.ui.runs import register_screenshot_views
 
     register_screenshot_views(lambda name, factory: views.setdefault(name, factory))
-    assert set(views) == {"runs", "monitor", "compare"}
+    assert set(views) == {"runs", "monitor", "compare", "arena"}
 
     class Window:
         project = labeled

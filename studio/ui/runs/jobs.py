@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from studio.core import paths
+from studio.core.generations import JOB_METHODS
 from studio.core.types import RunStatus
+from studio.ui.runs import worker_env
 
 STOP_GRACE_S = 20.0
 """How long a worker gets to finish its step and save after a stop request before SIGTERM."""
@@ -18,14 +19,20 @@ STOP_GRACE_S = 20.0
 _children: list[subprocess.Popen] = []
 
 
+def studio_command(*args: str) -> list[str]:
+    """`python -m studio ARGS` on the interpreter that has the training side (worker_env.worker_python:
+    the app's own, or the desktop bundle's worker environment; WorkerEnvMissing when it has none yet)."""
+    return [worker_env.worker_python(), "-m", "studio", *args]
+
+
 def train_command(project_folder: Path, run_id: int, resume: bool = False) -> list[str]:
     """The worker command line; tests replace this to start a fake worker instead."""
     flag = "--resume" if resume else "--run"
-    return [sys.executable, "-m", "studio", "train", str(project_folder), flag, str(run_id)]
+    return studio_command("train", str(project_folder), flag, str(run_id))
 
 
 def export_command(project_folder: Path, run_id: int, out: Path, merged: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "studio", "export-model", str(project_folder), str(run_id), str(out)]
+    cmd = studio_command("export-model", str(project_folder), str(run_id), str(out))
     return [*cmd, "--merged"] if merged else cmd
 
 
@@ -98,8 +105,11 @@ def terminate(pid: int | None) -> bool:
 
 
 def resumable(project_folder: Path | None, run: dict) -> bool:
-    """Interrupted runs resume from their checkpoint; a failed run can too when it left one."""
+    """Interrupted runs resume from their checkpoint; a failed run can too when it left one. A generation job
+    keeps every batch it finished in the project, so it resumes from any stop or failure."""
     if run["status"] == RunStatus.INTERRUPTED:
+        return True
+    if run["status"] == RunStatus.FAILED and run.get("method") in JOB_METHODS:
         return True
     return (run["status"] == RunStatus.FAILED and project_folder is not None
             and paths.checkpoint_dir(project_folder, run["id"]).exists())

@@ -26,9 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import paths
+from studio.core.generations import ARENA, GENERATE, JOB_METHODS
 from studio.core.types import RunStatus
 from studio.store.project import ProjectError, pid_alive
-from studio.ui.runs import jobs
+from studio.ui.runs import jobs, worker_env
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
 
@@ -43,6 +44,8 @@ class RunsPanel(QWidget):
         self.poller = Poller(project, parent=self)
         self.monitor = None  # built on first show: pyqtgraph is imported only when the section is opened
         self.compare = None
+        self.job_view = None
+        self.arena = None
         self._exports: list[tuple[int, Path, object, float]] = []
         # resumed workers that have not claimed their run yet; one that exits before claiming (the run
         # was not resumable after all) says why in its log, and that is shown here
@@ -75,6 +78,9 @@ class RunsPanel(QWidget):
 
         self.new_button = button("New run…", "Configure and launch a training run on the labeled pairs",
                                  lambda: self.open_launch_dialog())
+        self.generate_button = button("Generate…", "Sample responses from the base model or runs' adapters: "
+                                      "candidates to label, or a blind arena of several sources",
+                                      lambda: self.open_generate_dialog())
         self.stop_button = button("Stop", "Ask the run to stop after its current step (it saves first)",
                                   self.stop_selected)
         self.resume_button = button("Resume", "Continue an interrupted run from its checkpoint", self.resume_selected)
@@ -131,12 +137,21 @@ class RunsPanel(QWidget):
         self.monitor = MonitorView(self.project, self.poller)
         self.monitor.retry_requested.connect(self.retry_run)
         self.compare = CompareView(self.project, self.poller)
+        from studio.ui.runs.arena_view import ArenaView
+        from studio.ui.runs.job_view import JobView
+
+        self.job_view = JobView(self.project)
+        self.job_view.results_requested.connect(self.show_arena)
+        self.arena = ArenaView(self.project)
         self.tabs.addTab(self.monitor, "Monitor")
+        self.tabs.addTab(self.job_view, "Job")
         self.tabs.addTab(self.compare, "Compare")
+        self.tabs.addTab(self.arena, "Arena")
         self.poller.start()
         ids = self.table.selected_ids()
         if ids:
             self.monitor.set_run(ids[0])
+            self._show_details(ids[0])
         else:
             self._follow_active()
 
@@ -148,6 +163,8 @@ class RunsPanel(QWidget):
         self._update_buttons()
         if self.monitor is not None and self.monitor.run_id is None:
             self._follow_active()
+        if self.job_view is not None and self.job_view.run_id is not None:
+            self.job_view.refresh()
 
     def _follow_active(self) -> None:
         """With nothing chosen, show the newest active run (one started from the CLI included)."""
@@ -160,11 +177,30 @@ class RunsPanel(QWidget):
         if self.monitor is not None:
             self.monitor.set_run(run_id)
             self.tabs.setCurrentWidget(self.monitor)
+            self._show_details(run_id)
 
     def _on_selection(self, ids: list[int]) -> None:
         self._update_buttons()
         if ids and self.monitor is not None:
             self.monitor.set_run(ids[0])
+            self._show_details(ids[0])
+
+    def _show_details(self, run_id: int) -> None:
+        """A generation job is shown in the Job tab (the monitor's charts are for training); a training run
+        chosen while the Job tab is up brings the monitor back."""
+        run = self.table.run_by_id(run_id)
+        if run is not None and run["method"] in JOB_METHODS:
+            self.job_view.set_run(run_id)
+            self.tabs.setCurrentWidget(self.job_view)
+        else:
+            self.job_view.set_run(None)
+            if self.tabs.currentWidget() is self.job_view:
+                self.tabs.setCurrentWidget(self.monitor)
+
+    def show_arena(self, arena_id: int) -> None:
+        self.ensure_views()
+        self.arena.set_arena(arena_id)
+        self.tabs.setCurrentWidget(self.arena)
 
     def selected_runs(self) -> list[dict]:
         return [r for r in (self.table.run_by_id(i) for i in self.table.selected_ids()) if r]
@@ -175,10 +211,11 @@ class RunsPanel(QWidget):
         self.stop_button.setEnabled(any(RunStatus(r["status"]).active for r in runs))
         self.resume_button.setEnabled(bool(one) and one["id"] not in self._starting
                                       and jobs.resumable(self.project.folder, one))
-        self.duplicate_button.setEnabled(bool(one))
+        job = bool(one) and one["method"] in JOB_METHODS  # a generation job: no adapter, no training settings
+        self.duplicate_button.setEnabled(bool(one) and not job)
         self.delete_button.setEnabled(bool(runs) and not any(RunStatus(r["status"]).active for r in runs))
         self.folder_button.setEnabled(bool(one) and self.project.folder is not None)
-        self.export_button.setEnabled(bool(one) and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
+        self.export_button.setEnabled(bool(one) and not job and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
                                       and not any(e[0] == one["id"] for e in self._exports))
         self.compare_button.setEnabled(len(runs) >= 2)
 
@@ -197,6 +234,19 @@ class RunsPanel(QWidget):
         self.start_run(dialog.run_id)
         return dialog.run_id
 
+    def open_generate_dialog(self, kind: str = GENERATE) -> int | None:
+        """Show the Generate dialog; on Start, create the job and start its worker. Returns the job's run id."""
+        from studio.ui.runs.generate_dialog import GenerateDialog
+
+        dialog = GenerateDialog(self.project, self, kind=kind)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
+            return None
+        self.start_run(dialog.run_id)
+        if kind == ARENA or self.project.run(dialog.run_id)["method"] == ARENA:
+            self.say(f"Started arena job {dialog.run_id}: label its blind pairs in the Label section as they come; "
+                     f"results in the Arena tab.")
+        return dialog.run_id
+
     def start_run(self, run_id: int, resume: bool = False) -> None:
         """Spawn the worker for a run and show it. The spawned pid is stored at once, so a worker that
         dies before it reports is found by mark_dead_runs instead of staying queued forever."""
@@ -204,6 +254,11 @@ class RunsPanel(QWidget):
             self.say("This project lives in memory; runs need a project folder.")
             return
         self._stop_deadlines.pop(run_id, None)
+        if not self.ensure_worker_env():
+            self.say(f"Run {run_id} was not started: training needs its Python environment first "
+                     "(the desktop app sets it up once).")
+            self.poller.refresh_runs()
+            return
         try:
             proc = jobs.start_training(self.project.folder, run_id, resume=resume)
         except OSError as e:
@@ -225,10 +280,27 @@ class RunsPanel(QWidget):
         self.ensure_views()
         self.show_run(run_id)
 
+    def ensure_worker_env(self) -> bool:
+        """True when workers can start; in the desktop bundle without its training environment, offer to
+        set it up (what it installs, then progress) and say whether that worked."""
+        try:
+            worker_env.worker_python()
+            return True
+        except worker_env.WorkerEnvMissing:
+            pass
+        from studio.ui.runs.worker_setup import WorkerSetupDialog
+
+        dialog = WorkerSetupDialog(worker_env.plan_setup(), self)
+        return dialog.exec() == QDialog.DialogCode.Accepted
+
     def retry_run(self, run_id: int) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run
 
-        return self.open_launch_dialog(initial_from_run(self.project.run(run_id), retry=True))
+        run = self.project.run(run_id)
+        if run["method"] in JOB_METHODS:  # no settings to change: the job goes on with the prompts not done
+            self.start_run(run_id, resume=True)
+            return run_id
+        return self.open_launch_dialog(initial_from_run(run, retry=True))
 
     def duplicate_selected(self) -> int | None:
         from studio.ui.runs.launch_dialog import initial_from_run

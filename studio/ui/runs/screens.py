@@ -68,14 +68,24 @@ def compare_view(window, args) -> QWidget:
     return view
 
 
+def arena_view(window, args) -> QWidget:
+    """The Arena tab on the newest arena."""
+    from studio.ui.runs.arena_view import ArenaView
+
+    view = ArenaView(_project(window, args))
+    view.refresh()
+    return view
+
+
 def register_screenshot_views(register) -> None:
     """Register screenshot views: register(name, factory(window, args) -> QWidget)."""
     register("runs", runs_view)
     register("monitor", monitor_view)
     register("compare", compare_view)
+    register("arena", arena_view)
 
 
-VIEWS = {"runs": runs_view, "monitor": monitor_view, "compare": compare_view}
+VIEWS = {"runs": runs_view, "monitor": monitor_view, "compare": compare_view, "arena": arena_view}
 
 
 def grab(view: str, args, size: tuple[int, int] = (1600, 1000)):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+from studio.bench.common import peak_rss_mib
 
 WARMUP = 2
 
@@ -63,7 +64,7 @@ def _peak(device) -> float:
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak_rss_mib() / 1024
 
 
 def run_ours(a: argparse.Namespace) -> dict:
@@ -188,17 +189,18 @@ def child_main(argv: list[str]) -> int:
 def main(args: argparse.Namespace) -> int:
     """Run every case in a child process and print the table and the ratios."""
     sides = [args.only] if args.only else ["trl", "ours"]
+    checkpointing = {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]
     rows = []
-    threads = getattr(args, "threads", 0)
+    threads = args.threads
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
     print(f"DPO benchmark: shape {args.model_shape}, {args.batch} pairs x ({args.prompt_len} prompt + "
           f"{args.completion_len} completion) tokens, LoRA r=16 all-linear, {args.steps} timed steps"
           + (f", {threads} CPU thread(s) per case" if threads > 0 else ""))
-    for gc in (False, True):
+    for gc in checkpointing:
         for side in sides:
-            cmd = [sys.executable, "-m", "studio.train.bench", "--side", side, "--gc", str(int(gc)), "--shape",
+            cmd = [sys.executable, "-m", "studio.bench.dpo", "--side", side, "--gc", str(int(gc)), "--shape",
                    args.model_shape, "--steps", str(args.steps), "--batch", str(args.batch), "--prompt-len",
                    str(args.prompt_len), "--completion-len", str(args.completion_len), "--threads", str(threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -211,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {side:5s} checkpointing={'on ' if gc else 'off'}  {r['tokens_per_s']:10,.0f} tokens/s  "
                   f"peak {r['peak_gib']:6.2f} GiB  [{r['device']}, {r['precision']}]", flush=True)
     if len(sides) == 2:
-        for gc in (False, True):
+        for gc in checkpointing:
             trl, ours = (next(r for r in rows if r["side"] == s and r["gradient_checkpointing"] == gc)
                          for s in ("trl", "ours"))
             speed = ours["tokens_per_s"] / trl["tokens_per_s"]

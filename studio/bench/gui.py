@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from studio.bench.common import rss_mib, summarize_ms, work_folder
 
 # Timed in fresh interpreters: prints READY once the window is shown and the event loop has turned.
 BARE_START = """
@@ -21,7 +24,8 @@ QTimer.singleShot(0, lambda: (print("READY", flush=True), app.quit()))
 app.exec()
 """
 
-# The real `studio gui PROJECT` path (CLI parsing, every command module, the store), quitting once ready.
+# The real `studio gui PROJECT` path (CLI parsing, the gui command, the store), quitting once ready, then
+# naming the heavy modules it loaded (benchmark code included: the app's start must not load it).
 STUDIO_START = """
 import sys
 {prelude}
@@ -35,7 +39,7 @@ def ready_app(*args):
 ui_app.make_app = ready_app
 from studio.cli import main
 main(["gui", sys.argv[1], "--annotator", "bench"])
-heavy = [m for m in ("torch", "transformers", "pyqtgraph", "pandas") if m in sys.modules]
+heavy = [m for m in ("torch", "transformers", "pyqtgraph", "pandas", "studio.bench") if m in sys.modules]
 print("HEAVY", ",".join(heavy) or "-", flush=True)
 """
 # pandas is in this environment only through the dev extra (trl -> datasets); sqlite-utils imports it
@@ -55,8 +59,7 @@ def _text(i: int, n_words: int) -> str:
 
 def build_project(folder: Path, n_pairs: int) -> Path:
     """A project with n_pairs pairs: ten pairs per prompt (every pair of five responses), bulk-inserted."""
-    from studio.store import Project
-    from studio.store.project import now_iso
+    from studio.store import Project, bulk
 
     if (folder / "studio.db").exists():
         with Project.open(folder) as p:
@@ -64,15 +67,11 @@ def build_project(folder: Path, n_pairs: int) -> Path:
                 return folder
         raise SystemExit(f"{folder}: holds a project of another size; remove it or use another --dir")
     n_prompts = (n_pairs + 9) // 10
-    ts = now_iso()
-    with Project.create(folder, name=f"bench {n_pairs:,} pairs") as p, p._write() as c:
-        c.executemany("INSERT INTO prompts (id, text, split, source, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                      ((i, f"Question {i}: explain step {i % 97} of the procedure, with an example.",
-                        "eval" if i % 10 == 0 else "train", f"src{i % 4}", f"p{i}", ts)
-                       for i in range(1, n_prompts + 1)))
-        c.executemany("INSERT INTO responses (id, prompt_id, text, model, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                      ((5 * (i - 1) + k + 1, i, _text(i * 5 + k, 30 + 15 * k), f"m{k}", f"r{k}", ts)
-                       for i in range(1, n_prompts + 1) for k in range(5)))
+    with Project.create(folder, name=f"bench {n_pairs:,} pairs") as p:
+        bulk.add_prompts(p, ((i, f"Question {i}: explain step {i % 97} of the procedure, with an example.",
+                              "eval" if i % 10 == 0 else "train", f"src{i % 4}") for i in range(1, n_prompts + 1)))
+        bulk.add_responses(p, ((5 * (i - 1) + k + 1, i, _text(i * 5 + k, 30 + 15 * k), f"m{k}")
+                               for i in range(1, n_prompts + 1) for k in range(5)))
         combos = [(x, y) for x in range(5) for y in range(x + 1, 5)]
 
         def pairs():
@@ -82,24 +81,10 @@ def build_project(folder: Path, n_pairs: int) -> Path:
                     if made == n_pairs:
                         return
                     made += 1
-                    yield (i, 5 * (i - 1) + x + 1, 5 * (i - 1) + y + 1, f"src{i % 4}", ts)
+                    yield (i, 5 * (i - 1) + x + 1, 5 * (i - 1) + y + 1, f"src{i % 4}")
 
-        c.executemany("INSERT INTO pairs (prompt_id, response_a_id, response_b_id, source, created_at) "
-                      "VALUES (?, ?, ?, ?, ?)", pairs())
+        bulk.add_pairs(p, pairs())
     return folder
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _start_once(code: str, *args: str) -> tuple[float, str]:
@@ -146,7 +131,7 @@ def measure_labeling(project_dir: Path, n_labels: int) -> None:
     from studio.ui.label_view import LabelView
 
     app = make_app()
-    rss0 = _rss_mb()
+    rss0 = rss_mib()
     project = Project.open(project_dir)
     t0 = time.perf_counter()
     view = LabelView(project, f"bench-{time.time_ns()}")  # a fresh annotator: a full 'mine' queue
@@ -162,10 +147,8 @@ def measure_labeling(project_dir: Path, n_labels: int) -> None:
         QApplication.processEvents()
         view.repaint()  # paint now, so the figure includes drawing the new pair
         if i >= 5:  # the first few warm caches
-            times.append(time.perf_counter() - t)
-    times.sort()
-    p50 = times[len(times) // 2] * 1000
-    p95 = times[int(len(times) * 0.95) - 1] * 1000
+            times.append((time.perf_counter() - t) * 1000)
+    latency = summarize_ms(times)
     t = time.perf_counter()
     data = DataView(project)
     data.resize(1280, 800)
@@ -173,12 +156,12 @@ def measure_labeling(project_dir: Path, n_labels: int) -> None:
     data.refresh()
     QApplication.processEvents()
     data_first = time.perf_counter() - t
-    rss = _rss_mb()
+    rss = rss_mib()
     n = project.pair_count()
     print(f"{n:,} pairs:")
     print(f"  label view ready       {first * 1000:7.0f} ms")
-    print(f"  next pair (label + load + render), {len(times)} labels: p50 {p50:.1f} ms, p95 {p95:.1f} ms "
-          f"(target p95 <= 30 ms)")
+    print(f"  next pair (label + load + render), {len(times)} labels: p50 {latency['median_ms']:.1f} ms, "
+          f"p95 {latency['p95_ms']:.1f} ms (target p95 <= 30 ms)")
     print(f"  data view first page   {data_first * 1000:7.0f} ms (count + first {data.model.rowCount()} rows)")
     print(f"  memory (RSS)           {rss:7.0f} MB with label + data views open ({rss - rss0:+.0f} MB for the "
           f"project)")
@@ -245,16 +228,10 @@ def measure_long_responses(folder: Path, repeat: int = 5) -> None:
     project.close()
 
 
-def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | None = None) -> None:
+def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | None = None,
+        long_repeats: int = 5) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = None
-    if keep_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="studio-bench-gui-")
-        base = Path(tmp.name)
-    else:
-        base = keep_dir
-        base.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(keep_dir, "studio-bench-gui-") as base:
         folders = {}
         for n in sizes:
             t = time.perf_counter()
@@ -263,12 +240,8 @@ def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | N
         measure_start(folders[min(sizes)], starts)
         for n in sizes:
             measure_labeling(folders[n], labels)
-        long_dir = base / "long-texts"
-        if long_dir.exists():
-            import shutil
-
-            shutil.rmtree(long_dir)
-        measure_long_responses(long_dir)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+        if long_repeats > 0:
+            long_dir = base / "long-texts"
+            if long_dir.exists():
+                shutil.rmtree(long_dir)
+            measure_long_responses(long_dir, long_repeats)

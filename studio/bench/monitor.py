@@ -4,6 +4,7 @@ view's next-pair latency idle and while a run writes 20 metrics at 10 steps/s.""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from studio.bench.common import format_ms
 from studio.core import metrics as M
 
 WRITER_METRICS = [*M.TRAIN_METRICS, M.EPOCH, M.NLL, "logps/chosen_mean", "logps/rejected_mean"][:20]
@@ -30,21 +32,17 @@ def write_metrics(project_folder: str, run_id: int, steps_per_s: float, seconds:
         time.sleep(1 / steps_per_s)
 
 
-def _percentiles(ms: list[float]) -> str:
-    ms = sorted(ms)
-    return (f"median {statistics.median(ms):.2f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:.2f} ms, "
-            f"max {ms[-1]:.2f} ms (n={len(ms)})")
-
-
 def _make_project(folder: Path, pairs: int):
-    from studio.store import Project
+    """A project with `pairs` prompts, each with a short and a long response as one pair."""
+    from studio.store import Project, bulk
 
     project = Project.create(folder)
-    for i in range(pairs):
-        pid = project.add_prompt(f"Prompt {i}: explain item {i} in a sentence or two.")
-        a = project.add_response(pid, f"Item {i} is short.")
-        b = project.add_response(pid, f"Item {i} is described here at somewhat greater length, with detail.")
-        project.add_pair(pid, a, b)
+    bulk.add_prompts(project, ((i + 1, f"Prompt {i}: explain item {i} in a sentence or two.", "train", None)
+                               for i in range(pairs)))
+    bulk.add_responses(project, (row for i in range(pairs) for row in (
+        (2 * i + 1, i + 1, f"Item {i} is short.", None),
+        (2 * i + 2, i + 1, f"Item {i} is described here at somewhat greater length, with detail.", None))))
+    bulk.add_pairs(project, ((i + 1, 2 * i + 1, 2 * i + 2, None) for i in range(pairs)))
     return project
 
 
@@ -166,7 +164,7 @@ def bench_labeling(pairs: int = 2000, seconds: float = 6.0, steps_per_s: float =
             return out
 
         idle = measure(seconds)
-        writer = subprocess.Popen([sys.executable, "-m", "studio.ui.runs.bench", "--write", str(folder), str(run_id),
+        writer = subprocess.Popen([sys.executable, "-m", "studio.bench.monitor", "--write", str(folder), str(run_id),
                                    str(steps_per_s), str(2 * seconds + 3)])
         time.sleep(1.0)
         # as in the app: the Runs section is hidden while labeling, so its poller is stopped
@@ -190,21 +188,22 @@ def bench_labeling(pairs: int = 2000, seconds: float = 6.0, steps_per_s: float =
 
 def run_bench(points: int = 100_000, seconds: float = 6.0) -> int:
     """Print the figures (the `studio bench monitor` entry point)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     r = bench_redraw(points)
     print(f"monitor redraw, {r['series']} series x {r['points']:,} points (eval series 1/50 of that):")
     print(f"  opening the run ({r['rows']:,} metric rows): first chunk shown after {r['first_ms']:.0f} ms, "
-          f"all loaded after {r['load_ms']:.0f} ms; event loop blocked per chunk: {_percentiles(r['load_steps'])}")
+          f"all loaded after {r['load_ms']:.0f} ms; event loop blocked per chunk: {format_ms(r['load_steps'])}")
     for key, what in (("append", "10 new steps per series (incremental EMA + setData)"),
                       ("full", "everything redrawn (x axis switched between step and time)"),
                       ("smoothing", "smoothing slider moved (EMA recomputed)")):
         redraw, paint = r[key]
-        print(f"  {what}:\n    redraw {_percentiles(redraw)}\n    paint  {_percentiles(paint)}")
+        print(f"  {what}:\n    redraw {format_ms(redraw)}\n    paint  {format_ms(paint)}")
     lab = bench_labeling(seconds=seconds)
     idle = statistics.median(lab["idle"])
     print("labeling view next-pair latency (LabelView.show_next + event processing):")
-    print(f"  idle:                                        {_percentiles(lab['idle'])}")
-    print(f"  run writing 20 metrics at 10 steps/s:        {_percentiles(lab['busy_hidden'])}")
-    print(f"  same, monitor also shown and polling:        {_percentiles(lab['busy'])}")
+    print(f"  idle:                                        {format_ms(lab['idle'])}")
+    print(f"  run writing 20 metrics at 10 steps/s:        {format_ms(lab['busy_hidden'])}")
+    print(f"  same, monitor also shown and polling:        {format_ms(lab['busy'])}")
     print(f"  ratio of medians to idle: {statistics.median(lab['busy_hidden']) / idle:.2f} (Runs hidden), "
           f"{statistics.median(lab['busy']) / idle:.2f} (monitor shown); target <= 1.5; "
           f"{lab['rows_written']} rows written")
@@ -212,7 +211,7 @@ def run_bench(points: int = 100_000, seconds: float = 6.0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m studio.ui.runs.bench")
+    ap = argparse.ArgumentParser(prog="python -m studio.bench.monitor")
     ap.add_argument("--write", nargs=4, metavar=("PROJECT", "RUN", "STEPS_PER_S", "SECONDS"),
                     help="internal: act as a run writing metrics")
     ap.add_argument("--points", type=int, default=100_000)

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import shutil
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studio.bench.common import peak_rss_mib, summarize_ms, time_calls, work_folder
+from studio.store import bulk
 from studio.store.formats import export_file, import_file
-from studio.store.project import Project, now_iso
+from studio.store.project import Project
 from studio.store.statistics import project_stats
 
 _TEXT = ("the model should answer clearly and briefly with a short example when it helps the reader understand why "
          "a preference pair teaches more than a single demonstration of good behaviour in context")
 WORDS = tuple(_TEXT.split())
-
-
-def _peak_rss_mib() -> float:
-    # ru_maxrss is in KiB on Linux: the peak of the whole process so far (it never goes down)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sentence(rng: random.Random, n: int) -> str:
@@ -48,29 +42,14 @@ def _add_human_labels(project: Project, share: float, seed: int = 1) -> dict[str
     rng = random.Random(seed)
     n = project.pair_count()
     k = int(n * share)
-    ts = now_iso()
-    with project._write() as c:
-        alice, bob = project.annotator_id("alice"), project.annotator_id("bob")
-        rows = []
-        for pid in range(1, k + 1):
-            rows.append((pid, alice, rng.choice("aab") if rng.random() < 0.9 else "tie", rng.choice("ab"),
-                         rng.uniform(3, 40), ts))
-        for pid in rng.sample(range(1, n + 1), k // 2):
-            rows.append((pid, bob, rng.choice("aabb"), rng.choice("ab"), rng.uniform(3, 60), ts))
-        c.executemany("INSERT INTO labels (pair_id, annotator_id, choice, shown_left, seconds, created_at) "
-                      "VALUES (?, ?, ?, ?, ?, ?)", rows)
+    rows = []
+    for pid in range(1, k + 1):
+        rows.append((pid, "alice", rng.choice("aab") if rng.random() < 0.9 else "tie", rng.choice("ab"),
+                     rng.uniform(3, 40)))
+    for pid in rng.sample(range(1, n + 1), k // 2):
+        rows.append((pid, "bob", rng.choice("aabb"), rng.choice("ab"), rng.uniform(3, 60)))
+    bulk.add_labels(project, rows)
     return {"alice": k, "bob": k // 2}
-
-
-def _latencies(fn: Callable[[], Any], calls: int) -> dict[str, float]:
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
-            "max_ms": times[-1], "calls": calls}
 
 
 def bench_size(n: int, folder: Path, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
@@ -86,7 +65,7 @@ def bench_size(n: int, folder: Path, log: Callable[[str], None] = lambda m: None
         t = time.perf_counter()
         report = import_file(project, data)
         out["import_s"] = time.perf_counter() - t
-        out["import_peak_rss_mib"] = _peak_rss_mib()
+        out["import_peak_rss_mib"] = peak_rss_mib()
         assert report.pairs_added == n, report
         log(f"[{n}] adding human labels")
         human = _add_human_labels(project, share=0.5)
@@ -113,38 +92,27 @@ def bench_size(n: int, folder: Path, log: Callable[[str], None] = lambda m: None
             if pid is None:  # a small benchmark can run out of pairs
                 break
             project.record_label(pid, "alice", "a", "a", seconds=1.0)
-        times.sort()
-        out["next_pair_ms"] = {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
-                               "max_ms": times[-1], "calls": len(times)}
+        out["next_pair_ms"] = summarize_ms(times)
         # With a cursor anywhere in the project (the view jumping around): bob's queue after a random pair.
-        out["next_pair_cursor_ms"] = _latencies(lambda: project.next_pair("bob", after=rng.randint(1, n)), 200)
+        out["next_pair_cursor_ms"] = time_calls(lambda: project.next_pair("bob", after=rng.randint(1, n)), 200)
         # A new annotator with no labels at all, and the 'needs another label' queue.
-        out["next_pair_new_annotator_ms"] = _latencies(lambda: project.next_pair("carol"), 100)
-        out["next_pair_needs_more_ms"] = _latencies(
+        out["next_pair_new_annotator_ms"] = time_calls(lambda: project.next_pair("carol"), 100)
+        out["next_pair_needs_more_ms"] = time_calls(
             lambda: project.next_pair("carol", queue="needs_more", after=rng.randint(1, n)), 100)
-        out["next_pair_disagreements_ms"] = _latencies(
+        out["next_pair_disagreements_ms"] = time_calls(
             lambda: project.next_pair("carol", queue="disagreements", after=rng.randint(1, n)), 100)
         # The worst case of the default queue: a cursor before a long run of the annotator's own labels
         # (alice labeled the first half contiguously), so the scan must step over all of them.
-        out["next_pair_worst_ms"] = _latencies(lambda: project.next_pair("alice", after=1), 5)
-        out["peak_rss_mib"] = _peak_rss_mib()
+        out["next_pair_worst_ms"] = time_calls(lambda: project.next_pair("alice", after=1), 5)
+        out["peak_rss_mib"] = peak_rss_mib()
     out["db_mib"] = round(sum(p.stat().st_size for p in proj_dir.glob("studio.db*")) / 2**20, 1)
     return out
 
 
 def run_store_bench(sizes: list[int], out_dir: str | Path | None = None,
                     log: Callable[[str], None] = lambda m: None) -> list[dict[str, Any]]:
-    tmp = None
-    if out_dir is None:
-        tmp = tempfile.mkdtemp(prefix="studio-bench-")
-        folder = Path(tmp)
-    else:
-        folder = Path(out_dir)
-    try:
+    with work_folder(out_dir, "studio-bench-") as folder:
         return [bench_size(n, folder, log) for n in sizes]
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def format_table(results: list[dict[str, Any]]) -> str:

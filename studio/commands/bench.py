@@ -1,0 +1,106 @@
+"""`studio bench store|dpo|gui|monitor`: the benchmarks, which print figures.
+
+Only the parsers are built here; each command imports its benchmark from studio.bench (and with it the
+store, Qt or torch) inside its function, so `studio --help` and the other commands load no benchmark code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from studio.commands import CommandError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, dpo, gui, monitor).")
+    what = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+
+    p = what.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
+    p.add_argument("--sizes", default="100000,1000000", help="comma-separated pair counts (default 100000,1000000)")
+    p.add_argument("--out", help="folder for the benchmark projects (default a temporary folder, removed after)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.set_defaults(func=cmd_store)
+
+    p = what.add_parser("dpo", help="Tokens/s and peak memory of our DPO engine against TRL's DPOTrainer.")
+    p.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
+                   help="random-weight model shape")
+    p.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warmup steps)")
+    p.add_argument("--batch", type=int, default=8, help="preference pairs per step")
+    p.add_argument("--prompt-len", type=int, default=256)
+    p.add_argument("--completion-len", type=int, default=256)
+    p.add_argument("--only", choices=("ours", "trl"), help="run one side only")
+    p.add_argument("--checkpointing", choices=("off", "on", "both"), default="both",
+                   help="cases without and/or with gradient checkpointing (default both)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per case (0: torch's default). On a shared CPU use 1: spinning threads "
+                        "of an oversubscribed machine make the figures swing tenfold")
+    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    p.set_defaults(func=cmd_dpo)
+
+    p = what.add_parser("gui", help="Window start time, next-pair latency and memory at 100k/1M pairs.",
+                        description="Start-to-interactive time of the main window against a bare PySide6 "
+                                    "window (median of N fresh processes), next-pair latency (p50/p95) and "
+                                    "memory (RSS) on generated projects, then next-pair latency onto long texts.")
+    p.add_argument("--sizes", default="100000,1000000", help="comma-separated pair counts (default 100000,1000000)")
+    p.add_argument("--starts", type=int, default=5, help="fresh processes per start measurement (default 5)")
+    p.add_argument("--labels", type=int, default=200, help="pairs labeled per latency measurement (default 200)")
+    p.add_argument("--long-repeats", type=int, default=5,
+                   help="pairs labeled per long-text shape (default 5; 0 leaves the long texts out)")
+    p.add_argument("--dir", help="keep the generated projects here and reuse them (default: a temp folder)")
+    p.set_defaults(func=cmd_gui)
+
+    p = what.add_parser("monitor", help="Live monitor redraw and paint time at 100k points per series, and "
+                                        "labeling latency while a run writes metrics.",
+                        description="Redraw/paint time of the run monitor with POINTS steps per series, and "
+                                    "the labeling view's next-pair latency idle vs while a fake run writes 20 "
+                                    "metrics at 10 steps/s.")
+    p.add_argument("--points", type=int, default=100_000, help="steps per series (default 100000)")
+    p.add_argument("--seconds", type=float, default=6.0, help="how long to label while the fake run writes")
+    p.set_defaults(func=cmd_monitor)
+
+
+def _sizes(text: str) -> list[int]:
+    """--sizes '100000,1000000' (underscores allowed) as pair counts."""
+    try:
+        sizes = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CommandError(f"--sizes {text!r}: expected comma-separated integers such as 100000,1000000") \
+            from None
+    if not sizes or min(sizes) < 1:
+        raise CommandError("--sizes: give at least one positive pair count")
+    return sizes
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    sizes = _sizes(args.sizes)
+    from studio.bench.store import format_table, run_store_bench
+
+    results = run_store_bench(sizes, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(results))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from studio.bench import dpo
+
+    return dpo.main(args)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    sizes = _sizes(args.sizes)
+    from studio.bench import gui
+
+    gui.run(sizes, starts=args.starts, labels=args.labels, keep_dir=Path(args.dir) if args.dir else None,
+            long_repeats=args.long_repeats)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from studio.bench import monitor
+
+    return monitor.run_bench(points=args.points, seconds=args.seconds)
