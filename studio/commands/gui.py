@@ -21,13 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Open PROJECT offscreen at the given size, show a view (label, data, or a "
                                    "Runs view such as runs, monitor, compare) and save it as a PNG.")
     p.add_argument("project", help="project folder")
-    p.add_argument("--view", required=True, help="label, data, or a view the Runs section registers")
+    p.add_argument("--view", required=True, help="label, data, welcome, settings, launch, or a view the Runs "
+                                                 "section registers (runs, monitor, compare)")
     # README and the usage line say `--run ID ...`: take `--run 1 2` as well as `--run 1 --run 2`
     p.add_argument("--run", type=int, action="extend", nargs="+", dest="runs", metavar="ID", default=[],
                    help="run id(s) for run views: --run 1 2 (or --run 1 --run 2) for compare")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT (default 1280x800)")
     p.add_argument("--annotator", help="annotator whose queue the label view shows")
+    p.add_argument("--theme", default="light", choices=("light", "dark"), help="colour theme (default light)")
+    p.add_argument("--pair", type=int, help="label and data views: the pair to show")
+    p.add_argument("--loss", help="launch view: the loss type to show the dialog with (e.g. simpo)")
     p.set_defaults(func=cmd_screenshot)
 
 
@@ -55,7 +59,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
     try:
         size = screenshot.parse_size(args.size)
-        out = screenshot.take_screenshot(args.project, args.view, args.out, size, args)
+        out = screenshot.take_screenshot(args.project, args.view, args.out, size, args, theme=args.theme)
     except (ValueError, OSError) as e:
         raise _project_error(str(e)) from None
     print(f"wrote {out} ({size[0]}x{size[1]}, view {args.view})")

@@ -2,6 +2,10 @@
 
 The CLI (`--set key=value`, `--config FILE`) and the GUI launch form are both generated from these
 dataclasses (via `config_fields`), so they cannot drift apart. A config is stored on its run as JSON.
+
+Field metadata besides help and group: `label` (the words a form shows; else the name, humanised), `basic`
+(shown in the launch dialog's main form; the rest sits under Advanced) and `applies_when` (the field matters
+only when other fields have these values, e.g. `{"loss_type": ("robust",)}`; the form hides it otherwise).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
@@ -17,8 +22,13 @@ from studio.core.errors import ConfigError
 
 
 def _f(default: Any, help: str, *, group: str = "training", choices: tuple | None = None,
-       minimum: float | None = None, maximum: float | None = None, **kw: Any) -> Any:
-    meta = {"help": help, "group": group}
+       minimum: float | None = None, maximum: float | None = None, label: str | None = None, basic: bool = False,
+       applies_when: dict[str, tuple] | None = None, **kw: Any) -> Any:
+    meta: dict[str, Any] = {"help": help, "group": group, "basic": basic}
+    if label is not None:
+        meta["label"] = label
+    if applies_when:
+        meta["applies_when"] = applies_when
     if choices is not None:
         meta["choices"] = choices
     if minimum is not None:
@@ -40,8 +50,10 @@ TRUNCATIONS = ("keep_end", "keep_start")
 class LoraSettings:
     """Low-rank adapter settings shared by every method."""
 
-    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1)
-    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1)
+    r: int = _f(16, "LoRA rank: size of the low-rank update per adapted matrix.", group="lora", minimum=1,
+                label="LoRA rank")
+    alpha: int = _f(32, "LoRA alpha: the update is scaled by alpha / r.", group="lora", minimum=1,
+                    label="LoRA alpha")
     dropout: float = _f(0.05, "Dropout on the LoRA input during training.", group="lora", minimum=0.0, maximum=0.9)
     target_modules: str = _f(
         "auto",
@@ -55,18 +67,20 @@ class LoraSettings:
 class TrainConfig:
     """Fields every training method has: optimisation, data shape, precision, logging."""
 
-    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0)
+    learning_rate: float = _f(5e-5, "Peak learning rate of AdamW on the adapter weights.", minimum=0.0, basic=True)
     lr_schedule: str = _f("linear", "Learning-rate schedule after warmup.", choices=SCHEDULES)
     warmup_ratio: float = _f(0.1, "Fraction of the optimizer steps spent warming up linearly from 0.",
                              minimum=0.0, maximum=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay.", minimum=0.0)
-    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0)
-    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0)
-    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1)
+    epochs: float = _f(1.0, "Passes over the training preferences (ignored when max_steps > 0).", minimum=0.0,
+                       basic=True)
+    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 means use epochs.", minimum=0, basic=True)
+    batch_size: int = _f(4, "Preference pairs per forward pass (each pair is two sequences).", minimum=1,
+                         basic=True)
     grad_accumulation: int = _f(1, "Forward passes accumulated per optimizer step.", minimum=1)
     max_grad_norm: float = _f(1.0, "Clip the gradient norm to this value; 0 disables clipping.", minimum=0.0)
     max_length: int = _f(1024, "Longest prompt + completion in tokens; longer pairs are truncated.",
-                         group="data", minimum=8)
+                         group="data", minimum=8, basic=True)
     max_prompt_length: int = _f(512, "Longest prompt in tokens after truncation (completions keep the rest).",
                                 group="data", minimum=1)
     truncation: str = _f("keep_end", "Which end of a long prompt to keep: 'keep_end' keeps the turns nearest "
@@ -74,7 +88,7 @@ class TrainConfig:
     precision: str = _f("auto", "Numeric precision: 'auto' picks bf16 on GPUs that support it, fp16 on other "
                         "GPUs, fp32 on CPU.", group="hardware", choices=PRECISIONS)
     gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, "
-                                      "about 30% slower.", group="hardware")
+                                      "about 30% slower.", group="hardware", basic=True)
     seed: int = _f(0, "Seed for adapter initialisation, data order, dropout and sampling.")
     eval_fraction: float = _f(0.0, "Share of train preferences held out for evaluation when the project has "
                               "no eval split.", group="eval", minimum=0.0, maximum=0.5)
@@ -96,17 +110,19 @@ class DPOConfig(TrainConfig):
                                                               "hidden": True})
     loss_type: str = _f("sigmoid", "Preference loss: sigmoid (DPO), ipo, robust (conservative DPO with "
                         "label smoothing), hinge (SLiC), simpo (reference-free, length-normalised).",
-                        group="method", choices=LOSS_TYPES)
+                        group="method", choices=LOSS_TYPES, label="Loss", basic=True)
     beta: float = _f(0.1, "Strength of the pull towards the reference model (DPO's beta; SimPO's scale).",
-                     group="method", minimum=0.0)
+                     group="method", minimum=0.0, label="Beta", basic=True)
     label_smoothing: float = _f(0.0, "Assumed share of flipped labels, for the robust loss.", group="method",
-                                minimum=0.0, maximum=0.5)
+                                minimum=0.0, maximum=0.5, basic=True, applies_when={"loss_type": ("robust",)})
     simpo_gamma: float = _f(0.5, "SimPO's target reward margin (gamma / beta is subtracted).", group="method",
-                            minimum=0.0)
+                            minimum=0.0, label="SimPO gamma", basic=True, applies_when={"loss_type": ("simpo",)})
     nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
-                           group="method", minimum=0.0)
+                           group="method", minimum=0.0, label="NLL weight (RPO)", basic=True)
     precompute_ref_logps: bool = _f(False, "Compute reference log-probs once before training instead of every "
-                                    "step (faster, uses a pass over the data first).", group="method")
+                                    "step (faster, uses a pass over the data first).", group="method",
+                                    label="Precompute reference log-probs",
+                                    applies_when={"loss_type": ("sigmoid", "ipo", "robust", "hinge")})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
 
 
@@ -123,13 +139,15 @@ class RewardConfig(TrainConfig):
     method: str = field(default="reward", init=False, metadata={"help": "Training method.", "group": "method",
                                                                  "hidden": True})
     learning_rate: float = _f(1e-4, "Peak learning rate of AdamW on the adapter and score head weights.",
-                              minimum=0.0)
+                              minimum=0.0, basic=True)
     strength_margin: float = _f(0.0, "Margin from label strength (Llama 2): the loss asks the chosen reward to "
                                 "beat the rejected one by this times the votes' mean strength (slight 1/3, "
-                                "clear 2/3, decisive 1; none 0); 0 disables it.", group="method", minimum=0.0)
+                                "clear 2/3, decisive 1; none 0); 0 disables it.", group="method", minimum=0.0,
+                                label="Margin from label strength", basic=True)
     center_rewards_coefficient: float = _f(0.0, "Weight of a term pushing the mean reward to 0 (Eisenstein et al. "
                                            "2023), so scores of different runs share a scale; 0.01 is usual, 0 "
-                                           "disables it.", group="method", minimum=0.0)
+                                           "disables it.", group="method", minimum=0.0, label="Centring weight",
+                                           basic=True)
     eval_fraction: float = _f(0.1, "Share of train preferences held out for evaluation when the project has no "
                               "eval split.", group="eval", minimum=0.0, maximum=0.5)
     # a reward model samples nothing
@@ -154,34 +172,38 @@ class RLConfig(TrainConfig):
 
     reward_model: str = _f("", "The reward: the id of a finished reward run of this project (trained on the same "
                            "base model, which it then shares), or a sequence-classification model folder.",
-                           group="method")
-    learning_rate: float = _f(1e-5, "Peak learning rate of AdamW on the adapter (and value) weights.", minimum=0.0)
-    epochs: float = _f(1.0, "Passes over the train prompts (ignored when max_steps > 0).", minimum=0.0)
-    max_steps: int = _f(0, "Stop after this many rollout batches; 0 means use epochs.", minimum=0)
+                           group="method", label="Reward model", basic=True)
+    learning_rate: float = _f(1e-5, "Peak learning rate of AdamW on the adapter (and value) weights.", minimum=0.0,
+                              basic=True)
+    epochs: float = _f(1.0, "Passes over the train prompts (ignored when max_steps > 0).", minimum=0.0, basic=True)
+    max_steps: int = _f(0, "Stop after this many rollout batches; 0 means use epochs.", minimum=0, basic=True)
     batch_size: int = _f(8, "Prompts per rollout batch: each step samples responses to this many prompts, then "
-                         "optimises on them.", group="rollout", minimum=1)
+                         "optimises on them.", group="rollout", minimum=1, label="Prompts per step", basic=True)
     num_mini_batches: int = _f(1, "Optimizer steps per pass over a rollout batch (the batch is split into this "
                                "many minibatches).", group="rollout", minimum=1)
     grad_accumulation: int = _f(1, "Forward passes accumulated per minibatch (less memory, same update).",
                                 minimum=1)
     ppo_epochs: int = _f(4, "Passes over each rollout batch before sampling the next (PPO's K epochs).",
-                         group="rollout", minimum=1)
+                         group="rollout", minimum=1, label="PPO epochs", basic=True)
     max_new_tokens: int = _f(64, "Longest sampled response in tokens (also at evaluations).", group="rollout",
-                             minimum=1)
+                             minimum=1, label="Longest response (tokens)", basic=True)
     temperature: float = _f(1.0, "Sampling temperature of the rollouts; the log-probs, ratios and KL are those "
                             "of the tempered distribution.", group="rollout", minimum=0.01)
     kl_coef: float = _f(0.05, "Weight of the KL penalty to the reference in the reward (beta); the starting "
-                        "value when kl_target > 0.", group="method", minimum=0.0)
+                        "value when kl_target > 0.", group="method", minimum=0.0, label="KL coefficient", basic=True)
     kl_target: float = _f(0.0, "Adaptive KL (Ziegler et al. 2019): steer kl_coef so that the KL per response "
-                          "approaches this many nats; 0 keeps kl_coef fixed.", group="method", minimum=0.0)
+                          "approaches this many nats; 0 keeps kl_coef fixed.", group="method", minimum=0.0,
+                          label="KL target (adaptive)", basic=True)
     kl_horizon: int = _f(10000, "Adaptive KL: responses over which kl_coef adapts (larger: slower).",
-                         group="method", minimum=1)
+                         group="method", minimum=1, label="KL horizon")
     kl_estimator: str = _f("k1", "Per-token KL estimate in the reward: k1 = log pi - log ref (unbiased), k3 = "
                            "exp(-k1) - 1 + k1 (never negative, lower variance).", group="method",
-                           choices=KL_ESTIMATORS)
+                           choices=KL_ESTIMATORS, label="KL estimator")
     missing_eos_penalty: float = _f(1.0, "Subtracted from the score of a response that reaches max_new_tokens "
-                                    "without ending; 0 disables it.", group="method", minimum=0.0)
-    cliprange: float = _f(0.2, "Clip range of the policy ratio (PPO's epsilon).", group="method", minimum=0.0)
+                                    "without ending; 0 disables it.", group="method", minimum=0.0,
+                                    label="Missing-EOS penalty")
+    cliprange: float = _f(0.2, "Clip range of the policy ratio (PPO's epsilon).", group="method", minimum=0.0,
+                          label="Clip range")
     max_length: int = _hidden(1024, "Unused: prompts are cut to max_prompt_length, responses to max_new_tokens.")
     eval_fraction: float = _f(0.1, "Share of train prompts held out for evaluation when the project has no eval "
                               "split.", group="eval", minimum=0.0, maximum=0.5)
@@ -198,12 +220,13 @@ class PPOConfig(RLConfig):
 
     method: str = field(default="ppo", init=False, metadata={"help": "Training method.", "group": "method",
                                                               "hidden": True})
-    vf_coef: float = _f(0.1, "Weight of the value loss next to the policy loss.", group="method", minimum=0.0)
+    vf_coef: float = _f(0.1, "Weight of the value loss next to the policy loss.", group="method", minimum=0.0,
+                        label="Value loss weight")
     cliprange_value: float = _f(0.2, "Clip range of the value update around the rollout's values.",
-                                group="method", minimum=0.0)
-    gamma: float = _f(1.0, "Discount factor of GAE.", group="method", minimum=0.0, maximum=1.0)
+                                group="method", minimum=0.0, label="Value clip range")
+    gamma: float = _f(1.0, "Discount factor of GAE.", group="method", minimum=0.0, maximum=1.0, label="GAE gamma")
     lam: float = _f(0.95, "Lambda of GAE: 1 is Monte Carlo returns, 0 one-step TD.", group="method",
-                    minimum=0.0, maximum=1.0)
+                    minimum=0.0, maximum=1.0, label="GAE lambda")
     whiten_rewards: bool = _f(False, "Whiten the per-token rewards of each rollout batch before GAE.",
                               group="method")
 
@@ -216,7 +239,7 @@ class RLOOConfig(RLConfig):
     method: str = field(default="rloo", init=False, metadata={"help": "Training method.", "group": "method",
                                                                "hidden": True})
     rloo_k: int = _f(4, "Responses sampled per prompt; each one's baseline is the others' mean reward.",
-                     group="rollout", minimum=2)
+                     group="rollout", minimum=2, label="Responses per prompt (k)", basic=True)
     normalize_advantages: bool = _f(False, "Whiten the advantages of each rollout batch.", group="method")
 
 
@@ -257,6 +280,29 @@ class ConfigField:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    label: str = ""
+    """What a form calls it, in words (`field_label` fills it in from the name when the metadata has none)."""
+    basic: bool = False
+    """Shown in the launch dialog's main form; the other fields sit under Advanced."""
+    applies_when: tuple[tuple[str, tuple], ...] = ()
+    """(field, values) conditions, all of which must hold for the field to matter; empty: it always does."""
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        """Whether the field matters for these (flat, dotted) values: a SimPO gamma does not under DPO."""
+        return all(values.get(name) in allowed for name, allowed in self.applies_when)
+
+
+# Words a humanised name spells differently (acronyms and the like).
+_WORDS = {"lr": "LR", "nll": "NLL", "kl": "KL", "lora": "LoRA", "ref": "reference", "logps": "log-probs",
+          "ipo": "IPO", "dpo": "DPO", "simpo": "SimPO", "id": "ID"}
+
+
+def humanize(name: str) -> str:
+    """A field name in words: 'max_prompt_length' -> 'Max prompt length', 'lora.dropout' -> 'LoRA dropout'."""
+    words = [_WORDS.get(w, w) for w in name.replace(".", "_").split("_") if w]
+    if not words:
+        return name
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> Any:
@@ -285,10 +331,23 @@ def config_fields(cls_or_obj: Any, prefix: str = "") -> list[ConfigField]:
         if get_origin(tp) is Literal:
             choices = get_args(tp)
             tp = str
-        out.append(ConfigField(f"{prefix}{f.name}", tp, default, f.metadata.get("help", ""),
-                               f.metadata.get("group", "training"), choices,
-                               f.metadata.get("min"), f.metadata.get("max")))
+        name = f"{prefix}{f.name}"
+        applies = f.metadata.get("applies_when") or {}
+        out.append(ConfigField(name, tp, default, f.metadata.get("help", ""), f.metadata.get("group", "training"),
+                               choices, f.metadata.get("min"), f.metadata.get("max"),
+                               label=f.metadata.get("label") or humanize(name),
+                               basic=bool(f.metadata.get("basic", False)),
+                               applies_when=tuple((f"{prefix}{k}", tuple(v)) for k, v in applies.items())))
     return out
+
+
+def planned_steps(max_steps: int, epochs: float, batch_size: int, grad_accumulation: int, n_train: int) -> int:
+    """Optimizer steps a run will take: max_steps when set, else the epochs over the training pairs in
+    micro-batches, `grad_accumulation` of them per step."""
+    if max_steps > 0:
+        return max_steps
+    micro = math.ceil(epochs * math.ceil(n_train / max(1, batch_size)))
+    return max(1, math.ceil(micro / max(1, grad_accumulation)))
 
 
 def parse_value(fld: ConfigField, raw: Any) -> Any:

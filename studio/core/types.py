@@ -100,6 +100,18 @@ class Label:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A pair marked for review by an annotator, with what they noted."""
+
+    id: int
+    pair_id: int
+    annotator: str
+    note: str | None
+    created_at: str
+    cleared_at: str | None = None
+
+
+@dataclass(frozen=True)
 class Preference:
     """A resolved preference: the majority verdict across annotators on one pair."""
 

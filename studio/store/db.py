@@ -202,3 +202,38 @@ class StoreBase:
         if int(n) < 1:
             raise ProjectError("overlap_target: must be at least 1")
         self.set_setting("overlap_target", str(int(n)))
+
+    @property
+    def guidelines(self) -> str:
+        """The project's labeling guidelines (markdown), shown beside the labeling view; '' when none."""
+        return self.setting("guidelines", "") or ""
+
+    @guidelines.setter
+    def guidelines(self, text: str) -> None:
+        self.set_setting("guidelines", text)
+
+    @property
+    def show_length_counts(self) -> bool:
+        """Whether the labeling view shows each response's character and word counts (they can pull
+        annotators towards the longer answer; a project may hide them)."""
+        return self.setting("show_length_counts", "1") != "0"
+
+    @show_length_counts.setter
+    def show_length_counts(self, shown: bool) -> None:
+        # every change is kept with its time, so the bias audit can compare labels made with and without
+        # the counts on screen (labels carry their created_at)
+        if bool(shown) == self.show_length_counts and self.setting("show_length_counts") is not None:
+            return
+        with self._write():
+            history = self.length_count_changes()
+            history.append({"at": now_iso(), "shown": bool(shown)})
+            self.set_setting("length_counts_history", json.dumps(history))
+            self.set_setting("show_length_counts", "1" if shown else "0")
+
+    def length_count_changes(self) -> list[dict]:
+        """When the length counts were turned on or off: [{"at": ISO time, "shown": bool}], oldest first."""
+        try:
+            history = json.loads(self.setting("length_counts_history", "[]") or "[]")
+        except ValueError:
+            return []
+        return [h for h in history if isinstance(h, dict) and "at" in h and "shown" in h]

@@ -13,16 +13,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.core import stats
-from studio.core.types import Choice, Label, LabelState, Pair, Preference, Prompt, Response, Strength
+from studio.core.types import Choice, Flag, Label, LabelState, Pair, Preference, Prompt, Response, Strength
 from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
 
-QUEUES = ("mine", "needs_more", "disagreements", "all")
+QUEUES = ("mine", "needs_more", "disagreements", "flagged", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
 
 # non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
 _DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
              "AND l.choice != 'skip')")
+_OPEN_FLAGS = "(SELECT pair_id FROM pair_flags WHERE cleared_at IS NULL)"
+
+# The Data view's sortable columns: SQL over `pairs p` joined with its prompt `pr` and responses `ra`, `rb`.
+SORT_KEYS = {
+    "id": "p.id",
+    "split": "pr.split",
+    "source": "p.source",
+    "a_chars": "length(ra.text)",
+    "b_chars": "length(rb.text)",
+    "labels": "(SELECT count(*) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current')",
+    # 0 when every non-skip verdict agrees, up to 1 - 1/k when k verdicts split evenly; NULL without one
+    "disagreement": ("(SELECT 1.0 - max(n) * 1.0 / sum(n) FROM (SELECT count(*) AS n FROM labels l "
+                     "WHERE l.pair_id = p.id AND l.state = 'current' AND l.choice != 'skip' GROUP BY l.choice))"),
+    "seconds": "(SELECT avg(l.seconds) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current')",
+    "flags": "(SELECT count(*) FROM pair_flags f WHERE f.pair_id = p.id AND f.cleared_at IS NULL)",
+}
+_PAIR_ROW_SQL = ("SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text) "
+                 "FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
+                 "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id ")
 
 
 @dataclass(frozen=True)
@@ -30,7 +49,8 @@ class PairFilter:
     """Which pairs to show: a labeling queue, the Data view's filters, or both.
 
     `not_labeled_by` keeps the pairs an annotator (by id) has no current label on; `labeled_by` those an
-    annotator (by name) has one on. `state` counts people's non-skip labels (n_labels)."""
+    annotator (by name) has one on. `state` counts people's non-skip labels (n_labels). `flagged` keeps the
+    pairs with an open flag for review."""
 
     state: str = "any"
     agreement: str = "any"
@@ -39,6 +59,7 @@ class PairFilter:
     split: str | None = None
     source: str | None = None
     search: str | None = None
+    flagged: bool = False
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -50,13 +71,13 @@ class PairFilter:
     def queue(cls, queue: str, annotator_id: int, split: str | None = None, source: str | None = None,
               search: str | None = None) -> PairFilter:
         """A labeling queue: 'mine' (not labeled by me), 'needs_more' (labeled by others, fewer labels than
-        the overlap target, not by me), 'disagreements', 'all'."""
+        the overlap target, not by me), 'disagreements', 'flagged' (open flags for review), 'all'."""
         if queue not in QUEUES:
             raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
         mine = annotator_id if queue in ("mine", "needs_more") else None
         return cls(state="needs_more" if queue == "needs_more" else "any",
                    agreement="disagree" if queue == "disagreements" else "any",
-                   not_labeled_by=mine, split=split, source=source, search=search)
+                   not_labeled_by=mine, split=split, source=source, search=search, flagged=queue == "flagged")
 
     def sql(self, overlap_target: int, n_labels: int | None = None, scan: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause over `pairs p`, with its parameters.
@@ -94,6 +115,8 @@ class PairFilter:
         elif self.agreement == "disagree":
             where.append("p.id IN (SELECT pair_id FROM labels WHERE state = 'current' AND choice != 'skip' "
                          "GROUP BY pair_id HAVING count(DISTINCT choice) > 1)")
+        if self.flagged:
+            where.append(f"p.id IN {_OPEN_FLAGS}")
         if self.split:
             where.append("p.prompt_id IN (SELECT id FROM prompts WHERE split = ?)")
             params.append(self.split)
@@ -110,7 +133,8 @@ class PairFilter:
 
 @dataclass(frozen=True)
 class PairRow:
-    """One row of the Data view's table: a pair with its lengths and current votes."""
+    """One row of the Data view's table: a pair with its lengths, current votes, the mean seconds its current
+    labels took (None without one) and its open flags."""
 
     id: int
     split: str
@@ -119,6 +143,14 @@ class PairRow:
     a_chars: int
     b_chars: int
     votes: dict[str, int]
+    seconds: float | None = None
+    flags: int = 0
+
+    @property
+    def disagreement(self) -> float | None:
+        """0 when the non-skip verdicts agree, more the more they split (SORT_KEYS' rule); None without one."""
+        decided = [n for choice, n in self.votes.items() if choice != Choice.SKIP]
+        return 1.0 - max(decided) / sum(decided) if decided else None
 
 
 class PairsStore(StoreBase):
@@ -218,6 +250,14 @@ class PairsStore(StoreBase):
         """Pairs with at least one current non-skip label."""
         return int(self._scalar("SELECT count(*) FROM pairs WHERE n_labels > 0"))
 
+    def mean_text_chars(self) -> tuple[float, float]:
+        """Mean characters of a labeled pair's prompt and of one of its responses (a run's size estimate)."""
+        row = self._conn.execute(
+            "SELECT avg(length(pr.text)), avg((length(ra.text) + length(rb.text)) / 2.0) FROM pairs p "
+            "JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id "
+            "JOIN responses rb ON rb.id = p.response_b_id WHERE p.n_labels > 0").fetchone()
+        return float(row[0] or 0.0), float(row[1] or 0.0)
+
     def sources(self) -> list[str]:
         """The distinct sources of the pairs (the labeling view's source filter)."""
         return [r[0] for r in self._conn.execute(
@@ -289,6 +329,25 @@ class PairsStore(StoreBase):
         aid = self.annotator_id(annotator)
         return int(self._scalar("SELECT count(*) FROM labels WHERE annotator_id = ? AND state = 'current'", (aid,)))
 
+    def label_count_since(self, annotator: str, since: str) -> int:
+        """The annotator's labels in force made at or after `since` (an ISO time in UTC, as stored): "my
+        labels today". Only this annotator's own labels count, never an import's."""
+        aid = self.annotator_id(annotator)
+        # ids grow with time: walk back from the newest label to the last one before `since` (only the
+        # recent labels are read), then count the current ones after it through the (annotator, id) index
+        before = self._scalar("SELECT id FROM labels WHERE annotator_id = ? AND created_at < ? ORDER BY id DESC "
+                              "LIMIT 1", (aid, since)) or 0
+        return int(self._scalar("SELECT count(*) FROM labels WHERE annotator_id = ? AND id > ? "
+                                "AND state = 'current'", (aid, before)))
+
+    def recent_labels(self, annotator: str, limit: int = 5) -> list[Label]:
+        """The annotator's latest labels still in force, newest first (the labeling view's recent strip)."""
+        aid = self.annotator_id(annotator)
+        rows = self._query("SELECT l.*, a.name AS annotator FROM labels l JOIN annotators a ON a.id = l.annotator_id "
+                           "WHERE l.annotator_id = ? AND l.state = 'current' ORDER BY l.id DESC LIMIT ?",
+                           (aid, int(limit)))
+        return [self._label_from_row(r) for r in rows]
+
     def _label_from_row(self, r: dict) -> Label:
         return Label(id=r["id"], pair_id=r["pair_id"], annotator=r["annotator"], choice=Choice(r["choice"]),
                      strength=Strength(r["strength"]) if r["strength"] else None, rationale=r["rationale"],
@@ -309,6 +368,43 @@ class PairsStore(StoreBase):
             if lab.annotator == annotator:
                 return lab
         return None
+
+    # ------------------------------------------------------------------ flags for review
+
+    def flag_pair(self, pair_id: int, annotator: str, note: str | None = None) -> int:
+        """Flag a pair for review with an optional note; the annotator's open flag on it is replaced (its note
+        updated). Returns the flag's id."""
+        aid = self.annotator_id(annotator)
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+                raise ProjectError(f"pair {pair_id}: no such pair")
+            ts = now_iso()
+            c.execute("UPDATE pair_flags SET cleared_at = ? WHERE pair_id = ? AND annotator_id = ? "
+                      "AND cleared_at IS NULL", (ts, pair_id, aid))
+            cur = c.execute("INSERT INTO pair_flags (pair_id, annotator_id, note, created_at) VALUES (?, ?, ?, ?)",
+                            (pair_id, aid, (note or "").strip() or None, ts))
+            return int(cur.lastrowid)
+
+    def clear_flags(self, pair_id: int, annotator: str | None = None) -> int:
+        """Clear the open flags on a pair (only the annotator's when given); returns how many were cleared."""
+        sql = "UPDATE pair_flags SET cleared_at = ? WHERE pair_id = ? AND cleared_at IS NULL"
+        params: list[Any] = [now_iso(), pair_id]
+        if annotator is not None:
+            sql += " AND annotator_id = ?"
+            params.append(self.annotator_id(annotator))
+        with self._write() as c:
+            return c.execute(sql, params).rowcount
+
+    def flags(self, pair_id: int, include_cleared: bool = False) -> list[Flag]:
+        """The flags on a pair, oldest first: the open ones, or every one ever made."""
+        rows = self._query("SELECT f.*, a.name AS annotator FROM pair_flags f JOIN annotators a "
+                           "ON a.id = f.annotator_id WHERE f.pair_id = ?"
+                           + ("" if include_cleared else " AND f.cleared_at IS NULL") + " ORDER BY f.id", (pair_id,))
+        return [Flag(r["id"], r["pair_id"], r["annotator"], r["note"], r["created_at"], r["cleared_at"]) for r in rows]
+
+    def flagged_pair_count(self) -> int:
+        """Pairs with at least one open flag."""
+        return int(self._scalar("SELECT count(DISTINCT pair_id) FROM pair_flags WHERE cleared_at IS NULL"))
 
     # ------------------------------------------------------------------ queues and filters
 
@@ -351,19 +447,53 @@ class PairsStore(StoreBase):
         """Pairs matching the filter with id > after_id, in id order (keyset paging: the millionth row costs
         what the first does), with lengths and current votes."""
         cond, params = flt.sql(self.overlap_target, scan=True)
-        page = self._conn.execute(
-            "SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text) "
-            "FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
+        page = self._conn.execute(f"{_PAIR_ROW_SQL} WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT ?",
+                                  [after_id, *params, limit]).fetchall()
+        return self._pair_rows(page)
+
+    def pair_order(self, flt: PairFilter, sort: str, descending: bool = False) -> list[int]:
+        """Every matching pair's id, ordered by a SORT_KEYS column (then by id). Sorting reads every matching
+        pair, so the Data view pages through this list with `pair_rows` rather than sorting each page. Ties
+        keep id order; pairs without a value (no label, so no disagreement or time) come last either way."""
+        if sort not in SORT_KEYS:
+            raise ProjectError(f"sort: unknown column {sort!r}; known: {', '.join(SORT_KEYS)}")
+        cond, params = flt.sql(self.overlap_target)
+        way = "DESC" if descending else "ASC"
+        key = SORT_KEYS[sort]
+        rows = self._conn.execute(
+            "SELECT p.id FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
             "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id "
-            f"WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT ?", [after_id, *params, limit]).fetchall()
+            f"WHERE {cond} ORDER BY {key} IS NULL, {key} {way}, p.id", params)
+        return [r[0] for r in rows]
+
+    def pair_rows(self, ids: Sequence[int]) -> list[PairRow]:
+        """The Data view's rows of these pairs, in the order given."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        found = {r[0]: r for r in self._conn.execute(f"{_PAIR_ROW_SQL} WHERE p.id IN ({marks})", list(ids))}
+        return self._pair_rows([found[i] for i in ids if i in found])
+
+    def _pair_rows(self, page: list[tuple]) -> list[PairRow]:
+        """Rows with their current votes, mean seconds and open flags, three queries for the whole page."""
         votes: dict[int, dict[str, int]] = {}
+        seconds: dict[int, float] = {}
+        flags: dict[int, int] = {}
         if page:
+            ids = [r[0] for r in page]
             marks = ", ".join("?" * len(page))
             for pid, choice, n in self._conn.execute(
                     f"SELECT pair_id, choice, count(*) FROM labels WHERE state = 'current' AND pair_id IN ({marks}) "
-                    "GROUP BY pair_id, choice", [r[0] for r in page]):
+                    "GROUP BY pair_id, choice", ids):
                 votes.setdefault(pid, {})[choice] = n
-        return [PairRow(pid, split, source or "", prompt, la, lb, votes.get(pid, {}))
+            seconds = dict(self._conn.execute(
+                f"SELECT pair_id, avg(seconds) FROM labels WHERE state = 'current' AND seconds IS NOT NULL "
+                f"AND pair_id IN ({marks}) GROUP BY pair_id", ids).fetchall())
+            flags = dict(self._conn.execute(
+                f"SELECT pair_id, count(*) FROM pair_flags WHERE cleared_at IS NULL AND pair_id IN ({marks}) "
+                "GROUP BY pair_id", ids).fetchall())
+        return [PairRow(pid, split, source or "", prompt, la, lb, votes.get(pid, {}), seconds.get(pid),
+                        flags.get(pid, 0))
                 for pid, split, source, prompt, la, lb in page]
 
     # ------------------------------------------------------------------ resolution

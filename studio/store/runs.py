@@ -7,12 +7,25 @@ import shutil
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core import metrics as M
 from studio.core import paths
 from studio.core.types import Preference, RunStatus
 from studio.store.db import ProjectError, StoreBase, now_iso, pid_alive
+
+
+@dataclass(frozen=True)
+class RunPace:
+    """How fast a run trained, for estimating another: its median tokens/s and wall seconds per optimizer step
+    (evaluations included; None with a single logged step), with its name and config."""
+
+    run: str
+    config: dict
+    tokens_per_second: float
+    seconds_per_step: float | None
 
 
 class RunsStore(StoreBase):
@@ -150,6 +163,27 @@ class RunsStore(StoreBase):
     def active_run_count(self) -> int:
         """Runs queued, running or stopping (what closing the app asks about)."""
         return int(self._scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running', 'stopping')"))
+
+    def recent_pace(self, model: str | None = None, last: int = 20) -> RunPace | None:
+        """How fast the newest run that logged throughput went over its last `last` logged steps, preferring
+        runs of `model`. None when no run has logged throughput yet."""
+        sql = ("SELECT r.id, r.name, r.config FROM runs r WHERE {where} EXISTS (SELECT 1 FROM metrics m "
+               "WHERE m.run_id = r.id AND m.name = ?) ORDER BY r.id DESC LIMIT 1")
+        found = None
+        if model:
+            found = self._conn.execute(sql.format(where="r.model = ? AND"), (model, M.TOKENS_PER_SECOND)).fetchone()
+        found = found or self._conn.execute(sql.format(where=""), (M.TOKENS_PER_SECOND,)).fetchone()
+        if found is None:
+            return None
+        rows = self._conn.execute(
+            "SELECT step, value, time FROM metrics WHERE run_id = ? AND name = ? AND value IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?", (found[0], M.TOKENS_PER_SECOND, int(last))).fetchall()
+        if not rows:
+            return None
+        values = sorted(r[1] for r in rows)
+        (last_step, _, last_time), (first_step, _, first_time) = rows[0], rows[-1]
+        per_step = (last_time - first_time) / (last_step - first_step) if last_step > first_step else None
+        return RunPace(str(found[1]), json.loads(found[2] or "{}"), float(values[len(values) // 2]), per_step)
 
     def claim_run(self, run_id: int, allowed: Sequence[str], pid: int, host: str) -> bool:
         """Move a run in one of the `allowed` states to 'running' for the worker (pid, host), atomically, so

@@ -307,6 +307,23 @@ def m006_generations(db: Database) -> None:
     """)
 
 
+@migration("m007_pair_flags")
+def m007_pair_flags(db: Database) -> None:
+    # "flag for review": an annotator marks a pair (a broken prompt, a guideline question) with a note; clearing
+    # a flag keeps its row (cleared_at), so the review history stays
+    run_script(db, """
+        CREATE TABLE pair_flags (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+            note TEXT,
+            created_at TEXT NOT NULL,
+            cleared_at TEXT
+        );
+        CREATE INDEX pair_flags_open ON pair_flags (pair_id) WHERE cleared_at IS NULL;
+    """)
+
+
 # After the last migration, so that it is plain that every migration above has registered itself by now.
 def known_migrations() -> list[str]:
     """Names of every migration this version knows, in order (a project with others is from a newer one)."""

@@ -183,10 +183,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
-
-
 def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[Example]]:
     """One epoch's micro-batches in shuffled order (the last one may be smaller)."""
     order = epoch_order(len(examples), seed, epoch)

@@ -34,7 +34,7 @@ import torch
 
 from studio.core import metrics as M
 from studio.core import paths
-from studio.core.configs import PPOConfig, RLConfig, to_dict
+from studio.core.configs import PPOConfig, RLConfig, planned_steps, to_dict
 from studio.store.rlhf import RULE_PREFIX, reward_source
 from studio.train import checkpoint, data, generation, runtime, sampling
 from studio.train import rl_losses as R
@@ -176,8 +176,9 @@ class PPORun(RecipeRun):
                                        config.eval_samples, config.seed)
         by_id = {p.prompt_id: p for p in eval_prompts}
         self.eval_prompts = [by_id[p.prompt_id] for p in picked]
-        per_epoch = data.batches_per_epoch(len(self.train_prompts), config.batch_size)
-        self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+        # a step is one rollout batch (grad_accumulation splits its minibatches, it does not group steps)
+        self.total_steps = planned_steps(config.max_steps, config.epochs, config.batch_size, 1,
+                                         len(self.train_prompts))
         log.info("%d train prompts, %d eval prompts, %d rollout batches of %d responses, reward: %s",
                  len(self.train_prompts), len(self.eval_prompts), self.total_steps, config.batch_size * self.k,
                  self.source.description)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 
-from studio.core.configs import TrainConfig
+from studio.core.configs import TrainConfig, planned_steps
 from studio.store import Project
-from studio.train import data
 from studio.train.preflight import TrainingError
 
 
@@ -79,11 +78,9 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
 
 
 def total_steps_for(config: TrainConfig, n_train: int) -> int:
-    """Optimizer steps of a run over `n_train` examples (this process's share): max_steps, else the epochs."""
-    if config.max_steps > 0:
-        return config.max_steps
-    micro = math.ceil(config.epochs * data.batches_per_epoch(n_train, config.batch_size))
-    return max(1, math.ceil(micro / config.grad_accumulation))
+    """Optimizer steps of a run over `n_train` examples (this process's share): max_steps, else the epochs
+    (one rule with the launch dialog's estimate, configs.planned_steps)."""
+    return planned_steps(config.max_steps, config.epochs, config.batch_size, config.grad_accumulation, n_train)
 
 
 def peak_memory_gib(device: torch.device) -> float:

@@ -1,4 +1,4 @@
-"""Application setup: the QApplication and its style, the window's placement, run_gui()."""
+"""Application setup: the QApplication and its theme, the window's placement, run_gui()."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
+from studio.ui import prefs, theme
 from studio.ui.prefs import APP_NAME, ORGANIZATION, settings
 
-STYLE_FILE = Path(__file__).resolve().parent.parent / "resources" / "ui" / "style.qss"
 
-
-def make_app(argv: list[str] | None = None) -> QApplication:
-    """The QApplication (reused when one exists, as under pytest-qt), styled."""
+def make_app(argv: list[str] | None = None, theme_mode: str | None = None, zoom: float | None = None) -> QApplication:
+    """The QApplication (reused when one exists, as under pytest-qt), styled with the theme and zoom of the
+    settings (or those given: screenshots)."""
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])
@@ -23,15 +23,13 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     if app.style().name().lower() != "fusion":
         # the same look everywhere; replacing a style costs ~5 ms, so only when it is another one
         app.setStyle("Fusion")
-    # The base size is the application font rather than a `QWidget { font-size }` rule: a rule that
-    # matches every widget makes each one re-resolve its font when polished (~10 ms more at start).
-    font = app.font()
-    font.setPointSizeF(10)
-    app.setFont(font)
-    try:
-        app.setStyleSheet(STYLE_FILE.read_text(encoding="utf-8"))
-    except OSError:
-        pass  # a missing style sheet leaves the stock look; the app still works
+    # The base size is the application font (the desktop's, times the zoom) rather than a
+    # `QWidget { font-size }` rule: a rule that matches every widget makes each one re-resolve its font when
+    # polished (~10 ms more at start).
+    mode = theme_mode or str(prefs.get("theme"))
+    theme.apply(app, mode if mode in theme.THEMES else "system", zoom if zoom is not None else float(prefs.get("zoom")))
+    if theme_mode is None:
+        theme.follow_system(app)
     return app
 
 

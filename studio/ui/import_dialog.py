@@ -85,7 +85,11 @@ class _StoreDialog(QDialog):
         self.project = project
         self.job: StoreJob | None = None
         self.path_edit = QLineEdit()
+        self.path_edit.setAccessibleName("File")
         browse = QPushButton("Browse…")
+        # Enter in the file field runs the import (or export), it does not open the file browser: the
+        # browse button must not become the dialog's default when the field has the focus
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse)
         self.format_box = QComboBox()
         self.form = QFormLayout()
@@ -98,7 +102,6 @@ class _StoreDialog(QDialog):
         self.status.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.run_button = self.buttons.addButton(run_label, QDialogButtonBox.ButtonRole.ActionRole)
-        self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start)
         self.buttons.rejected.connect(self.reject)
 
@@ -110,6 +113,9 @@ class _StoreDialog(QDialog):
         for w in extra:
             layout.addWidget(w, 1)
         layout.addWidget(self.buttons)
+        # Only now is the button inside the dialog: made default earlier, the dialog would not know and would
+        # pick its first button when shown (Enter in the file field then opened the browser, or closed it)
+        self.run_button.setDefault(True)
 
     def _browse(self) -> None:
         raise NotImplementedError

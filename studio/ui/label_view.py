@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import html
+import itertools
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QKeySequence, QPainter, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QCheckBox,
-    QComboBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -25,18 +25,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.types import Choice, Label, Pair, Strength
+from studio.core.types import Choice, Label, LabelState, Pair, Strength
+
+if TYPE_CHECKING:
+    from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
 from studio.store import Project, ProjectError
 from studio.store.generations import candidate_provenance, describe_generation
-from studio.ui import diff, render
+from studio.ui import diff, palette, prefs, render, theme
+from studio.ui.pair_view import PairPanes, ResponsePane
+from studio.ui.widgets import EmptyState, FilterCombo, named
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
 clock = time.monotonic
+
+CONFIRM_MS = 60
+"""How long after a label its confirmation ("Saved: …", today's count, the recent strip) follows the next pair."""
 
 QUEUE_TITLES = {
     "mine": "Unlabeled by me",
     "needs_more": "Needs another label",
     "disagreements": "Disagreements",
+    "flagged": "Flagged for review",
     "all": "All pairs",
 }
 
@@ -56,13 +65,24 @@ SHORTCUTS = [
     ("S  or  0", "Skip this pair (stored as a skip)"),
     ("Q / W / E", "Strength: slight / clear / decisive (press again to clear)"),
     ("R", "Write a rationale (Enter or Esc returns to the keys)"),
+    ("F", "Flag this pair for review, with a note"),
+    ("G", "Show or hide the project's guidelines"),
     ("Ctrl+Z", "Undo your last label and show that pair again"),
     ("M", "Rendered markdown / raw text"),
     ("D", "Highlight word differences"),
     ("L", "Scroll both responses together"),
     ("J / K", "Scroll both responses down / up"),
+    ("Tab", "Move through the controls; Esc in a text field returns to the keys"),
     ("?  or  F1", "Show or hide this help"),
 ]
+
+
+def _activity():
+    """The annotator's side of the view (studio.ui.label_activity: recent strip, "Saved" note, flag bar,
+    today's start), imported when first needed, after the first pair is on screen."""
+    from studio.ui import label_activity
+
+    return label_activity
 
 
 def side_to_choice(side: str, shown_left: str) -> Choice:
@@ -78,10 +98,6 @@ def choice_to_side(choice: Choice, shown_left: str) -> str:
     if choice in (Choice.A, Choice.B):
         return "left" if choice.value == shown_left else "right"
     return choice.value
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def describe(label: Label, shown_left: str) -> str:
@@ -137,39 +153,6 @@ class Session:
         return self.labels / hours
 
 
-class ResponsePane(QFrame):
-    """One response: a header with its side and length, and the rendered text."""
-
-    def __init__(self, side: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.side = side
-        self.setObjectName(f"pane_{side}")
-        self.setProperty("pane", True)
-        self.title = QLabel()
-        self.title.setObjectName("paneTitle")
-        self.browser = render.SafeBrowser()
-        self.browser.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        self.browser.setFrameShape(QFrame.Shape.NoFrame)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.title)
-        layout.addWidget(self.browser, 1)
-
-    def show_text(self, text: str, raw: bool) -> None:
-        long_text = render.render_text(self.browser.document(), text, raw)
-        words = len(diff.WORD.findall(text)) if len(text) < 2_000_000 else None
-        size = _count(len(text), "char") + (f" · {_count(words, 'word')}" if words is not None else "")
-        name = "Left" if self.side == "left" else "Right"
-        note = "  ·  long: shown as plain text" if long_text else ""
-        self.title.setText(f"<b>{name}</b>&nbsp;&nbsp;<span style='color:#666'>{size}{note}</span>")
-        self.browser.setExtraSelections([])
-
-    def show_message(self, text: str) -> None:
-        self.title.setText("<b>Left</b>" if self.side == "left" else "<b>Right</b>")
-        self.browser.setPlainText(text)
-
-
 class ShortcutOverlay(QWidget):
     """The `?` help: every key of the workbench over a dimmed view; any key or click closes it."""
 
@@ -188,8 +171,10 @@ class ShortcutOverlay(QWidget):
             k.setObjectName("shortcutKey")
             grid.addWidget(k, row, 0)
             grid.addWidget(QLabel(what), row, 1)
-        grid.addWidget(QLabel("<span style='color:#666'>Choosing a verdict saves the label and shows the next "
-                              "pair.<br>Set strength and rationale first.</span>"), len(SHORTCUTS) + 1, 0, 1, 2)
+        footer = QLabel("Choosing a verdict saves the label and shows the next pair.<br>Set strength and "
+                        "rationale first.")
+        footer.setObjectName("mutedLabel")
+        grid.addWidget(footer, len(SHORTCUTS) + 1, 0, 1, 2)
         outer = QVBoxLayout(self)
         outer.addStretch(1)
         row = QHBoxLayout()
@@ -202,7 +187,7 @@ class ShortcutOverlay(QWidget):
 
     def paintEvent(self, event) -> None:
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor(0, 0, 0, 110))
+        p.fillRect(self.rect(), QColor(*palette.current().overlay))
 
     def event(self, event) -> bool:
         # While the help is up, a key only closes it: claiming the shortcut stops `1` from also
@@ -221,7 +206,7 @@ class ShortcutOverlay(QWidget):
         self.parentWidget().setFocus()
 
 
-class SourceCombo(QComboBox):
+class SourceCombo(FilterCombo):
     """The source filter; its list is read when opened, so a million pairs are not scanned at start."""
 
     def __init__(self, project: Project, parent: QWidget | None = None):
@@ -256,6 +241,8 @@ class LabelView(QWidget):
     """Labels changed; the window refreshes its headline counts."""
     save_failed = Signal(str)
     """A label could not be saved (disk full, project busy): the message; the pair stays on screen."""
+    import_requested = Signal()
+    """The empty project's "Import…" was chosen: the window opens its import dialog."""
 
     def __init__(self, project: Project, annotator: str, parent: QWidget | None = None):
         super().__init__(parent)
@@ -270,33 +257,51 @@ class LabelView(QWidget):
         self.raw = False
         self.diff_on = False
         self.sync_scroll = True
+        self.show_counts = project.show_length_counts
+        self.goal = int(prefs.get("daily_goal"))
         self.timer = ActiveTimer()
         self.session = Session()
         self._session_timer = ActiveTimer()
         self._total_pairs = project.pair_count()
         self._queue_left: int | None = None
+        # today's labels and the recent strip: read once after the first pair is on screen, then kept up to
+        # date from each label saved (no query per label)
+        self._day = ""  # today's start (label_activity.day_start), set when today's labels are read
+        self._today: int | None = None
+        self._recent: list[tuple[Label, str]] = []
+        self._prompt_share = min(max(float(prefs.get("label/prompt_share")), 0.1), 0.85)
         self._syncing = False
+        self.guidelines = None  # the panel, built the first time it is shown
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
         self._bind_keys()
         self._recount = QTimer(self, singleShot=True, interval=1200, timeout=self._refresh_queue_count)
         self._clock_tick = QTimer(self, interval=1000, timeout=self._refresh_rate)
         self._clock_tick.start()
+        self._activity_timer = QTimer(self, singleShot=True, interval=0, timeout=self._load_activity)
+        self._share_timer = QTimer(self, singleShot=True, interval=400, timeout=self._save_prompt_share)
+        self._saved_pairs: list[int] = []  # labeled, not yet confirmed on screen
+        self._confirm_timer = QTimer(self, singleShot=True, interval=CONFIRM_MS, timeout=self._confirm_saved)
         app = QGuiApplication.instance()
         if app is not None:
             app.applicationStateChanged.connect(self._on_app_state)
+        theme.notifier.changed.connect(self._on_theme)
+        self.labeled.connect(self._on_labeled)
+        self.undone.connect(lambda _pid: self._reload_activity())
         self._session_timer.restart()
         self.show_next()
+        if prefs.get("label/guidelines_visible"):
+            self.toggle_guidelines(True)
 
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
-        # filters
-        self.queue_box = QComboBox()
+        # filters: reached with Tab; a value changes only when picked from the list (see FilterCombo)
+        self.queue_box = FilterCombo()
         for key, title in QUEUE_TITLES.items():
             self.queue_box.addItem(title, key)
         self.queue_box.setToolTip("Which pairs to label next")
-        self.split_box = QComboBox()
+        self.split_box = FilterCombo()
         self.split_box.addItem("All splits", None)
         self.split_box.addItem("train", "train")
         self.split_box.addItem("eval", "eval")
@@ -304,12 +309,13 @@ class LabelView(QWidget):
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search prompt and responses…  (Enter)")
         self.search_edit.setClearButtonEnabled(True)
-        for box in (self.queue_box, self.split_box, self.source_box):
+        for box, name in ((self.queue_box, "Queue"), (self.split_box, "Split filter"),
+                          (self.source_box, "Source filter")):
+            named(box, name)
             box.currentIndexChanged.connect(self._filters_changed)
-            # A click must not leave the focus in a filter, where Up/Down would change it and the keys
-            # stop labeling; Tab still reaches them. Picking a value hands the keys back.
-            box.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            # picking a value hands the keys back to the workbench
             box.activated.connect(lambda _index: self.setFocus())
+        named(self.search_edit, "Search prompt and responses")
         self.search_edit.returnPressed.connect(self._filters_changed)
         self.search_edit.returnPressed.connect(self.setFocus)
         self.pair_label = QLabel()
@@ -317,7 +323,9 @@ class LabelView(QWidget):
         self.pair_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         filters = QHBoxLayout()
-        filters.addWidget(QLabel("Queue"))
+        queue_caption = QLabel("Queue")
+        queue_caption.setBuddy(self.queue_box)
+        filters.addWidget(queue_caption)
         filters.addWidget(self.queue_box)
         filters.addWidget(self.split_box)
         filters.addWidget(self.source_box)
@@ -325,7 +333,7 @@ class LabelView(QWidget):
         filters.addSpacing(12)
         filters.addWidget(self.pair_label)
 
-        # display options
+        # display options: Tab reaches them; a click does not take the keys away from the workbench
         self.raw_check = QCheckBox("Raw text")
         self.raw_check.setToolTip("Show the texts exactly as stored, without markdown rendering — key M")
         self.diff_check = QCheckBox("Word diff")
@@ -336,61 +344,38 @@ class LabelView(QWidget):
         self.raw_check.toggled.connect(self.set_raw)
         self.diff_check.toggled.connect(self.set_diff)
         self.sync_check.toggled.connect(self.set_sync_scroll)
-        for c in (self.raw_check, self.diff_check, self.sync_check):
-            c.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.guidelines_button = QPushButton("Guidelines  G")
+        self.guidelines_button.setToolTip("Show or hide the project's labeling guidelines — key G")
+        self.guidelines_button.setCheckable(True)
+        self.guidelines_button.clicked.connect(lambda checked: self.toggle_guidelines(checked))
         help_button = QPushButton("Shortcuts  ?")
         help_button.setToolTip("Show every key — ? or F1")
-        help_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         help_button.clicked.connect(self.toggle_help)
+        named(help_button, "Keyboard shortcuts")
+        named(self.guidelines_button, "Guidelines")
 
-        # prompt
-        self.prompt_browser = render.SafeBrowser()
-        self.prompt_browser.setObjectName("promptBrowser")
-        self.prompt_browser.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        self.prompt_browser.setFrameShape(QFrame.Shape.NoFrame)
-        # A chat is shown from its end: the responses answer the last turn. Kept there through the layout
-        # passes that follow (each changes the range) until the annotator scrolls it.
-        self._prompt_at_end = False
-        bar = self.prompt_browser.verticalScrollBar()
-        bar.rangeChanged.connect(lambda _lo, hi: self._prompt_at_end and bar.setValue(hi))
-        bar.actionTriggered.connect(lambda _action: setattr(self, "_prompt_at_end", False))
-        self.prompt_title = QLabel("<b>Prompt</b>")
-        self.prompt_title.setObjectName("paneTitle")
-        prompt_head = QHBoxLayout()
-        prompt_head.setContentsMargins(0, 0, 0, 0)
-        prompt_head.addWidget(self.prompt_title, 1)
-        for w in (self.raw_check, self.diff_check, self.sync_check, help_button):
-            prompt_head.addWidget(w)
-        prompt_box = QFrame()
-        prompt_box.setProperty("pane", True)
-        pl = QVBoxLayout(prompt_box)
-        pl.setContentsMargins(0, 0, 0, 0)
-        pl.setSpacing(0)
-        head_w = QWidget()
-        head_w.setObjectName("promptHead")
-        head_w.setLayout(prompt_head)
-        prompt_head.setContentsMargins(0, 0, 8, 0)
-        pl.addWidget(head_w)
-        pl.addWidget(self.prompt_browser, 1)
-
-        # responses: equal panes (a layout, not a splitter, so neither side can look more important)
-        self.left = ResponsePane("left")
-        self.right = ResponsePane("right")
-        responses = QWidget()
-        rl = QHBoxLayout(responses)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(8)
-        rl.addWidget(self.left, 1)
-        rl.addWidget(self.right, 1)
+        # the prompt can grow: the share of the height it may take is the user's (dragging the handle)
+        self.splitter = PairPanes("Left", "Right")
+        self.prompt_pane = self.splitter.prompt
+        self.prompt_browser = self.prompt_pane.browser
+        self.prompt_title = self.prompt_pane.title
+        for w in (self.raw_check, self.diff_check, self.sync_check, self.guidelines_button, help_button):
+            w.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            self.prompt_pane.add_control(w)
+        self.left, self.right = self.splitter.first, self.splitter.second
         for a, b in ((self.left, self.right), (self.right, self.left)):
             a.browser.verticalScrollBar().valueChanged.connect(lambda _v, a=a, b=b: self._sync(a, b))
+        self.splitter.splitterMoved.connect(lambda _pos, _index: self._share_timer.start())
 
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(prompt_box)
-        self.splitter.addWidget(responses)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setChildrenCollapsible(False)
+        # An empty queue replaces both panes with one message (`empty`, built when first needed), centred;
+        # the guidelines panel goes beside the body in a splitter made when they are first shown. Neither
+        # is built at start: every widget made before the first pair is time to wait.
+        self.body = QWidget()
+        body_layout = QVBoxLayout(self.body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.addWidget(self.splitter)
+        self._empty: EmptyState | None = None
+        self.side_split: QSplitter | None = None
 
         # verdict buttons
         self.choice_buttons: dict[str, QPushButton] = {}
@@ -408,16 +393,15 @@ class LabelView(QWidget):
             b.setObjectName(f"choice_{side}")
             b.setProperty("choice", True)
             b.setToolTip(tips[side])
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            named(b, SIDE_TITLES[side], tips[side])
+            b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             b.setMinimumHeight(40)
             b.clicked.connect(lambda _c=False, s=side: self.choose(s))
             choices.addWidget(b, 3 if side in ("left", "right") else 2)
             self.choice_buttons[side] = b
 
-        # strength and rationale
+        # strength, rationale, flag, undo
         self.strength_buttons: dict[Strength, QPushButton] = {}
-        self.strength_group = QButtonGroup(self)
-        self.strength_group.setExclusive(False)
         details = QHBoxLayout()
         details.addWidget(QLabel("Strength"))
         for s, key in STRENGTH_KEYS.items():
@@ -425,24 +409,36 @@ class LabelView(QWidget):
             b.setCheckable(True)
             b.setProperty("strength", True)
             b.setToolTip(f"How much better the chosen response is: {s.value} — key {key} (again to clear)")
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            named(b, f"Strength: {s.value}")
+            b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             b.clicked.connect(lambda checked, s=s: self.set_strength(s if checked else None))
-            self.strength_group.addButton(b)
             details.addWidget(b)
             self.strength_buttons[s] = b
         details.addSpacing(12)
         self.rationale = QLineEdit()
         self.rationale.setPlaceholderText("Rationale (optional) — press R to write, Enter to go back to the keys")
         self.rationale.setToolTip("Why this verdict — key R focuses it; Enter or Esc returns to the keys")
+        named(self.rationale, "Rationale")
         self.rationale.returnPressed.connect(self.setFocus)
         details.addWidget(self.rationale, 1)
+        self.flag_button = QPushButton("⚑ Flag  F")
+        self.flag_button.setToolTip("Flag this pair for review, with a note for the reviewer — key F")
+        named(self.flag_button, "Flag for review")
+        self.flag_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.flag_button.clicked.connect(self.open_flag_bar)
+        details.addWidget(self.flag_button)
+        self._flag_bar: FlagBar | None = None  # built on the first F
         self.undo_button = QPushButton("Undo  Ctrl+Z")
         self.undo_button.setToolTip("Undo your last label and show that pair again — Ctrl+Z")
-        self.undo_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        named(self.undo_button, "Undo last label")
+        self.undo_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.undo_button.clicked.connect(self.undo)
         details.addWidget(self.undo_button)
 
-        # notes and progress
+        # the annotator's side: recent decisions, what was just saved, notes, today's progress
+        # the recent strip and the "Saved" note appear once there is something to say (built then)
+        self._recent_strip: RecentStrip | None = None
+        self._saved_note: SavedNote | None = None
         self.note = QLabel()
         self.note.setObjectName("labelNote")
         self.note.setWordWrap(True)
@@ -451,7 +447,8 @@ class LabelView(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setMaximumHeight(6)
-        self.progress_bar.setToolTip("Project: pairs with at least one label")
+        self._activity = activity = QHBoxLayout()
+        activity.addStretch(1)
         status = QHBoxLayout()
         status.addWidget(self.note, 1)
         status.addWidget(self.progress_text)
@@ -466,15 +463,24 @@ class LabelView(QWidget):
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(6)
         layout.addLayout(filters)
-        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.body, 1)
         layout.addLayout(choices)
         layout.addLayout(details)
+        self._flag_bar_index = layout.count()  # the flag bar goes here, under the details, when first needed
+        layout.addLayout(activity)
         layout.addLayout(status)
         layout.addWidget(self.revealed)
         layout.addWidget(self.progress_bar)
         self._overlay: ShortcutOverlay | None = None
         self.rationale.installEventFilter(self)
         self.search_edit.installEventFilter(self)
+        # Tab goes through the controls in reading order: filters, display options, texts, verdicts, details
+        chain = [self.queue_box, self.split_box, self.source_box, self.search_edit, self.raw_check, self.diff_check,
+                 self.sync_check, self.guidelines_button, help_button, self.prompt_browser, self.left.browser,
+                 self.right.browser, *self.choice_buttons.values(), *self.strength_buttons.values(), self.rationale,
+                 self.flag_button, self.undo_button]
+        for a, b in itertools.pairwise(chain):
+            QWidget.setTabOrder(a, b)
 
     def _bind_keys(self) -> None:
         def bind(keys, slot) -> None:
@@ -488,6 +494,8 @@ class LabelView(QWidget):
         for s, key in STRENGTH_KEYS.items():
             bind([key], lambda s=s: self.set_strength(None if self.strength() is s else s))
         bind(["R"], self.focus_rationale)
+        bind(["F"], self.open_flag_bar)
+        bind(["G"], lambda: self.toggle_guidelines())
         bind([QKeySequence.StandardKey.Undo], self.undo)
         bind(["?", "Shift+?", "F1"], self.toggle_help)
         bind(["M"], lambda: self.raw_check.toggle())
@@ -495,6 +503,53 @@ class LabelView(QWidget):
         bind(["L"], lambda: self.sync_check.toggle())
         bind(["J"], lambda: self._scroll(+1))
         bind(["K"], lambda: self._scroll(-1))
+
+    @property
+    def empty(self) -> EmptyState:
+        """The empty-queue message, in place of the prompt and both responses."""
+        if self._empty is None:
+            self._empty = EmptyState()
+            self.body.layout().addWidget(self._empty)
+            self._empty.hide()
+        return self._empty
+
+    @property
+    def flag_bar(self) -> FlagBar:
+        if self._flag_bar is None:
+            self._flag_bar = _activity().FlagBar()
+            self._flag_bar.flag.connect(self.flag_pair)
+            self._flag_bar.unflag.connect(self.unflag_pair)
+            self._flag_bar.closed.connect(self.setFocus)
+            self.layout().insertWidget(self._flag_bar_index, self._flag_bar)
+        return self._flag_bar
+
+    @property
+    def recent_strip(self) -> RecentStrip:
+        if self._recent_strip is None:
+            self._recent_strip = _activity().RecentStrip()
+            self._recent_strip.revisit.connect(self.revisit)
+            self._activity.insertWidget(0, self._recent_strip)
+            self._recent_strip.show()  # a widget added to a shown layout appears only after an event-loop turn
+        return self._recent_strip
+
+    @property
+    def saved_note(self) -> SavedNote:
+        if self._saved_note is None:
+            self._saved_note = _activity().SavedNote()
+            self._activity.addWidget(self._saved_note)
+            self._saved_note.show()
+        return self._saved_note
+
+    def _show_body(self, empty: bool) -> None:
+        """The pair, or the empty state in its place."""
+        if empty:
+            self.empty.show()
+            self.splitter.hide()
+        elif self.splitter.isHidden():
+            self.splitter.show()
+            self._empty.hide()
+        if self._flag_bar is not None:
+            self._flag_bar.hide()
 
     @property
     def overlay(self) -> ShortcutOverlay:
@@ -544,6 +599,8 @@ class LabelView(QWidget):
             self.set_active(True)
         if self.pair is not None or self._total_pairs:
             self._refresh_progress()
+        if self._today is None:
+            self._activity_timer.start()
         self.setFocus()
 
     # ------------------------------------------------------------------ queue and filters
@@ -552,7 +609,12 @@ class LabelView(QWidget):
         self.annotator = name
         self.session = Session()
         self._session_timer.restart()
+        self._today = None
+        self._recent = []
+        if self._recent_strip is not None:
+            self._recent_strip.show_labels([])
         self.show_next(after=None)
+        self._reload_activity()
 
     def set_queue(self, queue: str) -> None:
         self.queue_box.setCurrentIndex(self.queue_box.findData(queue))
@@ -600,71 +662,106 @@ class LabelView(QWidget):
 
     def _show_empty(self) -> None:
         self.pair = None
-        self.prompt_browser.setPlainText("")
-        title = QUEUE_TITLES[self.queue]
-        filt = " with these filters" if self._filtered() else ""
-        msg = (f"Nothing left in “{title}”{filt}.\n\nPick another queue or clear the filters above."
-               if self._total_pairs else "This project has no pairs yet.\n\nImport some with File → Import.")
-        self.left.show_message(msg)
-        self.right.show_message("")
+        self.prompt_pane.clear()
+        self.left.clear()
+        self.right.clear()
+        self.empty.show_state(*self._empty_message())
+        self._show_body(empty=True)
         self.pair_label.setText("")
-        for b in self.choice_buttons.values():
-            b.setEnabled(False)
+        self._enable_verdicts(False)
         self.note.setText("")
         self._refresh_progress()
         self.pair_shown.emit(0)
+
+    def _empty_message(self) -> tuple[str, str, list]:
+        """What the empty view says and offers: import into an empty project, else another queue or no filters."""
+        if not self._total_pairs:
+            return ("This project has no pairs yet",
+                    "Import a file of prompts with two responses each (TRL, HH-RLHF, UltraFeedback; JSONL, JSON or "
+                    "CSV) to start labeling: File ▸ Import… (Ctrl+I).",
+                    [("Import…", self.import_requested.emit)])
+        title = QUEUE_TITLES[self.queue]
+        if self._filtered():
+            return (f"Nothing left in “{title}” with these filters",
+                    "Clear the filters to see the whole queue, or pick another queue above.",
+                    [("Clear filters", self.set_filters)])
+        why = {"mine": "You have labeled every pair here.",
+               "needs_more": "No pair waits for another annotator's label.",
+               "disagreements": "The annotators agree on every pair labeled more than once.",
+               "flagged": "No pair is flagged for review. Press F on a pair to flag it, with a note.",
+               "all": ""}[self.queue]
+        others = [q for q in ("mine", "needs_more", "disagreements", "all") if q != self.queue]
+        return (f"Nothing left in “{title}”", f"{why} Pick another queue:".strip(),
+                [(QUEUE_TITLES[q], lambda q=q: self.set_queue(q)) for q in others])
+
+    def _enable_verdicts(self, on: bool) -> None:
+        for b in (*self.choice_buttons.values(), *self.strength_buttons.values(), self.flag_button):
+            b.setEnabled(on)
 
     def show_pair(self, pair_id: int, note: str | None = None, prefill: Label | None = None) -> None:
         """Put a pair on screen (from the queue, the data view or an undo) and start its clock."""
         self.pair = self.project.pair(pair_id)
         self.shown_left = self.project.shown_left(pair_id, self.annotator)
+        self._show_body(empty=False)
         self._render()
-        for b in self.choice_buttons.values():
-            b.setEnabled(True)
+        self._enable_verdicts(True)
         self.set_strength(prefill.strength if prefill else None)
         self.rationale.setText((prefill.rationale or "") if prefill else "")
         mine = self.project.current_label(pair_id, self.annotator)
         if note is None and mine is not None:
             note = f"You labeled this pair: <b>{describe(mine, self.shown_left)}</b>. A new verdict replaces it."
         self.note.setText(note or "")
-        p = self.pair.prompt
-        bits = [f"Pair #{self.pair.id}", p.split]
-        if self.pair.source:
-            bits.append(self.pair.source)
-        self.pair_label.setText("  ·  ".join(bits))
+        self._show_pair_label()
         self.timer.restart()
         self._refresh_progress()
         self.pair_shown.emit(pair_id)
         if not self.rationale.hasFocus():
             self.setFocus()
 
+    def _show_pair_label(self) -> None:
+        p = self.pair.prompt
+        bits = [f"Pair #{self.pair.id}", p.split]
+        if self.pair.source:
+            bits.append(self.pair.source)
+        flags = self.project.flags(self.pair.id)
+        if flags:
+            bits.append(f"⚑ flagged{f' ({len(flags)})' if len(flags) > 1 else ''}")
+        self.pair_label.setText(html.escape("  ·  ".join(bits)))
+        self.pair_label.setToolTip("\n".join(f"⚑ {f.annotator}: {f.note or '(no note)'}" for f in flags))
+
+    def revisit(self, pair_id: int) -> None:
+        """Show a pair labeled earlier again (the recent strip); a new verdict replaces the label."""
+        self.show_pair(pair_id)
+
     def _render(self) -> None:
         if self.pair is None:
             return
-        p = self.pair.prompt
-        self._prompt_at_end = bool(p.messages)
-        render.render_prompt(self.prompt_browser.document(), p.text, p.messages, self.raw)
+        self.prompt_pane.show_prompt(self.pair.prompt, self.raw)
         left, right = (self.pair.a, self.pair.b) if self.shown_left == "a" else (self.pair.b, self.pair.a)
-        self.left.show_text(left.text, self.raw)
-        self.right.show_text(right.text, self.raw)
+        self.left.show_text(left.text, self.raw, self.show_counts)
+        self.right.show_text(right.text, self.raw, self.show_counts)
         if self.diff_on:
             self._apply_diff()
         self._fit_prompt()
-        bar = self.prompt_browser.verticalScrollBar()
-        bar.setValue(bar.maximum() if self._prompt_at_end else 0)
+        self.prompt_pane.scroll_home()
 
     def _fit_prompt(self) -> None:
-        """Give the prompt the height it needs, up to 45% of the space, so a short prompt leaves the
-        responses room and a long one scrolls instead of pushing them away."""
+        """Give the prompt the height it needs, up to the share of the space the annotator last gave it by
+        dragging the handle (45% at first), so a short prompt leaves the responses room and a long one
+        scrolls instead of pushing them away."""
         total = sum(self.splitter.sizes())
         if total <= 0 or self.pair is None:
             return
-        doc = self.prompt_browser.document()
-        doc.setTextWidth(max(100, self.prompt_browser.viewport().width()))
-        head = self.prompt_title.sizeHint().height()
-        want = int(doc.size().height()) + head + 8
-        prompt_h = max(90, min(want, int(total * 0.45)))
+        want = self.prompt_pane.content_height()
+        prompt_h = max(90, min(want, int(total * self._prompt_share)))
         self.splitter.setSizes([prompt_h, total - prompt_h])
+
+    def _save_prompt_share(self) -> None:
+        sizes = self.splitter.sizes()
+        if sum(sizes) <= 0:
+            return
+        self._prompt_share = min(max(sizes[0] / sum(sizes), 0.1), 0.85)
+        prefs.put("label/prompt_share", round(self._prompt_share, 3))
 
     def _apply_diff(self) -> None:
         docs = [self.left.browser.document(), self.right.browser.document()]
@@ -706,6 +803,21 @@ class LabelView(QWidget):
         self.sync_scroll = bool(on)
         self.sync_check.setChecked(self.sync_scroll)
 
+    def set_show_counts(self, shown: bool) -> None:
+        """Show or hide the responses' character and word counts (a project setting)."""
+        self.show_counts = bool(shown)
+        self._render()
+
+    def set_goal(self, goal: int) -> None:
+        self.goal = max(0, int(goal))
+        self._show_progress()
+
+    def _on_theme(self, _palette) -> None:
+        # rendered texts carry their colours (turn backgrounds, code blocks): render them again
+        self._render()
+        if self.guidelines is not None:
+            self.guidelines.refresh()
+
     def _sync(self, source: ResponsePane, target: ResponsePane) -> None:
         if not self.sync_scroll or self._syncing:
             return
@@ -733,9 +845,72 @@ class LabelView(QWidget):
             self.overlay.raise_()
             self.overlay.setFocus()
 
+    def toggle_guidelines(self, show: bool | None = None) -> None:
+        """Show or hide the project's guidelines beside the pair (key G); remembered for next time."""
+        if self.guidelines is None:
+            if show is False:
+                return
+            from studio.ui.guidelines import GuidelinesPanel
+
+            self.guidelines = GuidelinesPanel(self.project)
+            self.guidelines.closed.connect(lambda: self.toggle_guidelines(False))
+            self.side_split = QSplitter(Qt.Orientation.Horizontal)
+            self.side_split.setChildrenCollapsible(False)
+            self.layout().replaceWidget(self.body, self.side_split)
+            self.side_split.addWidget(self.body)
+            self.side_split.addWidget(self.guidelines)
+            self.side_split.show()
+            self.side_split.setStretchFactor(0, 3)
+            self.side_split.setStretchFactor(1, 1)
+            self.guidelines.hide()
+        show = not self.guidelines.isVisible() if show is None else bool(show)
+        if show:
+            self.guidelines.refresh()
+            self.guidelines.show()
+            total = sum(self.side_split.sizes()) or self.width()
+            side = max(260, min(420, total // 4))
+            self.side_split.setSizes([max(1, total - side), side])
+        else:
+            self.guidelines.hide()
+            self.setFocus()
+        self.guidelines_button.setChecked(show)
+        prefs.put("label/guidelines_visible", show)
+        QTimer.singleShot(0, self._fit_prompt)
+
     def focus_rationale(self) -> None:
         self.rationale.setFocus()
         self.rationale.selectAll()
+
+    # ------------------------------------------------------------------ flags for review
+
+    def open_flag_bar(self) -> None:
+        """Flag the pair on screen for review (key F): the bar asks for a note; Enter flags, Esc cancels."""
+        if self.pair is None:
+            return
+        mine = [f for f in self.project.flags(self.pair.id) if f.annotator == self.annotator]
+        self.flag_bar.open_for(mine[-1].note if mine else "", flagged=bool(mine))
+
+    def flag_pair(self, note: str) -> None:
+        if self.pair is None:
+            return
+        try:
+            self.project.flag_pair(self.pair.id, self.annotator, note)
+        except ProjectError as e:
+            self.note.setText(f"Not flagged: {html.escape(str(e))}")
+            return
+        self.saved_note.say(f"Flagged pair #{self.pair.id} for review")
+        self._show_pair_label()
+
+    def unflag_pair(self) -> None:
+        if self.pair is None:
+            return
+        try:
+            self.project.clear_flags(self.pair.id, self.annotator)
+        except ProjectError as e:
+            self.note.setText(f"Flag not removed: {html.escape(str(e))}")
+            return
+        self.saved_note.say(f"Removed your flag on pair #{self.pair.id}")
+        self._show_pair_label()
 
     # ------------------------------------------------------------------ labeling
 
@@ -811,7 +986,58 @@ class LabelView(QWidget):
         self._schedule_counts()
         return pair_id
 
-    # ------------------------------------------------------------------ progress
+
+    # ------------------------------------------------------------------ the annotator's progress
+
+    def _on_labeled(self, pair_id: int, _choice: str) -> None:
+        # Confirmed a moment later (CONFIRM_MS), once the next pair is on screen: the next pair comes first,
+        # and a burst of labels is confirmed once.
+        self._saved_pairs.append(pair_id)
+        self._confirm_timer.start()
+
+    def _confirm_saved(self) -> None:
+        """Say what was saved and count it: read back from the project, so it says what is stored."""
+        pending, self._saved_pairs = self._saved_pairs, []
+        if self.project.closed:
+            return
+        activity = _activity()
+        said = None
+        for pair_id in pending:
+            history = self.project.label_history(pair_id)
+            label = next((h for h in reversed(history) if h.annotator == self.annotator
+                          and h.state is LabelState.CURRENT), None)
+            if label is None:
+                continue  # undone (or relabeled by someone else's session) in the meantime
+            side = choice_to_side(label.choice, label.shown_left)
+            said = f"Saved: {activity.verdict_words(label, side)}"
+            if self._today is not None and not activity.replaced_today(history, label, self._day):
+                self._today += 1
+            self._recent = [(label, side), *[r for r in self._recent if r[0].pair_id != pair_id]][:activity.RECENT]
+        if said is None:
+            return
+        self.saved_note.say(said)
+        self.recent_strip.show_labels(self._recent)
+        self._show_progress()
+
+    def _reload_activity(self) -> None:
+        """Read today's labels and the recent decisions again (after an undo, another annotator): whatever
+        was waiting to be confirmed is in what is read."""
+        self._confirm_timer.stop()
+        self._saved_pairs.clear()
+        self._activity_timer.start()
+
+    def _load_activity(self) -> None:
+        """Today's labels and the recent decisions, from the project (at start, after an undo, a new day)."""
+        if self.project.closed:
+            return
+        activity = _activity()
+        self._day = activity.day_start()
+        self._today = self.project.label_count_since(self.annotator, self._day)
+        labels = self.project.recent_labels(self.annotator, activity.RECENT)
+        self._recent = [(lab, choice_to_side(lab.choice, lab.shown_left)) for lab in labels]
+        if self._recent or self._recent_strip is not None:
+            self.recent_strip.show_labels(self._recent)
+        self._show_progress()
 
     def _schedule_counts(self) -> None:
         self.counts_changed.emit()
@@ -830,19 +1056,45 @@ class LabelView(QWidget):
         self._refresh_progress()
 
     def _refresh_progress(self) -> None:
-        mine = self.my_label_count()
-        labeled = self.project.labeled_pair_count()
+        """Read the counts the progress line shows, then show it."""
+        self._mine = self.my_label_count()
+        self._labeled = self.project.labeled_pair_count()
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        """The progress line and bar from the counts already read (no query)."""
+        if not hasattr(self, "_mine"):
+            return
+        if self._today is not None and _activity().day_start() != self._day:
+            self._activity_timer.start()  # past midnight: today starts again
         total = self._total_pairs
         left = self._queue_left if self._queue_left is not None else (
-            max(0, total - mine) if self.queue == "mine" and not self._filtered() else None)
-        pct = f" ({100 * labeled / total:.1f}%)" if total else ""
+            max(0, total - self._mine) if self.queue == "mine" and not self._filtered() else None)
+        today = self._today
+        if today is None:
+            mine = f"{self._mine:,} labeled"
+        elif self.goal:
+            mine = f"{today:,} of {self.goal:,} today"
+        else:
+            mine = f"{today:,} today"
+        pct = f"{100 * self._labeled / total:.1f}%" if total else "0%"
         self._progress_parts = (
-            f"<b>{self.annotator}</b>: {mine:,} labeled · {self.session.labels:,} this session",
-            f"<b>Project</b>: {labeled:,} / {total:,} pairs labeled{pct}",
+            f"<b>{html.escape(self.annotator)}</b>: {mine} · {self.session.labels:,} this session",
             f"{left:,} left in queue" if left is not None else "",
+            f"project {pct} labeled ({self._labeled:,} / {total:,} pairs)",
         )
-        self.progress_bar.setMaximum(max(total, 1))
-        self.progress_bar.setValue(labeled)
+        self.progress_text.setToolTip(
+            f"{self.annotator}: {self._mine:,} labels in force in this project (imported labels are not "
+            f"anyone's){'' if today is None else f'; {today:,} made today'}. Labels per hour: this "
+            f"session's labels over its active time. The daily goal is in Settings.")
+        if self.goal and today is not None:
+            self.progress_bar.setMaximum(self.goal)
+            self.progress_bar.setValue(min(today, self.goal))
+            self.progress_bar.setToolTip(f"Your labels today: {today:,} of your goal of {self.goal:,}")
+        else:
+            self.progress_bar.setMaximum(max(total, 1))
+            self.progress_bar.setValue(self._labeled)
+            self.progress_bar.setToolTip("Project: pairs with at least one label")
         self._refresh_rate()
 
     def _refresh_rate(self) -> None:
@@ -850,6 +1102,6 @@ class LabelView(QWidget):
             return
         rate = self.session.rate() if self.session.labels else None
         rate_text = f" · {rate:,.0f} /h" if rate is not None else ""
-        me, proj, left = self._progress_parts
-        parts = [me + rate_text, proj] + ([left] if left else [])
+        me, left, proj = self._progress_parts
+        parts = [me + rate_text] + ([left] if left else []) + [proj]
         self.progress_text.setText("&nbsp;&nbsp;│&nbsp;&nbsp;".join(parts))

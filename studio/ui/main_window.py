@@ -1,14 +1,15 @@
-"""The main window: create or open a project, then its Label, Data and Runs sections under a header
-that always shows the project's name and counts."""
+"""The main window: a welcome page to create, open or try a project, then its Label, Data and Runs sections
+under a header that always shows the project's name and counts; menus, settings and zoom."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
@@ -25,9 +26,17 @@ from PySide6.QtWidgets import (
 )
 
 from studio.store import Project, ProjectError
-from studio.ui import prefs
+from studio.ui import prefs, theme
+from studio.ui.widgets import centre_column, named
 
 SECTIONS = ("Label", "Data", "Runs")
+DEMO_FOLDER_NAME = "Preference Studio demo"
+
+
+def demo_folder() -> Path:
+    """Where "Open the demo" keeps its project: the user's documents folder (tests replace this)."""
+    docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(docs or Path.home()) / DEMO_FOLDER_NAME
 
 
 def _n(count: int, noun: str) -> str:
@@ -35,40 +44,81 @@ def _n(count: int, noun: str) -> str:
 
 
 class WelcomePage(QWidget):
-    """Shown when no project is open: create, open, or pick a recent one."""
+    """Shown when no project is open: create one, open one (a recent one with a double-click or Enter), try
+    the demo, or change the settings first."""
 
     def __init__(self, window: MainWindow):
         super().__init__()
-        title = QLabel("<h2>Preference Studio</h2><p>Label pairwise preferences and fine-tune local models "
-                       "on them.</p>")
-        new_button = QPushButton("New project…")
-        open_button = QPushButton("Open project…")
-        new_button.clicked.connect(window.new_project_dialog)
-        open_button.clicked.connect(window.open_project_dialog)
-        self.recent = QListWidget()
+        self.setObjectName("welcome")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        title = QLabel("Preference Studio")
+        title.setObjectName("welcomeTitle")
+        intro = QLabel("Label which of two responses is better, keep the labels in one file per project, and "
+                       "fine-tune a local model on them (LoRA: DPO and its variants), watching it train.")
+        intro.setWordWrap(True)
+        intro.setObjectName("emptyText")
+        self.new_button = QPushButton("New project…")
+        self.new_button.setToolTip("Create a project folder, then import prompts and response pairs into it — "
+                                   "Ctrl+Shift+N")
+        self.open_button = QPushButton("Open project…")
+        self.open_button.setToolTip("Open a project folder (one holding studio.db) — Ctrl+O")
+        self.demo_button = QPushButton("Open the demo")
+        self.demo_button.setToolTip(f"A small labeled project to try everything on, in {demo_folder()}")
+        self.settings_button = QPushButton("Settings…")
+        self.settings_button.setToolTip("Your name, daily goal, theme, text size, training device — Ctrl+,")
+        self.new_button.clicked.connect(window.new_project_dialog)
+        self.open_button.clicked.connect(window.open_project_dialog)
+        self.demo_button.clicked.connect(window.open_demo)
+        self.settings_button.clicked.connect(window.settings_dialog)
+        self.recent = named(QListWidget(), "Recent projects")
+        self.recent.setObjectName("recentList")
         self.recent.itemActivated.connect(lambda item: window.open_project(item.data(Qt.ItemDataRole.UserRole)))
+        self.no_recent = QLabel("No recent projects yet. Start with the demo, or create a project and import "
+                                "your data (File ▸ Import).")
+        self.no_recent.setObjectName("emptyText")
+        self.no_recent.setWordWrap(True)
         buttons = QHBoxLayout()
-        buttons.addWidget(new_button)
-        buttons.addWidget(open_button)
+        for b in (self.new_button, self.open_button, self.demo_button):
+            b.setMinimumHeight(34)
+            buttons.addWidget(b)
         buttons.addStretch(1)
+        buttons.addWidget(self.settings_button)
+        recent_title = QLabel("<b>Recent projects</b>  (double-click or Enter to open)")
+        recent_title.setBuddy(self.recent)
         col = QVBoxLayout()
+        col.addStretch(1)
         col.addWidget(title)
+        col.addWidget(intro)
+        col.addSpacing(14)
         col.addLayout(buttons)
-        col.addSpacing(12)
-        col.addWidget(QLabel("<b>Recent projects</b> (double-click or Enter to open)"))
-        col.addWidget(self.recent, 1)
-        outer = QHBoxLayout(self)
-        outer.addStretch(1)
-        outer.addLayout(col, 3)
-        outer.addStretch(1)
+        col.addSpacing(18)
+        col.addWidget(recent_title)
+        col.addWidget(self.recent)
+        col.addWidget(self.no_recent)
+        col.addStretch(1)
+        centre_column(self, col)
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, paths: list[str] | None = None) -> None:
+        """List the recent projects (those of the settings unless given)."""
         self.recent.clear()
-        for path in prefs.recent_projects():
+        for path in prefs.recent_projects() if paths is None else paths:
             item = QListWidgetItem(f"{Path(path).name}    —    {path}")
             item.setData(Qt.ItemDataRole.UserRole, path)
             self.recent.addItem(item)
+        has_recent = self.recent.count() > 0
+        self.recent.setVisible(has_recent)
+        self.no_recent.setVisible(not has_recent)
+        if has_recent:
+            self.recent.setCurrentRow(0)
+            # as tall as its rows (up to MAX_RECENT), not a large empty box
+            rows = self.recent.sizeHintForRow(0) * self.recent.count()
+            self.recent.setFixedHeight(rows + 2 * self.recent.frameWidth() + 4)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self.recent.count():
+            self.recent.setFocus()  # Enter opens the latest project
 
 
 class MainWindow(QMainWindow):
@@ -115,7 +165,7 @@ class MainWindow(QMainWindow):
         self.annotator_button = QPushButton()
         self.annotator_button.setObjectName("annotatorButton")
         self.annotator_button.setToolTip("Who is labeling: stored on every label. Click to switch.")
-        self.annotator_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.annotator_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # a click leaves the keys where they were
         self.annotator_button.clicked.connect(self.switch_annotator_dialog)
         hl = QHBoxLayout(self.header)
         hl.setContentsMargins(12, 6, 12, 6)
@@ -153,20 +203,43 @@ class MainWindow(QMainWindow):
             menu.addAction(a)
             return a
 
-        action(file_menu, "&New project…", self.new_project_dialog, QKeySequence.StandardKey.New)
+        # Ctrl+N is New run (the practitioner's frequent action); a new project is Ctrl+Shift+N
+        action(file_menu, "&New project…", self.new_project_dialog, "Ctrl+Shift+N")
         action(file_menu, "&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        action(file_menu, "Open the &demo", self.open_demo)
         file_menu.addSeparator()
         self.import_action = action(file_menu, "&Import…", self.import_dialog, "Ctrl+I")
         self.export_action = action(file_menu, "&Export…", self.export_dialog, "Ctrl+E")
         file_menu.addSeparator()
         action(file_menu, "Switch &annotator…", self.switch_annotator_dialog)
+        action(file_menu, "&Settings…", self.settings_dialog, "Ctrl+,")
         file_menu.addSeparator()
         action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         view_menu = self.menuBar().addMenu("&View")
         for i, name in enumerate(SECTIONS):
             action(view_menu, name, lambda _c=False, i=i: self.show_section(SECTIONS[i]), f"Ctrl+{i + 1}")
+        view_menu.addSeparator()
+        action(view_menu, "&Guidelines  (G in Label)", self._toggle_guidelines)
+        view_menu.addSeparator()
+        self.zoom_in_action = action(view_menu, "Zoom &in", lambda: self.zoom(+1), QKeySequence.StandardKey.ZoomIn)
+        # Ctrl+= is Ctrl+plus without Shift on most keyboards
+        self.zoom_in_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.ZoomIn), QKeySequence("Ctrl+=")])
+        action(view_menu, "Zoom &out", lambda: self.zoom(-1), QKeySequence.StandardKey.ZoomOut)
+        action(view_menu, "&Actual size", lambda: self.zoom(0), "Ctrl+0")
+        theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions = QActionGroup(self)
+        for key, title in (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
+            a = action(theme_menu, title, lambda _c=False, key=key: self.set_theme(key))
+            a.setCheckable(True)
+            a.setData(key)
+            self.theme_actions.addAction(a)
+        theme_menu.aboutToShow.connect(
+            lambda: [a.setChecked(a.data() == theme.mode()) for a in self.theme_actions.actions()])
+        runs_menu = self.menuBar().addMenu("&Runs")
+        self.new_run_action = action(runs_menu, "&New run…", self.new_run, QKeySequence.StandardKey.New)
+        action(runs_menu, "Show &runs", lambda: self.show_section("Runs"))
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "Labeling shortcuts", self._show_label_help)
 
@@ -180,6 +253,34 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _c=False, p=path: self.open_project(p))
 
     # ------------------------------------------------------------------ projects
+
+    def open_demo(self) -> bool:
+        """Open the demo project, creating it first (demo_folder()); a tiny model for trying runs is written
+        in the background (it needs the training libraries, which this process does not load)."""
+        folder = demo_folder()
+        if not (folder / "studio.db").exists():
+            from studio.store.demo import create_demo
+
+            try:
+                create_demo(folder).close()
+            except (ProjectError, OSError) as e:
+                QMessageBox.warning(self, "Cannot create the demo", f"{folder}: {e}")
+                return False
+            self._write_tiny_model(folder)
+        return self.open_project(folder)
+
+    def _write_tiny_model(self, folder: Path) -> None:
+        import sys
+
+        from studio.ui.runs import jobs
+
+        out = folder / "models" / "tiny-demo"
+        try:
+            jobs.spawn([sys.executable, "-m", "studio", "tiny-model", str(out)], folder / "models" / "tiny-demo.log")
+        except OSError:
+            return  # the demo works without it: runs need a model, labeling does not
+        self.statusBar().showMessage("Writing a tiny model into the demo project for trying runs "
+                                     "(Runs ▸ New run lists it once it is there)…", 15_000)
 
     def new_project_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "New project folder", str(Path.home() / "preferences"))
@@ -239,6 +340,7 @@ class MainWindow(QMainWindow):
         self.tabs.blockSignals(True)
         self.label_view = LabelView(self.project, self.annotator)
         self.label_view.counts_changed.connect(self._counts_timer.start)
+        self.label_view.import_requested.connect(self.import_dialog)
         self.tabs.addTab(self.label_view, "Label")
         # Data (a table, a history, a text view) and Runs (pyqtgraph) are built the first time they are
         # shown: the window opens on the Label section, and every widget built before it is time to wait
@@ -267,6 +369,7 @@ class MainWindow(QMainWindow):
             self.data_view = DataView(self.project)
             self.label_view.counts_changed.connect(self.data_view.mark_stale)
             self.data_view.open_pair.connect(self.open_pair)
+            self.data_view.import_requested.connect(self.import_dialog)
             self._place_section("Data", self.data_view)
         return self.data_view
 
@@ -379,6 +482,65 @@ class MainWindow(QMainWindow):
         if self.label_view is not None:
             self.show_section("Label")
             self.label_view.toggle_help()
+
+    def _toggle_guidelines(self) -> None:
+        if self.label_view is not None:
+            self.show_section("Label")
+            self.label_view.toggle_guidelines()
+
+    def new_run(self) -> None:
+        """Runs ▸ New run (Ctrl+N): the launch dialog, over the Runs section."""
+        panel = self.show_section("Runs")
+        if panel is not None:
+            panel.open_launch_dialog()
+
+    # ------------------------------------------------------------------ settings, theme, zoom
+
+    def zoom(self, steps: int) -> None:
+        """Larger (steps > 0), smaller, or the desktop's own size (0); remembered for next time."""
+        value = 1.0 if steps == 0 else theme.step_zoom(theme.zoom(), steps)
+        theme.apply(QApplication.instance(), zoom=value)
+        if self.remember_recent:
+            prefs.put("zoom", value)
+        self.statusBar().showMessage(f"Text size {value:.0%}", 2000)
+
+    def set_theme(self, mode: str) -> None:
+        theme.apply(QApplication.instance(), mode=mode)
+        if self.remember_recent:
+            prefs.put("theme", mode)
+
+    def settings_dialog(self) -> bool:
+        """Settings (Ctrl+,); applied and remembered on OK. True when accepted."""
+        from studio.ui.runs import resources
+        from studio.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.annotator, self.project, gpus=resources.gpus(), parent=self)
+        try:
+            if dialog.exec() != SettingsDialog.DialogCode.Accepted:
+                return False
+            self.apply_settings(dialog.settings()[0])
+            return True
+        finally:
+            dialog.deleteLater()  # a child of the window otherwise, kept until it closes
+
+    def apply_settings(self, values) -> None:
+        """Apply and remember what the settings dialog was left with."""
+        for key in ("daily_goal", "theme", "zoom", "device", "hf_cache", "offline"):
+            prefs.put(key, getattr(values, key))
+        theme.apply(QApplication.instance(), mode=values.theme, zoom=values.zoom)
+        if values.annotator != self.annotator:
+            self.set_annotator(values.annotator)
+        if self.label_view is not None:
+            self.label_view.set_goal(values.daily_goal)
+        if self.project is not None and values.show_length_counts is not None:
+            try:
+                self.project.show_length_counts = values.show_length_counts
+                self.project.overlap_target = values.overlap_target
+            except ProjectError as e:
+                QMessageBox.warning(self, "Project settings not saved", str(e))
+            if self.label_view is not None:
+                self.label_view.set_show_counts(self.project.show_length_counts)
+            self.data_changed()  # the overlap target changes the "needs another label" queue
 
     # ------------------------------------------------------------------ closing
 

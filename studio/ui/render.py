@@ -25,6 +25,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
+from studio.ui import palette
+
 # Markdown layout in QTextDocument is superlinear on some inputs; beyond this many characters a text is
 # shown plain so a 100k-character response still opens instantly.
 MARKDOWN_LIMIT = 20_000
@@ -42,8 +44,8 @@ ZWSP = "\u200b"
 MARKDOWN_FEATURES = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
                      | QTextDocument.MarkdownFeature.MarkdownNoHTML)
 
-ROLE_COLORS = {"system": "#6b6f76", "user": "#1f5fbf", "assistant": "#2e7d32", "tool": "#8a5a00"}
-TURN_BACKGROUNDS = {"system": "#f3f3f4", "user": "#eef4fc", "assistant": "#f1f8f1", "tool": "#fbf5ea"}
+# Longest line of a response on a wide screen, in average characters: longer lines are hard to follow back.
+READABLE_COLUMNS = 100
 
 
 class SafeDocument(QTextDocument):
@@ -55,6 +57,7 @@ class SafeDocument(QTextDocument):
         self.refused: list[str] = []  # what the text asked for; tests read it
         self.base_font = QFont()  # the widget's font (set from the style sheet); renders start from it
         self.soft_breaks = False  # ZERO WIDTH SPACEs were added for display (see SOFT_BREAK_RUN)
+        self.turn_starts: list[int] = []  # a chat's turns: where each starts in the document
         # read-only: an undo stack would only record every format the renderer sets (and cost time)
         self.setUndoRedoEnabled(False)
 
@@ -64,14 +67,44 @@ class SafeDocument(QTextDocument):
 
 
 class SafeBrowser(QTextBrowser):
-    """A read-only text view for untrusted text: links are not followed, resources are not loaded."""
+    """A read-only text view for untrusted text: links are not followed, resources are not loaded.
 
-    def __init__(self, parent: QWidget | None = None):
+    With `max_columns`, lines wrap at about that many characters when the view is wider (a response on a
+    wide screen), and at the view's width otherwise."""
+
+    def __init__(self, parent: QWidget | None = None, max_columns: int | None = None):
         super().__init__(parent)
         self.setDocument(SafeDocument(self))
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.document().setDocumentMargin(10)
+        self.max_columns = max_columns
+        self._wrap_width = 0  # the pixel width lines wrap at; 0: the view's width
+
+    def readable_width(self) -> int:
+        """Pixels of about `max_columns` characters of this view's font, margins included."""
+        if not self.max_columns:
+            return 0
+        margin = int(self.document().documentMargin())
+        return self.fontMetrics().averageCharWidth() * self.max_columns + 2 * margin
+
+    def _fit_measure(self) -> None:
+        if not self.max_columns:
+            return
+        want = self.readable_width()
+        width = want if want and self.viewport().width() > want else 0
+        if width == self._wrap_width:
+            return  # changing the wrap mode lays the whole text out again: only when it changes
+        self._wrap_width = width
+        if width:
+            self.setLineWrapMode(QTextBrowser.LineWrapMode.FixedPixelWidth)
+            self.setLineWrapColumnOrWidth(width)
+        else:
+            self.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+
+    def resizeEvent(self, event) -> None:
+        self._fit_measure()
+        super().resizeEvent(event)
 
     @property
     def refused(self) -> list[str]:
@@ -114,6 +147,8 @@ class SafeBrowser(QTextBrowser):
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:
             self.document().base_font = QFont(self.font())
+            if self.isVisible():
+                self._fit_measure()  # else at the first resize
 
 
 def base_font(doc: QTextDocument) -> QFont:
@@ -129,20 +164,23 @@ def mono_font(like: QFont | None = None) -> QFont:
 
 def _style_markdown(doc: QTextDocument) -> None:
     """Make markdown structure read as it does on GitHub: code on a tinted background, quotes in grey,
-    tables with light solid rules (Qt's default grey outset border is heavy next to the text)."""
+    tables with light solid rules (Qt's default grey outset border is heavy next to the text). Code lines
+    wrap inside their block: a long line would otherwise widen the whole text and scroll it sideways."""
+    pal = palette.current()
     edit = QTextCursor(doc)
     edit.beginEditBlock()  # one relayout for all the changes, not one per styled block
     block = doc.begin()
     while block.isValid():
         fmt = block.blockFormat()
         if fmt.hasProperty(QTextFormat.Property.BlockCodeFence) or fmt.nonBreakableLines():
-            fmt.setBackground(QColor("#f3f4f6"))
+            fmt.setBackground(QColor(pal.code_background))
+            fmt.setNonBreakableLines(False)
             QTextCursor(block).setBlockFormat(fmt)
         elif fmt.intProperty(QTextFormat.Property.BlockQuoteLevel) > 0:
             cur = QTextCursor(block)
             cur.select(QTextCursor.SelectionType.BlockUnderCursor)
             grey = QTextCharFormat()
-            grey.setForeground(QColor("#555a62"))
+            grey.setForeground(QColor(pal.quote_text))
             cur.mergeCharFormat(grey)
         block = block.next()
     frames = list(doc.rootFrame().childFrames())
@@ -151,7 +189,7 @@ def _style_markdown(doc: QTextDocument) -> None:
         frames.extend(frame.childFrames())
         if isinstance(frame, QTextTable):
             tf = frame.format()
-            tf.setBorderBrush(QColor("#d0d3d8"))
+            tf.setBorderBrush(QColor(pal.table_rule))
             tf.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
             frame.setFormat(tf)
     edit.endEditBlock()
@@ -182,7 +220,7 @@ def _replace_images(doc: QTextDocument, source: str) -> None:
     if not found:
         return
     note = QTextCharFormat()
-    note.setForeground(QColor("#8a5a00"))
+    note.setForeground(QColor(palette.current().warning_text))
     note.setFontItalic(True)
     for pos, name in reversed(found):
         cur = QTextCursor(doc)
@@ -280,6 +318,7 @@ def render_text(doc: QTextDocument, text: str, raw: bool = False) -> bool:
     """Render a response into the document. Returns True when it was too long for markdown."""
     doc.clear()
     doc.soft_breaks = False
+    doc.turn_starts = []
     font = base_font(doc)
     doc.setDefaultFont(mono_font(font) if raw else font)
     if raw or len(text) > MARKDOWN_LIMIT:
@@ -298,26 +337,29 @@ def render_chat(doc: QTextDocument, messages: Sequence[dict], raw: bool = False)
     """Render a chat as turns: a colored role line, then the content, each turn in its own tinted box."""
     doc.clear()
     doc.soft_breaks = False
+    doc.turn_starts = []
     doc.setDefaultFont(base_font(doc))
     cursor = QTextCursor(doc)
     edit = QTextCursor(doc)
     edit.beginEditBlock()  # lay the turns out once, not after each insertion
     long_text = False
+    pal = palette.current()
     root = cursor.currentFrame()
     for i, m in enumerate(messages):
         role = str(m.get("role", "?"))
         content = str(m.get("content", ""))
         frame_fmt = QTextFrameFormat()
-        frame_fmt.setBackground(QColor(TURN_BACKGROUNDS.get(role, "#f6f6f6")))
+        frame_fmt.setBackground(QColor(pal.turn_backgrounds.get(role, pal.surface_alt)))
         frame_fmt.setPadding(6)
         frame_fmt.setMargin(0)
         frame_fmt.setTopMargin(0 if i == 0 else 6)
         frame_fmt.setBorder(0)
         frame_fmt.setWidth(QTextFrameFormat().width())
         cursor.insertFrame(frame_fmt)
+        doc.turn_starts.append(cursor.position())
         head = QTextCharFormat()
         head.setFontWeight(QFont.Weight.Bold)
-        head.setForeground(QColor(ROLE_COLORS.get(role, "#444444")))
+        head.setForeground(QColor(pal.role_colors.get(role, pal.muted)))
         cursor.insertText(role.upper() if role != "?" else role, head)
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
         long_text |= _insert_text(cursor, content, raw)
@@ -364,6 +406,6 @@ def block_text_positions(doc: QTextDocument) -> tuple[str, list[int]]:
 
 def highlight_format() -> QTextCharFormat:
     fmt = QTextCharFormat()
-    fmt.setBackground(QColor("#ffe08a"))
+    fmt.setBackground(QColor(palette.current().diff_highlight))
     fmt.setProperty(QTextFormat.Property.UserProperty, "diff")
     return fmt

@@ -115,3 +115,31 @@ def test_unflatten_is_the_inverse_of_flatten():
     nested = to_dict(DPOConfig())
     assert unflatten(flatten(nested)) == nested
     assert unflatten({"lora.r": 8, "beta": 0.2}) == {"lora": {"r": 8}, "beta": 0.2}
+
+
+def test_every_field_has_a_label_in_words_and_metadata_says_which_fields_matter():
+    from studio.core.configs import humanize
+
+    fields = {f.name: f for f in config_fields(DPOConfig)}
+    assert humanize("max_prompt_length") == "Max prompt length"
+    assert humanize("lora.target_modules") == "LoRA target modules"
+    assert fields["lora.r"].label == "LoRA rank" and fields["simpo_gamma"].label == "SimPO gamma"
+    assert all(f.label and "_" not in f.label for f in fields.values())
+    assert {n for n, f in fields.items() if f.basic} >= {"loss_type", "beta", "learning_rate", "batch_size"}
+    assert not fields["lora.dropout"].basic
+    # a loss-specific field matters only under its loss; the others always do
+    dpo = {"loss_type": "sigmoid"}
+    assert not fields["simpo_gamma"].applies(dpo) and fields["simpo_gamma"].applies({"loss_type": "simpo"})
+    assert not fields["label_smoothing"].applies(dpo) and fields["label_smoothing"].applies({"loss_type": "robust"})
+    assert fields["beta"].applies(dpo) and fields["learning_rate"].applies({})
+    assert not fields["precompute_ref_logps"].applies({"loss_type": "simpo"}), "SimPO has no reference model"
+
+
+def test_planned_steps_follow_epochs_batches_and_accumulation_unless_max_steps_is_set():
+    from studio.core.configs import planned_steps
+
+    assert planned_steps(0, 1.0, 4, 1, 10) == 3  # ceil(10 / 4) micro-batches, one per step
+    assert planned_steps(0, 2.0, 4, 2, 10) == 3  # 6 micro-batches, two per step
+    assert planned_steps(0, 0.5, 4, 1, 10) == 2
+    assert planned_steps(25, 3.0, 4, 1, 10) == 25
+    assert planned_steps(0, 1.0, 8, 1, 1) == 1

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 from studio.core.types import Choice, LabelState, Strength
 from studio.ui import diff, label_view, render
 from studio.ui.label_view import LabelView
+from tests.ui.helpers import show_active
 
 KEYS = {"1": Qt.Key.Key_1, "2": Qt.Key.Key_2, "3": Qt.Key.Key_3, "4": Qt.Key.Key_4, "S": Qt.Key.Key_S,
         "0": Qt.Key.Key_0, "T": Qt.Key.Key_T, "B": Qt.Key.Key_B, "Left": Qt.Key.Key_Left,
@@ -29,13 +30,7 @@ def _own_settings(tmp_path, monkeypatch):
 
 
 def make_view(qtbot, project, annotator="alice") -> LabelView:
-    view = LabelView(project, annotator)
-    qtbot.addWidget(view)
-    view.resize(1200, 800)
-    view.show()
-    qtbot.waitExposed(view)
-    view.activateWindow()  # shortcuts fire in the active window, as when a person is typing
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is view)
+    view = show_active(qtbot, LabelView(project, annotator), (1200, 800))
     view.setFocus()
     return view
 
@@ -178,8 +173,12 @@ def test_queues_and_filters(qtbot, pairs_project):
     assert alice.pair.prompt.text == "Eval question 2?"
     alice.set_filters(search="no such text anywhere")
     assert alice.pair is None
-    assert not alice.choice_buttons["left"].isEnabled()
-    assert "Nothing left" in alice.left.browser.toPlainText()
+    # every verdict and strength is visibly off, and one message replaces both panes, saying what to do
+    assert not any(b.isEnabled() for b in [*alice.choice_buttons.values(), *alice.strength_buttons.values()])
+    assert alice.empty.isVisible() and not alice.left.isVisible() and not alice.prompt_browser.isVisible()
+    assert "Nothing left" in alice.empty.title.text() and "filters" in alice.empty.title.text()
+    alice.empty.button("Clear filters").click()
+    assert alice.pair is not None and alice.search is None and alice.choice_buttons["left"].isEnabled()
 
 
 def test_time_per_label_pauses_while_inactive(qtbot, pairs_project, monkeypatch):
@@ -372,9 +371,13 @@ def test_filters_hand_the_keys_back(qtbot, pairs_project):
         if QApplication.activePopupWidget() is not None:
             QApplication.activePopupWidget().close()
         assert not box.hasFocus()
-    # reached with Tab, a filter changed by the keyboard gives the keys back to the workbench
+    # reached with Tab, an arrow key opens the filter's list instead of stepping to the next value; a value
+    # picked there changes the filter and gives the keys back to the workbench
     view.split_box.setFocus()
     qtbot.keyClick(view.split_box, Qt.Key.Key_Down)
+    assert view.split is None and QApplication.activePopupWidget() is not None
+    qtbot.keyClick(view.split_box.view(), Qt.Key.Key_Down)
+    qtbot.keyClick(view.split_box.view(), Qt.Key.Key_Return)
     assert view.split == "train" and view.hasFocus()
     pair = view.pair.id
     press(qtbot, view, "1")

@@ -176,3 +176,26 @@ def test_a_project_closed_at_once_is_still_remembered(qtbot, folder):
     assert prefs.recent_projects() == [], "saved after the first paint, not while the window opens"
     w.close()
     assert prefs.recent_projects() == [str(folder.resolve())]
+
+
+def test_enter_in_the_import_file_field_imports(qtbot, folder, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    good = tmp_path / "enter.jsonl"
+    good.write_text(json.dumps({"prompt": "Typed path", "response_a": "yes", "response_b": "no"}) + "\n")
+    browsed = []
+    monkeypatch.setattr("studio.ui.import_dialog.QFileDialog.getOpenFileName",
+                        lambda *a, **k: (browsed.append(1), ("", ""))[1])
+    w = make_window(qtbot, folder)
+    dialog = ImportDialog(w.project, w)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.path_edit.setFocus()
+    qtbot.keyClicks(dialog.path_edit, str(good))
+    qtbot.keyClick(dialog.path_edit, Qt.Key.Key_Return)
+    assert browsed == [] and dialog.isVisible(), "Enter neither opens the file browser nor closes the dialog"
+    assert dialog.job is not None
+    qtbot.waitUntil(dialog.job.isFinished, timeout=20_000)
+    qtbot.waitUntil(lambda: "Imported" in dialog.status.text())
+    assert w.project.pair_count() == 7

@@ -23,6 +23,11 @@ from tests.ui.runs_helpers import FAKE_WORKER, fake_model, fake_train_command, l
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+
+
 @pytest.fixture
 def labeled(pairs_project):
     label_all(pairs_project)
@@ -112,12 +117,12 @@ def test_launch_dialog_is_generated_from_the_config_and_names_bad_fields(qtbot, 
     dialog.set_value("learning_rate", "fast")
     assert dialog.launch() is None
     text = dialog.error_label.text()
-    assert "learning_rate: expected float, got 'fast'" in text
+    assert "Learning rate (learning_rate): expected float, got 'fast'" in text
     assert "model: choose a model" in text
     dialog.set_value("learning_rate", "2e-5")
     dialog.set_model(str(model_dir))
     dialog.set_value("max_prompt_length", 2048)
-    assert dialog.launch() is None and "max_prompt_length: 2048 leaves no room" in dialog.error_label.text()
+    assert dialog.launch() is None and "max_prompt_length): 2048 leaves no room" in dialog.error_label.text()
     dialog.set_value("max_prompt_length", 256)
     dialog.apply_preset("SimPO")
     assert dialog.raw_value("loss_type") == "simpo"
@@ -412,7 +417,7 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
     qtbot.addWidget(dialog)
     assert dialog.windowTitle() == "Retry old"
     assert "Model not found" in dialog.estimate_label.text() and str(gone) in dialog.estimate_label.text()
-    assert "d62728" in dialog.model_combo.styleSheet()
+    assert dialog.model_combo.property("invalid") is True
 
     dialog.resize(980, 700)
     dialog.show()
@@ -421,7 +426,7 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
     dialog.editors["lora.dropout"].setText("lots")
     before = len(labeled.runs())
     assert dialog.launch() is None and len(labeled.runs()) == before
-    assert "lora.dropout: expected float, got 'lots'" in dialog.error_label.text()
+    assert "LoRA dropout (lora.dropout): expected float, got 'lots'" in dialog.error_label.text()
     editor = dialog.editors["lora.dropout"]
     top = editor.mapTo(dialog.scroll.widget(), editor.rect().topLeft()).y()
     bar = dialog.scroll.verticalScrollBar().value()
@@ -452,3 +457,81 @@ def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):
     last = t.rowCount() - 1
     assert t.rowViewportPosition(last) + t.rowHeight(last) <= t.viewport().height()
     assert min(p.height() for p in panel.compare.plots.values()) >= 120  # charts still readable
+
+
+def test_launch_dialog_shows_what_matters_for_the_loss_and_the_rest_under_advanced(qtbot, labeled, model_dir):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox
+
+    from studio.ui.widgets import NumberEdit
+
+    dialog = LaunchDialog(labeled, models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    fields = {f.name: f for f in config_fields(DPOConfig)}
+
+    def visible(name: str) -> bool:
+        return dialog.editors[name].isVisibleTo(dialog)
+
+    # basic fields up front; the others only once Advanced is opened; loss-specific ones only under their loss
+    assert visible("learning_rate") and visible("beta") and not visible("lora.dropout")
+    assert not visible("simpo_gamma") and not visible("label_smoothing")
+    dialog.set_value("loss_type", "simpo")
+    assert visible("simpo_gamma") and not visible("label_smoothing")
+    dialog.set_value("loss_type", "robust")
+    assert visible("label_smoothing") and not visible("simpo_gamma")
+    dialog.advanced_button.click()
+    assert visible("lora.dropout") and visible("precompute_ref_logps")
+    dialog.set_value("loss_type", "simpo")
+    assert not visible("precompute_ref_logps"), "SimPO has no reference model"
+    n_advanced = sum(1 for n, f in fields.items() if not f.basic and f.applies({"loss_type": "simpo"}))
+    assert f"{n_advanced} more settings" in dialog.advanced_button.text()
+    # one kind of numeric field; labels in words
+    for name, f in fields.items():
+        editor = dialog.editors[name]
+        if f.choices:
+            assert isinstance(editor, QComboBox)
+        elif f.type is bool:
+            assert isinstance(editor, QCheckBox)
+        elif f.type in (int, float):
+            assert isinstance(editor, NumberEdit), name
+        assert "_" not in dialog.rows[name][0].labelForField(editor).text()
+    # the wheel over a combo without the focus leaves it alone (the form scrolls instead)
+    loss = dialog.editors["loss_type"]
+    dialog.editors["beta"].setFocus()
+    before = loss.currentText()
+    centre = QPointF(loss.rect().center())
+    wheel = QWheelEvent(centre, QPointF(loss.mapToGlobal(loss.rect().center())), QPoint(0, 0), QPoint(0, -120),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(loss, wheel)
+    assert loss.currentText() == before
+    # how long: steps from the data size; time once a run has logged its throughput
+    dialog.set_value("batch_size", 4)
+    dialog.set_value("epochs", 2)
+    assert f"About {2 * -(-dialog.summary.train // 4)} optimizer steps" in dialog.time_label.text()
+    assert "known once a run has logged" in dialog.time_label.text()
+    run = labeled.create_run("dpo", str(model_dir), to_dict(DPOConfig(batch_size=2)), name="earlier")
+    for step in range(1, 6):
+        labeled.log_metrics(run, [(step, M.TOKENS_PER_SECOND, 1000.0)], at=1000.0 + 30.0 * step)
+    dialog.set_value("epochs", 1)
+    steps = -(-dialog.summary.train // 4)
+    # twice the pairs per step as the earlier run: twice its 30 s a step
+    from studio.ui.runs.formatting import fmt_duration
+
+    assert "pace of run earlier (1,000 tokens/s, 30.0 s a step" in dialog.time_label.text()
+    assert f"about {fmt_duration(steps * 60)}." in dialog.time_label.text()
+
+
+def test_an_invalid_advanced_field_opens_advanced_and_comes_into_view(qtbot, labeled, model_dir):
+    dialog = LaunchDialog(labeled, models=[], gpus=[])
+    qtbot.addWidget(dialog)
+    dialog.set_model(str(model_dir))
+    dialog.resize(900, 600)
+    dialog.show()
+    dialog.set_value("lora.alpha", "many")
+    assert dialog.launch() is None
+    assert dialog.advanced_button.isChecked() and dialog.editors["lora.alpha"].isVisible()
+    assert dialog.editors["lora.alpha"].property("invalid") is True
+    assert "LoRA alpha (lora.alpha): expected int" in dialog.error_label.text()

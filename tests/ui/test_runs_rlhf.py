@@ -57,7 +57,7 @@ def test_the_launch_dialog_switches_method_and_picks_a_finished_reward_run(qtbot
     assert dialog.name_edit.placeholderText() == "automatic (ppo-<id>)"
     dialog.set_model(str(other))  # the reward adapter needs the policy's own base
     assert dialog.launch() is None
-    assert f"reward_model: reward run {reward} was trained on" in dialog.error_label.text()
+    assert f"Reward model (reward_model): reward run {reward} was trained on" in dialog.error_label.text()
     dialog.set_model(str(model))
     dialog.apply_preset("PPO, adaptive KL (Ziegler 2019)")
     run_id = dialog.launch()

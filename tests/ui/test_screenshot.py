@@ -23,7 +23,8 @@ def folder(tmp_path):
     return tmp_path / "proj"
 
 
-@pytest.mark.parametrize(("view", "size"), [("label", "1280x800"), ("data", "1000x700")])
+@pytest.mark.parametrize(("view", "size"), [("label", "1280x800"), ("data", "1000x700"), ("welcome", "1024x700"),
+                                            ("settings", "1024x700"), ("launch", "1024x700")])
 def test_screenshot_writes_png_of_size(qapp, folder, tmp_path, view, size):
     out = tmp_path / f"{view}.png"
     assert main(["screenshot", str(folder), "--view", view, "--out", str(out), "--size", size]) == 0
@@ -58,3 +59,20 @@ def test_screenshot_takes_run_ids_after_one_flag_as_the_readme_shows():
     assert parse(["screenshot", "p", "--view", "compare", "--run", "1", "2", "--out", "x.png"]).runs == [1, 2]
     assert parse(["screenshot", "p", "--view", "compare", "--run", "1", "--run", "2", "--out", "x.png"]).runs == [1, 2]
     assert parse(["screenshot", "p", "--view", "label", "--out", "x.png"]).runs == []
+
+
+def _mean_lightness(image: QImage) -> float:
+    from PySide6.QtGui import QColor
+
+    points = [(x, y) for x in range(0, image.width(), 23) for y in range(0, image.height(), 23)]
+    return sum(QColor(image.pixel(x, y)).lightnessF() for x, y in points) / len(points)
+
+
+def test_screenshot_in_the_dark_theme_is_dark_and_leaves_the_light_one_alone(qapp, folder, tmp_path):
+    from studio.ui import palette
+
+    light, dark = tmp_path / "light.png", tmp_path / "dark.png"
+    assert main(["screenshot", str(folder), "--view", "label", "--theme", "dark", "--out", str(dark)]) == 0
+    assert main(["screenshot", str(folder), "--view", "label", "--out", str(light)]) == 0
+    assert _mean_lightness(QImage(str(dark))) < 0.3 < 0.8 < _mean_lightness(QImage(str(light)))
+    assert palette.current() is palette.LIGHT

@@ -11,11 +11,14 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem
 
 from studio.core import metrics as M
+from studio.ui import palette
 
-# Light theme: the charts end up in screenshots and docs, where dark-on-white reads best.
-pg.setConfigOptions(background="w", foreground="#333", antialias=False)
+# The theme's chart colours (dark-on-white in the light theme, which screenshots and docs use);
+# studio.ui.theme repaints charts already on screen when the theme changes.
+pg.setConfigOptions(background=palette.current().chart_background, foreground=palette.current().chart_foreground,
+                    antialias=False)
 
-BLUE, GREEN, RED, PURPLE, ORANGE, GREY = "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#555555"
+BLUE, GREEN, RED, PURPLE, ORANGE, GREY = "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#7f7f7f"
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
               "#7f7f7f", "#bcbd22")
 
@@ -214,10 +217,11 @@ def _small_font():
 
 
 def faint(color: str, strength: float = 0.3):
-    """The colour mixed with white: the raw curve behind the smoothed one. Opaque, so it is cheaper
-    to paint than a translucent pen and looks the same on the white background."""
-    c = pg.mkColor(color)
-    mix = [round(255 - (255 - v) * strength) for v in (c.red(), c.green(), c.blue())]
+    """The colour mixed with the chart's background: the raw curve behind the smoothed one. Opaque, so it
+    is cheaper to paint than a translucent pen and looks the same on the background."""
+    c, bg = pg.mkColor(color), pg.mkColor(palette.current().chart_background)
+    mix = [round(b + (v - b) * strength) for v, b in ((c.red(), bg.red()), (c.green(), bg.green()),
+                                                      (c.blue(), bg.blue()))]
     return pg.mkColor(*mix)
 
 

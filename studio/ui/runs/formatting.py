@@ -24,8 +24,11 @@ def training_seconds(run: dict) -> float | None:
 def fmt_elapsed(run: dict) -> str:
     """Training time so far, like '3m 05s' or '2h 10m' (pauses between stop and resume left out)."""
     seconds = training_seconds(run)
-    if seconds is None:
-        return "–"
+    return "–" if seconds is None else fmt_duration(seconds)
+
+
+def fmt_duration(seconds: float) -> str:
+    """'45s', '3m 05s', '2h 10m'."""
     secs = int(seconds)
     h, rem = divmod(secs, 3600)
     m, s = divmod(rem, 60)

@@ -10,6 +10,7 @@ from pathlib import Path
 from studio.core import paths
 from studio.core.generations import JOB_METHODS
 from studio.core.types import RunStatus
+from studio.ui import prefs
 from studio.ui.runs import worker_env
 
 STOP_GRACE_S = 20.0
@@ -38,13 +39,14 @@ def export_command(project_folder: Path, run_id: int, out: Path, merged: bool) -
 
 def spawn(cmd: list[str], log_file: Path) -> subprocess.Popen:
     """Start `cmd` in its own session with stdout/stderr appended to `log_file`, so closing the GUI
-    (or a Ctrl+C in its terminal) does not reach it."""
+    (or a Ctrl+C in its terminal) does not reach it. Its environment carries the Settings' device, model
+    cache and offline mode."""
     reap()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **prefs.worker_environment()})
     _children.append(proc)
     return proc
 

@@ -1,9 +1,11 @@
-"""The launch dialog: a form generated from the method's config dataclass, presets, model picker,
-data summary with bias warnings, and what the device has against what the run needs."""
+"""The launch dialog: a form generated from the method's config dataclass (the fields that matter for the
+chosen method and loss up front, the rest under Advanced, all in words), presets, model picker, data summary
+with bias warnings, what the device has against what the run needs, and how long it will take."""
 
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +36,7 @@ from studio.core.configs import (
     flatten,
     from_dict,
     parse_value,
+    planned_steps,
     presets_for,
     to_dict,
     unflatten,
@@ -42,14 +44,18 @@ from studio.core.configs import (
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
 from studio.store import ProjectError
 from studio.store.rlhf import reward_runs, reward_source
+from studio.ui import palette, prefs
 from studio.ui.runs import resources
-from studio.ui.runs.formatting import fmt_bytes, fmt_params
+from studio.ui.runs.formatting import fmt_bytes, fmt_duration, fmt_params
+from studio.ui.widgets import NumberEdit, QuietCombo, named
 
-GROUP_TITLES = {"method": "Method", "training": "Optimisation", "lora": "LoRA", "data": "Data",
+GROUP_TITLES = {"method": "Method", "rollout": "Rollouts", "training": "Optimisation", "lora": "LoRA", "data": "Data",
                 "hardware": "Hardware", "eval": "Evaluation"}
-GROUP_ORDER = ("method", "training", "lora", "data", "eval", "hardware")
+GROUP_ORDER = ("method", "rollout", "training", "lora", "data", "eval", "hardware")
 CUSTOM = "Custom"
-ERROR_STYLE = "border: 1px solid #d62728;"
+CHARS_PER_TOKEN = 4.0
+"""For the time estimate: English text averages about four characters per token."""
+DEVICE_TITLES = {"auto": "automatic (a GPU when there is one)", "cpu": "CPU only"}
 METHODS = (("DPO and variants", "dpo"), ("Reward model", "reward"), ("PPO (against a reward model)", "ppo"),
            ("RLOO (against a reward model)", "rloo"))
 RL_METHODS = ("ppo", "rloo")
@@ -80,6 +86,20 @@ class RewardPicker(QComboBox):
             self.setEditText(str(value))
 
 
+def set_invalid(widget: QWidget, invalid: bool) -> None:
+    """Outline a field whose value is not accepted (the style sheet's [invalid="true"] rules)."""
+    if bool(widget.property("invalid")) != invalid:
+        widget.setProperty("invalid", invalid)
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+
+def hf_cache() -> Path | None:
+    """The Hugging Face cache folder of the settings, or None for the default."""
+    folder = str(prefs.get("hf_cache")).strip()
+    return Path(folder).expanduser() if folder else None
+
+
 def model_search_dirs(project) -> list[Path]:
     """Folders whose sub-folders are offered as models besides the HF cache: the project's `models/`
     and ~/models."""
@@ -104,7 +124,8 @@ class LaunchDialog(QDialog):
         self.cls = config_for(self.method)
         self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
         self.editors: dict[str, QWidget] = {}
-        self.models = models if models is not None else find_local_models(model_search_dirs(project))
+        self.rows: dict[str, tuple[QFormLayout, QWidget]] = {}  # each field's form and editor, to hide it
+        self.models = models if models is not None else find_local_models(model_search_dirs(project), hf_cache())
         self.gpus = gpus if gpus is not None else resources.gpus()
         self.summary = resources.summarize_data(project)
         source = self.initial.get("source_name") or "run"
@@ -113,23 +134,33 @@ class LaunchDialog(QDialog):
         # fields outside the method group set by the last preset applied, with the values it gave them
         # (SimPO's learning rate): the next preset puts them back unless the user changed them since
         self._preset_extras: dict[str, Any] = {}
-        self.resize(980, 760)
+        self._mean_chars: float | None = None  # prompt + one response, mean over labeled pairs (read once)
+        self._fit_screen(parent, 980, 760)
         self._build()
         self._fill(self.initial.get("config") or {})
+        self._update_visibility()
         if self.initial.get("model"):
             self.set_model(self.initial["model"])
         self._update_estimate()
 
     # ------------------------------------------------------------------ building
 
+    def _fit_screen(self, parent: QWidget | None, width: int, height: int) -> None:
+        """The preferred size, or less on a small screen (the form scrolls), so the buttons stay on screen."""
+        screen = (parent.screen() if parent is not None else None) or self.screen()
+        if screen is not None:
+            free = screen.availableGeometry()
+            width, height = min(width, int(free.width() * 0.95)), min(height, int(free.height() * 0.92))
+        self.resize(width, height)
+
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         top = QFormLayout()
-        self.name_edit = QLineEdit(self.initial.get("name", ""))
+        self.name_edit = named(QLineEdit(self.initial.get("name", "")), "Run name")
         self.name_edit.setPlaceholderText(f"automatic ({self.method}-<id>)")
         top.addRow("Run name", self.name_edit)
 
-        self.method_combo = QComboBox()
+        self.method_combo = named(QuietCombo(), "Method")
         for label, method in METHODS:
             self.method_combo.addItem(label, method)
         self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(self.method)))
@@ -139,9 +170,9 @@ class LaunchDialog(QDialog):
         top.addRow("Method", self.method_combo)
 
         model_row = QHBoxLayout()
-        self.model_combo = QComboBox()
+        self.model_combo = named(QuietCombo(), "Model")
         self.model_combo.setEditable(True)
-        self.model_combo.setMinimumWidth(520)
+        self.model_combo.setMinimumWidth(360)
         self.model_combo.lineEdit().setPlaceholderText("a Hugging Face id in the local cache, or a model folder")
         for m in self.models:
             detail = ", ".join(x for x in (m.architecture, fmt_params(m.parameters), fmt_bytes(m.size_bytes)) if x)
@@ -149,45 +180,64 @@ class LaunchDialog(QDialog):
         self.model_combo.setCurrentIndex(-1 if not self.models else 0)
         self.model_combo.currentTextChanged.connect(lambda _t: self._update_estimate())
         browse = QPushButton("Folder…")
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse_model)
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(browse)
         top.addRow("Model", model_row)
 
-        self.preset_combo = QComboBox()
+        self.preset_combo = named(QuietCombo(), "Preset")
         self._fill_presets()
         self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
         self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
         top.addRow("Preset", self.preset_combo)
         layout.addLayout(top)
 
-        info = QHBoxLayout()
+        # what the run trains on and needs, in a column beside the form (the form scrolls, this stays put)
+        info = QVBoxLayout()
         data_box = QGroupBox("Data")
         dl = QVBoxLayout(data_box)
         self.data_label = QLabel()
         self.data_label.setWordWrap(True)
         self.data_label.setTextFormat(Qt.TextFormat.RichText)
         dl.addWidget(self.data_label)
-        device_box = QGroupBox("Device")
+        device_box = QGroupBox("Device and time")
         vl = QVBoxLayout(device_box)
-        self.device_label = QLabel(html.escape(resources.device_text(self.gpus)))
+        device = str(prefs.get("device"))
+        self.device_label = QLabel(html.escape(resources.device_text(self.gpus)) + "<br>Runs use: "
+                                   + html.escape(DEVICE_TITLES.get(device, device)) + " (Settings)")
         self.device_label.setWordWrap(True)
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
+        self.time_label = QLabel()
+        self.time_label.setWordWrap(True)
         vl.addWidget(self.device_label)
         vl.addWidget(self.estimate_label)
-        info.addWidget(data_box, 1)
-        info.addWidget(device_box, 1)
-        layout.addLayout(info)
+        vl.addWidget(self.time_label)
+        info.addWidget(data_box)
+        info.addWidget(device_box)
+        info.addStretch(1)
 
+        # The fields that matter for the chosen method and loss (metadata `basic`), then the rest under
+        # Advanced; a field that does not apply to the loss (`applies_when`) is hidden.
         self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         self._build_form()
-        layout.addWidget(scroll, 1)
+        info_host = QWidget()
+        info_host = QWidget()
+        info_host.setLayout(info)
+        info_scroll = QScrollArea()  # on a small screen the warnings scroll rather than being cut off
+        info_scroll.setWidgetResizable(True)
+        info_scroll.setWidget(info_host)
+        info_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QHBoxLayout()
+        body.addWidget(scroll, 3)
+        body.addWidget(info_scroll, 2)
+        layout.addLayout(body, 1)
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #d62728;")
+        self.error_label.setObjectName("errorText")
         layout.addWidget(self.error_label)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.launch_button = buttons.addButton("Launch", QDialogButtonBox.ButtonRole.AcceptRole)
@@ -198,25 +248,41 @@ class LaunchDialog(QDialog):
         self._show_data()
 
     def _build_form(self) -> None:
-        """The method's settings, one group box each, generated from its config class."""
-        self.editors = {}
+        """The method's settings (generated from its config class): the basic ones, then Advanced by group."""
+        self.editors, self.rows = {}, {}
         form_host = QWidget()
-        grid = QGridLayout(form_host)
+        host = QVBoxLayout(form_host)
+        main_box = QGroupBox("Settings")
+        main_form = QFormLayout(main_box)
+        self.advanced_button = QPushButton()
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setAutoDefault(False)
+        self.advanced_button.setToolTip("Every other setting of the method, by group")
+        self.advanced_button.toggled.connect(self._show_advanced)
+        self.advanced = QWidget()
+        grid = QGridLayout(self.advanced)
+        grid.setContentsMargins(0, 0, 0, 0)
         groups: dict[str, list[ConfigField]] = {}
-        for f in self.fields.values():
-            groups.setdefault(f.group, []).append(f)
-        order = [g for g in GROUP_ORDER if g in groups] + [g for g in groups if g not in GROUP_ORDER]
-        for i, group in enumerate(order):
+        ordered = sorted(self.fields.values(), key=lambda f: GROUP_ORDER.index(f.group) if f.group in GROUP_ORDER
+                         else len(GROUP_ORDER))
+        for f in ordered:
+            if f.basic:
+                self._add_row(main_form, f)
+            else:
+                groups.setdefault(f.group, []).append(f)
+        self.advanced_boxes: list[tuple[QGroupBox, list[str]]] = []
+        for i, (group, group_fields) in enumerate(groups.items()):
             box = QGroupBox(GROUP_TITLES.get(group, group.title()))
             form = QFormLayout(box)
-            for f in groups[group]:
-                editor = self._editor(f)
-                self.editors[f.name] = editor
-                label = QLabel(f.name.split(".")[-1].replace("_", " "))
-                label.setToolTip(f.help)
-                editor.setToolTip(f"{f.name}: {f.help}")
-                form.addRow(label, editor)
+            for f in group_fields:
+                self._add_row(form, f)
+            self.advanced_boxes.append((box, [f.name for f in group_fields]))
             grid.addWidget(box, i // 2, i % 2)
+        self.advanced.hide()
+        host.addWidget(main_box)
+        host.addWidget(self.advanced_button, 0, Qt.AlignmentFlag.AlignLeft)
+        host.addWidget(self.advanced)
+        host.addStretch(1)
         self.scroll.setWidget(form_host)  # the previous method's form goes with its widget
 
     def _fill_presets(self) -> None:
@@ -242,30 +308,60 @@ class LaunchDialog(QDialog):
         self._fill_presets()
         self._build_form()
         self._fill({})
+        self._update_visibility()
         self.error_label.setText("")
         self._update_estimate()
 
+    def _add_row(self, form: QFormLayout, f: ConfigField) -> None:
+        editor = self._editor(f)
+        self.editors[f.name] = editor
+        label = QLabel(f.label)
+        label.setBuddy(editor)
+        label.setToolTip(f"{f.help} ({f.name})")
+        editor.setToolTip(f"{f.help}\nSetting: {f.name}")
+        named(editor, f.label, f.help)
+        form.addRow(label, editor)
+        self.rows[f.name] = (form, editor)
+
     def _editor(self, f: ConfigField) -> QWidget:
+        """A combo box for a choice, a check box for a yes/no, and one kind of number field for the rest (the
+        number as typed, so 5e-5 reads 5e-5; checked by parse_value); for a PPO/RLOO run's reward, a picker of
+        the project's reward runs."""
         if f.name == "reward_model":
             w = RewardPicker(self.project)
             w.currentTextChanged.connect(lambda _t: self._changed())
             return w
         if f.choices:
-            w = QComboBox()
+            w = QuietCombo()
+            w.setMaximumWidth(220)
             w.addItems([str(c) for c in f.choices])
             w.currentTextChanged.connect(lambda _t: self._changed())
         elif f.type is bool:
             w = QCheckBox()
             w.toggled.connect(lambda _b: self._changed())
-        elif f.type is int:
-            w = QSpinBox()
-            w.setRange(int(f.minimum) if f.minimum is not None else -(2**31), int(f.maximum) if f.maximum is not None
-                       else 2**31 - 1)
-            w.valueChanged.connect(lambda _v: self._changed())
-        else:  # floats as text, so 5e-5 reads as typed; validated by parse_value on launch
+        elif f.type in (int, float):
+            w = NumberEdit()
+            w.textChanged.connect(lambda _t: self._changed())
+        else:
             w = QLineEdit()
             w.textChanged.connect(lambda _t: self._changed())
         return w
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self._update_visibility()
+
+    def _update_visibility(self) -> None:
+        """Hide the fields that do not apply to the chosen method and loss; say how many are advanced."""
+        values = {name: self.raw_value(name) for name in self.fields}
+        shown = {name: f.applies(values) for name, f in self.fields.items()}
+        for name, (form, editor) in self.rows.items():
+            form.setRowVisible(editor, shown[name])
+        for box, names in self.advanced_boxes:
+            box.setVisible(any(shown[n] for n in names))
+        n = sum(1 for name, f in self.fields.items() if shown[name] and not f.basic)
+        arrow = "▾" if self.advanced_button.isChecked() else "▸"
+        self.advanced_button.setText(f"{arrow}  Advanced: {n} more settings")
 
     # ------------------------------------------------------------------ values
 
@@ -277,8 +373,6 @@ class LaunchDialog(QDialog):
             w.setCurrentText(str(value))
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
-        elif isinstance(w, QSpinBox):
-            w.setValue(int(value))
         else:
             w.setText(repr(value) if isinstance(value, float) and ("e" in repr(value)) else str(value))
 
@@ -290,8 +384,6 @@ class LaunchDialog(QDialog):
             return w.currentText()
         if isinstance(w, QCheckBox):
             return w.isChecked()
-        if isinstance(w, QSpinBox):
-            return w.value()
         return w.text()
 
     def _fill(self, config: dict) -> None:
@@ -343,6 +435,8 @@ class LaunchDialog(QDialog):
     def _changed(self) -> None:
         if hasattr(self, "preset_combo"):
             self._match_preset()
+        if hasattr(self, "advanced_button") and len(self.editors) == len(self.fields):
+            self._update_visibility()
         self._update_estimate()
 
     def _parsed(self, quiet: bool = False) -> tuple[dict[str, Any], list[str]]:
@@ -354,11 +448,11 @@ class LaunchDialog(QDialog):
             try:
                 values[name] = parse_value(f, self.raw_value(name))
                 if not quiet:
-                    w.setStyleSheet("")
+                    set_invalid(w, False)
             except ConfigError as e:
                 errors.append(str(e))
                 if not quiet:
-                    w.setStyleSheet(ERROR_STYLE)
+                    set_invalid(w, True)
         return values, errors
 
     def model_name(self) -> str:
@@ -388,24 +482,30 @@ class LaunchDialog(QDialog):
 
     def _show_data(self) -> None:
         s = self.summary
+        pal = palette.current()
         text = html.escape(s.text()).replace("\n", "<br>")
         if s.warnings:
-            text += "".join(f"<br><span style='color:#b35900'>⚠ {html.escape(w)}</span>" for w in s.warnings)
+            text += "".join(f"<br><span style='color:{pal.warning_text}'>⚠ {html.escape(w)}</span>"
+                            for w in s.warnings)
         if not s.train:
-            text += "<br><span style='color:#d62728'>Nothing to train on yet: label some pairs first.</span>"
+            text += f"<br><span style='color:{pal.error_text}'>Nothing to train on yet: label some pairs first.</span>"
         self.data_label.setText(text)
 
     def _update_estimate(self) -> None:
         if not hasattr(self, "estimate_label"):
             return
         values = self._parsed(quiet=True)[0]
-        if "max_new_tokens" in values:  # PPO/RLOO: the longest sequence is a prompt and a response
+        if "max_new_tokens" in values:
+            # PPO/RLOO: the longest sequence is a prompt and a response, and a step is one rollout batch
             values["max_length"] = values.get("max_prompt_length", 0) + values["max_new_tokens"]
+            self._update_time(dict(values, grad_accumulation=1))
+        else:
+            self._update_time(values)
         config = unflatten(values)
         model = self._selected_model()
         path = model.path if model else None
         params = model.parameters if model else None
-        self.model_combo.setStyleSheet("")
+        set_invalid(self.model_combo, False)
         if not self.model_name():
             self.estimate_label.setText("Choose a model to see what the run needs.")
             return
@@ -414,11 +514,15 @@ class LaunchDialog(QDialog):
             try:
                 from studio.core.models import describe
 
-                path = resolve_model(self.model_name())
+                path = resolve_model(self.model_name(), hf_cache())
                 found = describe(path)
                 params = found.parameters if found else None
             except ModelNotFound as e:
-                self.model_combo.setStyleSheet(ERROR_STYLE)
+                if self._downloadable():
+                    self.estimate_label.setText("Not on this machine: the run downloads it first (offline mode is "
+                                                "off in Settings), so no estimate yet.")
+                    return
+                set_invalid(self.model_combo, True)
                 self.estimate_label.setText(f"Model not found, so no estimate: {e}")
                 return
         need, how = resources.estimate_memory(params, path, config, on_gpu=bool(self.gpus))
@@ -429,6 +533,55 @@ class LaunchDialog(QDialog):
                                                    "turn on gradient checkpointing"
         self.estimate_label.setText(f"This run needs about {fmt_bytes(need)}{verdict}\n({how})")
 
+    def _downloadable(self) -> bool:
+        """With offline mode off, a hub id (org/name) not in the cache is fetched by the run itself."""
+        name = self.model_name()
+        return not prefs.get("offline") and name.count("/") == 1 and not name.startswith((".", "/", "~"))
+
+    def _update_time(self, values: dict[str, Any]) -> None:
+        """Steps from the data size and the settings; time from the tokens per second of a recent run."""
+        needed = ("max_steps", "epochs", "batch_size", "grad_accumulation", "max_length")
+        if any(k not in values for k in needed):
+            self.time_label.setText("")
+            return
+        n_train = self.summary.train
+        if not self.summary.eval and values.get("eval_fraction", 0):
+            n_train = n_train - math.ceil(n_train * values["eval_fraction"])
+        if n_train <= 0:
+            self.time_label.setText("Steps: none until there are resolved preferences to train on.")
+            return
+        steps = planned_steps(values["max_steps"], values["epochs"], values["batch_size"],
+                              values["grad_accumulation"], n_train)
+        per_step = values["batch_size"] * values["grad_accumulation"]
+        how = ("max steps set" if values["max_steps"] > 0 else
+               f"{values['epochs']:g} epoch{'s' if values['epochs'] != 1 else ''} of {n_train:,} pairs, "
+               f"{per_step:,} per step")
+        text = f"About {steps:,} optimizer steps ({how})."
+        if self._mean_chars is None:
+            self._mean_chars = sum(self.project.mean_text_chars())
+        pace = self.project.recent_pace(self.model_name() or None)
+        if pace is None:
+            text += " Time: known once a run has logged its speed here."
+        elif pace.seconds_per_step:
+            # the recent run's seconds per step, scaled by how much more each step reads (the same guess of
+            # tokens per character on both sides, so its error cancels out)
+            ratio = self._tokens_per_step(values) / max(1.0, self._tokens_per_step(pace.config))
+            text += (f" At the pace of run {html.escape(pace.run)} ({pace.tokens_per_second:,.0f} tokens/s, "
+                     f"{pace.seconds_per_step:.1f} s a step, evaluations included): about "
+                     f"{fmt_duration(steps * pace.seconds_per_step * ratio)}.")
+        else:
+            tokens = self._tokens_per_step(values) * steps
+            text += (f" At {pace.tokens_per_second:,.0f} tokens/s (run {html.escape(pace.run)}): about "
+                     f"{fmt_duration(tokens / max(pace.tokens_per_second, 1e-9))} for ~{tokens:,.0f} tokens.")
+        self.time_label.setText(text)
+
+    def _tokens_per_step(self, config: dict) -> float:
+        """Tokens one optimizer step reads under a config (flat or nested), from the data's mean text length."""
+        flat = flatten(config)
+        per_step = int(flat.get("batch_size", 4)) * int(flat.get("grad_accumulation", 1))
+        tokens = min(int(flat.get("max_length", 1024)), max(1.0, (self._mean_chars or 0.0) / CHARS_PER_TOKEN))
+        return tokens * 2 * per_step  # chosen and rejected
+
     # ------------------------------------------------------------------ launching
 
     def validate(self) -> tuple[dict | None, list[str]]:
@@ -436,9 +589,9 @@ class LaunchDialog(QDialog):
         values, errors = self._parsed()
         if not self.model_name():
             errors.append("model: choose a model from the list or a model folder")
-        else:
+        elif not self._downloadable():
             try:
-                resolve_model(self.model_name())
+                resolve_model(self.model_name(), hf_cache())
             except ModelNotFound as e:
                 errors.append(f"model: {e}")
         if not errors and "max_length" in values and values["max_prompt_length"] >= values["max_length"]:
@@ -464,18 +617,29 @@ class LaunchDialog(QDialog):
         problems shown in the dialog."""
         config, errors = self.validate()
         if errors:
-            self.error_label.setText("Cannot launch:\n" + "\n".join(f"• {e}" for e in errors))
-            # the form scrolls: bring the first outlined field into view
-            first = next((self.editors[e.split(":", 1)[0]] for e in errors if e.split(":", 1)[0] in self.editors),
-                         None)
+            self.error_label.setText("Cannot launch:\n" + "\n".join(f"• {self._in_words(e)}" for e in errors))
+            # the form scrolls: bring the first outlined field into view (opening Advanced when it is there)
+            first = next((e.split(":", 1)[0] for e in errors if e.split(":", 1)[0] in self.editors), None)
             if first is not None:
-                self.scroll.ensureWidgetVisible(first)
-                first.setFocus()
+                if not self.fields[first].basic:
+                    self.advanced_button.setChecked(True)
+                editor = self.editors[first]
+                from PySide6.QtWidgets import QApplication
+
+                QApplication.processEvents()  # lay the opened section out before scrolling to it
+                self.scroll.ensureWidgetVisible(editor)
+                editor.setFocus()
             return None
         self.error_label.setText("")
         self.run_id = self.project.create_run(config["method"], self.model_name(), config,
                                               name=self.name_edit.text().strip() or None, parent_id=self.parent_id)
         return self.run_id
+
+    def _in_words(self, error: str) -> str:
+        """'learning_rate: expected float' as 'Learning rate (learning_rate): expected float'."""
+        name, _, rest = error.partition(":")
+        f = self.fields.get(name)
+        return f"{f.label} ({name}):{rest}" if f is not None else error
 
     def _on_launch(self) -> None:
         if self.launch() is not None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -32,6 +33,7 @@ from studio.store.project import ProjectError, pid_alive
 from studio.ui.runs import jobs, worker_env
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
+from studio.ui.widgets import EmptyState
 
 
 class RunsPanel(QWidget):
@@ -108,7 +110,12 @@ class RunsPanel(QWidget):
         self.split.setStretchFactor(0, 0)
         self.split.setStretchFactor(1, 1)
         self.split.setSizes([150, 1000])
-        layout.addWidget(self.split, 1)
+        # no run yet: say what a run is and how to start one, instead of an empty table and blank charts
+        self.empty = EmptyState()
+        self.body = QStackedWidget()
+        self.body.addWidget(self.split)
+        self.body.addWidget(self.empty)
+        layout.addWidget(self.body, 1)
         self._update_buttons()
 
     def showEvent(self, event) -> None:
@@ -158,6 +165,7 @@ class RunsPanel(QWidget):
     # ------------------------------------------------------------------ state
 
     def _on_runs(self, runs: list[dict]) -> None:
+        self._show_empty(not runs)
         self.table.set_runs(runs)
         self._check_children()
         self._update_buttons()
@@ -218,6 +226,16 @@ class RunsPanel(QWidget):
         self.export_button.setEnabled(bool(one) and not job and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
                                       and not any(e[0] == one["id"] for e in self._exports))
         self.compare_button.setEnabled(len(runs) >= 2)
+
+    def _show_empty(self, empty: bool) -> None:
+        if empty and self.body.currentWidget() is not self.empty:
+            self.empty.show_state(
+                "No runs yet",
+                "A run fine-tunes a model with LoRA (DPO or a variant) on this project's resolved preferences: "
+                "the pairs whose labels have a majority. Label some pairs, then start one with New run (Ctrl+N); "
+                "it trains in the background and shows here live.",
+                [("New run…", self.open_launch_dialog)])
+        self.body.setCurrentWidget(self.empty if empty else self.split)
 
     def say(self, text: str) -> None:
         self.message.setText(text)
