@@ -227,18 +227,20 @@ class PPORun(RecipeRun):
     def step_prompts(self) -> list[RolloutPrompt]:
         """The next batch of train prompts in this epoch's seeded order (moves on to the next epoch)."""
         pos, size = self.position, self.config.batch_size
-        per_epoch = data.batches_per_epoch(len(self.train_prompts), size)
-        if pos.batch_index >= per_epoch:
+        if pos.batch_index >= self.batches_per_epoch():
             pos.epoch, pos.batch_index = pos.epoch + 1, 0
         order = data.epoch_order(len(self.train_prompts), self.config.seed, pos.epoch)
         chosen = order[pos.batch_index * size:(pos.batch_index + 1) * size]
         pos.batch_index += 1
         return [self.train_prompts[i] for i in chosen]
 
+    def batches_per_epoch(self) -> int:
+        """Rollout batches in a pass over the train prompts (the last one may be smaller)."""
+        return math.ceil(len(self.train_prompts) / self.config.batch_size)
+
     def epoch_progress(self) -> float:
         """Epochs over the train prompts done, fractional."""
-        per_epoch = data.batches_per_epoch(len(self.train_prompts), self.config.batch_size)
-        return self.position.epoch + self.position.batch_index / per_epoch
+        return self.position.epoch + self.position.batch_index / self.batches_per_epoch()
 
     def token_logprobs(self, ids, attn, comp, mask, stats: bool = False):
         """Per-token log-probs [N, L] of the active adapter's tempered distribution (and the summed entropy)."""
