@@ -34,7 +34,7 @@ import torch
 
 from studio.core import metrics as M
 from studio.core import paths
-from studio.core.configs import PPOConfig, RLConfig, planned_steps, to_dict
+from studio.core.configs import PPOConfig, RLConfig, planned_steps
 from studio.store.rlhf import RULE_PREFIX, reward_source
 from studio.train import checkpoint, data, generation, runtime, sampling
 from studio.train import rl_losses as R
@@ -450,11 +450,9 @@ class PPORun(RecipeRun):
         schedule, KL controller, RNG and position; the policy adapter to `runs/<id>/adapter/`, the value adapter
         and head to `runs/<id>/value/`."""
         model = self.model
-        ckpt = {"config": to_dict(self.config),
-                "adapters": {name: checkpoint.adapter_state(model, name) for name in self.shared.trainable},
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "kl_controller": self.kl_ctl.state_dict(), "rng": checkpoint.rng_state(),
-                "position": self.position.state_dict()}
+        ckpt = self.training_state() | {
+            "adapters": {name: checkpoint.adapter_state(model, name) for name in self.shared.trainable},
+            "kl_controller": self.kl_ctl.state_dict()}
         if self.is_ppo:
             ckpt["value_head"] = {k: v.detach().cpu().clone() for k, v in self.value_head.state_dict().items()}
         self.record_checkpoint(ckpt)
@@ -470,10 +468,8 @@ class PPORun(RecipeRun):
             checkpoint.load_adapter_state(self.model, state, name)
         if self.is_ppo:
             self.value_head.load_state_dict(ckpt["value_head"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
         self.kl_ctl.load_state_dict(ckpt["kl_controller"])
-        self.restore_position(ckpt)
+        self.restore_training_state(ckpt)
 
 
 def train(ctx: RunContext) -> str:
@@ -482,8 +478,7 @@ def train(ctx: RunContext) -> str:
     config, pos = run.config, run.position
 
     # the baseline at step 0 (score and KL of the untouched policy), or an evaluation a stop cut short
-    if run.eval_due() and not run.stop_requested():
-        run.evaluate()
+    run.evaluate_baseline()
 
     status = "done"
     while pos.step < run.total_steps:
@@ -528,14 +523,7 @@ def train(ctx: RunContext) -> str:
         run.writer.set_step(pos.step)
 
         # evaluate, checkpoint
-        if run.eval_due():
-            run.evaluate()
-        if run.checkpoint_due():
-            run.save_checkpoint()
+        run.evaluate_and_checkpoint()
 
-    # the end: the final evaluation (a stop during it leaves it to the resume), the checkpoint, the last rows
-    if status == "done" and pos.evaluated_step != pos.step and not run.evaluate():
-        status = "interrupted"
-    run.save_checkpoint()
-    run.writer.flush(wait=True)
-    return status
+    # the end: the final evaluation, the checkpoint, the last rows
+    return run.finish(status)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from studio.core import paths
 from studio.core.configs import to_dict
 from studio.train import checkpoint, preflight, runtime
+from studio.train.metrics_writer import MetricSink
 from studio.train.preflight import TrainingError
 from studio.train.runtime import RunContext
 
@@ -48,6 +49,40 @@ class RecipeRun:
         self.ckpt_dir = paths.checkpoint_dir(self.folder, ctx.run_id)
         self.position = Position()
         self.total_steps = 0
+
+    # -- what a recipe provides: its evaluation (False when a stop cut it short) and its checkpoint
+
+    writer: MetricSink
+
+    def evaluate(self) -> bool:
+        raise NotImplementedError
+
+    def save_checkpoint(self) -> None:
+        raise NotImplementedError
+
+    # -- the frame of every recipe's loop: its start, what follows each step, its end
+
+    def evaluate_baseline(self) -> None:
+        """Before the first step: the baseline evaluation at step 0, or an evaluation a stop cut short."""
+        if self.eval_due() and not self.stop_requested():
+            self.evaluate()
+
+    def evaluate_and_checkpoint(self) -> None:
+        """After a step: an evaluation and a checkpoint when due."""
+        if self.eval_due():
+            self.evaluate()
+        if self.checkpoint_due():
+            self.save_checkpoint()
+
+    def finish(self, status: str) -> str:
+        """The end: the final evaluation (a stop during it leaves it to the resume), the checkpoint, the last
+        rows. Returns the run's final status."""
+        pos = self.position
+        if status == "done" and pos.evaluated_step != pos.step and not self.evaluate():
+            status = "interrupted"
+        self.save_checkpoint()
+        self.writer.flush(wait=True)
+        return status
 
     def report_device(self) -> None:
         where = runtime.device_name(self.device)
@@ -90,8 +125,18 @@ class RecipeRun:
                                 f"run to train with new settings")
         return ckpt
 
-    def restore_position(self, ckpt: dict) -> None:
-        """Put back the position and RNG of a checkpoint; metric and sample rows logged after it are dropped."""
+    def training_state(self) -> dict:
+        """What every recipe's checkpoint holds besides its weights: config, optimizer, schedule, RNG, position
+        (the recipe's `optimizer` and `scheduler`). `restore_training_state` is its mirror."""
+        return {"config": to_dict(self.config), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": checkpoint.rng_state(),
+                "position": self.position.state_dict()}
+
+    def restore_training_state(self, ckpt: dict) -> None:
+        """Put back optimizer, schedule, position and RNG of a checkpoint; metric and sample rows logged after
+        it are dropped."""
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
         self.position = Position(**ckpt["position"])
         checkpoint.set_rng_state(ckpt["rng"])
         if self.main:

@@ -17,7 +17,7 @@ import torch
 
 from studio.core import metrics as M
 from studio.core import paths
-from studio.core.configs import RewardConfig, to_dict
+from studio.core.configs import RewardConfig
 from studio.store.rlhf import preference_strengths
 from studio.train import checkpoint, data, runtime
 from studio.train.dpo import StoppablePass
@@ -182,10 +182,9 @@ class RewardRun(RecipeRun):
 
     def save_checkpoint(self) -> None:
         """The resumable checkpoint (see `restore` for its mirror), the adapter and the score head beside it."""
-        ckpt = {"config": to_dict(self.config), "adapter": checkpoint.adapter_state(self.peft_model),
-                "head": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": checkpoint.rng_state(), "position": self.position.state_dict()}
+        ckpt = self.training_state() | {
+            "adapter": checkpoint.adapter_state(self.peft_model),
+            "head": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}}
         self.record_checkpoint(ckpt)
         if self.main:
             adapter = paths.adapter_dir(self.folder, self.ctx.run_id)
@@ -195,9 +194,7 @@ class RewardRun(RecipeRun):
     def restore(self, ckpt: dict) -> None:
         checkpoint.load_adapter_state(self.peft_model, ckpt["adapter"])
         self.head.load_state_dict(ckpt["head"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.restore_position(ckpt)
+        self.restore_training_state(ckpt)
 
 
 def train(ctx: RunContext) -> str:
@@ -206,8 +203,7 @@ def train(ctx: RunContext) -> str:
     config, pos = run.config, run.position
 
     # the baseline at step 0 (an untrained head ranks pairs by chance), or an evaluation a stop cut short
-    if run.eval_due() and not run.stop_requested():
-        run.evaluate()
+    run.evaluate_baseline()
 
     stats, clock = StepStats(run.device, STEP_METRICS), TrainingClock()
     status = "done"
@@ -238,14 +234,7 @@ def train(ctx: RunContext) -> str:
 
         # evaluate, checkpoint (their time is left out of the next tokens/s window)
         with clock.paused():
-            if run.eval_due():
-                run.evaluate()
-            if run.checkpoint_due():
-                run.save_checkpoint()
+            run.evaluate_and_checkpoint()
 
-    # the end: the final evaluation (a stop during it leaves it to the resume), the checkpoint, the last rows
-    if status == "done" and pos.evaluated_step != pos.step and not run.evaluate():
-        status = "interrupted"
-    run.save_checkpoint()
-    run.writer.flush(wait=True)
-    return status
+    # the end: the final evaluation, the checkpoint, the last rows
+    return run.finish(status)
