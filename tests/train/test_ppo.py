@@ -275,3 +275,29 @@ def test_the_reward_is_checked_at_launch_and_shown_with_the_run(rl_project, trai
     assert studio(["runs", folder, "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert runs[-1]["method"] == "rloo" and runs[-1]["reward_model"] == str(reward_run)
+
+
+def test_a_classifier_folder_as_the_reward_and_the_policy_exported(rl_project, trait_sft_model, tmp_path):
+    """A sequence-classification model instead of a reward run (here the project's reward run exported as one),
+    then the PPO run's policy exported merged: the base with the policy adapter in it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    project, reward_run = rl_project
+    classifier = tmp_path / "classifier"
+    assert studio(["export-model", str(project.folder), str(reward_run), str(classifier), "--merged"]) == 0
+    run_id = make_rl_run(project, trait_sft_model, "ppo", reward_model=str(classifier), max_steps=2,
+                         eval_interval=0, eval_samples=4)
+    assert run_worker(project.folder, run_id) == "done", project.run(run_id)["error"]
+    assert sorted(metric(project, run_id, M.OBJECTIVE_SCORES)) == [1, 2]
+    assert "reward: folder" in paths.log_path(project.folder, run_id).read_text()
+    merged = tmp_path / "merged"
+    assert studio(["export-model", str(project.folder), str(run_id), str(merged), "--merged"]) == 0
+    ids = torch.tensor([[5, 100, 200, 300]])
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(trait_sft_model)
+        plain = base(ids).logits
+        expected = PeftModel.from_pretrained(base, paths.adapter_dir(project.folder, run_id))(ids).logits
+        assert not torch.allclose(expected, plain, atol=1e-4)  # the policy did move
+        torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(merged)(ids).logits, expected,
+                                   atol=1e-5, rtol=1e-4)
