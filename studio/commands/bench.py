@@ -33,7 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--completion-len", type=int, default=256)
     p.add_argument("--only", choices=("ours", "trl"), help="run one side only")
     p.add_argument("--checkpointing", choices=("off", "on", "both"), default="both",
-                   help="cases without and/or with gradient checkpointing (default both)")
+                   help="TRL with gradient checkpointing on (its default) and/or off, ours the same and with "
+                        "'auto' (default both)")
+    p.add_argument("--layout", choices=("auto", "packed", "padded", "both"), default="auto",
+                   help="our batch layout: auto (packed where the model allows), packed, padded, or both "
+                        "(auto and padded)")
+    p.add_argument("--compile", action="store_true", help="add a case of ours with torch.compile'd decoder layers")
+    p.add_argument("--trl-head", choices=("gpu-path", "cpu"), default="gpu-path",
+                   help="off a GPU: gpu-path makes TRL score completion rows only, as its GPU code path does "
+                        "(default); cpu keeps its own CPU choice (every position)")
+    p.add_argument("--no-head-memory", dest="head_memory", action="store_false",
+                   help="skip the lm_head memory measurement at a 152k vocabulary")
+    p.add_argument("--head-hidden", type=int, default=64,
+                   help="hidden size of the measured lm_head (its tiles do not depend on it; default 64)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per case (0: torch's default). On a shared CPU use 1: spinning threads "
                         "of an oversubscribed machine make the figures swing tenfold")

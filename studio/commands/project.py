@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project", help="folder to create")
     p.add_argument("--no-model", action="store_true",
                    help="skip writing the tiny demo model to PROJECT/models/tiny-demo")
+    p.add_argument("--no-open", action="store_true",
+                   help="only build the project, never open a window (for scripts and tests; imports no Qt)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -207,17 +209,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_KEYS = ("id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at", "ended_at")
+RUN_KEYS = ("id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at", "ended_at",
+            "group_id")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from studio.core.health import HEALTH_METRICS, run_warnings
     from studio.store.run_metrics import read_run_series
+    from studio.store.run_queue import queue_places, status_with_place
 
     with _open(args.project) as project:
-        # a PPO/RLOO run's reward model (a reward run id or a classifier folder), None for other methods
-        runs = [{**{k: r[k] for k in RUN_KEYS}, "reward_model": r["config"].get("reward_model")}
-                for r in project.runs()]
+        rows = project.runs()
+        places = queue_places(rows)
+        # reward_model: a PPO/RLOO run's reward (a reward run id or a classifier folder), None for other methods
+        runs = [{**{k: r[k] for k in RUN_KEYS}, "queue_place": places.get(r["id"]),
+                 "reward_model": r["config"].get("reward_model")} for r in rows]
         for r in runs:  # only the rows the rules read: a long run has over a million
             r["warnings"] = run_warnings(read_run_series(project, r["id"], HEALTH_METRICS))
     if args.json:
@@ -226,7 +232,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
         return 0
-    print(_table([[r["id"], r["name"], r["method"], r["status"], r["model"],
+    print(_table([[r["id"], r["name"], r["method"], status_with_place(r["status"], r["queue_place"]), r["model"],
                    f"{r['step']}/{r['total_steps'] or '?'}", r["created_at"] or "", r["started_at"] or "",
                    r["ended_at"] or ""] for r in runs],
                  ["id", "name", "method", "status", "model", "steps", "created", "started", "ended"]))
@@ -262,6 +268,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from studio.store.demo import create_demo
 
+    # building the demo never opens a window: --no-open says so for scripts and tests, and keeps saying so
+    # should `studio demo PROJECT` ever open the app on what it built
     project = create_demo(args.project)
     counts = project.counts()
     project.close()

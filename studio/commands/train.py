@@ -25,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start a run on a frozen snapshot of the resolved preferences. In the foreground it shows a "
                     "progress line; --detach trains in the background and prints the run id. `--run ID` starts a "
                     "queued run (what the app does); `--resume ID` continues an interrupted or failed run. "
-                    "PPO and RLOO need a reward: --reward RUN (a finished reward run of the project, same model) "
-                    "or the folder of a sequence-classification model.")
+                    "`--seeds N` creates N runs of the config (seeds SEED, SEED+1, ...) as a seed group and trains "
+                    "them one after another in the project's queue; `--next` runs the queue. PPO and RLOO need a "
+                    "reward: --reward RUN (a finished reward run of the project, same model) or the folder of a "
+                    "sequence-classification model.")
     p.add_argument("project", help="project folder")
     p.add_argument("--method", default="dpo", choices=("dpo", "reward", "ppo", "rloo"),
                    help="training method: dpo (and its variants), reward (a reward model), ppo, rloo")
@@ -41,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="train in a background process; print the run id")
     p.add_argument("--run", type=int, metavar="ID", help="start the queued run ID")
     p.add_argument("--resume", type=int, metavar="ID", help="continue run ID from its last checkpoint")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="create N runs of this config with seeds SEED..SEED+N-1 (SEED: the `seed` setting) as a "
+                        "seed group, queued to train one after another; with --detach in the background")
+    p.add_argument("--next", action="store_true",
+                   help="run the project's queue: train its queued runs one after another until none waits "
+                        "(with --detach in the background, logging to runs/queue.log)")
     p.add_argument("--list-settings", action="store_true", help="print every setting with its default and help")
     p.set_defaults(func=cmd_train)
 
@@ -132,8 +140,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.list_settings:
         _print_settings(args.method)
         return 0
-    if args.run is not None and args.resume is not None:
-        raise ProjectError("--run and --resume: give one of them")
+    if sum(x for x in (args.run is not None, args.resume is not None, args.next)) > 1:
+        raise ProjectError("--run, --resume and --next: give one of them")
+    if args.next:
+        given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
+                                          ("--name", args.name), ("--seeds", args.seeds)) if value]
+        if given:
+            raise ProjectError(f"{', '.join(given)}: not taken with --next, which trains the runs already queued")
+        return _run_queue(Path(args.project), args.detach)
+    if args.seeds is not None and (args.run is not None or args.resume is not None):
+        raise ProjectError("--seeds: creates new runs; it is not taken with --run or --resume")
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise ProjectError(f"--seeds: give between 1 and {MAX_SEEDS} runs, got {args.seeds}")
     if args.run is not None or args.resume is not None:
         # a run keeps the settings it was created with (its checkpoint depends on them): refuse, don't ignore
         given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
@@ -170,6 +188,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 preflight.check_settings(config)
             except preflight.TrainingError as e:
                 raise ProjectError(str(e)) from None
+            if args.seeds is not None:
+                return _create_seed_group(project, args, config)
             run_id = project.create_run(args.method, args.model, to_dict(config), name=args.name)
             method = args.method
             if not project.run_snapshot(run_id, split="train"):
@@ -186,6 +206,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
     return _train_foreground(Path(args.project), run_id, resume=args.resume is not None)
+
+
+MAX_SEEDS = 100
+
+
+def _create_seed_group(project, args: argparse.Namespace, config) -> int:
+    """Queue N runs of one config, one per seed, as a group; train them (foreground) or start the queue."""
+    from studio.core.configs import to_dict
+    from studio.store import ProjectError
+    from studio.store.run_queue import create_seed_group
+
+    if not any(p.split == "train" for p in project.resolved_preferences()):
+        raise ProjectError(f"{args.project}: no resolved train preferences to train on; label some pairs first "
+                           f"(`studio stats {args.project}` shows what is labeled)")
+    seeds = [config.seed + i for i in range(args.seeds)]
+    group_id, run_ids = create_seed_group(project, args.method, args.model, to_dict(config), seeds, name=args.name)
+    size = len(project.run_snapshot(run_ids[0]))
+    print(f"seed group {group_id}: runs {', '.join(map(str, run_ids))} (seeds {', '.join(map(str, seeds))}) "
+          f"queued, {size} preferences in their snapshot", file=sys.stderr if args.detach else sys.stdout)
+    project.close()
+    if args.detach:
+        for run_id in run_ids:
+            print(run_id)
+    return _run_queue(Path(args.project), args.detach)
+
+
+def _run_queue(project: Path, detach: bool) -> int:
+    """Train the queued runs one after another: here, or in a background runner."""
+    from studio.train import queue
+
+    if detach:
+        proc = queue.spawn_runner(project)
+        print(f"the queue trains in the background (runner pid {proc.pid}); log: {queue.queue_log(project)}",
+              file=sys.stderr)
+        return 0
+    return queue.run_queue(project)
 
 
 def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
@@ -348,10 +404,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from studio.core.types import RunStatus
     from studio.store import Project
     from studio.store.project import pid_alive
+    from studio.store.run_queue import cancel_queued
 
     with Project.open(args.project) as project:
         project.mark_dead_runs()
         run = project.run(args.run)
+        if cancel_queued(project, args.run):
+            print(f"run {args.run}: taken out of the queue before it started (it ends interrupted, untrained)")
+            return 0
         if not RunStatus(run["status"]).active or not pid_alive(run["pid"]):
             raise CommandError(f"run {args.run}: is {run['status']} and no worker is training it; nothing to stop")
         project.request_stop(args.run)

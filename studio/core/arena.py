@@ -241,6 +241,11 @@ def fmt_interval(ci: Sequence[float] | None, share: bool = True) -> str:
     return f"{fmt_share(ci[0])} – {fmt_share(ci[1])}" if share else f"{ci[0]:.0f} – {ci[1]:.0f}"
 
 
+MATCHUP_COLUMNS = ("Matchup", "Wins", "Ties", "Losses", "Win rate", "95% interval", "Length-controlled",
+                   "95% interval", "Identical")
+"""The columns of `matchup_cells` (the CLI, the Arena tab and reports)."""
+
+
 def matchup_cells(m: dict[str, Any]) -> list[str]:
     """A matchup as a table row (the CLI's and the Arena tab's): name, wins, ties, losses, win rate, interval,
     and when it has them the length-controlled win rate, its interval and the identical outputs."""

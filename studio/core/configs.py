@@ -44,6 +44,9 @@ LOSS_TYPES = ("sigmoid", "ipo", "robust", "hinge", "simpo")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "cosine", "constant")
 TRUNCATIONS = ("keep_end", "keep_start")
+# settings that were on/off and gained 'auto': a stored true/false (or CLI yes/no) still reads as on/off
+AUTO_ON_OFF = ("auto", "on", "off")
+LAYOUTS = ("auto", "packed", "padded")
 
 
 @dataclass
@@ -87,8 +90,16 @@ class TrainConfig:
                          "the completion.", group="data", choices=TRUNCATIONS)
     precision: str = _f("auto", "Numeric precision: 'auto' picks bf16 on GPUs that support it, fp16 on other "
                         "GPUs, fp32 on CPU.", group="hardware", choices=PRECISIONS)
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, "
-                                      "about 30% slower.", group="hardware", basic=True)
+    gradient_checkpointing: str = _f("auto", "Recompute activations in the backward pass: less memory, slower. "
+                                     "'auto' measures the activations of the longest micro-batch and "
+                                     "recomputes only as many decoder layers as the GPU memory needs (none "
+                                     "when everything fits, and none on CPU when RAM suffices).",
+                                     group="hardware", choices=AUTO_ON_OFF, basic=True)
+    batch_layout: str = _f("auto", "How pairs are laid out in a forward pass: 'packed' runs each prompt once "
+                           "with chosen and rejected after it and packs short pairs into shared rows (no "
+                           "padding; an attention mask keeps them apart); 'padded' is TRL's layout (prompt "
+                           "repeated, rows right-padded). 'auto' packs when the model's attention allows it.",
+                           group="hardware", choices=LAYOUTS)
     seed: int = _f(0, "Seed for adapter initialisation, data order, dropout and sampling.")
     eval_fraction: float = _f(0.0, "Share of train preferences held out for evaluation when the project has "
                               "no eval split.", group="eval", minimum=0.0, maximum=0.5)
@@ -119,10 +130,12 @@ class DPOConfig(TrainConfig):
                             minimum=0.0, label="SimPO gamma", basic=True, applies_when={"loss_type": ("simpo",)})
     nll_weight: float = _f(0.0, "Weight of an NLL term on the chosen response (RPO); 0 disables it.",
                            group="method", minimum=0.0, label="NLL weight (RPO)", basic=True)
-    precompute_ref_logps: bool = _f(False, "Compute reference log-probs once before training instead of every "
-                                    "step (faster, uses a pass over the data first).", group="method",
-                                    label="Precompute reference log-probs",
-                                    applies_when={"loss_type": ("sigmoid", "ipo", "robust", "hinge")})
+    precompute_ref_logps: str = _f("auto", "Compute reference log-probs once before training (inference mode, "
+                                   "larger length-sorted batches) instead of in every step. 'auto' does when the "
+                                   "run would otherwise run at least as many reference forwards as there are "
+                                   "pairs (about one epoch or more, evaluations included).", group="method",
+                                   choices=AUTO_ON_OFF, label="Precompute reference log-probs",
+                                   applies_when={"loss_type": ("sigmoid", "ipo", "robust", "hinge")})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
 
 
@@ -350,18 +363,25 @@ def planned_steps(max_steps: int, epochs: float, batch_size: int, grad_accumulat
     return max(1, math.ceil(micro / max(1, grad_accumulation)))
 
 
+def _as_bool(raw: Any) -> bool | None:
+    """True/False for a boolean or its usual spellings, None for anything else."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    return True if word in ("1", "true", "yes") else False if word in ("0", "false", "no") else None
+
+
 def parse_value(fld: ConfigField, raw: Any) -> Any:
     """Convert a raw value (a CLI string or a JSON value) to the field's type, validating it."""
     name = fld.name
+    if fld.choices == AUTO_ON_OFF and _as_bool(raw) is not None:
+        raw = "on" if _as_bool(raw) else "off"  # the setting's former true/false
     try:
         if fld.type is bool:
-            if isinstance(raw, bool):
-                value: Any = raw
-            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
-                value = True
-            elif str(raw).strip().lower() in ("0", "false", "no", "off"):
-                value = False
-            else:
+            value: Any = _as_bool(raw)
+            if value is None and str(raw).strip().lower() in ("on", "off"):
+                value = str(raw).strip().lower() == "on"
+            if value is None:
                 raise ValueError
         elif fld.type is int:
             if isinstance(raw, float) and not raw.is_integer():

@@ -21,6 +21,10 @@ LOGRATIO_CHOSEN = "logratio/chosen"
 LOGRATIO_REJECTED = "logratio/rejected"
 EPOCH = "epoch"
 NLL = "nll"
+# Counters for a run's cost, cumulative since the run began (a resumed run carries them on), written by every
+# recipe: the last value is the run's total. TRL's SFT trainer logs the same token count as num_tokens.
+NUM_TOKENS = "num_tokens"  # real (unpadded) tokens in the training batches of the optimizer steps done
+SAMPLES_GENERATED = "samples_generated"  # sequences the policy generated: eval samples, and PPO's rollouts
 
 EVAL_PREFIX = "eval/"
 # KL(pi || pi_ref) estimated on the policy's own samples (Schulman's estimators, r = log pi_ref - log pi per
@@ -61,7 +65,6 @@ VALUE_CLIPFRAC = "val/clipfrac_avg"
 VALUE_RATIO = "val/ratio"
 NUM_EOS_TOKENS = "val/num_eos_tokens"  # responses of the batch that ended (EOS or end of turn)
 KL_COEF = "kl_coef"
-EPISODE = "episode"  # responses sampled so far
 # seconds of each phase of the step: sampling, the reward model, the no-grad forwards (rollout log-probs,
 # reference, values), and the optimisation
 TIME_GENERATE = "time/generate"
@@ -80,3 +83,23 @@ def eval_name(name: str) -> str:
     """The eval-split twin of a train metric name (`rewards/margins` -> `eval/rewards/margins`)."""
     return name if name.startswith(EVAL_PREFIX) else EVAL_PREFIX + name
 
+
+COMPARE_METRICS = (REWARDS_MARGINS, eval_name(REWARDS_MARGINS), REWARDS_ACCURACIES, eval_name(REWARDS_ACCURACIES), LOSS,
+                   LOGPS_CHOSEN, LOGPS_REJECTED, EVAL_KL)
+"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables (DPO's)."""
+
+METHOD_COMPARE_METRICS: dict[str, tuple[str, ...]] = {
+    "reward": (ACCURACY, eval_name(ACCURACY), MARGIN, eval_name(MARGIN), LOSS, eval_name(LOSS)),
+    "ppo": (OBJECTIVE_SCORES, eval_name(OBJECTIVE_SCORES), OBJECTIVE_KL, eval_name(OBJECTIVE_KL),
+            OBJECTIVE_RLHF_REWARD, RESPONSE_LENGTH, POLICY_CLIPFRAC, EVAL_KL),
+}
+METHOD_COMPARE_METRICS["rloo"] = METHOD_COMPARE_METRICS["ppo"]
+
+
+def compare_metrics_for(methods) -> tuple[str, ...]:
+    """The compared metrics for runs of these methods: each method's own (DPO's for the others), in the order
+    of first use, each once."""
+    out: list[str] = []
+    for method in dict.fromkeys(methods or ["dpo"]):
+        out += [m for m in METHOD_COMPARE_METRICS.get(method, COMPARE_METRICS) if m not in out]
+    return tuple(out)

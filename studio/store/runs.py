@@ -187,12 +187,15 @@ class RunsStore(StoreBase):
 
     def claim_run(self, run_id: int, allowed: Sequence[str], pid: int, host: str) -> bool:
         """Move a run in one of the `allowed` states to 'running' for the worker (pid, host), atomically, so
-        two workers can never train the same run. False when the run was not in an allowed state."""
+        two workers can never train the same run. False when the run was not in an allowed state. A stop asked
+        of a queued run before its worker got to it is kept (the worker stops at once); a resumed run's old
+        stop request is cleared."""
         ts = now_iso()
         with self._write() as c:
             cur = c.execute(
                 f"UPDATE runs SET status = 'running', pid = ?, host = ?, started_at = coalesce(started_at, ?), "
-                f"resumed_at = ?, ended_at = NULL, error = NULL, stop_requested = 0, heartbeat_at = ? "
+                f"resumed_at = ?, ended_at = NULL, error = NULL, heartbeat_at = ?, "
+                f"stop_requested = CASE WHEN status = 'queued' THEN stop_requested ELSE 0 END "
                 f"WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
                 (pid, host, ts, ts, ts, run_id, *allowed))
             return cur.rowcount == 1

@@ -324,6 +324,22 @@ def m007_pair_flags(db: Database) -> None:
     """)
 
 
+@migration("m008_run_groups")
+def m008_run_groups(db: Database) -> None:
+    # seed groups: runs created together from one config with different seeds, compared as one (mean and
+    # band); queue_position orders the runs that wait to train one after another (NULL: not queued so)
+    run_script(db, """
+        CREATE TABLE run_groups (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN group_id INTEGER REFERENCES run_groups(id) ON DELETE SET NULL;
+        ALTER TABLE runs ADD COLUMN queue_position INTEGER;
+        CREATE INDEX runs_by_queue_position ON runs (queue_position) WHERE queue_position IS NOT NULL;
+    """)
+
+
 # After the last migration, so that it is plain that every migration above has registered itself by now.
 def known_migrations() -> list[str]:
     """Names of every migration this version knows, in order (a project with others is from a newer one)."""

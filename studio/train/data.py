@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from studio.train.logps import HeadRows
+
 log = logging.getLogger("studio.train")
 
 
@@ -34,20 +36,38 @@ class Example:
 
 @dataclass
 class Batch:
-    """A padded micro-batch: rows 0..B-1 are prompt+chosen, rows B..2B-1 prompt+rejected (right-padded)."""
+    """A micro-batch of B pairs in one of two layouts; sequences 0..B-1 are the chosen ones, B..2B-1 the rejected.
 
-    input_ids: torch.Tensor  # [2B, T]
-    attention_mask: torch.Tensor  # [2B, T]
-    completion_mask: torch.Tensor  # [2B, T], 1 on completion tokens (the targets whose log-prob counts)
+    Padded (`collate`, TRL's layout): rows 0..B-1 prompt+chosen, rows B..2B-1 prompt+rejected, right-padded.
+    Packed (`pack`, see packing.py): each prompt once with both completions after it, pairs sharing rows,
+    with position ids and segment / branch ids from which the attention mask is built.
+    Either way `head` says which hidden states the lm_head scores (laid out here, on the host)."""
+
+    input_ids: torch.Tensor  # [rows, T]
+    attention_mask: torch.Tensor  # [rows, T], 1 on real tokens
+    completion_mask: torch.Tensor  # [rows, T], 1 on completion tokens
     pair_ids: list[int] = field(default_factory=list)
+    head: HeadRows | None = None
+    position_ids: torch.Tensor | None = None  # packed: positions restart per pair, rejected after the prompt
+    segments: torch.Tensor | None = None  # packed: [rows, T] pair index within its row, -1 on padding
+    branches: torch.Tensor | None = None  # packed: [rows, T] packing.PROMPT / CHOSEN / REJECTED / PADDING
+    n_tokens: int = 0  # tokens of the pairs' sequences, each prompt counted with both completions (as TRL)
 
     @property
     def n_pairs(self) -> int:
-        return self.input_ids.shape[0] // 2
+        return self.head.n_seqs // 2 if self.head is not None else self.input_ids.shape[0] // 2
+
+    @property
+    def packed(self) -> bool:
+        return self.segments is not None
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(to_device(self.input_ids, device), to_device(self.attention_mask, device),
-                     to_device(self.completion_mask, device), self.pair_ids)
+        def move(t):
+            return None if t is None else to_device(t, device)
+
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.completion_mask), self.pair_ids,
+                     None if self.head is None else self.head.to(device, to_device), move(self.position_ids),
+                     move(self.segments), move(self.branches), self.n_tokens)
 
 
 def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -146,22 +166,82 @@ def tokenize_rows(rows: list[dict], tokenizer, max_length: int, max_prompt_lengt
     return out
 
 
+LAYOUTS = ("padded", "packed")
+
+
 def collate(examples: list[Example], pad_id: int, pad_to_multiple_of: int = 1) -> Batch:
-    """Right-pad prompt+chosen and prompt+rejected sequences into one [2B, T] batch."""
+    """Right-pad prompt+chosen and prompt+rejected sequences into one [2B, T] batch (TRL's layout)."""
     seqs = [e.prompt_ids + e.chosen_ids for e in examples] + [e.prompt_ids + e.rejected_ids for e in examples]
-    comp = [[0] * len(e.prompt_ids) + [1] * len(e.chosen_ids) for e in examples] + \
-           [[0] * len(e.prompt_ids) + [1] * len(e.rejected_ids) for e in examples]
+    prompts = [len(e.prompt_ids) for e in examples] * 2
     width = max(len(s) for s in seqs)
     width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     n = len(seqs)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.long)
     completion = torch.zeros((n, width), dtype=torch.long)
-    for i, (s, c) in enumerate(zip(seqs, comp, strict=True)):
+    index: list[int] = []
+    targets: list[int] = []
+    seq: list[int] = []
+    for i, (s, p) in enumerate(zip(seqs, prompts, strict=True)):
         input_ids[i, :len(s)] = torch.tensor(s)
         attention[i, :len(s)] = 1
-        completion[i, :len(c)] = torch.tensor(c)
-    return Batch(input_ids, attention, completion, [e.pair_id for e in examples])
+        completion[i, p:len(s)] = 1
+        # position t - 1 predicts completion token t (a completion at position 0 has no predictor)
+        first = max(p, 1)
+        index.extend(range(i * width + first - 1, i * width + len(s) - 1))
+        targets.extend(s[first:])
+        seq.extend([i] * (len(s) - first))
+    head = HeadRows.from_lists(index, targets, seq, n)
+    return Batch(input_ids, attention, completion, [e.pair_id for e in examples], head,
+                 n_tokens=sum(e.n_tokens for e in examples))
+
+
+def pack(examples: list[Example], pad_id: int, pad_to_multiple_of: int = 1) -> Batch:
+    """The packed layout (packing.py): per pair one segment prompt + chosen + rejected, segments first-fit into
+    rows as wide as the longest, position ids that put both completions right after their prompt."""
+    from studio.train import packing
+
+    lengths = [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples]
+    width = -(-max(lengths) // pad_to_multiple_of) * pad_to_multiple_of
+    rows = packing.segment_order(lengths, width)
+    B = len(examples)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    completion = torch.zeros((len(rows), width), dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    segments = torch.full((len(rows), width), -1, dtype=torch.long)
+    branches = torch.full((len(rows), width), packing.PADDING, dtype=torch.long)
+    per_seq: list[tuple[list[int], list[int]]] = [([], []) for _ in range(2 * B)]  # (index, targets) per sequence
+    for r, members in enumerate(rows):
+        offset = r * width
+        at = 0
+        for k, j in enumerate(members):
+            e = examples[j]
+            p, c, rj = len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)
+            end = at + lengths[j]
+            input_ids[r, at:end] = torch.tensor(e.prompt_ids + e.chosen_ids + e.rejected_ids)
+            attention[r, at:end] = 1
+            completion[r, at + p:end] = 1
+            positions[r, at:end] = torch.cat([torch.arange(p + c), torch.arange(p, p + rj)])
+            segments[r, at:end] = k
+            branches[r, at:end] = torch.tensor([packing.PROMPT] * p + [packing.CHOSEN] * c + [packing.REJECTED] * rj)
+            last_prompt = [offset + at + p - 1] if p else []  # predicts the first token of both completions
+            chosen_from = (last_prompt + list(range(offset + at + p, offset + at + p + c - 1))) if c else []
+            rejected_from = (last_prompt + list(range(offset + at + p + c, offset + end - 1))) if rj else []
+            per_seq[j] = (chosen_from, e.chosen_ids[len(e.chosen_ids) - len(chosen_from):])
+            per_seq[B + j] = (rejected_from, e.rejected_ids[len(e.rejected_ids) - len(rejected_from):])
+            at = end
+    index = [i for idx, _ in per_seq for i in idx]
+    targets = [t for _, tg in per_seq for t in tg]
+    seq = [s for s, (idx, _) in enumerate(per_seq) for _ in idx]
+    head = HeadRows.from_lists(index, targets, seq, 2 * B)
+    return Batch(input_ids, attention, completion, [e.pair_id for e in examples], head, positions, segments,
+                 branches, n_tokens=sum(e.n_tokens for e in examples))
+
+
+def make_batch(examples: list[Example], pad_id: int, layout: str = "padded") -> Batch:
+    """The micro-batch of `examples` in `layout` ('padded' or 'packed', see LAYOUTS)."""
+    return pack(examples, pad_id) if layout == "packed" else collate(examples, pad_id)
 
 
 def split_eval(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

@@ -25,8 +25,8 @@ from torch import nn
 from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, to_dict
-from studio.train import checkpoint, data, preflight, runtime, sampling
-from studio.train.logps import sequence_logps
+from studio.train import checkpoint, data, memory, packing, preflight, runtime, sampling
+from studio.train.logps import completion_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
 from studio.train.metrics_writer import metric_sink
 from studio.train.model import PolicyLogps, eval_mode, load_policy
@@ -53,6 +53,10 @@ class TrainState:
     # the step whose evaluation finished (-1: none yet); a stop during an evaluation leaves it behind `step`,
     # so the resumed run evaluates that step first instead of leaving a hole or doubling the rows
     evaluated_step: int = -1
+    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens of this process's training
+    # micro-batches so far, and sequences sampled at evaluations
+    tokens: int = 0
+    samples_generated: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- one step
@@ -68,20 +72,37 @@ def loss_settings(config: DPOConfig) -> LossSettings:
                         nll_weight=config.nll_weight)
 
 
+def decoder_attention(batch: data.Batch, model: nn.Module):
+    """What the decoder takes as attention_mask: the padding mask, or the packed layout's block mask."""
+    if not batch.packed:
+        return batch.attention_mask
+    return packing.attention_mask(batch.segments, batch.branches, model)
+
+
+def reference_logps(peft_model: nn.Module, batch: data.Batch, attention=None) -> torch.Tensor:
+    """The reference's per-sequence log-probs of a batch: the policy with its adapter disabled, no gradient."""
+    attention = decoder_attention(batch, peft_model) if attention is None else attention
+    with torch.no_grad(), peft_model.disable_adapter():
+        return completion_logps(peft_model, batch.input_ids, batch.head, attention, batch.position_ids).logps
+
+
 def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, config: DPOConfig,
                 ref: tuple[torch.Tensor, torch.Tensor] | None = None, want_ref: bool = True,
                 stats: StepStats | None = None):
-    """Policy forward (one concatenated batch), reference forward (adapter disabled, no grad) unless
-    precomputed, loss. Returns the LossOutput; adds detached statistics to `stats`."""
+    """Reference forward (adapter disabled, no grad) unless precomputed, then the policy forward (one pass
+    over chosen and rejected), loss. Returns the LossOutput; adds detached statistics to `stats`.
+
+    The reference runs first so that its transient memory is gone before the policy's activations build up."""
     B = batch.n_pairs
-    # policy: chosen rows then rejected rows, one forward
-    logps, tokens, entropy_sum, logits_sum = policy(batch.input_ids, batch.attention_mask, batch.completion_mask,
-                                                    stats=stats is not None)
+    attention = decoder_attention(batch, peft_model)
     # reference: the same model with the adapter off
     if ref is None and want_ref:
-        with torch.no_grad(), peft_model.disable_adapter():
-            ref_all = sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
+        ref_all = reference_logps(peft_model, batch, attention)
         ref = (ref_all[:B], ref_all[B:])
+    # policy: chosen sequences then rejected ones, one forward
+    logps, tokens, entropy_sum, logits_sum = policy(batch.input_ids, attention, batch.completion_mask,
+                                                    stats=stats is not None, rows=batch.head,
+                                                    position_ids=batch.position_ids)
     p = PairLogps(logps[:B], logps[B:], ref[0] if ref else None, ref[1] if ref else None, tokens[:B], tokens[B:])
     out = preference_loss(config.loss_type, p, loss_settings(config))
     if stats is not None:
@@ -106,7 +127,7 @@ def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, con
                 means[M.LOGRATIO_REJECTED] = ((p.rejected.detach() - ref[1]).sum(), rejected_tokens)
             if out.nll is not None:
                 means[M.NLL] = (out.nll.detach(), 1)
-            stats.add(means, tokens=batch.attention_mask.sum())
+            stats.add(means, tokens=batch.n_tokens)
     return out
 
 
@@ -143,9 +164,9 @@ class StoppablePass:
     large dataset takes minutes); `stopped` says whether one came."""
 
     def __init__(self, examples: list[data.Example], batch_size: int, pad_id: int, device,
-                 should_stop: Callable[[], bool]):
+                 should_stop: Callable[[], bool], layout: str = "padded"):
         self.examples, self.batch_size, self.pad_id, self.device = examples, batch_size, pad_id, device
-        self.should_stop = should_stop
+        self.should_stop, self.layout = should_stop, layout
         self.stopped = False
 
     def __iter__(self) -> Iterator[data.Batch]:
@@ -153,33 +174,54 @@ class StoppablePass:
             if self.should_stop():
                 self.stopped = True
                 return
-            yield data.collate(self.examples[k:k + self.batch_size], self.pad_id).to(self.device)
+            yield data.make_batch(self.examples[k:k + self.batch_size], self.pad_id, self.layout).to(self.device)
 
 
-@torch.no_grad()
+# The reference pass keeps no activations, so its batches can be this many times the training batch.
+REF_BATCH_FACTOR = 4
+
+
+@torch.inference_mode()
 def precompute_ref(peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device,
-                   accelerator, should_stop: Callable[[], bool] = lambda: False
+                   accelerator, should_stop: Callable[[], bool] = lambda: False, layout: str = "padded"
                    ) -> dict[int, tuple[float, float]] | None:
-    """Reference log-probs of every pair once, before training (config.precompute_ref_logps).
+    """Reference log-probs of every pair once, before training (see `precompute_is_cheaper`): inference mode,
+    batches REF_BATCH_FACTOR times the training batch, pairs sorted by length so that a batch holds pairs of
+    about one length (little padding; the longest batch first, so a memory error shows at once).
     None when a stop was requested meanwhile."""
     cache: dict[int, tuple[float, float]] = {}
-    batches = StoppablePass(examples, config.batch_size, pad_id, device, should_stop)
+    by_length = sorted(examples, key=lambda e: -e.n_tokens)
+    batches = StoppablePass(by_length, config.batch_size * REF_BATCH_FACTOR, pad_id, device, should_stop, layout)
     with eval_mode(peft_model), peft_model.disable_adapter():
         for batch in batches:
             with accelerator.autocast():
-                lp = sequence_logps(peft_model, batch.input_ids, batch.attention_mask, batch.completion_mask).logps
+                lp = completion_logps(peft_model, batch.input_ids, batch.head, decoder_attention(batch, peft_model),
+                                      batch.position_ids).logps
             B = batch.n_pairs
             for pid, c, r in zip(batch.pair_ids, lp[:B].tolist(), lp[B:].tolist(), strict=True):
                 cache[pid] = (c, r)
     return None if batches.stopped else cache
 
 
+def precompute_is_cheaper(config: DPOConfig, total_steps: int, n_train: int, n_eval: int) -> bool:
+    """precompute_ref_logps 'auto': precompute when the run would otherwise run at least as many pairs through
+    the reference as the snapshot holds: the pairs of its training steps plus those of its evaluations. That
+    is about one epoch or more; the precomputed pass is then cheaper still per pair (inference mode, larger
+    and length-sorted batches)."""
+    if config.precompute_ref_logps in ("on", "off", True, False):
+        return config.precompute_ref_logps in ("on", True)
+    evaluations = (total_steps // config.eval_interval if config.eval_interval else 0) + 1
+    per_step_pairs = total_steps * config.grad_accumulation * config.batch_size + evaluations * n_eval
+    return per_step_pairs >= n_train + n_eval
+
+
 @torch.no_grad()
 def evaluate(policy, peft_model, examples: list[data.Example], config: DPOConfig, pad_id: int, device, accelerator,
-             state: TrainState, should_stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
+             state: TrainState, should_stop: Callable[[], bool] = lambda: False,
+             layout: str = "padded") -> dict[str, float] | None:
     """The train metrics on the eval split (no gradient, dropout off); None when a stop was requested."""
     stats = step_stats(device)
-    batches = StoppablePass(examples, config.batch_size, pad_id, device, should_stop)
+    batches = StoppablePass(examples, config.batch_size, pad_id, device, should_stop, layout)
     with eval_mode(peft_model):
         for batch in batches:
             with accelerator.autocast():
@@ -241,6 +283,7 @@ class DPORun:
         self.scheduler = runtime.make_scheduler(optimizer, config, self.total_steps)
         self.policy, self.optimizer = self.accelerator.prepare(PolicyLogps(self.peft_model), optimizer)
         self.peft_model.train()
+        self.layout, self.precompute = self.plan_speed()
 
         # position: the start, or where the checkpoint left off
         self.state = TrainState()
@@ -250,6 +293,28 @@ class DPORun:
             project.update_run(run_id, total_steps=self.total_steps, step=self.state.step)
         self.writer = metric_sink(project, run_id, self.main)
         self._epoch_batches: tuple[int, list[list[data.Example]]] | None = None
+
+    def plan_speed(self) -> tuple[str, bool]:
+        """The batch layout, gradient checkpointing ('auto': measured, see memory.py) and whether reference
+        log-probs are precomputed, each logged with why."""
+        config = self.config
+        reason = packing.unsupported_reason(self.peft_model)
+        layout = "padded" if config.batch_layout == "padded" or reason else "packed"
+        if config.batch_layout == "packed" and reason:
+            log.warning("batch_layout packed: %s; the padded layout is used", reason)
+        if config.gradient_checkpointing == "auto":
+            longest = max(self.train_ex, key=lambda e: e.n_tokens)
+            batch = data.make_batch([longest], self.pad_id, layout).to(self.device)
+            compute_bytes = 4 if self.accelerator.mixed_precision == "no" else 2
+            k, n, why = memory.auto_checkpointing(self.peft_model, batch, config.batch_size,
+                                                  decoder_attention(batch, self.peft_model), self.device,
+                                                  compute_bytes)
+            log.info("gradient checkpointing auto: %d of %d layers recomputed (%s)", k, n, why)
+        n_train, n_eval = (math.ceil(len(ex) / self.world) for ex in (self.train_ex, self.eval_ex))
+        precompute = precompute_is_cheaper(config, self.total_steps, n_train, n_eval)
+        log.info("batch layout: %s%s; reference log-probs %s", layout, f" ({reason})" if reason else "",
+                 "precomputed once" if precompute and self.use_ref else "computed in each step")
+        return layout, precompute
 
     # -- stop
 
@@ -266,7 +331,9 @@ class DPORun:
             batches = self.epoch_batches()
             if state.batch_index < len(batches):
                 state.batch_index += 1
-                return data.collate(batches[state.batch_index - 1], self.pad_id).to(self.device)
+                examples = batches[state.batch_index - 1]
+                state.tokens += sum(e.n_tokens for e in examples)  # counted on the host: no device sync
+                return data.make_batch(examples, self.pad_id, self.layout).to(self.device)
             state.epoch, state.batch_index = state.epoch + 1, 0
 
     def epoch_batches(self) -> list[list[data.Example]]:
@@ -281,7 +348,7 @@ class DPORun:
         """The reference log-probs of every pair, once; a stop meanwhile leaves them to the resume."""
         t0 = time.time()
         cache = precompute_ref(self.peft_model, self.train_ex + self.eval_ex, self.config, self.pad_id,
-                               self.device, self.accelerator, self.stop_requested)
+                               self.device, self.accelerator, self.stop_requested, self.layout)
         if cache is None:
             log.info("stop requested during the reference pass (it is redone on resume)")
         else:
@@ -313,6 +380,8 @@ class DPORun:
         values.update({M.GRAD_NORM: float(grad_norm), M.LEARNING_RATE: lr,
                        M.TOKENS_PER_SECOND: tokens / max(clock.seconds(), 1e-9),
                        M.MEMORY: runtime.peak_memory_gib(self.device),
+                       # every process trains as many micro-batches of about the same length: the run's total
+                       M.NUM_TOKENS: state.tokens * self.world,
                        M.EPOCH: state.epoch + state.batch_index / max(1, len(self.epoch_batches()))})
         self.writer.add(state.step, values)
         if not math.isfinite(values[M.LOSS]):
@@ -340,7 +409,7 @@ class DPORun:
         values: dict[str, float] = {}
         if self.eval_ex:
             split_values = evaluate(self.policy, self.peft_model, self.eval_ex, self.config, self.pad_id,
-                                    self.device, self.accelerator, self.state, self.stop_requested)
+                                    self.device, self.accelerator, self.state, self.stop_requested, self.layout)
             if split_values is None:
                 return False
             values.update(split_values)
@@ -353,6 +422,9 @@ class DPORun:
                     self.peft_model, self.tokenizer, self.eval_prompts, self.config.sample_max_new_tokens,
                     self.config.seed, self.device)
             values.update(sample_values)
+            self.state.samples_generated += len(rows)
+        if self.main:
+            values[M.SAMPLES_GENERATED] = self.state.samples_generated
         self.writer.add(self.state.step, values)
         if rows:
             self.ctx.project.add_samples(self.ctx.run_id, self.state.step, rows)
@@ -373,7 +445,8 @@ class DPORun:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": checkpoint.rng_state(), "ref_cache": state.ref_cache,
                 "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index,
-                             "evaluated_step": state.evaluated_step}}
+                             "evaluated_step": state.evaluated_step, "tokens": state.tokens,
+                             "samples_generated": state.samples_generated}}
         if self.main:
             path = checkpoint.save(self.ckpt_dir, ckpt)
             checkpoint.save_adapter(self.peft_model, self.tokenizer, paths.adapter_dir(self.folder, self.ctx.run_id))
@@ -411,8 +484,9 @@ def train(ctx: RunContext) -> str:
     run = DPORun(ctx)
     config, state = run.config, run.state
 
-    # reference log-probs once up front (precompute_ref_logps), unless the checkpoint brought them
-    if config.precompute_ref_logps and run.use_ref and not state.ref_cache:
+    # reference log-probs once up front (precompute_ref_logps, by default when cheaper), unless the checkpoint
+    # brought them
+    if run.precompute and run.use_ref and not state.ref_cache:
         run.precompute_reference()
 
     # the baseline at step 0 (samples and KL zero before any update), or an evaluation a stop cut short

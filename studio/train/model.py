@@ -13,7 +13,7 @@ from torch import nn
 
 from studio.core.configs import DPOConfig
 from studio.train import preflight
-from studio.train.logps import sequence_logps
+from studio.train.logps import HeadRows, completion_logps, sequence_logps
 from studio.train.preflight import TrainingError
 from studio.train.runtime import weights_dtype
 
@@ -58,12 +58,43 @@ def wrap_lora(base: nn.Module, config: DPOConfig):
 
     base.config.use_cache = False
     disable_dropout(base)
-    if config.gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.gradient_checkpointing in ("on", True):  # 'auto' is decided once the data is known (memory.py)
+        enable_checkpointing(base)
     torch.manual_seed(config.seed)  # adapter initialisation
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=lora_targets(base, config.lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(base, lora)
+
+
+def enable_checkpointing(base: nn.Module, layers: int | None = None) -> None:
+    """Recompute decoder layers in the backward pass (non-reentrant, so LoRA needs no input gradients): all of
+    them, or the first `layers` of them (the selective policy of gradient_checkpointing 'auto')."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers 5
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if layers is not None:
+        for i, layer in enumerate(checkpointed_layers(base)):
+            layer.gradient_checkpointing = i < layers
+
+
+def checkpointed_layers(base: nn.Module) -> list[nn.Module]:
+    """The model's repeated blocks that gradient checkpointing can recompute one by one (its decoder layers);
+    empty where transformers only switches checkpointing for the whole model (before 4.52)."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return []
+    return [m for m in base.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def compile_layers(base: nn.Module) -> int:
+    """torch.compile each decoder layer in place (shapes marked dynamic: batch widths vary); returns how many."""
+    layers = checkpointed_layers(base)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 def lora_targets(model: nn.Module, setting: str) -> str | list[str]:
@@ -109,6 +140,12 @@ class PolicyLogps(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, completion_mask, stats: bool = False):
-        out = sequence_logps(self.model, input_ids, attention_mask, completion_mask, stats=stats)
+    def forward(self, input_ids, attention_mask, completion_mask, stats: bool = False, rows: HeadRows | None = None,
+                position_ids=None):
+        """(logps, tokens, entropy_sum, logits_sum) per sequence. With `rows` (laid out on the host, see
+        data.Batch) the head takes them and `attention_mask` may be a packed layout's 4D mask."""
+        if rows is None:
+            out = sequence_logps(self.model, input_ids, attention_mask, completion_mask, stats=stats)
+        else:
+            out = completion_logps(self.model, input_ids, rows, attention_mask, position_ids, stats=stats)
         return out.logps, out.tokens, out.entropy_sum, out.logits_sum

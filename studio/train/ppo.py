@@ -425,6 +425,8 @@ class PPORun(RecipeRun):
                            M.EVAL_KL_SEQ: float(k3.sum(1).mean()), M.EVAL_KL_K1_SEQ: float(k1.sum(1).mean()),
                            M.EVAL_SAMPLE_LENGTH: float(r.mask.sum(1).float().mean()),
                            M.EVAL_DISTINCT_2: sampling.distinct_2(r.completion_ids)})
+            self.position.samples_generated += len(r)
+            values[M.SAMPLES_GENERATED] = self.position.samples_generated
             self.writer.add(self.position.step, values)
             if self.main:
                 self.ctx.project.add_samples(self.ctx.run_id, self.position.step, self.sample_rows(r, adv))
@@ -509,12 +511,15 @@ def train(ctx: RunContext) -> str:
         run.kl_ctl.update(values[M.OBJECTIVE_KL], len(rollouts))
         log_step = run.is_log_step()
         pos.step += 1
+        pos.tokens += int(rollouts.attention_mask.sum())
+        pos.samples_generated += len(rollouts)
         if log_step:
             seconds = time.perf_counter() - began
             values |= stats.read() | rollouts.times
             values.update({M.TIME_OPTIMISE: optimise_seconds, M.GRAD_NORM: float(grad_norm), M.LEARNING_RATE: lr,
                            M.TOKENS_PER_SECOND: float(rollouts.attention_mask.sum()) / seconds,
-                           M.MEMORY: runtime.peak_memory_gib(run.device), M.EPISODE: pos.step * len(rollouts),
+                           M.MEMORY: runtime.peak_memory_gib(run.device),
+                           M.NUM_TOKENS: pos.tokens, M.SAMPLES_GENERATED: pos.samples_generated,
                            M.EPOCH: run.epoch_progress()})
             run.writer.add(pos.step, values)
             run.check_finite(values)

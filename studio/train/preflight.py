@@ -48,6 +48,10 @@ def config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
         old, new = saved[key], current[key]
         if isinstance(old, dict) and isinstance(new, dict):
             out.extend(config_changes(old, new, f"{prefix}{key}."))
+        elif isinstance(old, bool) and new in ("on", "off"):
+            # a setting that was true/false and became auto|on|off (gradient_checkpointing, ...)
+            if ("on" if old else "off") != new:
+                out.append(f"{prefix}{key}: {old!r} -> {new!r}")
         elif old != new:
             out.append(f"{prefix}{key}: {old!r} -> {new!r}")
     return sorted(out)

@@ -27,6 +27,10 @@ class Position:
     epoch: int = 0
     batch_index: int = 0
     evaluated_step: int = -1
+    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens trained on by this process,
+    # sequences the policy generated (evaluation samples, rollouts)
+    tokens: int = 0
+    samples_generated: int = 0
 
     def state_dict(self) -> dict:
         return asdict(self)

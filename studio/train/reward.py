@@ -111,7 +111,9 @@ class RewardRun(RecipeRun):
             batches = self.epoch_batches()
             if pos.batch_index < len(batches):
                 pos.batch_index += 1
-                return data.collate(batches[pos.batch_index - 1], self.pad_id).to(self.device)
+                examples = batches[pos.batch_index - 1]
+                pos.tokens += sum(e.n_tokens for e in examples)  # counted on the host: no device sync
+                return data.collate(examples, self.pad_id).to(self.device)
             pos.epoch, pos.batch_index = pos.epoch + 1, 0
 
     def epoch_batches(self) -> list[list[data.Example]]:
@@ -150,7 +152,7 @@ class RewardRun(RecipeRun):
         tokens = stats.tokens * clock.micro_batches / config.grad_accumulation
         values.update({M.GRAD_NORM: float(grad_norm), M.LEARNING_RATE: lr,
                        M.TOKENS_PER_SECOND: tokens / max(clock.seconds(), 1e-9),
-                       M.MEMORY: runtime.peak_memory_gib(self.device),
+                       M.MEMORY: runtime.peak_memory_gib(self.device), M.NUM_TOKENS: pos.tokens * self.world,
                        M.EPOCH: pos.epoch + pos.batch_index / max(1, len(self.epoch_batches()))})
         self.writer.add(pos.step, values)
         if not math.isfinite(values[M.LOSS]):

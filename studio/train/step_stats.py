@@ -28,11 +28,15 @@ class StepStats:
         self._device_sums = torch.zeros(2 * len(self.names) + 1, device=device, dtype=torch.float64)
         self._zero = torch.zeros((), device=device, dtype=torch.float64)
         self._host_counts = dict.fromkeys(self.names, 0.0)
+        self._host_tokens = 0.0
         self.tokens = 0.0  # real (unpadded) tokens added, set by read()
 
-    def add(self, means: Mapping[str, Mean], tokens: torch.Tensor | None = None) -> None:
+    def add(self, means: Mapping[str, Mean], tokens: torch.Tensor | float | None = None) -> None:
         """Add one micro-batch: `means` maps metric names to (sum, count); `tokens` counts the batch's real
-        tokens (for tokens/s). One stack and one add on the device."""
+        tokens (for tokens/s; a host number stays on the host). One stack and one add on the device."""
+        if tokens is not None and not isinstance(tokens, torch.Tensor):
+            self._host_tokens += float(tokens)
+            tokens = None
         unknown = set(means) - set(self.names)
         if unknown:
             raise KeyError(f"unknown statistics: {sorted(unknown)} (this StepStats keeps {', '.join(self.names)})")
@@ -58,7 +62,7 @@ class StepStats:
         """Each metric's mean over what was added, by name; metrics nothing was counted for are left out."""
         values = self._device_sums.tolist()  # the one sync
         n = len(self.names)
-        self.tokens = values[-1]
+        self.tokens = values[-1] + self._host_tokens
         out = {}
         for i, name in enumerate(self.names):
             count = values[n + i] + self._host_counts[name]

@@ -36,7 +36,7 @@ RECIPES = {"dpo": "studio.train.dpo", "reward": "studio.train.reward", "ppo": "s
            "arena": "studio.train.generation_job"}
 
 OOM_HINT = ("out of memory on the GPU. What helps, roughly in order: a smaller batch_size with a larger "
-            "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=true, "
+            "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=on, "
             "a smaller lora.r, precision=bf16.")
 
 

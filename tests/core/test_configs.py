@@ -33,7 +33,7 @@ def test_overrides_convert_cli_strings_and_leave_the_original_alone():
     base = DPOConfig()
     new = apply_overrides(base, parse_set_args(["beta=0.25", "lora.r=8", "gradient_checkpointing=yes",
                                                 "loss_type=ipo"]))
-    assert (new.beta, new.lora.r, new.gradient_checkpointing, new.loss_type) == (0.25, 8, True, "ipo")
+    assert (new.beta, new.lora.r, new.gradient_checkpointing, new.loss_type) == (0.25, 8, "on", "ipo")
     assert (base.beta, base.lora.r) == (0.1, 16)
 
 
@@ -43,13 +43,20 @@ def test_overrides_convert_cli_strings_and_leave_the_original_alone():
     ({"label_smoothing": 0.7}, "label_smoothing: 0.7 is above the maximum 0.5"),
     ({"loss_type": "kto"}, "loss_type: 'kto' is not one of sigmoid, ipo, robust, hinge, simpo"),
     ({"batch_size": 2.5}, "batch_size: expected int, got 2.5"),
-    ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: expected bool"),
+    ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: 'maybe' is not one of auto, on, off"),
     ({"r": 4}, "r: no such setting for method dpo (did you mean lora.r?)"),
 ])
 def test_invalid_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError) as exc:
         apply_overrides(DPOConfig(), overrides)
     assert str(exc.value).startswith(message)
+
+
+def test_settings_that_gained_auto_read_a_stored_true_or_false_as_on_or_off():
+    # runs stored before gradient_checkpointing / precompute_ref_logps became auto|on|off still load and retry
+    old = from_dict(DPOConfig, {"gradient_checkpointing": True, "precompute_ref_logps": False})
+    assert (old.gradient_checkpointing, old.precompute_ref_logps) == ("on", "off")
+    assert DPOConfig().gradient_checkpointing == "auto" and DPOConfig().precompute_ref_logps == "auto"
 
 
 def test_malformed_set_argument():

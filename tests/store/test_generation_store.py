@@ -148,6 +148,17 @@ def test_arena_labels_count_for_the_sources_that_wrote_them(pairs_project):
     with pytest.raises(ProjectError, match="arena 99: no such arena"):
         arena_store.arena(pairs_project, 99)
 
+    # a report comparing one of the runs shows its matchup against the base model only
+    from studio.store.comparison import arena_section
+
+    section = arena_section(pairs_project, [runs[0]])
+    assert [row[0] for row in section.rows] == [f"dpo-{runs[0]} vs base"]
+    assert section.rows[0][1:4] == ("4", "4", "0") and f"Arena {arena_id}" in section.note
+    both = arena_section(pairs_project, runs)
+    assert len(both.rows) == 3
+    other = pairs_project.create_run("dpo", "/models/tiny", {}, snapshot=[])
+    assert arena_section(pairs_project, [other]) is None  # no arena pitted it against anything
+
 
 def test_deleting_a_job_keeps_its_pairs_labels_and_arena(pairs_project):
     run = trained_run(pairs_project)

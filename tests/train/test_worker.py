@@ -97,6 +97,13 @@ def test_stop_and_resume_reach_the_same_adapter_as_an_uninterrupted_run(trait_pr
     losses_a = [v for _, _, _, v, _ in trait_project.metrics(straight, names=[M.LOSS])]
     losses_b = [v for _, _, _, v, _ in trait_project.metrics(stopped, names=[M.LOSS])]
     assert losses_a == pytest.approx(losses_b, abs=1e-5)
+    # the cost counters carry on from the checkpoint: the same totals as the uninterrupted run
+    from studio.store.comparison import last_values
+
+    counters = (M.NUM_TOKENS, M.SAMPLES_GENERATED)
+    totals = last_values(trait_project, straight, counters)
+    assert totals == last_values(trait_project, stopped, counters)
+    assert totals[M.SAMPLES_GENERATED] == len(trait_project.samples(straight)) == 8  # 2 at steps 0, 3, 6, 8
 
 
 def test_stop_requested_in_the_database_interrupts(trait_project, tiny_model):

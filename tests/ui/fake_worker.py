@@ -1,7 +1,8 @@
 """A stand-in for `studio train` without torch: writes status, metrics and samples like the real worker.
 
 Usage: python fake_worker.py PROJECT (--run ID | --resume ID) [--steps N] [--rate STEPS_PER_S]
-[--metrics N] [--fail-at STEP] [--eval-every N]. It honours stop requests and SIGTERM between steps
+[--metrics N] [--fail-at STEP] [--kill-at STEP] [--eval-every N] (FAKE_KILL_RUN=ID: --kill-at applies to that
+run only). It honours stop requests and SIGTERM between steps
 (then status 'interrupted'), and like the real worker's claim it refuses a run in the wrong state
 (--run: queued only; --resume: interrupted or failed only), so tests of Stop/Resume exercise the same
 protocol as the real worker.
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=int, default=int(os.environ.get("FAKE_METRICS", len(TRAIN_NAMES))))
     ap.add_argument("--fail-at", type=int, default=int(os.environ.get("FAKE_FAIL_AT", 0)))
     ap.add_argument("--eval-every", type=int, default=int(os.environ.get("FAKE_EVAL_EVERY", 10)))
+    ap.add_argument("--kill-at", type=int, default=int(os.environ.get("FAKE_KILL_AT", 0)),
+                    help="die by SIGKILL at this step, saying nothing (as a worker killed outright)")
     args = ap.parse_args(argv)
     run_id = args.run or args.resume
     project = Project.open(args.project)
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     names = TRAIN_NAMES[: args.metrics]
     for step in range(start + 1, args.steps + 1):
         time.sleep(1.0 / args.rate)
+        if args.kill_at and step == args.kill_at and os.environ.get("FAKE_KILL_RUN", str(run_id)) == str(run_id):
+            os.kill(os.getpid(), signal.SIGKILL)
         if args.fail_at and step == args.fail_at:
             print("Traceback (most recent call last):\n  File \"fake_worker.py\"\nRuntimeError: CUDA out of memory "
                   "(fake)", flush=True)

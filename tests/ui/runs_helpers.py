@@ -26,3 +26,23 @@ def fake_model(folder: Path) -> Path:
 
 def fake_train_command(project_folder, run_id, resume=False):
     return [sys.executable, str(FAKE_WORKER), str(project_folder), "--resume" if resume else "--run", str(run_id)]
+
+
+def make_panel(qtbot, project):
+    """The Runs section on a project, its views built, answering 'keep running' when closed."""
+    from studio.ui.runs import RunsPanel
+
+    panel = RunsPanel(project)
+    qtbot.addWidget(panel)
+    panel.ensure_views()
+    panel.ask_close = lambda runs: "keep"
+    return panel
+
+
+def end_children() -> None:
+    """Terminate the processes the Runs section started (workers, queue runners) at the end of a test."""
+    from studio.ui.runs import jobs
+
+    for proc in jobs.children():
+        proc.terminate()
+        proc.wait(10)

@@ -14,11 +14,11 @@ from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, config_fields, to_dict
 from studio.store import Project
-from studio.ui.runs import RunsPanel, jobs
+from studio.ui.runs import jobs
 from studio.ui.runs.launch_dialog import LaunchDialog
 from tests.conftest import add_pairs
 from tests.ui.fake_worker import value as fake_value
-from tests.ui.runs_helpers import FAKE_WORKER, fake_model, fake_train_command, label_all
+from tests.ui.runs_helpers import FAKE_WORKER, end_children, fake_model, fake_train_command, label_all, make_panel
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -46,17 +46,7 @@ def fake_jobs(monkeypatch):
     monkeypatch.setenv("FAKE_STEPS", "40")
     monkeypatch.setenv("FAKE_RATE", "40")
     yield
-    for proc in jobs.children():
-        proc.terminate()
-        proc.wait(10)
-
-
-def make_panel(qtbot, project):
-    panel = RunsPanel(project)
-    qtbot.addWidget(panel)
-    panel.ensure_views()
-    panel.ask_close = lambda runs: "keep"
-    return panel
+    end_children()
 
 
 def launch(panel, model_dir, monkeypatch, preset=None, **values):

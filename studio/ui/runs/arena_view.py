@@ -21,12 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.arena import matchup_cells, score_cells
+from studio.core.arena import MATCHUP_COLUMNS, matchup_cells, score_cells
 from studio.store import ProjectError
 from studio.store import arena as arena_store
 
-MATCHUP_COLUMNS = ("Matchup", "Wins", "Ties", "Losses", "Win rate", "95% interval", "Length-controlled",
-                   "95% interval", "Identical")
 SCORE_COLUMNS = ("Source", "Bradley-Terry score", "95% interval", "Judgements")
 ANNOTATOR_COLUMNS = ("Annotator", "Matchup", "Wins", "Ties", "Losses", "Win rate", "95% interval")
 

@@ -143,24 +143,10 @@ def charts_for(method: str | None) -> tuple[ChartSpec, ...]:
     return METHOD_CHARTS.get(method or "dpo", CHARTS)
 
 
-COMPARE_METRICS = (M.REWARDS_MARGINS, M.eval_name(M.REWARDS_MARGINS), M.REWARDS_ACCURACIES,
-                   M.eval_name(M.REWARDS_ACCURACIES), M.LOSS, M.LOGPS_CHOSEN, M.LOGPS_REJECTED, M.EVAL_KL)
-"""Metrics overlaid in Compare, and listed in its final-metrics table."""
-
-METHOD_COMPARE_METRICS: dict[str, tuple[str, ...]] = {
-    "reward": (M.ACCURACY, M.eval_name(M.ACCURACY), M.MARGIN, M.eval_name(M.MARGIN), M.LOSS, M.eval_name(M.LOSS)),
-    "ppo": (M.OBJECTIVE_SCORES, M.eval_name(M.OBJECTIVE_SCORES), M.OBJECTIVE_KL, M.eval_name(M.OBJECTIVE_KL),
-            M.OBJECTIVE_RLHF_REWARD, M.RESPONSE_LENGTH, M.POLICY_CLIPFRAC, M.EVAL_KL),
-}
-METHOD_COMPARE_METRICS["rloo"] = METHOD_COMPARE_METRICS["ppo"]
-
-
-def compare_metrics_for(methods) -> tuple[str, ...]:
-    """Metrics overlaid in Compare for runs of these methods: each method's own, in the order of first use."""
-    out: list[str] = []
-    for method in dict.fromkeys(methods or ["dpo"]):
-        out += [m for m in METHOD_COMPARE_METRICS.get(method, COMPARE_METRICS) if m not in out]
-    return tuple(out)
+COMPARE_METRICS = M.COMPARE_METRICS
+"""DPO's metrics overlaid in Compare, and listed in its final-metrics table (the report draws the same)."""
+compare_metrics_for = M.compare_metrics_for
+"""The metrics of the compared runs' methods (each method's own, each metric once)."""
 
 
 SPARSE = frozenset({M.EVAL_KL, M.EVAL_KL_SEQ, M.EVAL_KL_K1, M.EVAL_KL_K1_SEQ, M.EVAL_SAMPLE_LENGTH,

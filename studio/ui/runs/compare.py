@@ -1,4 +1,5 @@
-"""Compare runs: curves overlaid per metric, the config fields that differ, final metrics side by side."""
+"""Compare runs: curves overlaid per metric (a seed group as its mean with a band), the config fields that differ,
+final metrics and costs side by side, and the HTML report."""
 
 from __future__ import annotations
 
@@ -10,25 +11,30 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QSlider,
     QSplitter,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core import metrics as M
-from studio.core.configs import diff_configs, flatten
+from studio.core.comparison import Comparison, Entry, comparable_config, comparison_entries
+from studio.store.comparison import price_per_gpu_hour
+from studio.store.run_queue import group_names
 from studio.ui.runs import charts as C
+from studio.ui.runs import compare_tables as T
 from studio.ui.runs.poller import Poller
+from studio.ui.runs.seed_groups import GroupCurves
 
 COLUMNS = 4
 TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "Eval reward margin",
@@ -41,10 +47,7 @@ TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "E
           M.eval_name(M.OBJECTIVE_KL): "Eval KL", M.OBJECTIVE_RLHF_REWARD: "Score - KL penalty",
           M.RESPONSE_LENGTH: "Response length", M.POLICY_CLIPFRAC: "Policy clip fraction"}
 
-
-def comparable_config(run: dict) -> dict:
-    """A run's config plus its model, so a different base model shows up as a differing field."""
-    return {**run["config"], "model": run["model"]}
+__all__ = ["CompareView", "comparable_config"]
 
 
 class CompareView(QWidget):
@@ -56,6 +59,10 @@ class CompareView(QWidget):
         self.poller = poller
         self.run_ids: list[int] = []
         self.runs: dict[int, dict] = {}
+        self.entries: list[Entry] = []  # the columns: runs, and seed groups drawn as one
+        self.group_seeds = True
+        self.usage = T.UsageCache(project)
+        self.price = price_per_gpu_hour(project)
         self.smoothing = 0.6
         self._dirty = True
         self.last_redraw_ms = 0.0
@@ -96,6 +103,23 @@ class CompareView(QWidget):
         self.legend = QLabel()  # one legend for every chart, above them: none covers a curve
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         controls.addWidget(self.legend, 1)
+        self.group_check = QCheckBox("Seeds as mean ± std")
+        self.group_check.setChecked(self.group_seeds)
+        self.group_check.setToolTip("Draw the runs of a seed group as their mean with a band of ±1 standard "
+                                    "deviation, and give mean ± std of their final metrics and costs")
+        self.group_check.toggled.connect(self._on_group_seeds)
+        controls.addWidget(self.group_check)
+        self.price_edit = QLineEdit("" if self.price is None else f"{self.price:g}")
+        self.price_edit.setPlaceholderText("price / GPU-hour")
+        self.price_edit.setToolTip("Price of one GPU-hour, for the cost row (kept with the project)")
+        self.price_edit.setMaximumWidth(self.fontMetrics().horizontalAdvance("price / GPU-hour") + 32)
+        self.price_edit.editingFinished.connect(self._on_price)
+        controls.addWidget(self.price_edit)
+        report = QPushButton("Report…")
+        report.setToolTip("Write a self-contained HTML report of this comparison (charts, settings, final "
+                          "metrics, costs, samples)")
+        report.clicked.connect(self._ask_report)
+        controls.addWidget(report)
         png = QPushButton("Save PNG…")
         png.clicked.connect(self._ask_png)
         csv_button = QPushButton("Save CSV…")
@@ -144,16 +168,6 @@ class CompareView(QWidget):
         split.setSizes([200, 1000])
         outer.addWidget(split)
 
-    def _make_plots(self, metrics: tuple[str, ...]) -> None:
-        """One chart per metric overlaid (the metrics of the compared runs' methods: charts.compare_metrics_for)."""
-        self.graphics.ci.clear()
-        self.plots = {}
-        self.metrics = metrics
-        for i, name in enumerate(metrics):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
-            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
-            self.plots[name] = plot
-
     # ------------------------------------------------------------------ runs
 
     def _on_runs(self, runs: list[dict]) -> None:
@@ -178,6 +192,17 @@ class CompareView(QWidget):
                if self.picker.item(i).checkState() == Qt.CheckState.Checked]
         self.set_runs(sorted(ids))
 
+    def _make_plots(self, metrics: tuple[str, ...]) -> None:
+        """One chart per metric overlaid (the metrics of the compared runs' methods: charts.compare_metrics_for)."""
+        self.graphics.ci.clear()
+        self.plots = {}
+        self.metrics = metrics
+        for i, name in enumerate(metrics):
+            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
+            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
+            self.plots[name] = plot
+        self.groups = GroupCurves(self.plots)
+
     def set_runs(self, run_ids: list[int]) -> None:
         """Compare these runs (ids in the order to list them)."""
         if not self.runs:
@@ -197,66 +222,72 @@ class CompareView(QWidget):
                                else Qt.CheckState.Unchecked)
         self.picker.blockSignals(False)
         metrics = C.compare_metrics_for([self.runs[rid]["method"] for rid in run_ids])
-        if metrics != self.metrics:
+        if metrics != self.metrics:  # other methods, other charts
+            self.groups.clear()
             self._make_plots(metrics)
         else:
             for (name, _rid), curve in self.curves.items():
                 self.plots[name].removeItem(curve)
         self.curves.clear()
         self._drawn.clear()
-        self.legend.setText(C.legend_html([("▬", self.color(rid), self.runs[rid]["name"]) for rid in self.run_ids]))
+        self.groups.clear()
+        self.entries = comparison_entries([self.runs[i] for i in self.run_ids], group_names(self.project),
+                                          self.group_seeds)
+        self.legend.setText(C.legend_html([("▬", self.entry_color(e), e.label) for e in self.entries]))
         self._dirty = True
         self.redraw()
         self._fill_tables()
 
+    def entry_of(self, run_id: int) -> Entry:
+        return next(e for e in self.entries if run_id in e.run_ids)
+
+    def entry_color(self, entry: Entry) -> str:
+        return C.RUN_COLORS[self.entries.index(entry) % len(C.RUN_COLORS)]
+
     def color(self, run_id: int) -> str:
-        return C.RUN_COLORS[self.run_ids.index(run_id) % len(C.RUN_COLORS)]
+        """The colour of the run's curve: its own, or its seed group's."""
+        return self.entry_color(self.entry_of(run_id))
+
+    def _on_group_seeds(self, on: bool) -> None:
+        self.group_seeds = on
+        self.set_runs(self.run_ids)
+
+    def _on_price(self) -> None:
+        from studio.core.costs import parse_price
+        from studio.store.comparison import set_price_per_gpu_hour
+
+        try:
+            price = parse_price(self.price_edit.text(), "price per GPU-hour")
+        except ValueError as e:
+            self.price_edit.setStyleSheet("border: 1px solid #d62728;")
+            self.price_edit.setToolTip(str(e))
+            return
+        self.price_edit.setStyleSheet("")
+        self.price_edit.setToolTip("Price of one GPU-hour, for the cost row (kept with the project)")
+        if price != self.price:
+            self.price = price
+            set_price_per_gpu_hour(self.project, price)
+            self._fill_tables()
 
     # ------------------------------------------------------------------ tables
 
-    def differing_fields(self) -> list[str]:
+    def comparison(self) -> Comparison:
         runs = [self.runs[i] for i in self.run_ids if i in self.runs]
-        return diff_configs([comparable_config(r) for r in runs]) if len(runs) > 1 else []
+        return T.gui_comparison(runs, self.entries, self.poller.data, self.metrics, self.usage, self.price)
+
+    def differing_fields(self) -> list[str]:
+        return self.comparison().differing_fields()
 
     def _fill_tables(self) -> None:
-        runs = [self.runs[i] for i in self.run_ids if i in self.runs]
-        names = [r["name"] for r in runs]
-        fields = self.differing_fields()
-        t = self.config_table
-        t.clear()
-        t.setColumnCount(len(runs))
-        t.setHorizontalHeaderLabels(names)
-        t.setRowCount(len(fields))
-        t.setVerticalHeaderLabels(fields)
-        flats = [flatten(comparable_config(r)) for r in runs]
-        for row, f in enumerate(fields):
-            for col, flat in enumerate(flats):
-                t.setItem(row, col, QTableWidgetItem("–" if f not in flat else str(flat[f])))
-        if len(runs) > 1 and not fields:
-            t.setRowCount(1)
-            t.setVerticalHeaderLabels([""])
-            t.setItem(0, 0, QTableWidgetItem("All settings are the same."))
-
-        ft = self.final_table
-        ft.clear()
-        metrics = list(self.metrics)
-        ft.setColumnCount(len(runs))
-        ft.setHorizontalHeaderLabels(names)
-        ft.setRowCount(len(metrics) + 2)
-        ft.setVerticalHeaderLabels(["status", "step", *metrics])
-        for col, r in enumerate(runs):
-            ft.setItem(0, col, QTableWidgetItem(r["status"]))
-            ft.setItem(1, col, QTableWidgetItem(str(r["step"])))
-            rd = self.poller.data.get(r["id"])
-            for row, m in enumerate(metrics, start=2):
-                s = rd.series.get(m) if rd else None
-                last = s.last() if s is not None else None
-                ft.setItem(row, col, QTableWidgetItem("–" if last is None else f"{last:.4g}"))
+        c = self.comparison()
+        T.fill_settings_table(self.config_table, c)
+        T.fill_final_table(self.final_table, c, self.metrics)
 
     def final_value(self, run_id: int, metric: str) -> str:
-        """The final-metrics cell text for a run and metric (for tests)."""
-        col = self.run_ids.index(run_id)
-        row = 2 + list(self.metrics).index(metric)
+        """The final-metrics (or cost) cell text of the column holding a run, by row label (for tests)."""
+        col = self.entries.index(self.entry_of(run_id))
+        labels = [self.final_table.verticalHeaderItem(r).text() for r in range(self.final_table.rowCount())]
+        row = next(i for i, label in enumerate(labels) if label == metric or label.startswith(metric + " ("))
         item = self.final_table.item(row, col)
         return item.text() if item else ""
 
@@ -284,8 +315,11 @@ class CompareView(QWidget):
 
         t = time.perf_counter()
         self._dirty = False
+        grouped = {rid for e in self.entries if e.is_group for rid in e.run_ids}
         for rid in self.run_ids:
             rd = self.poller.data.get(rid)
+            if rid in grouped:
+                continue  # drawn with its group below
             if rd is None:
                 continue
             for name in self.metrics:
@@ -306,6 +340,8 @@ class CompareView(QWidget):
                     self.curves[(name, rid)] = curve
                 y = s.y if smoothing <= 0 else s.smoothed(smoothing)
                 curve.setData(s.step[: s.n], y, skipFiniteCheck=s.all_finite or smoothing > 0)
+        self.groups.redraw([(e, self.entry_color(e)) for e in self.entries if e.is_group], self.poller.data,
+                           self.smoothing)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
 
     def curve_data(self, metric: str, run_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -338,6 +374,11 @@ class CompareView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save comparison as PNG", "compare.png", "PNG image (*.png)")
         if path:
             self.export_png(path)
+
+    def _ask_report(self) -> None:
+        from studio.ui.runs.report_action import ask_and_write_report
+
+        ask_and_write_report(self, self.project, self.run_ids, self.price, self.group_seeds)
 
     def _ask_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save compared data as CSV", "compare.csv", "CSV (*.csv)")

@@ -32,6 +32,11 @@ def train_command(project_folder: Path, run_id: int, resume: bool = False) -> li
     return studio_command("train", str(project_folder), flag, str(run_id))
 
 
+def queue_command(project_folder: Path) -> list[str]:
+    """The queue runner: trains the project's queued runs one after another (tests replace this)."""
+    return studio_command("train", str(project_folder), "--next")
+
+
 def export_command(project_folder: Path, run_id: int, out: Path, merged: bool) -> list[str]:
     cmd = studio_command("export-model", str(project_folder), str(run_id), str(out))
     return [*cmd, "--merged"] if merged else cmd
@@ -54,6 +59,11 @@ def spawn(cmd: list[str], log_file: Path) -> subprocess.Popen:
 def start_training(project_folder: Path, run_id: int, resume: bool = False) -> subprocess.Popen:
     """Spawn the worker for a queued run (or resume an interrupted one)."""
     return spawn(train_command(project_folder, run_id, resume), paths.log_path(project_folder, run_id))
+
+
+def start_queue(project_folder: Path) -> subprocess.Popen:
+    """Spawn a queue runner for the project (it exits at once when another one already runs the queue)."""
+    return spawn(queue_command(project_folder), project_folder / paths.RUNS_DIR / "queue.log")
 
 
 def start_export(project_folder: Path, run_id: int, out: Path, merged: bool) -> subprocess.Popen:
@@ -108,9 +118,10 @@ def terminate(pid: int | None) -> bool:
 
 def resumable(project_folder: Path | None, run: dict) -> bool:
     """Interrupted runs resume from their checkpoint; a failed run can too when it left one. A generation job
-    keeps every batch it finished in the project, so it resumes from any stop or failure."""
+    keeps every batch it finished in the project, so it resumes from any stop or failure. A run stopped
+    before it ever started (taken out of the queue) has nothing to resume from."""
     if run["status"] == RunStatus.INTERRUPTED:
-        return True
+        return bool(run.get("started_at"))
     if run["status"] == RunStatus.FAILED and run.get("method") in JOB_METHODS:
         return True
     return (run["status"] == RunStatus.FAILED and project_folder is not None

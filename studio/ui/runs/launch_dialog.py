@@ -44,6 +44,7 @@ from studio.core.configs import (
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
 from studio.store import ProjectError
 from studio.store.rlhf import reward_runs, reward_source
+from studio.store.run_queue import create_seed_group, enqueue
 from studio.ui import palette, prefs
 from studio.ui.runs import resources
 from studio.ui.runs.formatting import fmt_bytes, fmt_duration, fmt_params
@@ -98,6 +99,7 @@ def hf_cache() -> Path | None:
     """The Hugging Face cache folder of the settings, or None for the default."""
     folder = str(prefs.get("hf_cache")).strip()
     return Path(folder).expanduser() if folder else None
+MAX_SEEDS = 20
 
 
 def model_search_dirs(project) -> list[Path]:
@@ -120,6 +122,8 @@ class LaunchDialog(QDialog):
         self.initial = initial or {}
         self.parent_id: int | None = self.initial.get("parent_id")
         self.run_id: int | None = None
+        self.run_ids: list[int] = []  # every run created: one, or a seed group's
+        self.queued = False  # the runs joined the queue (a runner starts them one after another)
         self.method = (self.initial.get("config") or {}).get("method", "dpo")
         self.cls = config_for(self.method)
         self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
@@ -191,6 +195,21 @@ class LaunchDialog(QDialog):
         self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
         self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
         top.addRow("Preset", self.preset_combo)
+
+        seeds_row = QHBoxLayout()
+        self.seeds_edit = named(NumberEdit(), "Seeds")
+        self.seeds_edit.setText("1")
+        self.seeds_edit.setMaximumWidth(60)
+        self.seeds_edit.setToolTip(f"Train this many runs (1 to {MAX_SEEDS}) of these settings with seeds seed, "
+                                   "seed+1, …, one after another; Compare draws them as their mean with a band of "
+                                   "±1 std")
+        self.seeds_edit.textChanged.connect(lambda _t: self._on_seeds(self.seed_count() or 1))
+        self.queue_check = QCheckBox("Queue: start after the runs queued or training now (one GPU)")
+        self.queue_check.setToolTip("Queued runs train one after another; several seeds are always queued")
+        seeds_row.addWidget(self.seeds_edit)
+        seeds_row.addWidget(self.queue_check)
+        seeds_row.addStretch(1)
+        top.addRow("Seeds", seeds_row)
         layout.addLayout(top)
 
         # what the run trains on and needs, in a column beside the form (the form scrolls, this stays put)
@@ -594,6 +613,9 @@ class LaunchDialog(QDialog):
                 resolve_model(self.model_name(), hf_cache())
             except ModelNotFound as e:
                 errors.append(f"model: {e}")
+        self.seeds_edit.set_invalid(self.seed_count() is None)
+        if self.seed_count() is None:
+            errors.append(f"seeds: a whole number from 1 to {MAX_SEEDS}, got {self.seeds_edit.text()!r}")
         if not errors and "max_length" in values and values["max_prompt_length"] >= values["max_length"]:
             errors.append(f"max_prompt_length: {values['max_prompt_length']} leaves no room for the response "
                           f"within max_length {values['max_length']}")
@@ -631,8 +653,20 @@ class LaunchDialog(QDialog):
                 editor.setFocus()
             return None
         self.error_label.setText("")
-        self.run_id = self.project.create_run(config["method"], self.model_name(), config,
-                                              name=self.name_edit.text().strip() or None, parent_id=self.parent_id)
+        name = self.name_edit.text().strip() or None
+        seeds = self.seed_count() or 1
+        if seeds > 1:
+            seed_values = [config["seed"] + i for i in range(seeds)]
+            _group, self.run_ids = create_seed_group(self.project, config["method"], self.model_name(), config,
+                                                     seed_values, name=name, parent_id=self.parent_id)
+            self.queued = True
+        else:
+            self.run_ids = [self.project.create_run(config["method"], self.model_name(), config, name=name,
+                                                    parent_id=self.parent_id)]
+            self.queued = self.queue_check.isChecked()
+            if self.queued:
+                enqueue(self.project, self.run_ids)
+        self.run_id = self.run_ids[0]
         return self.run_id
 
     def _in_words(self, error: str) -> str:
@@ -640,6 +674,21 @@ class LaunchDialog(QDialog):
         name, _, rest = error.partition(":")
         f = self.fields.get(name)
         return f"{f.label} ({name}):{rest}" if f is not None else error
+
+    def seed_count(self) -> int | None:
+        """The number of seeds typed, or None when it is not a whole number from 1 to MAX_SEEDS."""
+        try:
+            n = int(self.seeds_edit.text().strip())
+        except ValueError:
+            return None
+        return n if 1 <= n <= MAX_SEEDS else None
+
+    def _on_seeds(self, n: int) -> None:
+        """Several seeds always queue (one GPU): the checkbox says so and cannot be unticked."""
+        if n > 1:
+            self.queue_check.setChecked(True)
+        self.queue_check.setEnabled(n <= 1)
+        self.name_edit.setPlaceholderText("automatic (dpo-<id>)" if n <= 1 else "automatic (dpo-group<id>)")
 
     def _on_launch(self) -> None:
         if self.launch() is not None:

@@ -30,6 +30,7 @@ from studio.core import paths
 from studio.core.generations import ARENA, GENERATE, JOB_METHODS
 from studio.core.types import RunStatus
 from studio.store.project import ProjectError, pid_alive
+from studio.store.run_queue import cancel_queued, queue_places, queue_runner
 from studio.ui.runs import jobs, worker_env
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
@@ -52,6 +53,8 @@ class RunsPanel(QWidget):
         # resumed workers that have not claimed their run yet; one that exits before claiming (the run
         # was not resumable after all) says why in its log, and that is shown here
         self._starting: dict[int, tuple[object, int]] = {}  # run id: (process, step it resumes from)
+        self._queue_runner = None  # the queue runner this window started last (a Popen)
+        self.keeps_queue_going = True  # start a runner for waiting runs nobody runs (screenshots do not)
         # exports and starting workers finish without any run row changing, so they get their own timer
         self._child_timer = QTimer(self)
         self._child_timer.setInterval(500)
@@ -167,6 +170,7 @@ class RunsPanel(QWidget):
     def _on_runs(self, runs: list[dict]) -> None:
         self._show_empty(not runs)
         self.table.set_runs(runs)
+        self._keep_queue_going(runs)
         self._check_children()
         self._update_buttons()
         if self.monitor is not None and self.monitor.run_id is None:
@@ -249,7 +253,10 @@ class RunsPanel(QWidget):
         dialog = LaunchDialog(self.project, self, initial=initial)
         if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
             return None
-        self.start_run(dialog.run_id)
+        if dialog.queued:
+            self.start_queue(dialog.run_ids)
+        else:
+            self.start_run(dialog.run_id)
         return dialog.run_id
 
     def open_generate_dialog(self, kind: str = GENERATE) -> int | None:
@@ -264,6 +271,37 @@ class RunsPanel(QWidget):
             self.say(f"Started arena job {dialog.run_id}: label its blind pairs in the Label section as they come; "
                      f"results in the Arena tab.")
         return dialog.run_id
+
+    def start_queue(self, run_ids: list[int] | None = None) -> None:
+        """Make sure a queue runner trains the queued runs one after another (it survives the window), and
+        show the first of `run_ids`."""
+        if self.project.folder is None:
+            self.say("This project lives in memory; runs need a project folder.")
+            return
+        runner = queue_runner(self.project)
+        mine = self._queue_runner is not None and self._queue_runner.poll() is None
+        if runner is None and not mine:
+            if not self.ensure_worker_env():
+                self.say("The queued runs wait: training needs its Python environment first.")
+                return
+            try:
+                self._queue_runner = jobs.start_queue(self.project.folder)
+            except OSError as e:
+                self.say(f"Could not start the queue runner: {e}")
+                return
+        if run_ids:
+            ids = ", ".join(map(str, run_ids))
+            self.say(f"Queued run{'s' if len(run_ids) > 1 else ''} {ids}: the queue trains them one after another "
+                     f"(log: {self.project.folder / paths.RUNS_DIR / 'queue.log'}).")
+            self.poller.refresh_runs()
+            self.ensure_views()
+            self.show_run(run_ids[0])
+
+    def _keep_queue_going(self, runs: list[dict]) -> None:
+        """Runs waiting in the queue with no runner (it was killed, or the project was copied) get one."""
+        if self.keeps_queue_going and self.project.folder is not None and queue_places(runs) \
+                and not self.project.closed and worker_env.available():
+            self.start_queue()
 
     def start_run(self, run_id: int, resume: bool = False) -> None:
         """Spawn the worker for a run and show it. The spawned pid is stored at once, so a worker that
@@ -331,7 +369,12 @@ class RunsPanel(QWidget):
     # ------------------------------------------------------------------ stopping, resuming
 
     def stop_run(self, run_id: int) -> None:
-        """Ask the worker to stop between steps; SIGTERM it if it has not stopped after a grace period."""
+        """Ask the worker to stop between steps; SIGTERM it if it has not stopped after a grace period. A run
+        waiting in the queue is taken out of it."""
+        if cancel_queued(self.project, run_id):
+            self.say(f"Run {run_id} will not start: taken out of the queue (Duplicate… makes a new one).")
+            self.poller.refresh_runs()
+            return
         self.project.request_stop(run_id)
         run = self.project.run(run_id)
         if run["status"] == RunStatus.QUEUED and not (run["pid"] and pid_alive(run["pid"])):
@@ -503,8 +546,9 @@ class RunsPanel(QWidget):
             if answer == "cancel":
                 return False
             if answer == "stop":
-                for r in runs:
-                    self.project.request_stop(r["id"])
+                for r in runs:  # runs waiting in the queue are taken out of it, the others asked to stop
+                    if not cancel_queued(self.project, r["id"]):
+                        self.project.request_stop(r["id"])
         self.poller.stop()
         return True
 

@@ -83,7 +83,7 @@ def estimate_memory(parameters: int | None, model_path: Path | None, config: dic
     adapter_params = layers * r * (4 * 2 * hidden + 3 * (hidden + inter)) if hidden and layers else params // 200
     adapter = adapter_params * 16
     tokens = int(config.get("batch_size", 4)) * 2 * int(config.get("max_length", 1024))
-    act_layers = 1 if config.get("gradient_checkpointing") else layers
+    act_layers = 1 if config.get("gradient_checkpointing") in (True, "on") else layers
     activations = int(tokens * 34 * hidden * act_layers * bpp / 2)
     logits = tokens * (shape.get("vocab") or 32000) * 4 * 2  # logits + their log-softmax
     total = int((weights + adapter + activations + logits) * 1.1)  # +10%: allocator slack, buffers

@@ -7,6 +7,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from studio.core import metrics as M
+from studio.store.run_queue import queue_places, status_with_place
 from studio.ui.runs.formatting import fmt_elapsed
 
 COLUMNS = ("Name", "Method", "Model", "Status", "Step", "Elapsed", "Best eval acc.")
@@ -67,6 +68,7 @@ class RunsTable(QTableWidget):
         """Refill the table, keeping the selection (runs are refreshed several times a second)."""
         keep = set(self.selected_ids())
         self.runs = sorted(runs, key=lambda r: r["id"], reverse=True)
+        places = queue_places(self.runs)  # queued runs show their place in the queue: "queued #2"
         self.blockSignals(True)
         self.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
@@ -74,7 +76,8 @@ class RunsTable(QTableWidget):
             total = f"/{run['total_steps']}" if run.get("total_steps") else ""
             model = run["model"]
             cells = (run["name"], method_label(run), model.rsplit("/", 1)[-1] if "/" in model else model,
-                     run["status"], f"{run['step']}{total}", fmt_elapsed(run),
+                     status_with_place(run["status"], places.get(run["id"])), f"{run['step']}{total}",
+                     fmt_elapsed(run),
                      "–" if best is None else f"{best:.1%}")
             for col, text in enumerate(cells):
                 item = self.item(row, col)

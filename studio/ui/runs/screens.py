@@ -29,6 +29,7 @@ def runs_view(window, args) -> QWidget:
 
     project = _project(window, args)
     panel = RunsPanel(project)
+    panel.keeps_queue_going = False  # a screenshot starts no training
     panel.ensure_views()
     ids = _run_ids(project, args) or [r["id"] for r in project.runs()[-1:]]
     if ids:

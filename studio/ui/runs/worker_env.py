@@ -73,6 +73,15 @@ def worker_python() -> str:
     raise WorkerEnvMissing(describe(plan_setup()))
 
 
+def available() -> bool:
+    """Whether workers can start without setting anything up first (never asks the user)."""
+    try:
+        worker_python()
+    except WorkerEnvMissing:
+        return False
+    return True
+
+
 def check(python: str | Path, timeout: float = 120.0) -> tuple[bool, str]:
     """Whether `python` can run a training worker: (ok, torch version and CUDA, or the error)."""
     try:
