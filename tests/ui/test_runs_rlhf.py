@@ -130,3 +130,12 @@ def test_compare_overlays_the_metrics_of_the_compared_methods(qtbot, project):
     view.set_runs([a, dpo])  # both methods' metrics, each chart once
     assert set(C.COMPARE_METRICS) <= set(view.metrics) and M.OBJECTIVE_KL in view.metrics
     assert len(view.metrics) == len(set(view.metrics))
+
+
+def test_studio_compare_and_reports_chart_a_ppo_runs_own_metrics(project):
+    from studio.store.comparison import REPORT_METRICS, gather
+
+    ppo, dpo = log_rl_run(project, "ppo"), project.create_run("dpo", "m", {})
+    charted = gather(project, [ppo]).series
+    assert M.OBJECTIVE_SCORES in charted and M.REWARDS_MARGINS not in charted
+    assert tuple(gather(project, [dpo]).series) == REPORT_METRICS  # DPO's as before
