@@ -35,6 +35,7 @@ import torch
 from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import PPOConfig, RLConfig, planned_steps
+from studio.store import ProjectError
 from studio.store.rlhf import RULE_PREFIX, reward_source
 from studio.train import checkpoint, data, generation, runtime, sampling
 from studio.train import rl_losses as R
@@ -147,7 +148,7 @@ class PPORun(RecipeRun):
         run = project.run(run_id)
         try:
             self.source = reward_source(project, config.reward_model, run["model"])
-        except Exception as e:  # a ProjectError from the store: the same words, as a training error
+        except ProjectError as e:  # the launch checked it; a reward run deleted since gets the same words
             raise TrainingError(str(e)) from None
         rows = distinct_prompt_rows(project.run_snapshot(run_id))
         train_rows, eval_rows = data.split_eval(rows, config.eval_fraction, config.seed)
@@ -208,9 +209,7 @@ class PPORun(RecipeRun):
             self.shared.load(REWARD, source.path, trainable=False)
             return AdapterReward(self.shared, load_head(source.path).to(self.device), REWARD)
         if source.kind == "folder":
-            from studio.train.runtime import weights_dtype
-
-            return ClassifierReward(source.path, self.device, weights_dtype(self.accelerator.mixed_precision))
+            return ClassifierReward(source.path, self.device, runtime.weights_dtype(self.accelerator.mixed_precision))
         return RuleReward(source.value[len(RULE_PREFIX):], self.device)
 
     def _add_value(self):
