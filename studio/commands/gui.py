@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Open PROJECT offscreen at the given size, show a view (label, data, or a "
                                    "Runs view such as runs, monitor, compare) and save it as a PNG.")
     p.add_argument("project", help="project folder")
-    p.add_argument("--view", required=True, help="label, data, welcome, settings, launch, or a view the Runs "
-                                                 "section registers (runs, monitor, compare)")
+    p.add_argument("--view", required=True, help="label, data, review, welcome, settings, launch, or a view the "
+                                                 "Runs section registers (runs, monitor, compare, arena)")
     # README and the usage line say `--run ID ...`: take `--run 1 2` as well as `--run 1 --run 2`
     p.add_argument("--run", type=int, action="extend", nargs="+", dest="runs", metavar="ID", default=[],
                    help="run id(s) for run views: --run 1 2 (or --run 1 --run 2) for compare")

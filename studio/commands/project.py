@@ -59,6 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help='print {"run", "metrics", "warnings"} (see docs/runs.md)')
     p.set_defaults(func=cmd_metrics)
 
+    p = sub.add_parser("samples", help="A run's samples on its probe prompts at an evaluation, with per-sample "
+                                       "measures (length, hit the cap, repetition, KL, entropy).")
+    p.add_argument("project")
+    p.add_argument("run", type=int)
+    p.add_argument("--step", type=int, help="the evaluation step (default: the latest with samples)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"run", "step", "steps", "metrics", "samples"} (see docs/runs.md)')
+    p.set_defaults(func=cmd_samples)
+
     p = sub.add_parser("demo", help="Create a demo project with sample prompts, pairs and labels.")
     p.add_argument("project", help="folder to create")
     p.add_argument("--no-model", action="store_true",
@@ -202,9 +211,25 @@ def cmd_stats(args: argparse.Namespace) -> int:
         ["agreement: Cohen's kappa", _fmt(ag["cohens_kappa"]), "", f"annotators={ag['annotators']}"],
         ["agreement: Krippendorff's alpha", _fmt(ag["krippendorff_alpha"]), "", ""],
     ], ["bias / agreement", "value", "interval", "of"]))
-    if s["annotators"]:
-        print("\n" + _table([[a["name"], a["labels"], _fmt(a["median_seconds"])] for a in s["annotators"]],
-                            ["annotator", "labels", "median seconds"]))
+    audit = s["annotator_audit"]
+
+    def share(entry: dict | None) -> str:
+        if not entry or entry["share"] is None:
+            return "-"
+        lo, hi = entry["ci95"]
+        return f"{100 * entry['share']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f}, n={entry['n']})"
+
+    if audit["people"]:
+        print("\n" + _table([[a["name"], a["labels"], share(a["left"]), share(a["longer"]),
+                              _fmt(a["length_coefficient"]), _fmt(a["median_seconds"]),
+                              share(a["fast_labels"]), share(a["majority_agreement"])] for a in audit["people"]],
+                            ["annotator", "labels", "chose left (95%)", "chose longer (95%)", "length coef.",
+                             "median s", f"under {audit['time_floor_seconds']:g} s", "agrees with majority"]))
+    if audit["imported"]:
+        print("\nimported labels (no screen sides, no timing; not part of any majority):")
+        print(_table([[a["name"], a["labels"], share(a["longer"]), _fmt(a["length_coefficient"]),
+                       share(a["majority_agreement"])] for a in audit["imported"]],
+                     ["source", "labels", "chose longer (95%)", "length coef.", "agrees with people's majority"]))
     _print_warnings(s["warnings"])
     return 0
 
@@ -262,6 +287,49 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return 0
     print(_table([[r["step"], r["name"], _fmt(r["value"])] for r in rows], ["step", "name", "value"]))
     _print_warnings(warnings)
+    return 0
+
+
+SAMPLE_MEASURES = ("tokens", "hit_cap", "repetition", "kl_seq", "kl_k1_seq", "entropy")
+"""The per-sample measures `studio samples` prints (all of `meta` is in its JSON)."""
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from studio.core import metrics as M
+
+    with _open(args.project) as project:
+        project.run(args.run)  # a clear error for an unknown run
+        steps = project.sample_steps(args.run)
+        if not steps:
+            raise CommandError(f"run {args.run}: no samples yet (they are taken at evaluations)", code=1)
+        step = steps[-1] if args.step is None else args.step
+        if step not in steps:
+            raise CommandError(f"--step {step}: run {args.run} has samples at steps {', '.join(map(str, steps))}")
+        samples = project.samples(args.run, step=step)
+        metrics = {name: value for _id, s, name, value, _t in project.metrics(args.run, names=M.SAMPLE_METRICS)
+                   if s == step}
+    if args.json:
+        print(json.dumps({"run": args.run, "step": step, "steps": steps, "metrics": metrics, "samples": [
+            {"prompt_id": s["prompt_id"], "prompt": s["prompt_text"], "text": s["text"], **s["meta"]}
+            for s in samples]}, indent=2))
+        return 0
+    prompts = list(dict.fromkeys(s["prompt_id"] for s in samples))
+    print(f"run {args.run}, step {step}: {len(samples)} samples of {len(prompts)} prompts"
+          f" (steps with samples: {', '.join(map(str, steps))})")
+    shown = [(n, metrics[n]) for n in (M.EVAL_SAMPLE_LENGTH, M.EVAL_SAMPLE_HIT_CAP, M.EVAL_DISTINCT_1,
+                                        M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_REPETITION,
+                                        M.EVAL_SAMPLE_ENTROPY, M.EVAL_KL, M.EVAL_KL_K1) if n in metrics]
+    if shown:
+        print("  ".join(f"{n.removeprefix(M.EVAL_PREFIX)} {_fmt(v)}" for n, v in shown))
+    for pid in prompts:
+        group = [s for s in samples if s["prompt_id"] == pid]
+        print(f"\n== prompt {pid}: {' '.join((group[0]['prompt_text'] or '').split())[:200]}")
+        for s in group:
+            meta = s["meta"]
+            measures = "  ".join(f"{k} {'yes' if meta[k] is True else 'no' if meta[k] is False else _fmt(meta[k])}"
+                                 for k in SAMPLE_MEASURES if k in meta)
+            print(f"-- sample {meta.get('sample', '?')}  {measures}")
+            print("   " + s["text"].replace("\n", "\n   "))
     return 0
 
 

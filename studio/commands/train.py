@@ -314,7 +314,13 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
 
     with Project.open(project) as p:
         run = p.run(run_id)
+        sampling = [v for _i, _s, _n, v, _t in p.metrics(run_id, names=[M.EVAL_SAMPLING_SECONDS]) if v is not None]
     print(f"run {run_id}: {status} at step {run['step']}/{run['total_steps']}")
+    wall = run.get("active_seconds") or 0.0
+    if sampling and wall > 0:
+        # the lens's cost: what sampling the probe prompts at evaluations took of the run's wall time
+        print(f"sampling: {len(sampling)} evaluations took {sum(sampling):.1f}s, {sum(sampling) / wall:.1%} of the "
+              f"run's {_fmt_time(wall)} (sample_budget {run['config'].get('sample_budget', 1.0):.0%})")
     if status == "failed":
         print(f"studio: error: {run['error']}", file=sys.stderr)
         return 1

@@ -105,9 +105,19 @@ class TrainConfig:
                               "no eval split.", group="eval", minimum=0.0, maximum=0.5)
     eval_interval: int = _f(50, "Evaluate every this many optimizer steps (0: only at the end).",
                             group="eval", minimum=0)
-    eval_samples: int = _f(4, "Eval prompts sampled from the policy at each evaluation, for the sampled KL "
-                           "and the stored generations.", group="eval", minimum=0)
-    sample_max_new_tokens: int = _f(64, "Longest generation sampled at evaluations.", group="eval", minimum=1)
+    eval_samples: int = _f(16, "Probe prompts the policy samples at evaluations (the same ones all run, "
+                           "drawn by seed from the eval split, then train), for the sampled KL, the collapse "
+                           "measures and the stored samples; 0 turns sampling off.", group="eval", minimum=0)
+    samples_per_prompt: int = _f(4, "Samples per probe prompt at each evaluation (diversity among them shows "
+                                 "mode collapse).", group="eval", minimum=1)
+    probe_prompt_ids: str = _f("", "Probe prompts chosen by id, comma-separated (e.g. '3,17,42'); empty: "
+                               "eval_samples prompts drawn by seed.", group="eval")
+    sample_max_new_tokens: int = _f(0, "Longest sample in tokens; 0: the 95th percentile of the chosen "
+                                    "responses' lengths, at least 128, so length can drift either way.",
+                                    group="eval", minimum=0)
+    sample_budget: float = _f(0.1, "Most share of the run's wall time spent sampling: a mid-run evaluation "
+                              "skips its sampling when it would go over (step 0 and the end always sample); "
+                              "1 samples at every evaluation.", group="eval", minimum=0.0, maximum=1.0)
     checkpoint_interval: int = _f(100, "Save a resumable checkpoint every this many steps (0: only at the end).",
                                   minimum=0)
     log_interval: int = _f(1, "Write metrics every this many optimizer steps.", minimum=1)
@@ -165,7 +175,10 @@ class RewardConfig(TrainConfig):
                               "eval split.", group="eval", minimum=0.0, maximum=0.5)
     # a reward model samples nothing
     eval_samples: int = _hidden(0, "Unused: a reward run samples nothing.")
+    samples_per_prompt: int = _hidden(4, "Unused: a reward run samples nothing.")
+    probe_prompt_ids: str = _hidden("", "Unused: a reward run samples nothing.")
     sample_max_new_tokens: int = _hidden(64, "Unused: a reward run samples nothing.")
+    sample_budget: float = _hidden(0.1, "Unused: a reward run samples nothing.")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
 
 
@@ -220,9 +233,14 @@ class RLConfig(TrainConfig):
     max_length: int = _hidden(1024, "Unused: prompts are cut to max_prompt_length, responses to max_new_tokens.")
     eval_fraction: float = _f(0.1, "Share of train prompts held out for evaluation when the project has no eval "
                               "split.", group="eval", minimum=0.0, maximum=0.5)
-    eval_samples: int = _f(16, "Held-out prompts sampled at each evaluation: their score and KL, and the stored "
-                           "samples.", group="eval", minimum=0)
+    eval_samples: int = _f(16, "Held-out prompts sampled at each evaluation, one response each: their score, KL "
+                           "and collapse measures, and the stored samples.", group="eval", minimum=0)
     sample_max_new_tokens: int = _hidden(64, "Unused: evaluations sample max_new_tokens.")
+    # an evaluation samples one response to each of eval_samples held-out prompts, every time (not the collapse
+    # lens's probe sampler of DPO runs)
+    samples_per_prompt: int = _hidden(1, "Unused: an evaluation samples one response per held-out prompt.")
+    probe_prompt_ids: str = _hidden("", "Unused: the held-out prompts are drawn by seed.")
+    sample_budget: float = _hidden(1.0, "Unused: every evaluation samples.")
     lora: LoraSettings = field(default_factory=_rl_lora, metadata={"help": "LoRA settings.", "group": "lora"})
 
 

@@ -6,6 +6,8 @@ or None. The monitor shows them above the charts; `studio runs` and `studio metr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -137,18 +139,57 @@ def length_drift(rs: RunSeries) -> str | None:
     first, last, step = seen
     return (f"Length drift: sampled answers are {last / first:.1f}x as long as at the start "
             f"({first:.0f} → {last:.0f} tokens at step {step}). If your chosen responses are "
-            f"mostly the longer ones (see Data and the launch summary), DPO is learning length, not quality.")
+            f"mostly the longer ones (see Data ▸ Review), DPO is learning length, not quality: balance the "
+            f"lengths of chosen and rejected, raise beta, or try a length-normalised loss (SimPO).")
+
+
+AT_CAP = 0.5
+"""More than this share of the latest evaluation's samples cut at the length cap: length cannot drift."""
+
+
+def samples_at_cap(rs: RunSeries) -> str | None:
+    """The warning in words when most samples stop at sample_max_new_tokens instead of ending: their length
+    is the cap's, so it can neither show drift nor be compared across steps."""
+    share = rs.series.get(M.EVAL_SAMPLE_HIT_CAP)
+    if share is None or not len(share) or not np.isfinite(share.y[-1]) or share.y[-1] <= AT_CAP:
+        return None
+    step = int(share.step[share.n - 1])
+    cap = rs.series.get(M.EVAL_SAMPLE_CAP)
+    cap_text = f"the {cap.last():.0f}-token cap" if cap is not None and cap.last() is not None else "the length cap"
+    return (f"Most samples hit the length cap: {share.y[-1]:.0%} of the samples at step {step} stopped at "
+            f"{cap_text} instead of ending, so sample length cannot show drift. Raise sample_max_new_tokens, "
+            f"or check that the model ends its answers (its EOS or end-of-turn token; a base model without a "
+            f"chat template often never stops).")
+
+
+SELF_SIMILARITY_RISE = 0.3
+"""Self-similarity this much above its first value, and above SELF_SIMILARITY_HIGH: the samples of each
+prompt are becoming the same text (the policy turned near-deterministic)."""
+SELF_SIMILARITY_HIGH = 0.5
 
 
 def diversity_collapse(rs: RunSeries) -> str | None:
-    """The warning in words when the samples lose variety (mode collapse)."""
-    seen = _first_and_last(rs, M.EVAL_DISTINCT_2)
-    if seen is None or seen[1] >= DIVERSITY_DROP * seen[0]:
+    """The warning in words when the samples lose variety (mode collapse): distinct-2 over all samples fell
+    below DIVERSITY_DROP of its first value, or the samples of each prompt became alike (self-similarity)."""
+    distinct = _first_and_last(rs, M.EVAL_DISTINCT_2)
+    similar = _evals(rs, M.EVAL_SELF_SIMILARITY)
+    fell = distinct is not None and distinct[1] < DIVERSITY_DROP * distinct[0]
+    alike = (similar is not None and similar[1][-1] >= SELF_SIMILARITY_HIGH
+             and similar[1][-1] - similar[1][0] >= SELF_SIMILARITY_RISE)
+    if not (fell or alike):
         return None
-    first, last, step = seen
-    return (f"Samples are getting repetitive: distinct-2 fell from {first:.2f} to {last:.2f} by step "
-            f"{step} (mode collapse). Check the latest samples; a higher beta or an earlier "
-            f"checkpoint keeps more of the reference model's variety.")
+    found = []
+    if distinct is not None:
+        found.append(f"distinct-2 {distinct[0]:.2f} → {distinct[1]:.2f}")
+    if similar is not None:
+        found.append(f"self-similarity {similar[1][0]:.2f} → {similar[1][-1]:.2f}")
+    repeats = _evals(rs, M.EVAL_REPETITION)
+    if repeats is not None:
+        found.append(f"repetition {repeats[1][0]:.2f} → {repeats[1][-1]:.2f}")
+    step = int(distinct[2]) if fell and distinct is not None else int(similar[0][-1])
+    return (f"Samples are getting repetitive: {', '.join(found)} by step {step} (mode collapse). Compare the "
+            f"samples at step 0 with the latest (Samples tab); a higher beta, a lower learning rate or an "
+            f"earlier checkpoint keeps more of the reference model's variety.")
 
 
 def headline(warning: str) -> str:
@@ -157,12 +198,36 @@ def headline(warning: str) -> str:
     return first + "." if sep else warning
 
 
-HEALTH_METRICS = (M.LOSS, M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.LOGPS_CHOSEN, M.LOGPS_REJECTED,
-                  M.REWARDS_ACCURACIES, M.eval_name(M.REWARDS_ACCURACIES), M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2)
+@dataclass(frozen=True)
+class Rule:
+    """A health rule, the metrics it reads (the CLI reads only those rows) and its name, by which the
+    monitor's health tiles take their colour from it."""
+
+    name: str
+    check: Callable[[RunSeries], str | None]
+    metrics: tuple[str, ...]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("divergence", divergence, (M.LOSS,)),
+    Rule("likelihood_displacement", likelihood_displacement,
+         (M.LOGRATIO_CHOSEN, M.LOGRATIO_REJECTED, M.LOGPS_CHOSEN, M.LOGPS_REJECTED)),
+    Rule("overfitting", overfitting, (M.REWARDS_ACCURACIES, M.eval_name(M.REWARDS_ACCURACIES))),
+    Rule("length_drift", length_drift, (M.EVAL_SAMPLE_LENGTH,)),
+    Rule("samples_at_cap", samples_at_cap, (M.EVAL_SAMPLE_HIT_CAP, M.EVAL_SAMPLE_CAP)),
+    Rule("diversity_collapse", diversity_collapse, (M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_REPETITION)),
+)
+
+HEALTH_METRICS = tuple(dict.fromkeys(m for rule in RULES for m in rule.metrics))
 """Every metric the rules read: the CLI reads only these rows of a run to judge its health."""
+
+
+def run_findings(rs: RunSeries) -> dict[str, str]:
+    """The warning of each rule that applies to the run's data so far, by rule name, in RULES order."""
+    found = {rule.name: rule.check(rs) for rule in RULES}
+    return {name: w for name, w in found.items() if w}
 
 
 def run_warnings(rs: RunSeries) -> list[str]:
     """Every warning in words that applies to the run's data so far."""
-    checks = (divergence, likelihood_displacement, overfitting, length_drift, diversity_collapse)
-    return [w for w in (check(rs) for check in checks) if w]
+    return list(run_findings(rs).values())

@@ -34,8 +34,25 @@ EVAL_KL = "eval/kl"  # k3, per token
 EVAL_KL_SEQ = "eval/kl_seq"  # k3, per sequence
 EVAL_KL_K1 = "eval/kl_k1"  # k1, per token
 EVAL_KL_K1_SEQ = "eval/kl_k1_seq"  # k1, per sequence
-EVAL_SAMPLE_LENGTH = "eval/sample_length"
+EVAL_PAIRS = "eval/pairs"  # preference pairs the eval metrics are over (what an eval accuracy's n is)
+
+# The policy's own samples at evaluations: K samples for each of a fixed set of probe prompts (see
+# studio/train/sampling.py, and studio/core/collapse.py for the diversity measures).
+EVAL_SAMPLE_LENGTH = "eval/sample_length"  # mean completion tokens
+EVAL_SAMPLE_LENGTH_MEDIAN = "eval/sample_length_median"
+EVAL_SAMPLE_CAP = "eval/sample_cap"  # max_new_tokens the samples were cut at (tokens)
+EVAL_SAMPLE_HIT_CAP = "eval/sample_hit_cap"  # share of samples cut at the cap instead of ending
+EVAL_EOS_RATE = "eval/eos_rate"  # share of samples that ended with EOS / end of turn
+EVAL_DISTINCT_1 = "eval/distinct_1"  # distinct unigrams over all sampled tokens
 EVAL_DISTINCT_2 = "eval/distinct_2"  # share of distinct bigrams across the sampled generations
+EVAL_SELF_SIMILARITY = "eval/self_similarity"  # bigram overlap among the samples of one prompt (self-BLEU-2)
+EVAL_REPETITION = "eval/repetition"  # share of a sample's trigrams repeating an earlier one (seq-rep-3)
+EVAL_SAMPLE_ENTROPY = "eval/sample_entropy"  # the policy's per-token entropy on its own samples (nats)
+EVAL_SAMPLING_SECONDS = "eval/sampling_seconds"  # wall time of this evaluation's sampling and measuring
+SAMPLE_METRICS = (EVAL_SAMPLE_LENGTH, EVAL_SAMPLE_LENGTH_MEDIAN, EVAL_SAMPLE_CAP, EVAL_SAMPLE_HIT_CAP, EVAL_EOS_RATE,
+                  EVAL_DISTINCT_1, EVAL_DISTINCT_2, EVAL_SELF_SIMILARITY, EVAL_REPETITION, EVAL_SAMPLE_ENTROPY,
+                  EVAL_KL, EVAL_KL_SEQ, EVAL_KL_K1, EVAL_KL_K1_SEQ, EVAL_SAMPLING_SECONDS)
+"""What an evaluation measures on the policy's own samples (`studio samples` prints them with the samples)."""
 
 # The reward model (TRL's RewardTrainer names): the share of pairs whose chosen response scores above the
 # rejected one, the mean score difference, and the mean and spread of all scores of the step's responses.
@@ -85,13 +102,16 @@ def eval_name(name: str) -> str:
 
 
 COMPARE_METRICS = (REWARDS_MARGINS, eval_name(REWARDS_MARGINS), REWARDS_ACCURACIES, eval_name(REWARDS_ACCURACIES), LOSS,
-                   LOGPS_CHOSEN, LOGPS_REJECTED, EVAL_KL)
-"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables (DPO's)."""
+                   LOGPS_CHOSEN, LOGPS_REJECTED, EVAL_KL, EVAL_SAMPLE_LENGTH, EVAL_DISTINCT_2, EVAL_SELF_SIMILARITY,
+                   EVAL_SAMPLE_ENTROPY)
+"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables, for DPO runs (other
+methods: METHOD_COMPARE_METRICS): the training signals, then the collapse lens (sampled KL, length, diversity,
+entropy on the policy's own samples)."""
 
 METHOD_COMPARE_METRICS: dict[str, tuple[str, ...]] = {
     "reward": (ACCURACY, eval_name(ACCURACY), MARGIN, eval_name(MARGIN), LOSS, eval_name(LOSS)),
     "ppo": (OBJECTIVE_SCORES, eval_name(OBJECTIVE_SCORES), OBJECTIVE_KL, eval_name(OBJECTIVE_KL),
-            OBJECTIVE_RLHF_REWARD, RESPONSE_LENGTH, POLICY_CLIPFRAC, EVAL_KL),
+            OBJECTIVE_RLHF_REWARD, RESPONSE_LENGTH, POLICY_CLIPFRAC, EVAL_KL, EVAL_DISTINCT_2),
 }
 METHOD_COMPARE_METRICS["rloo"] = METHOD_COMPARE_METRICS["ppo"]
 
@@ -103,3 +123,11 @@ def compare_metrics_for(methods) -> tuple[str, ...]:
     for method in dict.fromkeys(methods or ["dpo"]):
         out += [m for m in METHOD_COMPARE_METRICS.get(method, COMPARE_METRICS) if m not in out]
     return tuple(out)
+
+
+def margin_of(accuracy: str) -> str | None:
+    """The reward-margin metric an accuracy metric is judged with (`rewards/accuracies` and its eval twin):
+    an accuracy logged where that margin is exactly 0 is every pair tied, not a model ranking them wrong."""
+    if accuracy.removeprefix(EVAL_PREFIX) != REWARDS_ACCURACIES:
+        return None
+    return eval_name(REWARDS_MARGINS) if accuracy.startswith(EVAL_PREFIX) else REWARDS_MARGINS

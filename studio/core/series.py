@@ -8,6 +8,8 @@ from operator import itemgetter
 
 import numpy as np
 
+from studio.core import metrics as M
+
 _MAX_LOG_SCALE = 200.0
 """Per block, the scan multiplies by a**-k up to e**200: far from float64 overflow (e**709), and
 summands that small relative to the newest term are exactly those the EMA has forgotten."""
@@ -193,6 +195,16 @@ class Series:
         return float(xs[i]), float(self.value[i])
 
 
+def untied(steps: np.ndarray, margin_steps: np.ndarray, margin_values: np.ndarray) -> np.ndarray:
+    """Per accuracy point (by its step), whether the mean reward margin logged at that step was not exactly 0.
+
+    With the adapter still at zero (the step-0 evaluation, the first training step) the policy is the
+    reference: every margin is exactly 0 and "chosen above rejected" counts 0% of the pairs, which reads as
+    a model ranking every pair wrong. Such points are not drawn, nor counted as a run's best."""
+    tied = np.asarray(margin_steps, dtype=np.float64)[np.asarray(margin_values, dtype=np.float64) == 0]
+    return ~np.isin(np.asarray(steps, dtype=np.float64), tied)
+
+
 class RunSeries:
     """Everything logged by one run so far, by metric name, filled incrementally from metric rows.
 
@@ -235,6 +247,16 @@ class RunSeries:
                 series = self.series[name] = Series(max(256, s_steps.size))
             series.extend(s_steps, times[idx], values[idx])
         return set(codes)
+
+    def defined(self, name: str) -> np.ndarray | None:
+        """Which points of a metric mean something: for an accuracy, those whose margin was not exactly 0
+        (see `untied`); None when all do."""
+        margin_name = M.margin_of(name)
+        series, margins = self.series.get(name), self.series.get(margin_name) if margin_name else None
+        if series is None or margins is None:
+            return None
+        keep = untied(series.step[:series.n], margins.step[:margins.n], margins.y)
+        return None if keep.all() else keep
 
     def add_samples(self, samples: list[dict]) -> bool:
         """Add generations (dicts from Project.samples, oldest first); False when there were none."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -169,6 +170,204 @@ def agreement(ratings: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict[st
             "cohens_kappa": kappa, "krippendorff_alpha": krippendorff_alpha_nominal(units)}
 
 
+# ---------------------------------------------------------------------------------------------- annotators
+
+TIME_FLOOR_SECONDS = 3.0
+"""A label given faster than this (seconds on the pair) is flagged: two responses cannot be read in that time."""
+
+
+def share_with_interval(successes: int, n: int) -> dict[str, Any]:
+    """{"share", "ci95", "n"}: a proportion with its Wilson 95% interval (share and ci95 None when n is 0)."""
+    ci = wilson_interval(successes, n)
+    return {"share": successes / n if n else None, "ci95": list(ci) if ci else None, "n": int(n)}
+
+
+def firth_logistic(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float],
+                   iterations: int = 50) -> tuple[float, float] | None:
+    """(intercept, slope) of a logistic regression of y (0/1) on x, by Firth's penalised likelihood (Firth
+    1993, "Bias reduction of maximum likelihood estimates"): finite where plain maximum likelihood runs off
+    to infinity, as it does for an annotator who always picks the longer response (complete separation).
+    With a two-valued x it gives the log odds ratio with 0.5 added to each cell. None when x does not vary
+    or there are fewer than two observations."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 2 or np.ptp(x) == 0:
+        return None
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+        w = p * (1 - p)
+        info = X.T @ (X * w[:, None])
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            return None
+        h = w * np.einsum("ij,jk,ik->i", X, cov, X)  # the hat matrix's diagonal
+        step = cov @ (X.T @ (y - p + h * (0.5 - p)))  # Newton step on Firth's modified score
+        beta = beta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+CHOICE_CODES = {c: i for i, c in enumerate(CHOICES)}
+"""A choice's index in CHOICES; the first four are VERDICTS in order."""
+
+
+@dataclass
+class LabelTable:
+    """Current labels as numeric columns, one row per label: what the per-annotator audit reads."""
+
+    names: list[str]
+    """Annotator names; `annotator` holds indices into it."""
+    annotator: np.ndarray
+    pair: np.ndarray
+    choice: np.ndarray
+    """Index in CHOICES."""
+    left: np.ndarray
+    """Whether the choice was the response shown on the left."""
+    seconds: np.ndarray
+    """Seconds on the pair, NaN when not timed."""
+    len_a: np.ndarray
+    len_b: np.ndarray
+
+    @classmethod
+    def from_columns(cls, names: Mapping[int, str], columns: np.ndarray) -> LabelTable:
+        """From an [n, 7] float array (annotator id, pair id, choice index, chose left, seconds or NaN, length
+        of A, length of B), as the store selects it, and the annotators' names by id (those without a label
+        here are left out)."""
+        columns = np.asarray(columns, dtype=float).reshape(-1, 7)
+        present, codes = np.unique(columns[:, 0].astype(np.int64), return_inverse=True)
+        order = np.argsort([names[int(i)] for i in present], kind="stable")  # by name
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return cls([names[int(present[k])] for k in order], rank[codes], columns[:, 1].astype(np.int64),
+                   columns[:, 2].astype(np.int64), columns[:, 3] == 1, columns[:, 4], columns[:, 5], columns[:, 6])
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple]) -> LabelTable:
+        """From (annotator, pair_id, choice, shown_left, seconds, len_a, len_b) tuples, as written by hand."""
+        rows = list(rows)
+        ids = {name: i for i, name in enumerate(sorted({r[0] for r in rows}))}
+        columns = [(ids[r[0]], r[1], CHOICE_CODES[r[2]], float(r[2] == r[3]), np.nan if r[4] is None else r[4],
+                    r[5], r[6]) for r in rows]
+        return cls.from_columns({i: name for name, i in ids.items()}, np.array(columns, dtype=float))
+
+
+def _annotator_audit(t: LabelTable, own: np.ndarray, people_votes: np.ndarray, pair_index: np.ndarray,
+                     person: bool, floor: float) -> dict[str, Any]:
+    """The audit of one annotator: `own` selects their labels from the table (see annotator_audit)."""
+    choice, pair_index, left = t.choice[own], pair_index[own], t.left[own]
+    decided = choice <= 1  # a or b
+    chose_a = choice[decided] == 0
+    la, lb = t.len_a[own][decided], t.len_b[own][decided]
+    differ = la != lb
+    chose_longer = (chose_a == (la > lb))[differ]
+    fit = firth_logistic(np.log2(np.maximum(la, 1) / np.maximum(lb, 1)), chose_a)
+    timed = t.seconds[own][np.isfinite(t.seconds[own])]
+    # agreement with the majority of the other people who gave the pair a verdict (skips are not votes)
+    verdict = choice < len(VERDICTS)
+    others = people_votes[pair_index[verdict]].copy()
+    if person:  # their own vote is among the people's: take it out
+        others[np.arange(len(others)), choice[verdict]] -= 1
+    majority = resolve_votes(others)
+    has_majority = majority >= 0
+    agree = int((majority[has_majority] == choice[verdict][has_majority]).sum())
+    counts = np.bincount(choice, minlength=len(CHOICES))
+    return {
+        "labels": int(choice.size), "decided": int(decided.sum()), "ties": int(counts[CHOICE_CODES["tie"]]),
+        "both_bad": int(counts[CHOICE_CODES["both_bad"]]), "skips": int(counts[CHOICE_CODES["skip"]]),
+        "left": share_with_interval(int(left[decided].sum()), int(decided.sum())) if person else None,
+        "longer": share_with_interval(int(chose_longer.sum()), int(chose_longer.size)),
+        "length_coefficient": None if fit is None else fit[1],
+        "median_seconds": float(np.median(timed)) if person and timed.size else None,
+        "fast_labels": share_with_interval(int((timed < floor).sum()), int(timed.size)) if person else None,
+        "majority_agreement": share_with_interval(agree, int(has_majority.sum())),
+    }
+
+
+def annotator_audit(labels: LabelTable | Iterable[tuple], imported_prefix: str = "import:",
+                    floor: float = TIME_FLOOR_SECONDS) -> dict[str, Any]:
+    """Per annotator, from their current labels (a LabelTable, or (annotator, pair_id, choice, shown_left,
+    seconds, len_a, len_b) tuples):
+
+    - `left`: share of decided labels (a or b) for the response shown on the left, with its Wilson 95% interval;
+    - `longer`: share of decided labels, on pairs of unequal length, for the longer response, with its interval;
+    - `length_coefficient`: the slope of a logistic regression (Firth) of choosing A on log2(len A / len B):
+      how much the log-odds of choosing a response rise per doubling of its length relative to the other's
+      (0: length plays no part; 1: doubling the length multiplies the odds by e);
+    - `median_seconds` and `fast_labels`: labels given in under `floor` seconds, among those timed;
+    - `majority_agreement`: on pairs where the other people's verdicts have a majority, the share agreeing.
+
+    People and imported labels (annotators named `imported_prefix...`) are reported apart: an import had no
+    screen sides and took no time, and it is not one of the people whose majority is asked. Vectorised over
+    the labels (a few numpy passes per annotator)."""
+    t = labels if isinstance(labels, LabelTable) else LabelTable.from_rows(labels)
+    audit: dict[str, Any] = {"time_floor_seconds": floor, "people": [], "imported": []}
+    if not len(t.pair):
+        return audit
+    imported = np.array([name.startswith(imported_prefix) for name in t.names])
+    pair_index = np.unique(t.pair, return_inverse=True)[1]
+    voted = ~imported[t.annotator] & (t.choice < len(VERDICTS))
+    people_votes = np.zeros((int(pair_index.max()) + 1, len(VERDICTS)), dtype=np.int64)
+    np.add.at(people_votes, (pair_index[voted], t.choice[voted]), 1)
+    for i, name in enumerate(t.names):  # sorted by name
+        entry = {"name": name, **_annotator_audit(t, t.annotator == i, people_votes, pair_index, not imported[i],
+                                                  floor)}
+        audit["imported" if imported[i] else "people"].append(entry)
+    return audit
+
+
+def _interval(ci: Sequence[float]) -> str:
+    return f"95% {_pct(ci[0])}-{_pct(ci[1])}"
+
+
+def _lopsided(entry: Mapping[str, Any] | None, at_least: float) -> bool:
+    """A share on at least MIN_DECIDED decisions, at or beyond `at_least` (or 1 - it), whose 95% interval
+    leaves one half out."""
+    if not entry or (entry.get("n") or 0) < MIN_DECIDED or not entry.get("ci95"):
+        return False
+    share, (lo, hi) = entry["share"], entry["ci95"]
+    return (share >= at_least or share <= 1 - at_least) and (lo > 0.5 or hi < 0.5)
+
+
+def annotator_findings(audit: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(annotator, audit field, warning in words) for what stands out in people's labels (an
+    `annotator_audit` result): the review dashboard marks those cells, the warnings list says them."""
+    out: list[tuple[str, str, str]] = []
+    floor = audit.get("time_floor_seconds", TIME_FLOOR_SECONDS)
+    for a in audit.get("people", []):
+        name, left, longer = a["name"], a.get("left"), a.get("longer")
+        if _lopsided(left, 0.65):
+            side, share = ("left", left["share"]) if left["share"] > 0.5 else ("right", 1 - left["share"])
+            out.append((name, "left", f"{name} chose the response shown on the {side} in {_pct(share)} of "
+                                      f"{left['n']} decisions (left: {_interval(left['ci95'])}): their labels follow "
+                                      f"screen position; review them, or leave them out of the next run."))
+        if _lopsided(longer, 0.7):
+            which, share = ("longer", longer["share"]) if longer["share"] > 0.5 else ("shorter", 1 - longer["share"])
+            out.append((name, "longer", f"{name} chose the {which} response in {_pct(share)} of {longer['n']} "
+                                        f"decisions (longer: {_interval(longer['ci95'])}): their labels teach length; "
+                                        f"compare a few of their pairs with another annotator's verdicts."))
+        fast = a.get("fast_labels") or {}
+        if (fast.get("n") or 0) >= 10 and fast.get("share") is not None and fast["share"] >= 0.2:
+            out.append((name, "fast_labels", f"{name} gave {round(fast['share'] * fast['n'])} of {fast['n']} timed "
+                                             f"labels ({_pct(fast['share'])}) in under {floor:g} seconds, too fast "
+                                             f"to read both responses; check those labels (Data: filter by "
+                                             f"annotator)."))
+        agree = a.get("majority_agreement") or {}
+        if (agree.get("n") or 0) >= MIN_DECIDED and agree.get("ci95") and agree["ci95"][1] < 0.5:
+            out.append((name, "majority_agreement",
+                        f"{name} agrees with the majority of the other annotators on only {_pct(agree['share'])} "
+                        f"of {agree['n']} pairs ({_interval(agree['ci95'])}): their guidelines may differ from "
+                        f"the others'."))
+    return out
+
+
+def annotator_warnings(audit: Mapping[str, Any]) -> list[str]:
+    """Warnings in words about individual people's labels (an `annotator_audit` result)."""
+    return [warning for _name, _field, warning in annotator_findings(audit)]
+
+
 # ---------------------------------------------------------------------------------------------- warnings
 
 MIN_DECIDED = 20
@@ -190,24 +389,28 @@ def bias_warnings(stats: Mapping[str, Any]) -> list[str]:
         share = length["share"]
         if ci[0] > 0.5 and share >= 0.6:
             out.append(f"{_pct(share)} of chosen responses are longer: DPO will learn length "
-                       f"(median chosen/rejected length ratio {length['median_ratio']:.2f}).")
+                       f"(median chosen/rejected length ratio {length['median_ratio']:.2f}). Label pairs where the "
+                       f"shorter answer is better, or try a length-normalised loss (SimPO).")
         elif ci[1] < 0.5 and share <= 0.4:
-            out.append(f"Only {_pct(share)} of chosen responses are longer: DPO will learn to be brief.")
+            out.append(f"Only {_pct(share)} of chosen responses are longer: DPO will learn to be brief. Label pairs "
+                       f"where the longer answer is better if brevity is not what you want.")
     position = stats.get("position_bias") or {}
     ci = position.get("ci95")
     if (position.get("decided") or 0) >= MIN_DECIDED and ci and (ci[0] > 0.5 or ci[1] < 0.5):
         side = "left" if ci[0] > 0.5 else "right"
         share = position["share"] if side == "left" else 1 - position["share"]
         out.append(f"Annotators chose the response shown on the {side} {_pct(share)} of the time "
-                   f"(95% interval {_pct(ci[0])}-{_pct(ci[1])} for left): labels depend on screen position.")
+                   f"(95% interval {_pct(ci[0])}-{_pct(ci[1])} for left): labels depend on screen position. "
+                   f"Data ▸ Review shows which annotators.")
     agree = stats.get("agreement") or {}
     alpha = agree.get("krippendorff_alpha")
     if alpha is not None and (agree.get("pairs") or 0) >= 10 and alpha < 0.4:
         out.append(f"Annotators agree little (Krippendorff's alpha {alpha:.2f} on {agree['pairs']} shared pairs): "
                    "the preferences are noisy; consider clearer guidelines or a robust loss.")
+    out += annotator_warnings(stats.get("annotator_audit") or {})
     resolved = stats.get("resolved") or {}
     prefs = resolved.get("preferences")
     if prefs is not None and 0 < prefs < 100:
         out.append(f"Only {prefs} resolved preferences: too few for DPO to learn much beyond the style of "
-                   "the chosen responses.")
+                   "the chosen responses. Label more pairs (a few hundred is a start).")
     return out

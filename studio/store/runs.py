@@ -209,11 +209,20 @@ class RunsStore(StoreBase):
             c.executemany("INSERT INTO samples (run_id, step, prompt_id, prompt_text, text, meta, time) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def samples(self, run_id: int, since_id: int = 0) -> list[dict]:
-        rows = self._query("SELECT * FROM samples WHERE run_id = ? AND id > ? ORDER BY id", (run_id, since_id))
+    def samples(self, run_id: int, since_id: int = 0, step: int | None = None) -> list[dict]:
+        """A run's samples with id > since_id (only those of `step` when given), oldest first, meta decoded."""
+        sql, params = "SELECT * FROM samples WHERE run_id = ? AND id > ?", [run_id, since_id]
+        if step is not None:
+            sql, params = sql + " AND step = ?", [*params, step]
+        rows = self._query(sql + " ORDER BY id", tuple(params))
         for r in rows:
             r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
         return rows
+
+    def sample_steps(self, run_id: int) -> list[int]:
+        """The steps at which a run stored samples, in order."""
+        return [r[0] for r in self._conn.execute(
+            "SELECT DISTINCT step FROM samples WHERE run_id = ? ORDER BY step", (run_id,))]
 
     def add_checkpoint(self, run_id: int, step: int, path: str | Path) -> None:
         with self._write() as c:

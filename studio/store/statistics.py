@@ -89,6 +89,15 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
         annotators.append({"name": name, "labels": int(n), "imported": name.startswith(IMPORT_PREFIX),
                            "median_seconds": float(_statistics.median(seconds)) if seconds else None})
 
+    # every current label as numbers, with its pair's two lengths, for the per-annotator audit
+    choice_code = "CASE l.choice " + " ".join(f"WHEN '{k}' THEN {i}" for k, i in core.CHOICE_CODES.items()) + " END"
+    label_columns = np.array(c.execute(
+        f"SELECT l.annotator_id, l.pair_id, {choice_code}, l.choice = l.shown_left, l.seconds, length(ra.text), "
+        "length(rb.text) FROM labels l JOIN pairs p ON p.id = l.pair_id "
+        "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id "
+        f"WHERE l.state = 'current'{where}", params).fetchall(), dtype=float)  # a NULL second becomes NaN
+    annotator_names = dict(c.execute("SELECT id, name FROM annotators").fetchall())
+
     result: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "project": project.name,
@@ -110,6 +119,8 @@ def project_stats(project: Project, split: str | None = None) -> dict[str, Any]:
         "length_bias": core.length_bias(chosen_len, rejected_len),
         "agreement": core.agreement(ratings),
         "annotators": annotators,
+        "annotator_audit": core.annotator_audit(core.LabelTable.from_columns(annotator_names, label_columns),
+                                                IMPORT_PREFIX),
     }
     result["warnings"] = core.bias_warnings(result)
     return result

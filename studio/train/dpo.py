@@ -239,6 +239,7 @@ class DPORun:
         """Set up: settings and data are checked before the model loads (a mistake must not cost a load),
         then model, data, optimizer, and on resume everything the checkpoint holds."""
         assert isinstance(ctx.config, DPOConfig), "the DPO recipe trains DPO runs"
+        started = time.monotonic()  # the wall time that sampling's budget is a share of
         self.ctx, self.config = ctx, ctx.config
         config, project, run_id = ctx.config, ctx.project, ctx.run_id
         assert project.folder is not None, "training needs a project folder for its adapter and checkpoints"
@@ -272,9 +273,7 @@ class DPORun:
         self.total_steps = runtime.total_steps_for(config, math.ceil(len(self.train_ex) / self.world))
         log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_ex), len(self.eval_ex),
                  self.total_steps)
-        candidates = [sampling.EvalPrompt(e.prompt_id, e.prompt_text, e.prompt_ids)
-                      for e in (self.eval_ex or self.train_ex)]
-        self.eval_prompts = sampling.pick_prompts(candidates, config.eval_samples, config.seed)
+        self.probes = sampling.ProbeSampler.for_run(config, self.eval_ex, self.train_ex, started)
         self.use_ref = needs_reference(config.loss_type)
 
         # optimizer and schedule over the adapter weights only
@@ -413,14 +412,15 @@ class DPORun:
             if split_values is None:
                 return False
             values.update(split_values)
+            values[M.EVAL_PAIRS] = len(self.eval_ex)
         rows: list[dict] = []
-        if self.eval_prompts and self.main:
+        # the first and last evaluations always sample; the others while sampling stays within its time budget
+        if self.main and self.probes.due(self.state.step, self.total_steps):
             if self.ctx.should_stop():  # sampling is the main process's alone: no collective here
                 return False
             with self.accelerator.autocast():
-                sample_values, rows = sampling.sample_and_measure(
-                    self.peft_model, self.tokenizer, self.eval_prompts, self.config.sample_max_new_tokens,
-                    self.config.seed, self.device)
+                sample_values, rows = self.probes.sample(self.peft_model, self.tokenizer, self.device,
+                                                         self.state.step)
             values.update(sample_values)
             self.state.samples_generated += len(rows)
         if self.main:
@@ -532,4 +532,6 @@ def train(ctx: RunContext) -> str:
         status = "interrupted"
     run.save_checkpoint()
     run.writer.flush(wait=True)
+    if run.probes:
+        log.info(run.probes.summary())
     return status

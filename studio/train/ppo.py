@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
+from studio.core import collapse, paths
 from studio.core import metrics as M
-from studio.core import paths
 from studio.core.configs import PPOConfig, RLConfig, planned_steps
 from studio.store import ProjectError
 from studio.store.rlhf import RULE_PREFIX, reward_source
@@ -416,14 +416,21 @@ class PPORun(RecipeRun):
             adv = self.kl_and_scores(r)
             values = {M.eval_name(k): v for k, v in self.rollout_metrics(r, adv, self.kl_ctl.value).items()
                       if k in (M.OBJECTIVE_SCORES, M.OBJECTIVE_KL, M.OBJECTIVE_RLHF_REWARD, M.RESPONSE_LENGTH)}
-            # the sampled KL and sample statistics under the names DPO's evaluations use (charts, health rules)
+            # the sampled KL and the collapse measures under the names DPO's evaluations use (charts, health
+            # strip and rules); one response per prompt, so no self-similarity (it compares a prompt's samples)
             k1 = (r.logprobs - r.ref_logprobs).masked_fill(~r.mask, 0.0)
             k3 = R.per_token_kl(r.logprobs, r.ref_logprobs, "k3").masked_fill(~r.mask, 0.0)
             tokens = max(1.0, float(r.mask.sum()))
+            content = self.content(r)
+            mean_length, median_length = collapse.length_summary([len(c) for c in r.completion_ids])
+            ended = float(r.finished.float().mean())
             values.update({M.EVAL_KL: float(k3.sum()) / tokens, M.EVAL_KL_K1: float(k1.sum()) / tokens,
                            M.EVAL_KL_SEQ: float(k3.sum(1).mean()), M.EVAL_KL_K1_SEQ: float(k1.sum(1).mean()),
-                           M.EVAL_SAMPLE_LENGTH: float(r.mask.sum(1).float().mean()),
-                           M.EVAL_DISTINCT_2: sampling.distinct_2(r.completion_ids)})
+                           M.EVAL_SAMPLE_LENGTH: mean_length, M.EVAL_SAMPLE_LENGTH_MEDIAN: median_length,
+                           M.EVAL_SAMPLE_CAP: float(self.config.max_new_tokens), M.EVAL_SAMPLE_HIT_CAP: 1.0 - ended,
+                           M.EVAL_EOS_RATE: ended, M.EVAL_DISTINCT_1: collapse.distinct_n(content, 1),
+                           M.EVAL_DISTINCT_2: collapse.distinct_n(content, 2),
+                           M.EVAL_REPETITION: sum(map(collapse.repetition, content)) / len(content)})
             self.position.samples_generated += len(r)
             values[M.SAMPLES_GENERATED] = self.position.samples_generated
             self.writer.add(self.position.step, values)
@@ -432,16 +439,28 @@ class PPORun(RecipeRun):
         self.position.evaluated_step = self.position.step
         return True
 
+    @staticmethod
+    def content(r: Rollouts) -> list[list[int]]:
+        """Each response's tokens without its closing stop token (what the collapse measures read)."""
+        return [sampling.content_tokens(c, done) for c, done in zip(r.completion_ids, r.finished.tolist(),
+                                                                    strict=True)]
+
     def sample_rows(self, r: Rollouts, adv: dict[str, torch.Tensor]) -> list[dict]:
-        """Rows for `add_samples`: prompt, response, and in meta its reward, KL, length and whether it ended."""
+        """Rows for `add_samples`: prompt, response, and in meta its reward, KL, length, whether it ended (or hit
+        the cap) and its repetition, with the repeated spans the samples timeline marks."""
         scores, kls = adv["scores"].tolist(), adv["kl"].sum(1).tolist()
         raw = r.raw_scores.tolist()
+        cap = self.config.max_new_tokens
         rows = []
-        for i, (p, c) in enumerate(zip(r.prompts, r.completion_ids, strict=True)):
-            rows.append({"prompt_id": p.prompt_id, "prompt_text": p.text,
-                         "text": self.tokenizer.decode(c, skip_special_tokens=True),
-                         "meta": {"tokens": len(c), "finished": bool(r.finished[i]), "reward": raw[i],
-                                  "score": scores[i], "kl_seq": kls[i]}})
+        for i, (p, c, tokens) in enumerate(zip(r.prompts, r.completion_ids, self.content(r), strict=True)):
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            done = bool(r.finished[i])
+            rows.append({"prompt_id": p.prompt_id, "prompt_text": p.text, "text": text,
+                         "meta": {"tokens": len(c), "finished": done, "hit_cap": not done, "cap": cap,
+                                  "reward": raw[i], "score": scores[i], "kl_seq": kls[i],
+                                  "repetition": collapse.repetition(tokens),
+                                  "repeated": sampling.repeated_spans(self.tokenizer, tokens, text,
+                                                                      collapse.REPETITION_N)}})
         return rows
 
     # -- checkpoint

@@ -27,8 +27,23 @@ def check_model_folder(path: Path) -> None:
             f"tokenizer of the model these weights came from into it (tokenizer.save_pretrained(folder))")
 
 
+def probe_ids(text: str) -> list[int]:
+    """The prompt ids of the `probe_prompt_ids` setting ('3, 17,42'); an empty list when it is empty."""
+    ids = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise TrainingError(f"probe_prompt_ids: {part!r} is not a prompt id; give ids separated by commas, "
+                                f"such as '3,17,42'")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return ids
+
+
 def check_settings(config) -> None:
     """Combinations of settings that are each valid alone but cannot train."""
+    probe_ids(getattr(config, "probe_prompt_ids", ""))
     if getattr(config, "method", None) in ("ppo", "rloo"):
         check_rl_settings(config)
         return

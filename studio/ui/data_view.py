@@ -32,6 +32,7 @@ from studio.store import PairFilter, PairRow, Project
 from studio.store.statistics import IMPORT_PREFIX
 from studio.ui import palette
 from studio.ui.pair_view import PairPreview
+from studio.ui.review import ReviewDashboard
 from studio.ui.widgets import EmptyState, FilterCombo, named
 
 STATES = {"any": "Any state", "unlabeled": "Unlabeled", "labeled": "Labeled", "needs_more": "Needs another label"}
@@ -315,10 +316,19 @@ class DataView(QWidget):
         self.stack.addWidget(self.body)
         self.stack.addWidget(self.empty)
 
+        # the pairs and the review dashboard (agreement, bias, the per-annotator audit) as two tabs
+        pairs_page = QWidget()
+        pl = QVBoxLayout(pairs_page)
+        pl.setContentsMargins(0, 4, 0, 0)
+        pl.addLayout(filters)
+        pl.addWidget(self.stack, 1)
+        self.review = ReviewDashboard(project)
+        self.pages = QTabWidget()
+        self.pages.addTab(pairs_page, "Pairs")
+        self.pages.addTab(self.review, "Review")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
-        layout.addLayout(filters)
-        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.pages, 1)
         self._stale = True
         self._reload_timer = QTimer(self, singleShot=True, interval=0, timeout=self._reload_if_shown)
         self._fit_orientation()
@@ -370,6 +380,7 @@ class DataView(QWidget):
     def mark_stale(self) -> None:
         """Labels or pairs changed elsewhere; reload when next shown (not on every label)."""
         self._stale = True
+        self.review.mark_stale()
         if self.isVisible():
             self._reload_timer.start()
 

@@ -61,6 +61,13 @@ def _launch_view(window, args: Namespace):
     return dialog
 
 
+def _review_view(window, args: Namespace):
+    view = window.show_section("Data")
+    view.pages.setCurrentWidget(view.review)
+    view.review.refresh()
+    return window
+
+
 def views() -> dict[str, ViewFactory]:
     global _LOADED
     if not _LOADED:
@@ -70,6 +77,7 @@ def views() -> dict[str, ViewFactory]:
         register_view("welcome", _welcome_view)
         register_view("settings", _settings_view)
         register_view("launch", _launch_view)
+        register_view("review", _review_view)
         from studio.ui.runs import register_screenshot_views
 
         register_screenshot_views(register_view)

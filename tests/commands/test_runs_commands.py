@@ -75,3 +75,31 @@ def test_a_diverged_run_is_named_by_both_commands(tmp_path, capsys):
     assert run["warnings"][0].startswith("The loss became nan at step 7: training diverged.")
     assert main(["metrics", str(tmp_path / "p"), str(run_id), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"] == run["warnings"]
+
+
+def test_samples_prints_a_steps_samples_with_their_measures(tmp_path, capsys):
+    with Project.create(tmp_path / "p") as project:
+        run_id = project.create_run("dpo", "tiny-model", {})
+        pid = project.add_prompt("Tell me about cats.")
+        for step, text in ((0, "the cat sat"), (20, "yes yes yes yes")):
+            project.add_samples(run_id, step, [
+                {"prompt_id": pid, "prompt_text": "Tell me about cats.", "text": f"{text} {k}",
+                 "meta": {"sample": k, "tokens": 5 + step, "hit_cap": step == 20, "repetition": step / 40,
+                          "kl_seq": step / 10, "repeated": [[0, 7]] if step else []}} for k in range(2)])
+            project.log_metrics(run_id, [(step, M.EVAL_DISTINCT_2, 1.0 - step / 40), (step, M.LOSS, 0.6)])
+    assert main(["samples", str(tmp_path / "p"), str(run_id), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["run"], out["step"], out["steps"]) == (run_id, 20, [0, 20])  # the latest step by default
+    assert out["metrics"] == {M.EVAL_DISTINCT_2: 0.5}  # what the evaluation measured on the samples
+    assert out["samples"][1] == {"prompt_id": pid, "prompt": "Tell me about cats.", "text": "yes yes yes yes 1",
+                                 "sample": 1, "tokens": 25, "hit_cap": True, "repetition": 0.5, "kl_seq": 2.0,
+                                 "repeated": [[0, 7]]}
+
+    assert main(["samples", str(tmp_path / "p"), str(run_id), "--step", "0"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"run {run_id}, step 0: 2 samples of 1 prompts (steps with samples: 0, 20)")
+    assert f"== prompt {pid}: Tell me about cats." in text
+    assert "-- sample 0  tokens 5  hit_cap no  repetition 0.000  kl_seq 0.000\n   the cat sat 0" in text
+
+    assert main(["samples", str(tmp_path / "p"), str(run_id), "--step", "5"]) == 2
+    assert "--step 5: run" in capsys.readouterr().err

@@ -114,7 +114,7 @@ def test_overfitting_when_train_accuracy_is_high_and_eval_trails_it():
      "Length drift: sampled answers are 2.2x as long as at the start (40 → 90 tokens at step 40).",
      ((40, 50, 58), (0.8, 0.8, 0.8))),
     (H.diversity_collapse, ((40, 40, 40), (0.8, 0.5, 0.3)),  # distinct-2 under 60% of its first value
-     "Samples are getting repetitive: distinct-2 fell from 0.80 to 0.30 by step 40 (mode collapse).",
+     "Samples are getting repetitive: distinct-2 0.80 → 0.30 by step 40 (mode collapse).",
      ((40, 40, 40), (0.8, 0.6, 0.5))),
 ])
 def test_sample_rules_compare_the_latest_evaluation_with_the_first(rule, fires, message, quiet):
@@ -140,3 +140,40 @@ def test_the_rules_read_only_the_health_metrics():
     for rows in runs:
         full = H.run_warnings(series_of(rows + noise))
         assert full and H.run_warnings(series_of([r for r in rows + noise if r[1] in H.HEALTH_METRICS])) == full
+
+
+def test_most_samples_at_the_cap_warns_with_the_share_the_step_and_the_cap():
+    rows = [(0, M.EVAL_SAMPLE_HIT_CAP, 0.2), (0, M.EVAL_SAMPLE_CAP, 128.0),
+            (20, M.EVAL_SAMPLE_HIT_CAP, 0.8), (20, M.EVAL_SAMPLE_CAP, 128.0)]
+    warning = H.samples_at_cap(series_of(rows))
+    assert H.headline(warning) == ("Most samples hit the length cap: 80% of the samples at step 20 stopped at "
+                                   "the 128-token cap instead of ending, so sample length cannot show drift.")
+    assert "Raise sample_max_new_tokens" in warning
+    assert H.samples_at_cap(series_of(rows[:2])) is None  # 20%: most samples end on their own
+    assert H.samples_at_cap(series_of([*rows[:2], (20, M.EVAL_SAMPLE_HIT_CAP, 0.5)])) is None  # half is not most
+    assert H.run_findings(series_of(rows)) == {"samples_at_cap": warning}
+
+
+def test_collapse_also_warns_when_the_samples_of_each_prompt_become_the_same_text():
+    def run(similarity: tuple[float, float], distinct: tuple[float, float]) -> list[tuple]:
+        return [(0, M.EVAL_SELF_SIMILARITY, similarity[0]), (0, M.EVAL_DISTINCT_2, distinct[0]),
+                (0, M.EVAL_REPETITION, 0.0), (30, M.EVAL_SELF_SIMILARITY, similarity[1]),
+                (30, M.EVAL_DISTINCT_2, distinct[1]), (30, M.EVAL_REPETITION, 0.25)]
+
+    # distinct-2 across prompts holds (0.9 -> 0.7), but each prompt's samples now share 80% of their bigrams
+    warning = H.diversity_collapse(series_of(run((0.1, 0.8), (0.9, 0.7))))
+    assert H.headline(warning) == ("Samples are getting repetitive: distinct-2 0.90 → 0.70, self-similarity "
+                                   "0.10 → 0.80, repetition 0.00 → 0.25 by step 30 (mode collapse).")
+    assert H.diversity_collapse(series_of(run((0.1, 0.35), (0.9, 0.7)))) is None  # rose 0.25: within noise
+    assert H.diversity_collapse(series_of(run((0.3, 0.45), (0.9, 0.7)))) is None  # under 0.5: still varied
+    assert H.diversity_collapse(series_of(run((0.1, 0.2), (0.9, 0.5)))).startswith(  # distinct-2 fell alone
+        "Samples are getting repetitive: distinct-2 0.90 → 0.50")
+
+
+def test_every_rule_is_named_and_run_warnings_lists_the_findings_in_order():
+    assert [r.name for r in H.RULES] == ["divergence", "likelihood_displacement", "overfitting", "length_drift",
+                                         "samples_at_cap", "diversity_collapse"]
+    rs = series_of(evaluated_run(1.0, (0.6, 0.55), (40, 60, 90), (0.8, 0.5, 0.3)))
+    found = H.run_findings(rs)
+    assert list(found) == ["overfitting", "length_drift", "diversity_collapse"]
+    assert H.run_warnings(rs) == list(found.values())

@@ -85,3 +85,16 @@ def test_latest_samples_are_those_of_the_last_evaluation():
     assert rs.add_samples([{"id": 1, "step": 0, "text": "a"}, {"id": 2, "step": 0, "text": "b"}])
     rs.add_samples([{"id": 3, "step": 10, "text": "c"}, {"id": 4, "step": 10, "text": "d"}])
     assert [s["text"] for s in rs.latest_samples()] == ["c", "d"] and rs.last_sample_id == 4
+
+
+def test_accuracy_points_where_every_margin_is_exactly_zero_are_not_defined():
+    from studio.core import metrics as M
+    from studio.core.series import RunSeries, untied
+
+    rs = RunSeries()
+    acc, margin = M.eval_name(M.REWARDS_ACCURACIES), M.eval_name(M.REWARDS_MARGINS)
+    rows = [(0, acc, 0.0), (0, margin, 0.0), (10, acc, 0.75), (10, margin, 0.4), (20, acc, 0.5), (20, margin, -0.1)]
+    rs.add_rows([(i, s, v, float(i), n) for i, (s, n, v) in enumerate(rows, 1)])
+    assert rs.defined(acc).tolist() == [False, True, True]  # step 0: the reference ties every pair
+    assert rs.defined(margin) is None and rs.defined(M.REWARDS_ACCURACIES) is None
+    assert untied(np.array([1, 2]), np.array([1, 2]), np.array([0.3, 0.0])).tolist() == [True, False]

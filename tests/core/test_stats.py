@@ -121,3 +121,82 @@ def test_wilson_is_symmetric():
     lo, hi = stats.wilson_interval(3, 10)
     lo2, hi2 = stats.wilson_interval(7, 10)
     assert math.isclose(lo, 1 - hi2) and math.isclose(hi, 1 - lo2)
+
+
+# ---------------------------------------------------------------------------------------------- annotator audit
+
+
+def test_firth_logistic_on_two_groups_is_the_log_odds_ratio_with_half_a_count_added():
+    from studio.core.stats import firth_logistic
+
+    # x = +1: 8 of 10 chose A; x = -1: 3 of 10. Firth adds 0.5 to each cell: logits log(8.5/2.5), log(3.5/7.5)
+    x = [1.0] * 10 + [-1.0] * 10
+    y = [1] * 8 + [0] * 2 + [1] * 3 + [0] * 7
+    intercept, slope = firth_logistic(x, y)
+    hi, lo = math.log(8.5 / 2.5), math.log(3.5 / 7.5)
+    assert slope == pytest.approx((hi - lo) / 2, abs=1e-8)
+    assert intercept == pytest.approx((hi + lo) / 2, abs=1e-8)
+    # complete separation (plain maximum likelihood diverges): 10 of 10 against 0 of 10 stays finite
+    assert firth_logistic(x, [1] * 10 + [0] * 10)[1] == pytest.approx(math.log(10.5 / 0.5), abs=1e-8)
+    assert firth_logistic([2.0, 2.0, 2.0], [1, 0, 1]) is None  # x does not vary: no slope to fit
+
+
+def crafted_labels() -> list[tuple]:
+    """20 pairs: A has 100 + 10 i characters, B 200 (A shorter for i < 10, equal at 10, longer after); A is
+    shown on the left on even i. lefty always picks the left side, longy the longer response (B when equal),
+    carol always A; an import picked A everywhere."""
+    rows = []
+    for i in range(20):
+        len_a, len_b, shown = 100 + 10 * i, 200, "a" if i % 2 == 0 else "b"
+        longer = "a" if len_a > len_b else "b"
+        rows += [("lefty", i, shown, shown, 1.0, len_a, len_b), ("longy", i, longer, shown, 10.0, len_a, len_b),
+                 ("carol", i, "a", shown, None if i < 5 else 6.0, len_a, len_b),
+                 ("import:hh.jsonl", i, "a", "a", None, len_a, len_b)]
+    return rows
+
+
+def test_annotator_audit_on_a_crafted_label_set():
+    from studio.core.stats import annotator_audit, annotator_warnings, wilson_interval
+
+    audit = annotator_audit(crafted_labels())
+    people = {a["name"]: a for a in audit["people"]}
+    assert list(people) == ["carol", "lefty", "longy"]
+    assert [a["name"] for a in audit["imported"]] == ["import:hh.jsonl"]  # reported apart from people
+
+    lefty, longy, carol = people["lefty"], people["longy"], people["carol"]
+    assert lefty["left"] == {"share": 1.0, "ci95": list(wilson_interval(20, 20)), "n": 20}
+    # lefty picks the longer one when the longer is on the left: B (shorter A) on odd i < 10, A on even i > 10
+    assert lefty["longer"] == {"share": 9 / 19, "ci95": list(wilson_interval(9, 19)), "n": 19}
+    # longy's picks were on the left on odd i <= 10 (B shown left) and even i > 10: 5 + 4
+    assert longy["left"]["share"] == 9 / 20
+    assert longy["longer"] == {"share": 1.0, "ci95": list(wilson_interval(19, 19)), "n": 19}
+    assert carol["left"]["share"] == 0.5 and carol["longer"]["share"] == 9 / 19
+
+    # choosing A against log2(len A / len B): longy follows length all the way, lefty's sides alternate
+    assert longy["length_coefficient"] > 2
+    assert abs(lefty["length_coefficient"]) < 0.5
+
+    # every lefty label took 1 s (under the 3 s floor); carol's first five were not timed
+    assert lefty["median_seconds"] == 1.0 and lefty["fast_labels"]["share"] == 1.0
+    assert longy["fast_labels"] == {"share": 0.0, "ci95": list(wilson_interval(0, 20)), "n": 20}
+    assert carol["median_seconds"] == 6.0 and carol["fast_labels"]["n"] == 15
+
+    # lefty's others are longy and carol: they agree (A) only on i > 10; lefty picked A there on even i
+    assert lefty["majority_agreement"] == {"share": 4 / 9, "ci95": list(wilson_interval(4, 9)), "n": 9}
+    # carol's others (lefty, longy) agree on A for even i > 10 and on B for odd i < 10: A matches 4 of 9
+    assert carol["majority_agreement"]["n"] == 9 and carol["majority_agreement"]["share"] == 4 / 9
+    imported = audit["imported"][0]
+    assert imported["left"] is None and imported["median_seconds"] is None and imported["fast_labels"] is None
+    # the import (A everywhere) against the people's majority: B on odd i < 10 (lefty and longy), A elsewhere
+    assert imported["majority_agreement"] == {"share": 15 / 20, "ci95": list(wilson_interval(15, 20)), "n": 20}
+
+    warnings = annotator_warnings(audit)
+    assert warnings[0] == ("lefty chose the response shown on the left in 100% of 20 decisions (left: 95% 84%-100%): "
+                           "their labels follow screen position; review them, or leave them out of the next run.")
+    assert any(w.startswith("lefty gave 20 of 20 timed labels (100%) in under 3 seconds") for w in warnings)
+    # longy decided only 19 pairs of unequal length, under the 20 a warning needs; carol is unremarkable
+    assert len(warnings) == 2
+    many = annotator_warnings(annotator_audit([(n, i + 20 * k, *rest) for k in range(2)
+                                               for n, i, *rest in crafted_labels()]))
+    assert any(w.startswith("longy chose the longer response in 100% of 38 decisions (longer: 95% 91%-100%)")
+               for w in many)

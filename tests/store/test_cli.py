@@ -78,13 +78,17 @@ def test_stats_json_shape(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "demo"), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert set(s) == {"schema", "project", "split", "counts", "resolved", "label_distribution", "position_bias",
-                      "length_bias", "agreement", "annotators", "warnings"}
+                      "length_bias", "agreement", "annotators", "annotator_audit", "warnings"}
     assert set(s["position_bias"]) == {"decided", "left_won", "share", "ci95"}
+    assert set(s["annotator_audit"]) == {"time_floor_seconds", "people", "imported"}
+    assert set(s["annotator_audit"]["people"][0]) == {
+        "name", "labels", "decided", "ties", "both_bad", "skips", "left", "longer", "length_coefficient",
+        "median_seconds", "fast_labels", "majority_agreement"}  # as docs/store.md lists them
     assert set(s["length_bias"]) == {"decided_pairs", "chosen_longer", "share", "ci95", "median_ratio"}
     assert set(s["agreement"]) == {"pairs", "annotators", "percent", "cohens_kappa", "krippendorff_alpha"}
     assert main(["stats", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "Krippendorff's alpha" in out and "alice" in out
+    assert "Krippendorff's alpha" in out and "alice" in out and "chose longer (95%)" in out
 
 
 def test_runs_and_metrics_json(tmp_path, capsys):

@@ -88,6 +88,25 @@ def test_agreement_and_annotators(labeled):
         ("alice", 6, 5.0), ("bob", 4, 8.0)]
 
 
+def test_annotator_audit_reads_every_current_label_with_both_lengths(labeled):
+    audit = project_stats(labeled)["annotator_audit"]
+    alice, bob = audit["people"]
+    assert audit["imported"] == [] and audit["time_floor_seconds"] == core.TIME_FLOOR_SECONDS
+    # alice: 1 a, 2 b, 3 a, 4 tie, 6 skip, eval 7 b (pair 5 undone); every decision for the side on the left
+    assert (alice["name"], alice["labels"], alice["decided"], alice["ties"], alice["skips"]) == ("alice", 6, 4, 1, 1)
+    assert alice["left"] == core.share_with_interval(4, 4)
+    assert alice["longer"] == core.share_with_interval(2, 4)  # B is the longer response of every pair
+    assert alice["median_seconds"] == 5.0 and alice["fast_labels"] == core.share_with_interval(2, 6)  # 2 s, 1 s
+    # against bob on pairs 1-4 (pair 7 has no other verdict): a=a, b=b, a!=b, tie=tie
+    assert alice["majority_agreement"] == core.share_with_interval(3, 4)
+    # bob: 1 a (left b), 2 b (left b), 3 b (left a), 4 tie (untimed)
+    assert bob["left"] == core.share_with_interval(1, 3) and bob["longer"] == core.share_with_interval(2, 3)
+    assert bob["median_seconds"] == 8.0 and bob["fast_labels"]["n"] == 3
+    assert bob["majority_agreement"] == core.share_with_interval(3, 4)
+    eval_audit = project_stats(labeled, split="eval")["annotator_audit"]
+    assert [(a["name"], a["labels"]) for a in eval_audit["people"]] == [("alice", 1)]
+
+
 def test_split_filter(labeled):
     s = project_stats(labeled, split="eval")
     assert (s["counts"]["pairs"], s["counts"]["labeled_pairs"], s["resolved"]["preferences"]) == (2, 1, 1)
@@ -104,6 +123,7 @@ def test_imported_labels_are_left_out_of_position_bias(project, tmp_path):
     s = project_stats(project)
     assert s["position_bias"]["decided"] == 0
     assert s["annotators"][0]["imported"] is True
+    assert s["annotator_audit"]["people"] == [] and s["annotator_audit"]["imported"][0]["name"] == "import:prefs.jsonl"
     assert s["length_bias"]["share"] == 1.0
     assert any("DPO will learn length" in w for w in s["warnings"])
     assert bias_warnings(project) == s["warnings"]

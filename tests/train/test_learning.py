@@ -15,7 +15,7 @@ def test_dpo_learns_the_preferred_trait(tmp_path, tiny_model):
     config = apply_overrides(DPOConfig(), {
         "learning_rate": 1e-2, "max_steps": 30, "batch_size": 8, "warmup_ratio": 0.0, "lora.r": 8,
         "lora.dropout": 0.0, "beta": 0.1, "eval_interval": 1000,  # evaluate before training and at the end
-        "eval_samples": 12, "sample_max_new_tokens": 4, "checkpoint_interval": 0})
+        "eval_samples": 12, "samples_per_prompt": 1, "sample_max_new_tokens": 4, "checkpoint_interval": 0})
     run_id = project.create_run("dpo", str(tiny_model), to_dict(config))
     assert run_worker(project.folder, run_id) == "done"
 

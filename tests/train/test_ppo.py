@@ -82,7 +82,18 @@ def test_a_rule_reward_rises_with_the_kl_to_the_reference_in_bounds(rl_project, 
     assert ({M.LOSS_VALUE, M.VALUE_CLIPFRAC} <= train) == (method == "ppo")
     # the stored samples say what each response got
     sample = project.samples(run_id)[-1]
-    assert sample["step"] == 12 and {"reward", "kl_seq", "tokens", "finished"} <= set(sample["meta"])
+    assert sample["step"] == 12 and {"reward", "kl_seq", "tokens", "finished", "hit_cap", "repetition"} <= set(
+        sample["meta"])
+    # the collapse lens's measures of the held-out responses, under DPO's names, agree with the stored samples
+    for step in (0, 6, 12):
+        at = [s["meta"] for s in project.samples(run_id) if s["step"] == step]
+        assert metric(project, run_id, M.EVAL_SAMPLE_LENGTH)[step] == pytest.approx(
+            sum(m["tokens"] for m in at) / len(at))
+        assert metric(project, run_id, M.EVAL_SAMPLE_HIT_CAP)[step] == pytest.approx(
+            sum(m["hit_cap"] for m in at) / len(at))
+        assert all(m["hit_cap"] == (not m["finished"]) for m in at)
+        assert 0.0 < metric(project, run_id, M.EVAL_DISTINCT_2)[step] <= 1.0
+    assert metric(project, run_id, M.EVAL_SAMPLE_CAP)[12] == FAST["max_new_tokens"]
 
 
 def test_without_the_kl_penalty_the_policy_drifts_further(rl_project, trait_sft_model):

@@ -15,8 +15,11 @@ from studio.core.configs import DPOConfig, apply_overrides, to_dict
 from studio.store import Project
 from studio.train.worker import run_worker
 
+# one sample of each of two probe prompts, at every evaluation whatever it costs (these tests are about the
+# protocol: which steps are evaluated and sampled, once each)
 SMALL = {"learning_rate": 5e-3, "batch_size": 4, "warmup_ratio": 0.25, "lora.r": 4, "eval_interval": 3,
-         "eval_samples": 2, "sample_max_new_tokens": 4, "checkpoint_interval": 0, "max_steps": 8}
+         "eval_samples": 2, "samples_per_prompt": 1, "sample_budget": 1.0, "sample_max_new_tokens": 4,
+         "checkpoint_interval": 0, "max_steps": 8}
 
 
 def make_run(project, model, **overrides):

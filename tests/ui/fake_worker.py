@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(step, n, value(n, step, args.steps)) for n in names]
         if step % args.eval_every == 0 or step == args.steps:
             rows += [(step, n, value(n, step, args.steps)) for n in EVAL_NAMES]
+            # two probe prompts, two samples each, with the measures the real worker keeps in meta
             project.add_samples(run_id, step, [
-                {"prompt_id": None, "prompt_text": f"Eval prompt {i}", "text": f"Sample {i} at step {step}."}
-                for i in range(2)])
+                {"prompt_id": i + 1, "prompt_text": f"Eval prompt {i}", "text": f"Sample {k} of {i} at step {step}.",
+                 "meta": {"sample": k, "tokens": 8 + step // 10, "hit_cap": k == 1, "cap": 16, "repetition": 0.0}}
+                for i in range(2) for k in range(2)])
         project.log_metrics(run_id, rows)
         project.update_run(run_id, step=step, heartbeat_at=now_iso())
         if stop["term"] or project.stop_requested(run_id):

@@ -88,7 +88,11 @@ def test_launch_then_the_monitor_draws_the_workers_metrics_as_they_arrive(qtbot,
     assert x.tolist() == list(range(1, 41))
     ex, _ = panel.monitor.curve_data(M.eval_name(M.REWARDS_ACCURACIES))
     assert ex.tolist() == [10, 20, 30, 40]
-    qtbot.waitUntil(lambda: "Samples at step 40" in panel.monitor.samples_view.toPlainText(), timeout=20000)
+    # the samples timeline follows the latest evaluation, beside step 10 (the fake worker's first)
+    timeline = panel.monitor.timeline
+    qtbot.waitUntil(lambda: timeline.current_step() == 40, timeout=20000)
+    assert "Sample 0 of 0 at step 40." in timeline.panes[1].toPlainText()
+    assert "Sample 0 of 0 at step 10." in timeline.panes[0].toPlainText()
     # the fake worker's log-probs both fall: the warning says so in words
     assert "Likelihood displacement" in panel.monitor.warning.text()
     qtbot.waitUntil(lambda: panel.table.item(0, 3).text() == "done", timeout=20000)
@@ -327,9 +331,13 @@ def test_a_real_tiny_dpo_run_launched_from_the_gui_fills_its_charts(qtbot, label
     assert run["status"] == "done", f"{run['error']}\n{run['log_tail']}"
     assert run["step"] == 6
     qtbot.waitUntil(lambda: len(panel.monitor.curve_data(M.REWARDS_MARGINS)[0]) == 6, timeout=20000)
-    for name in (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.LOGPS_CHOSEN, M.REWARDS_ACCURACIES,
-                 M.LEARNING_RATE, M.LOGRATIO_CHOSEN):
+    for name in (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.LOGPS_CHOSEN, M.LEARNING_RATE,
+                 M.LOGRATIO_CHOSEN):
         assert len(panel.monitor.curve_data(name)[0]) == 6, name
+    # accuracy leaves out the steps where every margin was exactly 0 (the first: the adapter was still zero)
+    tied = {s for _i, s, n, v, _t in labeled.metrics(run_id, names=[M.REWARDS_MARGINS]) if v == 0}
+    assert 1 in tied and panel.monitor.curve_data(M.REWARDS_ACCURACIES)[0].tolist() == [
+        s for s in range(1, 7) if s not in tied]
     assert len(panel.monitor.curve_data(M.eval_name(M.REWARDS_MARGINS))[0]) >= 2
     assert panel.monitor.rd.samples, "the worker sampled the eval prompts"
 
@@ -424,13 +432,16 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
 
 
 def test_best_eval_accuracy_ignores_the_step_0_evaluation(qtbot, labeled):
+    # as the worker logs the step-0 evaluation: the reference ties every pair, so margin and accuracy are 0
+    step0 = [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0), (0, M.eval_name(M.REWARDS_MARGINS), 0.0),
+             (0, M.EVAL_PAIRS, 12)]
     run_id = add_run(labeled, "r")  # eval accuracy 0.51 at step 5
-    labeled.log_metrics(run_id, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    labeled.log_metrics(run_id, step0)
     only_start = labeled.create_run("dpo", "m", to_dict(DPOConfig()), name="started")
-    labeled.log_metrics(only_start, [(0, M.eval_name(M.REWARDS_ACCURACIES), 0.0)])
+    labeled.log_metrics(only_start, step0)
     panel = make_panel(qtbot, labeled)
     cells = {panel.table.item(r, 0).text(): panel.table.item(r, 6).text() for r in range(panel.table.rowCount())}
-    assert cells == {"r": "51.0%", "started": "–"}
+    assert cells == {"r": "51.0% of 12", "started": "–"}  # a run's best says over how many pairs
 
 
 def test_compare_tables_show_every_differing_row_at_1280x800(qtbot, labeled):
@@ -525,3 +536,50 @@ def test_an_invalid_advanced_field_opens_advanced_and_comes_into_view(qtbot, lab
     assert dialog.advanced_button.isChecked() and dialog.editors["lora.alpha"].isVisible()
     assert dialog.editors["lora.alpha"].property("invalid") is True
     assert "LoRA alpha (lora.alpha): expected int" in dialog.error_label.text()
+
+
+def test_compare_puts_the_collapse_lens_beside_the_training_curves(qtbot, labeled):
+    from studio.ui.runs import charts as C
+
+    dpo = add_run(labeled, "dpo")
+    ipo = add_run(labeled, "ipo", loss_type="ipo")
+    for run_id, loss, distinct in ((dpo, 0.6, 0.9), (ipo, 20.0, 0.5)):  # IPO's loss is ~30x DPO's
+        labeled.log_metrics(run_id, [(s, M.LOSS, loss * (1 - s / 10)) for s in range(1, 6)]
+                            + [(s, M.EVAL_DISTINCT_2, distinct - s / 100) for s in (0, 5)]
+                            + [(s, M.EVAL_SAMPLE_LENGTH, 40.0 + s) for s in (0, 5)])
+        labeled.add_samples(run_id, 5, [{"prompt_id": 1, "prompt_text": "Q?", "text": f"sample of run {run_id}",
+                                         "meta": {"sample": 0, "tokens": 5}}])
+    panel = make_panel(qtbot, labeled)
+    panel.resize(1280, 720)
+    panel.show()
+    panel.table.select_ids([dpo, ipo])
+    panel.compare_selected()
+    view = panel.compare
+    assert {M.EVAL_SAMPLE_LENGTH, M.EVAL_DISTINCT_2, M.EVAL_SELF_SIMILARITY, M.EVAL_KL} <= set(view.plots)
+    assert not {view.color(dpo), view.color(ipo)} & {C.GREEN, C.RED}  # those mean chosen and rejected
+    lo, hi = view.plots[M.EVAL_SAMPLE_LENGTH].getViewBox().viewRange()[1]
+    assert hi - lo >= 8  # lengths 40 and 45: the chart's least range, not a steep line
+
+    # normalised, each run's loss starts at 1; log puts the axis on a log scale
+    view.set_scale(M.LOSS, "normalised")
+    for run_id in (dpo, ipo):
+        assert view.curve_data(M.LOSS, run_id)[1][0] == pytest.approx(1.0)
+    assert "(÷ first)" in view.plots[M.LOSS].titleLabel.text
+    view.set_scale(M.LOSS, "log")
+    assert view.plots[M.LOSS].getAxis("left").logMode
+    view.set_scale(M.LOSS, "linear")
+    assert view.curve_data(M.LOSS, ipo)[1][0] == pytest.approx(18.0)
+
+    # the final table: names in words, the best final value marked by the metric's direction
+    ft = view.final_table
+    heads = [ft.verticalHeaderItem(i).text() for i in range(ft.rowCount())]
+    assert "Sampled KL" in heads and "Distinct-2" in heads and "eval/rewards/margins" not in heads
+    assert view.is_best(dpo, M.LOSS) and not view.is_best(ipo, M.LOSS)  # lower loss is better
+    assert view.is_best(dpo, M.EVAL_DISTINCT_2) and not view.is_best(dpo, M.EVAL_SAMPLE_LENGTH)  # length: neither
+    widest = max(ft.fontMetrics().horizontalAdvance(h) for h in heads)
+    assert ft.verticalHeader().width() >= widest  # no row header clipped
+
+    # the two runs' samples side by side
+    view.views.setCurrentWidget(view.timeline)
+    assert [t for t, _ in view.timeline.column_sources()] == ["dpo · step 5", "ipo · step 5"]
+    assert f"sample of run {ipo}" in view.timeline.panes[1].toPlainText()

@@ -18,3 +18,14 @@ def test_elapsed_is_training_time_not_the_pause_between_stop_and_resume():
     old = {"status": "done", "started_at": "2026-01-01T10:00:00+00:00", "ended_at": "2026-01-01T10:02:05+00:00"}
     assert fmt_elapsed(old) == "2m 05s"  # runs from before training time was recorded
     assert fmt_elapsed({"status": "queued", "started_at": None}) == "–"
+
+
+def test_eta_is_the_time_per_step_so_far_times_the_steps_left():
+    from studio.ui.runs.formatting import fmt_eta
+
+    run = {"status": "done", "started_at": "2026-01-01T00:00:00+00:00", "active_seconds": 120.0, "step": 40,
+           "total_steps": 100}
+    assert fmt_eta(run) == ""  # only while it trains
+    run.update(status="running", resumed_at=None)
+    assert fmt_eta(run) == " · ETA 3m 00s"  # 3 s a step, 60 steps to go
+    assert fmt_eta({**run, "step": 0}) == "" and fmt_eta({**run, "step": 100}) == ""

@@ -84,7 +84,8 @@ def log_rl_run(project, method="ppo", steps=6) -> int:
         rows += [(step, M.OBJECTIVE_SCORES, step / 2), (step, M.OBJECTIVE_KL, step / 10),
                  (step, M.OBJECTIVE_RLHF_REWARD, step / 2 - 0.05 * step / 10), (step, M.POLICY_CLIPFRAC, 0.1),
                  (step, M.TIME_GENERATE, 0.5), (step, M.TIME_OPTIMISE, 1.5), (step, M.KL_COEF, 0.05)]
-    rows += [(0, M.eval_name(M.OBJECTIVE_SCORES), 0.2), (steps, M.eval_name(M.OBJECTIVE_SCORES), 2.5)]
+    rows += [(0, M.eval_name(M.OBJECTIVE_SCORES), 0.2), (steps, M.eval_name(M.OBJECTIVE_SCORES), 2.5),
+             (0, M.EVAL_KL, 0.0), (steps, M.EVAL_KL, 0.02)]
     project.log_metrics(run_id, rows)
     project.add_samples(run_id, steps, [{"prompt_id": None, "prompt_text": "Question?", "text": "sure it is.",
                                          "meta": {"reward": 2.5, "kl_seq": 0.6, "tokens": 4, "finished": True}}])
@@ -105,14 +106,21 @@ def test_the_monitor_shows_each_methods_own_charts(qtbot, project):
     versus = view.charts["Reward against KL"].curves[M.OBJECTIVE_SCORES].main
     assert versus.xData.tolist() == pytest.approx([s / 10 for s in range(1, 7)])
     assert versus.yData.tolist() == [s / 2 for s in range(1, 7)]
-    assert view.charts["Phase times (s)"].curves.keys() == {M.TIME_GENERATE, M.TIME_OPTIMISE}
-    assert "reward +2.500" in view.samples_view.toPlainText() and "KL 0.600" in view.samples_view.toPlainText()
+    assert view.charts["Phase times"].curves.keys() == {M.TIME_GENERATE, M.TIME_OPTIMISE}
+    shown = view.timeline.panes[1].toPlainText()  # the samples timeline: its reward and KL as badges
+    assert "reward +2.500" in shown and "KL 0.60 nats" in shown
+    # the health strip: the tiles of what a PPO run logs, and each opens a chart of the PPO monitor
+    tiles = {title: w for title, w in view.health.tiles.items() if not w.isHidden()}
+    assert set(tiles) == {"Sampled KL"} and tiles["Sampled KL"].state.metric == M.EVAL_KL
+    view.enlarge(tiles["Sampled KL"].tile.chart)
+    assert view.enlarged == "Sampled KL"
 
     reward = project.create_run("reward", "m", to_dict(RewardConfig()))
     project.log_metrics(reward, [(1, M.ACCURACY, 0.75), (1, M.eval_name(M.ACCURACY), 0.5)])
     view.set_run(reward)
-    assert list(view.charts) == [spec.title for spec in C.REWARD_CHARTS]
+    assert list(view.charts) == [spec.title for spec in C.REWARD_CHARTS] and view.enlarged is None
     assert view.curve_data(M.eval_name(M.ACCURACY))[1].tolist() == [0.5]
+    assert "reward model samples nothing" in view.timeline.placeholder.text()
     dpo = project.create_run("dpo", "m", {})
     view.set_run(dpo)
     assert list(view.charts) == [spec.title for spec in C.CHARTS]

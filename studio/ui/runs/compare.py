@@ -1,5 +1,6 @@
-"""Compare runs: curves overlaid per metric (a seed group as its mean with a band), the config fields that differ,
-final metrics and costs side by side, and the HTML report."""
+"""Compare runs: curves overlaid per metric (a seed group as its mean with a band; each chart on a linear, log or
+normalised scale), the config fields that differ, final metrics and costs side by side with the best marked, two
+runs' samples side by side, and the HTML report."""
 
 from __future__ import annotations
 
@@ -23,35 +24,38 @@ from PySide6.QtWidgets import (
     QSlider,
     QSplitter,
     QTableWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.core import metrics as M
 from studio.core.comparison import Comparison, Entry, comparable_config, comparison_entries
+from studio.core.series import ema
 from studio.store.comparison import price_per_gpu_hour
 from studio.store.run_queue import group_names
 from studio.ui.runs import charts as C
 from studio.ui.runs import compare_tables as T
 from studio.ui.runs.poller import Poller
+from studio.ui.runs.samples_view import SamplesTimeline
 from studio.ui.runs.seed_groups import GroupCurves
 
-COLUMNS = 4
-TITLES = {M.REWARDS_MARGINS: "Reward margin", M.eval_name(M.REWARDS_MARGINS): "Eval reward margin",
-          M.REWARDS_ACCURACIES: "Accuracy", M.eval_name(M.REWARDS_ACCURACIES): "Eval accuracy",
-          M.LOSS: "Loss", M.LOGPS_CHOSEN: "Log-prob chosen", M.LOGPS_REJECTED: "Log-prob rejected",
-          M.EVAL_KL: "Sampled KL (eval)",
-          M.ACCURACY: "Accuracy", M.eval_name(M.ACCURACY): "Eval accuracy", M.MARGIN: "Margin",
-          M.eval_name(M.MARGIN): "Eval margin", M.eval_name(M.LOSS): "Eval loss",
-          M.OBJECTIVE_SCORES: "Score", M.eval_name(M.OBJECTIVE_SCORES): "Eval score", M.OBJECTIVE_KL: "KL",
-          M.eval_name(M.OBJECTIVE_KL): "Eval KL", M.OBJECTIVE_RLHF_REWARD: "Score - KL penalty",
-          M.RESPONSE_LENGTH: "Response length", M.POLICY_CLIPFRAC: "Policy clip fraction"}
+SCALES = {"linear": "Linear", "log": "Log scale", "normalised": "Normalised (÷ first value)"}
+"""A chart's scale: runs on very different scales (IPO's loss is ~30x DPO's) compare on log or normalised."""
+
+
+def scaled(y: np.ndarray, scale: str) -> np.ndarray:
+    """The values as a chart in `scale` draws them: divided by the first finite non-zero value when
+    normalised (each run then starts at 1), unchanged otherwise (a log axis takes the log itself)."""
+    if scale != "normalised":
+        return y
+    finite = y[np.isfinite(y) & (y != 0)]
+    return y / abs(finite[0]) if finite.size else y
 
 __all__ = ["CompareView", "comparable_config"]
 
 
 class CompareView(QWidget):
-    """Pick runs on the left; charts, differing config fields and final metrics on the right."""
+    """Pick runs on the left; charts, two runs' samples, differing config fields and final metrics on the right."""
 
     def __init__(self, project, poller: Poller, parent: QWidget | None = None):
         super().__init__(parent)
@@ -64,7 +68,9 @@ class CompareView(QWidget):
         self.usage = T.UsageCache(project)
         self.price = price_per_gpu_hour(project)
         self.smoothing = 0.6
+        self.scales: dict[str, str] = {}  # metric -> its chart's scale (see _make_plots)
         self._dirty = True
+        self._columns = 0
         self.last_redraw_ms = 0.0
         self._build()
         self.timer = QTimer(self)
@@ -127,15 +133,26 @@ class CompareView(QWidget):
         controls.addWidget(png)
         controls.addWidget(csv_button)
         rl.addLayout(controls)
+        self.readout = QLabel()
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        rl.addWidget(self.readout)
 
         vsplit = QSplitter(Qt.Orientation.Vertical)
         self.graphics = pg.GraphicsLayoutWidget()
         self.plots: dict[str, pg.PlotItem] = {}
+        self.cursors: dict[str, pg.InfiniteLine] = {}
         self.curves: dict[tuple[str, int], pg.PlotDataItem] = {}
-        self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing) last drawn
+        self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing, scale) last drawn
         self.metrics: tuple[str, ...] = ()
         self._make_plots(C.COMPARE_METRICS)
-        vsplit.addWidget(self.graphics)
+        self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        self.scroll = C.scrolling(self.graphics)
+        self.timeline = SamplesTimeline()
+        self.views = QTabWidget()
+        self.views.addTab(self.scroll, "Charts")
+        self.views.addTab(self.timeline, "Samples")
+        self.views.setTabToolTip(1, "The first two ticked runs' samples of one probe prompt, side by side")
+        vsplit.addWidget(self.views)
         # the two tables side by side (each has one narrow column per run), with compact rows, so at
         # 1280x800 they show their rows instead of one line each under the charts
         tables = QWidget()
@@ -156,6 +173,8 @@ class CompareView(QWidget):
             bl.addWidget(heading)
             bl.addWidget(t, 1)
             tl.addWidget(box, 1)
+        self.final_table.setToolTip("Final value of each metric; the best of the runs in bold (for metrics where "
+                                    "higher or lower is better)")
         tables.setMinimumHeight(self.fontMetrics().height() * 8)
         vsplit.addWidget(tables)
         vsplit.setStretchFactor(0, 3)
@@ -167,6 +186,34 @@ class CompareView(QWidget):
         split.setStretchFactor(1, 1)
         split.setSizes([200, 1000])
         outer.addWidget(split)
+        self._layout_charts()
+
+    def _layout_charts(self) -> None:
+        """The charts in as many columns as the width allows; rows that do not fit scroll."""
+        columns = C.grid_columns(self.scroll.viewport().width())
+        if columns == self._columns:
+            return
+        self._columns = columns
+        C.lay_out(self.graphics, list(self.plots.values()), columns)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._layout_charts()
+
+    def set_scale(self, metric: str, scale: str) -> None:
+        """Draw a chart's curves on a linear, log or normalised scale (see `scaled`)."""
+        self.scales[metric] = scale
+        plot = self.plots[metric]
+        info = C.metric_info(metric)
+        plot.setLogMode(y=scale == "log")
+        suffix = {"log": " (log)", "normalised": " (÷ first)"}.get(scale, "")
+        plot.setTitle(info.title + suffix, size="10pt", bold=True)
+        plot.setLabel("left", "× first value" if scale == "normalised" else info.unit, **{"font-size": "8pt"})
+        plot.getViewBox().enableAutoRange()
+        for key in [k for k in self._drawn if k[0] == metric]:
+            del self._drawn[key]  # redraw this chart's curves on the new scale
+        self._dirty = True
+        self.redraw()
 
     # ------------------------------------------------------------------ runs
 
@@ -193,15 +240,30 @@ class CompareView(QWidget):
         self.set_runs(sorted(ids))
 
     def _make_plots(self, metrics: tuple[str, ...]) -> None:
-        """One chart per metric overlaid (the metrics of the compared runs' methods: charts.compare_metrics_for)."""
+        """One chart per metric overlaid (the metrics of the compared runs' methods: charts.compare_metrics_for),
+        each on a linear scale until changed from its menu; laid out by the next `_layout_charts`."""
         self.graphics.ci.clear()
-        self.plots = {}
+        self.plots, self.cursors = {}, {}
         self.metrics = metrics
+        self.scales = dict.fromkeys(metrics, "linear")
         for i, name in enumerate(metrics):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, TITLES.get(name, name))
+            info = C.metric_info(name)
+            plot = C.make_plot(self.graphics.ci, 0, i, info.title)
             plot.setLabel("bottom", "step", **{"font-size": "8pt"})
+            if info.unit:
+                plot.setLabel("left", info.unit, **{"font-size": "8pt"})
+            plot.setToolTip("Right-click: linear, log or normalised scale (each run divided by its first value)")
+            menu = plot.getViewBox().menu
+            menu.addSeparator()
+            for scale, text in SCALES.items():
+                menu.addAction(text, lambda n=name, sc=scale: self.set_scale(n, sc))
+            cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
+            cursor.setVisible(False)
+            plot.addItem(cursor, ignoreBounds=True)
+            self.cursors[name] = cursor
             self.plots[name] = plot
         self.groups = GroupCurves(self.plots)
+        self._columns = 0
 
     def set_runs(self, run_ids: list[int]) -> None:
         """Compare these runs (ids in the order to list them)."""
@@ -225,6 +287,7 @@ class CompareView(QWidget):
         if metrics != self.metrics:  # other methods, other charts
             self.groups.clear()
             self._make_plots(metrics)
+            self._layout_charts()
         else:
             for (name, _rid), curve in self.curves.items():
                 self.plots[name].removeItem(curve)
@@ -234,6 +297,9 @@ class CompareView(QWidget):
         self.entries = comparison_entries([self.runs[i] for i in self.run_ids], group_names(self.project),
                                           self.group_seeds)
         self.legend.setText(C.legend_html([("▬", self.entry_color(e), e.label) for e in self.entries]))
+        self.readout.clear()
+        self.timeline.set_sources([(self.runs[rid]["name"], self.poller.data[rid].samples)
+                                   for rid in self.run_ids[:2] if rid in self.poller.data])
         self._dirty = True
         self.redraw()
         self._fill_tables()
@@ -281,21 +347,31 @@ class CompareView(QWidget):
     def _fill_tables(self) -> None:
         c = self.comparison()
         T.fill_settings_table(self.config_table, c)
-        T.fill_final_table(self.final_table, c, self.metrics)
+        T.fill_final_table(self.final_table, c, self.metrics, title=lambda m: C.metric_info(m).title,
+                           better=lambda m: C.metric_info(m).better, mark=C.BADGE)
 
     def final_value(self, run_id: int, metric: str) -> str:
         """The final-metrics (or cost) cell text of the column holding a run, by row label (for tests)."""
         col = self.entries.index(self.entry_of(run_id))
-        labels = [self.final_table.verticalHeaderItem(r).text() for r in range(self.final_table.rowCount())]
-        row = next(i for i, label in enumerate(labels) if label == metric or label.startswith(metric + " ("))
+        heads = [self.final_table.verticalHeaderItem(r) for r in range(self.final_table.rowCount())]
+        row = next(i for i, h in enumerate(heads)
+                   if metric in (h.text(), h.toolTip()) or h.text().startswith(metric + " ("))
         item = self.final_table.item(row, col)
         return item.text() if item else ""
 
+    def is_best(self, run_id: int, metric: str) -> bool:
+        """Whether the run's final value of the metric is highlighted as the best."""
+        col = self.entries.index(self.entry_of(run_id))
+        item = self.final_table.item(len(T.FIXED_ROWS) + list(self.metrics).index(metric), col)
+        return bool(item and item.font().bold())
+
     # ------------------------------------------------------------------ drawing
 
-    def _on_data(self, run_id: int, _names: set) -> None:
+    def _on_data(self, run_id: int, names: set) -> None:
         if run_id in self.run_ids:
             self._dirty = True
+            if "samples" in names:
+                self.timeline.refresh()
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothing = value / 100
@@ -308,6 +384,7 @@ class CompareView(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        self._layout_charts()
         self._redraw_if_dirty()
 
     def redraw(self) -> None:
@@ -316,6 +393,7 @@ class CompareView(QWidget):
         t = time.perf_counter()
         self._dirty = False
         grouped = {rid for e in self.entries if e.is_group for rid in e.run_ids}
+        changed: set[str] = set()
         for rid in self.run_ids:
             rd = self.poller.data.get(rid)
             if rid in grouped:
@@ -328,9 +406,10 @@ class CompareView(QWidget):
                     continue
                 sparse = C.is_sparse(name)
                 smoothing = 0.0 if sparse else self.smoothing
-                if self._drawn.get((name, rid)) == (s.version, smoothing):
+                scale = self.scales[name]
+                if self._drawn.get((name, rid)) == (s.version, smoothing, scale):
                     continue  # unchanged since last drawn
-                self._drawn[(name, rid)] = (s.version, smoothing)
+                self._drawn[(name, rid)] = (s.version, smoothing, scale)
                 curve = self.curves.get((name, rid))
                 if curve is None:
                     color = self.color(rid)
@@ -338,11 +417,35 @@ class CompareView(QWidget):
                     curve = pg.PlotDataItem(pen=pg.mkPen(color, width=2), **kw, **C.curve_options())
                     self.plots[name].addItem(curve)
                     self.curves[(name, rid)] = curve
-                y = s.y if smoothing <= 0 else s.smoothed(smoothing)
-                curve.setData(s.step[: s.n], y, skipFiniteCheck=s.all_finite or smoothing > 0)
+                x, y = s.step[: s.n], s.y
+                defined = rd.defined(name)
+                if defined is not None:  # an accuracy where every margin was 0 is not a ranking: left out
+                    x, y = x[defined], y[defined]
+                if smoothing > 0:
+                    y = s.smoothed(smoothing) if defined is None else ema(y, smoothing)
+                y = scaled(y, scale)
+                if scale == "log":
+                    y = np.where(y > 0, y, np.nan)  # a log axis has no place for 0 or below
+                curve.setData(x, y, skipFiniteCheck=scale != "log" and (s.all_finite or smoothing > 0))
+                changed.add(name)
         self.groups.redraw([(e, self.entry_color(e)) for e in self.entries if e.is_group], self.poller.data,
                            self.smoothing)
+        for name in changed:
+            self._fit_y(name)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
+
+    def _fit_y(self, metric: str) -> None:
+        """A linear chart's y axis over all its runs' curves, at least the metric's least range (see
+        charts.least_y_range): a 0.002-wide wobble of distinct-2 must not read as a trend."""
+        if self.scales[metric] != "linear":
+            return
+        ys = [c.yData for (n, _rid), c in self.curves.items() if n == metric and c.yData is not None]
+        values = np.concatenate(ys) if ys else np.empty(0)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return
+        lo, hi = C.least_y_range(metric, float(values.min()), float(values.max()))
+        self.plots[metric].setYRange(lo, hi, padding=0.06)
 
     def curve_data(self, metric: str, run_id: int) -> tuple[np.ndarray, np.ndarray]:
         if self._dirty:
@@ -351,6 +454,29 @@ class CompareView(QWidget):
         if curve is None or curve.xData is None:
             return np.empty(0), np.empty(0)
         return curve.xData, curve.yData  # all points, not the downsampled ones on screen
+
+    def _on_mouse(self, event) -> None:
+        """A crosshair at the hovered step on every chart; the hovered chart's runs' values in the readout."""
+        pos = event[0]
+        hovered = next((n for n, p in self.plots.items() if p.scene() is not None
+                        and p.sceneBoundingRect().contains(pos)), None)
+        for cursor in self.cursors.values():
+            cursor.setVisible(hovered is not None)
+        if hovered is None:
+            return
+        x = self.plots[hovered].getViewBox().mapSceneToView(pos).x()
+        parts = []
+        for cursor in self.cursors.values():
+            cursor.setPos(x)
+        for rid in self.run_ids:
+            rd = self.poller.data.get(rid)
+            s = rd.series.get(hovered) if rd is not None else None
+            hit = s.value_at(x) if s is not None else None
+            if hit is not None:
+                parts.append(f"<span style='color:{self.color(rid)}'>{html.escape(self.runs[rid]['name'])}</span> "
+                             f"{hit[1]:.4g} (step {hit[0]:.0f})")
+        info = C.metric_info(hovered)
+        self.readout.setText(f"<b>{html.escape(info.title)}</b>: " + " · ".join(parts) if parts else "")
 
     # ------------------------------------------------------------------ export
 

@@ -12,6 +12,15 @@ def fmt_elapsed(run: dict) -> str:
     return fmt_duration(training_seconds(run))
 
 
+def fmt_eta(run: dict) -> str:
+    """' · ETA 4m 10s' while a run trains: the time so far per step times the steps left, as the CLI
+    estimates it; empty when it is not running or has no step yet."""
+    seconds, step, total = training_seconds(run), run.get("step") or 0, run.get("total_steps") or 0
+    if run.get("status") not in ("running", "stopping") or seconds is None or step <= 0 or total <= step:
+        return ""
+    return f" · ETA {fmt_duration(seconds / step * (total - step))}"
+
+
 def fmt_bytes(n: float | None) -> str:
     if n is None:
         return "?"

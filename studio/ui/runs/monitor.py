@@ -1,4 +1,5 @@
-"""The live monitor of one run: its charts, warnings in words, latest samples, failure details."""
+"""The live monitor of one run: a health strip, its charts, warnings in words, the samples timeline, failure
+details."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,19 +24,20 @@ from PySide6.QtWidgets import (
     QSlider,
     QSplitter,
     QTabWidget,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core import metrics as M
-from studio.core.health import headline, run_warnings
+from studio.core.health import headline, run_findings
+from studio.core.series import ema
 from studio.core.types import RunStatus
 from studio.ui.runs import charts as C
-from studio.ui.runs.formatting import fmt_elapsed
+from studio.ui.runs.formatting import fmt_elapsed, fmt_eta
+from studio.ui.runs.health_strip import HealthStrip
 from studio.ui.runs.poller import Poller, RunData
+from studio.ui.runs.samples_view import SamplesTimeline
 
-COLUMNS = 4
 MAX_MARKERS = 300
 EDGE_LABEL_PX = 9
 REDRAW_MS = 100
@@ -46,16 +49,16 @@ class _Curves:
 
     __slots__ = ("drawn", "main", "markers", "raw")
 
-    def __init__(self, main: pg.PlotDataItem, raw: pg.PlotDataItem | None):
+    def __init__(self, main: pg.PlotDataItem, raw: pg.PlotDataItem | None, markers: bool):
         self.main = main
         self.raw = raw
-        self.markers = raw is None
+        self.markers = markers
         self.drawn: tuple | None = None  # (series version, x axis, smoothing) last drawn
 
 
 class _Chart:
-    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin. Lines on
-    another scale (Line.axis == 'right') get a second ViewBox with its own axis on the right."""
+    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin; the unit along
+    the y axis and the legend under the x axis."""
 
     def __init__(self, spec: C.ChartSpec, plot: pg.PlotItem):
         self.spec = spec
@@ -64,38 +67,9 @@ class _Chart:
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
         self.cursor.setVisible(False)
         plot.addItem(self.cursor, ignoreBounds=True)
-        self.right: pg.ViewBox | None = None
-        if any(line.axis == "right" for line in spec.lines):
-            self._add_right_axis()
+        if spec.unit:
+            plot.setLabel("left", spec.unit, **{"font-size": "8pt"})
         self.show_legend()
-
-    def _add_right_axis(self) -> None:
-        plot = self.plot
-        self.right = pg.ViewBox(enableMenu=False)
-        self.right.setMouseEnabled(x=False, y=False)
-        # Follow sets this axis like the others; left auto-ranging, pyqtgraph re-fitted it around
-        # the data (0.6..1.4 for a distinct-2 of 1.0) whenever Follow found the range already right
-        self.right.disableAutoRange()
-        plot.showAxis("right")
-        axis = plot.getAxis("right")
-        C.style_axis(axis)
-        axis.setWidth(40)
-        axis.setGrid(False)
-        color = next(line.color for line in self.spec.lines if line.axis == "right")
-        axis.setTextPen(color)
-        plot.getAxis("left").setTextPen(next(line.color for line in self.spec.lines if line.axis != "right"))
-        plot.scene().addItem(self.right)
-        axis.linkToView(self.right)
-        self.right.setXLink(plot.getViewBox())
-
-        def follow_geometry():
-            self.right.setGeometry(plot.getViewBox().sceneBoundingRect())
-
-        plot.getViewBox().sigResized.connect(follow_geometry)
-        follow_geometry()
-
-    def view_for(self, line: C.Line) -> pg.ViewBox:
-        return self.right if line.axis == "right" and self.right is not None else self.plot.getViewBox()
 
     def metrics(self) -> list[tuple[str, C.Line, bool]]:
         """(metric name, line, is_eval_twin) for every curve this chart can show."""
@@ -111,19 +85,22 @@ class _Chart:
         curves = self.curves.get(name)
         if curves is not None:
             return curves
-        view = self.view_for(line)
-        if twin or C.is_sparse(name) or self.spec.versus:
+        if line.limit:
+            main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=1, style=Qt.PenStyle.DashLine), **C.curve_options())
+            raw, markers = None, False
+        elif twin or C.is_sparse(name) or self.spec.versus:
             pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
             # eval series are short, but a long run evaluated often still has thousands of points
             main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color, symbolPen=None,
                                    **C.curve_options())
-            raw = None
+            raw, markers = None, True
         else:
             raw = pg.PlotDataItem(pen=pg.mkPen(C.faint(line.color), width=1), **C.curve_options())
             main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=2), **C.curve_options())
-            view.addItem(raw)
-        view.addItem(main)
-        curves = self.curves[name] = _Curves(main, raw)
+            markers = False
+            self.plot.addItem(raw)
+        self.plot.addItem(main)
+        curves = self.curves[name] = _Curves(main, raw, markers)
         self.show_legend()
         return curves
 
@@ -139,49 +116,53 @@ class _Chart:
                 eval_color = eval_color or "#666"
                 continue
             label = "train" if single and line.eval_twin else line.label
+            glyph = "- -" if line.limit else "●" if C.is_sparse(name) else "▬"
             if self.spec.versus:
                 label = f"{line.label} (y) against {self.spec.versus} (x)"
-            entries.append(("●" if C.is_sparse(name) else "▬", line.color, label))
+            entries.append((glyph, line.color, label))
         if eval_color:
             entries.append(("- -●", eval_color, "eval"))
         self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
 
     def clear(self) -> None:
-        for name, curves in self.curves.items():
-            line = next(line for n, line, _twin in self.metrics() if n == name)
+        for curves in self.curves.values():
             for item in (curves.main, curves.raw):
                 if item is not None:
-                    self.view_for(line).removeItem(item)
+                    self.plot.removeItem(item)
         self.curves.clear()
         self.show_legend()
 
-    def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
-        """Follow: scale the axes to all the data, from each series' running min/max (never a scan of
-        100k points). While the run grows, leave headroom, so the axes (and their cached pictures)
-        change every few seconds rather than at every redraw. x_range is the whole run's, so every
-        chart shows the same steps (one evaluated only at step 0 included)."""
-        ys: dict[int, list[float]] = {}
+    def y_extent(self, rd: RunData) -> tuple[float, float] | None:
+        """The y range Follow shows: every series' running min/max (never a scan of 100k points) and the
+        values the lines always include, widened to the chart's least span around its middle."""
+        values: list[float] = []
         for name, line, _twin in self.metrics():
             series = rd.series.get(name)
             if series is None or not len(series):
                 continue
             vr = series.value_range()
             if vr is not None:
-                ys.setdefault(id(self.view_for(line)), []).extend((*vr, *line.include))
-        if not ys:
+                values.extend((*vr, *line.include))
+        if not values:
+            return None
+        return C.widened(self.spec, min(values), max(values))
+
+    def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
+        """Follow: scale the axes to all the data. While the run grows, leave headroom, so the axes (and
+        their cached pictures) change every few seconds rather than at every redraw. x_range is the whole
+        run's, so every chart shows the same steps (one evaluated only at step 0 included)."""
+        extent = self.y_extent(rd)
+        if extent is None:
             return
-        main_view = self.plot.getViewBox()
         if self.spec.versus:
             against = rd.series.get(self.spec.versus)
             vr = against.value_range() if against is not None and len(against) else None
             if vr is None:
                 return
             x_range, running = vr, False  # not a time axis: no room to grow to the right
-        _fit_axis(main_view, 0, *x_range, running, only_up=True)
-        for view in (main_view, self.right):
-            if view is not None and id(view) in ys:
-                values = ys[id(view)]
-                _fit_axis(view, 1, min(values), max(values), running, only_up=False)
+        view = self.plot.getViewBox()
+        _fit_axis(view, 0, *x_range, running, only_up=True)
+        _fit_axis(view, 1, *extent, running, only_up=False)
 
 
 def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, only_up: bool) -> None:
@@ -231,7 +212,7 @@ def run_x_range(rd: RunData, x_by: str) -> tuple[float, float] | None:
 
 
 class MonitorView(QWidget):
-    """Charts for one run, following it live from the database through the shared Poller."""
+    """A health strip and charts for one run, following it live from the database through the shared Poller."""
 
     retry_requested = Signal(int)
     """A failed run's id, when the user asks to retry it with the launch dialog pre-filled."""
@@ -245,6 +226,8 @@ class MonitorView(QWidget):
         self.run: dict | None = None
         self.smoothing = 0.6
         self.x_by = "step"
+        self.enlarged: str | None = None
+        """The title of the chart shown alone (double-click or a health tile), None for the grid."""
         self._dirty: set[str] = set()
         self._all_dirty = False
         self.last_redraw_ms = 0.0
@@ -252,6 +235,7 @@ class MonitorView(QWidget):
         self._refit = True
         self._was_running = False
         self._x_range: tuple[float, float] | None = None
+        self._layout_key: tuple | None = None
         self._build()
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_MS)
@@ -292,6 +276,11 @@ class MonitorView(QWidget):
         self.failure.hide()
         outer.addWidget(self.failure)
 
+        # the signals that show a run going wrong first, each tile coloured by the rules behind the warnings
+        self.health = HealthStrip()
+        self.health.open_chart.connect(self.enlarge)
+        outer.addWidget(self.health)
+
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("QLabel { background: #fff4e5; color: #7a4100; padding: 4px; }")
@@ -303,13 +292,13 @@ class MonitorView(QWidget):
         self.smooth_slider = QSlider(Qt.Orientation.Horizontal)
         self.smooth_slider.setRange(0, 99)
         self.smooth_slider.setValue(int(self.smoothing * 100))
-        self.smooth_slider.setMaximumWidth(140)
+        self.smooth_slider.setMaximumWidth(120)
         self.smooth_slider.setToolTip("EMA weight: the smoothed curve is drawn over the raw one (faint)")
         self.smooth_value = QLabel(f"{self.smoothing:.2f}")
         self.smooth_slider.valueChanged.connect(self._on_smoothing)
         controls.addWidget(self.smooth_slider)
         controls.addWidget(self.smooth_value)
-        controls.addSpacing(12)
+        controls.addSpacing(8)
         controls.addWidget(QLabel("x axis"))
         self.x_combo = QComboBox()
         self.x_combo.addItem("step", "step")
@@ -321,9 +310,15 @@ class MonitorView(QWidget):
         self.follow.setToolTip("Keep every chart scaled to all data as it arrives (zooming a chart turns this off)")
         self.follow.toggled.connect(self._on_follow)
         controls.addWidget(self.follow)
-        controls.addSpacing(12)
+        self.back = QPushButton("◀ All charts")
+        self.back.setToolTip("Back to the grid of charts (Esc, or double-click the chart)")
+        self.back.clicked.connect(lambda: self.enlarge(None))
+        self.back.hide()
+        controls.addWidget(self.back)
+        controls.addSpacing(8)
         self.readout = QLabel()
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.readout.setMinimumWidth(50)
         controls.addWidget(self.readout, 1)
         png = QPushButton("Save PNG…")
         png.setToolTip("Save all charts as one image (right-click a chart to save just that one)")
@@ -337,38 +332,86 @@ class MonitorView(QWidget):
 
         split = QSplitter(Qt.Orientation.Horizontal)
         self.graphics = pg.GraphicsLayoutWidget()
+        self.scroll = C.scrolling(self.graphics)
         self.graphics.ci.setSpacing(2)
+        self.graphics.setToolTip("")
         self.charts: dict[str, _Chart] = {}
+        self._specs: tuple[C.ChartSpec, ...] = ()
         self._make_charts(C.CHARTS)
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
-        split.addWidget(self.graphics)
-        self.samples_view = QTextBrowser()
-        self.samples_view.setPlaceholderText("Generations on the eval prompts appear here at each evaluation.")
+        self.graphics.scene().sigMouseClicked.connect(self._on_click)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, lambda: self.enlarge(None))
+        split.addWidget(self.scroll)
+        self.timeline = SamplesTimeline()
         self.side = QTabWidget()
-        self.side.addTab(self.samples_view, "Samples")
+        self.side.addTab(self.timeline, "Samples")
         self.side.addTab(self.log_tail, "Log")
         split.addWidget(self.side)
-        split.setStretchFactor(0, 4)
+        split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
-        split.setSizes([900, 260])
+        split.setSizes([880, 320])
         outer.addWidget(split, 1)
+        self._layout_charts()
+
+    def _layout_charts(self) -> None:
+        """Place the charts in a grid of as many columns as the width allows, or the enlarged one alone."""
+        columns = C.grid_columns(self.scroll.viewport().width())
+        key = (columns, self.enlarged)
+        if key == self._layout_key:
+            return
+        self._layout_key = key
+        shown = [self.charts[self.enlarged]] if self.enlarged else list(self.charts.values())
+        C.lay_out(self.graphics, [chart.plot for chart in shown], columns, rows_scroll=not self.enlarged)
+        self.back.setVisible(self.enlarged is not None)
+        self._refit = True
+
+    def enlarge(self, title: str | None) -> None:
+        """Show one chart alone, large (None: back to the grid)."""
+        if title is not None and title not in self.charts:
+            return
+        self.enlarged = title
+        self._layout_charts()
+        self._all_dirty = True
+        self.redraw()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._layout_charts()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._layout_charts()
+        self._redraw_if_dirty()
+
+    def _on_click(self, event) -> None:
+        if not event.double():
+            return
+        for title, chart in self.charts.items():
+            if chart.plot.scene() is not None and chart.plot.sceneBoundingRect().contains(event.scenePos()):
+                self.enlarge(None if self.enlarged == title else title)
+                return
 
     def _make_charts(self, specs: tuple[C.ChartSpec, ...]) -> None:
-        """The grid of charts of a method (each method has its own: see charts.charts_for)."""
+        """The charts of a method (each method has its own: see charts.charts_for), laid out in the grid."""
         self.graphics.ci.clear()
         self.charts = {}
         self._specs = specs
-        for i, spec in enumerate(specs):
-            plot = C.make_plot(self.graphics.ci, i // COLUMNS, i % COLUMNS, spec.title)
-            plot.setToolTip(spec.hint)
+        for spec in specs:
+            plot = C.make_plot(self.graphics.ci, 0, len(self.charts), spec.title)
+            plot.setToolTip(f"{spec.hint}\n\nDouble-click to enlarge; right-click to save.")
             chart = _Chart(spec, plot)
             self.charts[spec.title] = chart
             plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
             plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
             menu = plot.getViewBox().menu
             menu.addSeparator()
+            menu.addAction("Enlarge / back to all charts", lambda c=chart: self.enlarge(
+                None if self.enlarged == c.spec.title else c.spec.title))
             menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
             menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
+        if self.enlarged not in self.charts:
+            self.enlarged = None  # a chart of the method shown before
+        self._layout_key = None
 
     # ------------------------------------------------------------------ run selection
 
@@ -379,6 +422,10 @@ class MonitorView(QWidget):
         if self.run_id is not None:
             self.poller.unwatch(self.run_id)
         self.run_id = run_id
+        for chart in self.charts.values():
+            chart.clear()
+            chart.cursor.setVisible(False)
+        self.readout.clear()  # the values of the run shown before
         self.rd = self.poller.watch(run_id) if run_id is not None else None
         self.run = None
         if run_id is not None:
@@ -387,18 +434,15 @@ class MonitorView(QWidget):
             except Exception:
                 self.run = None
         method = self.run["method"] if self.run else None
-        self.samples_view.setPlaceholderText(
+        self.timeline.placeholder.setText(
             "A reward model samples nothing: its scores of the eval pairs are in the charts (score a file of pairs "
-            "with `studio score`)." if method == "reward" else
-            "Generations on the eval prompts appear here at each evaluation.")
+            "with `studio score`)." if method == "reward" else SamplesTimeline.PLACEHOLDER)
         specs = C.charts_for(method)
         if specs is not self._specs:
             self._make_charts(specs)
-        else:
-            for chart in self.charts.values():
-                chart.clear()
+            self._layout_charts()
         self._show_run_info()
-        self._show_samples()
+        self.timeline.set_sources([(self.run["name"] if self.run else "", self.rd.samples)] if self.rd else [])
         self._all_dirty = True
         self._refit = True
         self.redraw()
@@ -432,7 +476,7 @@ class MonitorView(QWidget):
             device += f" · reward {'run ' + reward if str(reward).isdigit() else html.escape(str(reward))}"
         self.header.setText(
             f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
-            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{device}{loading}")
+            f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{fmt_eta(run)}{device}{loading}")
         if run["status"] == RunStatus.FAILED:
             self.error_label.setText(f"<b>Failed:</b> {html.escape(run.get('error') or 'no error recorded')}"
                                      f"<br><small>The end of its log is in the Log tab on the right.</small>")
@@ -446,7 +490,7 @@ class MonitorView(QWidget):
             self.failure.hide()
             if self.log_tail.toPlainText():
                 self.log_tail.clear()
-                self.side.setCurrentWidget(self.samples_view)
+                self.side.setCurrentWidget(self.timeline)
 
     # ------------------------------------------------------------------ data and drawing
 
@@ -455,7 +499,7 @@ class MonitorView(QWidget):
             return
         self._dirty |= names
         if "samples" in names:
-            self._show_samples()
+            self.timeline.refresh()
         if self.rd is not None and (self.rd.progress is not None or self._loading):
             self._show_run_info()  # loading progress, or its end
 
@@ -483,18 +527,17 @@ class MonitorView(QWidget):
         if self._dirty or self._all_dirty:
             self.redraw()
 
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._redraw_if_dirty()
-
     def redraw(self) -> float:
         """Push the buffers of changed metrics to their curves (one pass per timer tick, never per
-        point): only metrics whose data, x axis or smoothing changed since they were last drawn.
-        Returns the time taken in ms (also kept in last_redraw_ms for the benchmark)."""
+        point): only metrics whose data, x axis or smoothing changed since they were last drawn; then
+        the warnings and the health tiles. Returns the time taken in ms (also kept in last_redraw_ms)."""
         t = time.perf_counter()
         self._dirty, self._all_dirty = set(), False
         rd = self.rd
-        if rd is not None:
+        if rd is None:
+            self.health.refresh(None, {})
+            self.warning.hide()
+        else:
             t0 = rd.t0 or 0.0
             running = bool(self.run and self.run.get("status") in (RunStatus.RUNNING, RunStatus.STOPPING))
             follow = self.follow.isChecked()
@@ -512,7 +555,7 @@ class MonitorView(QWidget):
                             touched = True
                             drawn.add(name)
                         continue
-                    if self._draw(chart.ensure(name, line, twin), series, t0):
+                    if self._draw(chart.ensure(name, line, twin), name, series, t0):
                         touched = True
                         drawn.add(name)
                 touched_charts.append((chart, touched))
@@ -526,16 +569,18 @@ class MonitorView(QWidget):
                         chart.fit(rd, x_range, running)
             self._was_running = running
             if drawn or refit:
-                warnings = run_warnings(rd)
+                findings = run_findings(rd)
+                warnings = list(findings.values())
                 # one line each (what happened, in numbers) so several warnings leave the charts their room;
                 # the advice that follows is in the tooltip
                 self.warning.setText("\n".join("⚠ " + headline(w) for w in warnings))
                 self.warning.setToolTip("\n\n".join(warnings))
                 self.warning.setVisible(bool(warnings))
+                self.health.refresh(rd, findings, None if refit else drawn)
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
 
-    def _draw(self, curves: _Curves, series, t0: float) -> bool:
+    def _draw(self, curves: _Curves, name: str, series, t0: float) -> bool:
         """Bring one metric's curves up to date; False when nothing about them changed."""
         smoothing = 0.0 if curves.raw is None else self.smoothing
         key = (series.version, self.x_by, smoothing)
@@ -544,22 +589,26 @@ class MonitorView(QWidget):
         data_changed = curves.drawn is None or curves.drawn[:2] != key[:2]
         curves.drawn = key
         x = series.x(self.x_by, t0)
+        y = series.y
+        defined = self.rd.defined(name) if self.rd is not None else None
+        if defined is not None:  # an accuracy where every margin was 0 is not a ranking: left out
+            x, y = x[defined], y[defined]
         skip = series.all_finite  # skipping pyqtgraph's finite check is only safe without gaps
         if curves.raw is None:
             # markers only while sparse: thousands of scatter symbols cost more than the line
-            markers = len(series) <= MAX_MARKERS
-            if markers != curves.markers:
-                curves.markers = markers
+            markers = curves.markers and len(series) <= MAX_MARKERS
+            if markers != (curves.main.opts["symbol"] is not None):
                 curves.main.setSymbol("o" if markers else None)
-            curves.main.setData(x, series.y, skipFiniteCheck=skip)
+            curves.main.setData(x, y, skipFiniteCheck=skip)
         elif smoothing > 0:
             if data_changed or not curves.raw.isVisible():
-                curves.raw.setData(x, series.y, skipFiniteCheck=skip)
+                curves.raw.setData(x, y, skipFiniteCheck=skip)
                 curves.raw.setVisible(True)
-            curves.main.setData(x, series.smoothed(smoothing), skipFiniteCheck=True)
+            smooth = series.smoothed(smoothing) if defined is None else ema(y, smoothing)
+            curves.main.setData(x, smooth, skipFiniteCheck=True)
         else:
             curves.raw.setVisible(False)
-            curves.main.setData(x, series.y, skipFiniteCheck=skip)
+            curves.main.setData(x, y, skipFiniteCheck=skip)
         return True
 
     def _draw_versus(self, curves: _Curves, series, against) -> bool:
@@ -574,56 +623,45 @@ class MonitorView(QWidget):
         _, i, j = np.intersect1d(series.step[:series.n], against.step[:against.n], return_indices=True)
         y = series.smoothed(self.smoothing) if self.smoothing > 0 else series.y
         x = against.smoothed(self.smoothing) if self.smoothing > 0 else against.y
-        markers = len(i) <= MAX_MARKERS
-        if markers != curves.markers:
-            curves.markers = markers
+        markers = curves.markers and len(i) <= MAX_MARKERS
+        if markers != (curves.main.opts["symbol"] is not None):
             curves.main.setSymbol("o" if markers else None)
         curves.main.setData(x[j], y[i])
         return True
 
-    def _show_samples(self) -> None:
-        if self.rd is None or not self.rd.samples:
-            self.samples_view.clear()
-            return
-        latest = self.rd.latest_samples()
-        parts = [f"<h4>Samples at step {latest[0]['step']}</h4>"]
-        for s in latest:
-            prompt = html.escape((s.get("prompt_text") or "")[:300])
-            text = html.escape(s["text"][:2000]).replace("\n", "<br>")
-            meta = s.get("meta") or {}
-            scored = (f"<br><small style='color:#555'>reward {meta['reward']:+.3f} · KL {meta.get('kl_seq', 0):.3f}"
-                      f"{'' if meta.get('finished', True) else ' · cut at max_new_tokens'}</small>"
-                      if isinstance(meta.get("reward"), int | float) else "")
-            parts.append(f"<p><b>{prompt}</b><br>{text}{scored}</p><hr>")
-        self.samples_view.setHtml("".join(parts))
-
     # ------------------------------------------------------------------ hover readout
 
     def _on_mouse(self, event) -> None:
+        """A crosshair at the hovered step on every chart, and the hovered chart's values in the readout."""
         pos = event[0]
         rd = self.rd
-        for chart in self.charts.values():
-            inside = chart.plot.sceneBoundingRect().contains(pos) and rd is not None and not chart.spec.versus
-            if not inside:
+        hovered = next((c for c in self.charts.values() if c.plot.scene() is not None
+                        and c.plot.sceneBoundingRect().contains(pos)), None) if rd is not None else None
+        # a chart against another metric (ChartSpec.versus) has no step axis: no crosshair on it, none from it
+        if hovered is None or hovered.spec.versus:
+            for chart in self.charts.values():
                 chart.cursor.setVisible(False)
+            return
+        x = hovered.plot.getViewBox().mapSceneToView(pos).x()
+        for chart in self.charts.values():
+            chart.cursor.setPos(x)
+            chart.cursor.setVisible(not chart.spec.versus)
+        parts = []
+        at = None
+        for name, line, twin in hovered.metrics():
+            series = rd.series.get(name)
+            hit = series.value_at(x, self.x_by, rd.t0 or 0.0) if series is not None else None
+            if hit is None:
                 continue
-            x = chart.plot.getViewBox().mapSceneToView(pos).x()
-            parts = []
-            at = None
-            for name, line, twin in chart.metrics():
-                series = rd.series.get(name)
-                hit = series.value_at(x, self.x_by, rd.t0 or 0.0) if series is not None else None
-                if hit is None:
-                    continue
-                at = at if at is not None else hit[0]
-                label = f"eval {line.label}" if twin else line.label
-                parts.append(f"<span style='color:{line.color}'>{html.escape(label)}</span> {hit[1]:.4g}")
-            if parts:
-                unit = "step" if self.x_by == "step" else "min"
-                xs = f"{at:.0f}" if self.x_by == "step" else f"{at:.2f}"
-                self.readout.setText(f"<b>{html.escape(chart.spec.title)}</b> at {unit} {xs}: " + " · ".join(parts))
-                chart.cursor.setPos(x)
-                chart.cursor.setVisible(True)
+            at = at if at is not None else hit[0]
+            label = f"eval {line.label}" if twin else line.label
+            parts.append(f"<span style='color:{line.color}'>{html.escape(label)}</span> {hit[1]:.4g}")
+        if parts:
+            unit = "step" if self.x_by == "step" else "min"
+            xs = f"{at:.0f}" if self.x_by == "step" else f"{at:.2f}"
+            units = f" {html.escape(hovered.spec.unit)}" if hovered.spec.unit else ""
+            self.readout.setText(f"<b>{html.escape(hovered.spec.title)}</b> at {unit} {xs}: "
+                                 + " · ".join(parts) + units)
 
     # ------------------------------------------------------------------ export
 

@@ -2,39 +2,59 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from studio.core import metrics as M
+from studio.core.series import untied
 from studio.store.run_queue import queue_places, status_with_place
 from studio.ui.runs.formatting import fmt_elapsed
 
-COLUMNS = ("Name", "Method", "Model", "Status", "Step", "Elapsed", "Best eval acc.")
+COLUMNS = ("Name", "Method", "Model", "Status", "Step", "Elapsed", "Best eval acc. (pairs)")
 STATUS_COLORS = {"running": "#1f77b4", "stopping": "#ff7f0e", "queued": "#7f7f7f", "done": "#2ca02c",
                  "failed": "#d62728", "interrupted": "#8c564b"}
 EVAL_ACCURACY = M.eval_name(M.REWARDS_ACCURACIES)
 EVAL_ACCURACIES = (EVAL_ACCURACY, M.eval_name(M.ACCURACY))  # DPO's implicit reward's, a reward model's
+EVAL_MARGIN = M.eval_name(M.REWARDS_MARGINS)
 
 
 class BestEvalAccuracy:
-    """Best eval accuracy per run, read incrementally by metric id (never rescans a run's metrics)."""
+    """Best eval accuracy per run and the pairs it is over, read incrementally by metric id (never rescans a
+    run's metrics)."""
+
+    NAMES = (*EVAL_ACCURACIES, EVAL_MARGIN, M.EVAL_PAIRS)
 
     def __init__(self, project):
         self.project = project
         self.best: dict[int, float] = {}
         self.last_id: dict[int, int] = {}
+        self.margins: dict[int, list[tuple[int, float]]] = {}
+        self.pairs: dict[int, int] = {}
 
-    def get(self, run_id: int) -> float | None:
-        rows = self.project.metrics(run_id, since_id=self.last_id.get(run_id, 0), names=list(EVAL_ACCURACIES))
+    def get(self, run_id: int) -> tuple[float, int | None] | None:
+        """(best eval accuracy, eval pairs it is over) of a run, None before it has one."""
+        rows = self.project.metrics(run_id, since_id=self.last_id.get(run_id, 0), names=list(self.NAMES))
         if rows:
             self.last_id[run_id] = rows[-1][0]
-            # the step-0 evaluation is the untouched reference: every reward is 0, so its "accuracy"
-            # (chosen reward strictly above rejected) is 0%, which read as a broken run in this column
-            values = [r[3] for r in rows if r[3] is not None and r[1] > 0]
+            margins = self.margins.setdefault(run_id, [])
+            margins += [(step, value) for _i, step, name, value, _t in rows if name == EVAL_MARGIN]
+            pairs = [value for _i, _s, name, value, _t in rows if name == M.EVAL_PAIRS and value is not None]
+            if pairs:
+                self.pairs[run_id] = int(pairs[-1])
+            acc = [(step, value) for _i, step, name, value, _t in rows
+                   if name in EVAL_ACCURACIES and value is not None]
+            # an evaluation where every margin is exactly 0 (the reference, at step 0) ranks no pair: its
+            # "accuracy" of 0% read as a broken run in this column
+            keep = untied(np.array([a[0] for a in acc]), np.array([m[0] for m in margins]),
+                          np.array([np.nan if m[1] is None else m[1] for m in margins]))
+            values = [value for (_step, value), k in zip(acc, keep, strict=True) if k]
             if values:
                 self.best[run_id] = max(self.best.get(run_id, float("-inf")), *values)
-        return self.best.get(run_id)
+        if run_id not in self.best:
+            return None
+        return self.best[run_id], self.pairs.get(run_id)
 
 
 def method_label(run: dict) -> str:
@@ -73,12 +93,12 @@ class RunsTable(QTableWidget):
         self.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             best = self.best.get(run["id"])
+            best_text = "–" if best is None else f"{best[0]:.1%}" + (f" of {best[1]}" if best[1] else "")
             total = f"/{run['total_steps']}" if run.get("total_steps") else ""
             model = run["model"]
             cells = (run["name"], method_label(run), model.rsplit("/", 1)[-1] if "/" in model else model,
                      status_with_place(run["status"], places.get(run["id"])), f"{run['step']}{total}",
-                     fmt_elapsed(run),
-                     "–" if best is None else f"{best:.1%}")
+                     fmt_elapsed(run), best_text)
             for col, text in enumerate(cells):
                 item = self.item(row, col)
                 if item is None:
