@@ -176,7 +176,9 @@ class RewardRun(RecipeRun):
                         reward_forward(self.model, batch, self.margins(batch), self.config, stats)
             if batches.stopped:
                 return False
-            self.writer.add(self.position.step, {M.eval_name(k): v for k, v in read_stats(stats).items()})
+            values = {M.eval_name(k): v for k, v in read_stats(stats).items()}
+            values[M.EVAL_PAIRS] = len(self.eval_ex)  # what an eval accuracy's n is (the runs list shows it)
+            self.writer.add(self.position.step, values)
         self.position.evaluated_step = self.position.step
         return True
 

@@ -49,6 +49,8 @@ def test_the_reward_model_learns_the_trait_and_scores_new_pairs(tmp_path, tiny_m
     train_names = {n for _, _, n, _, _ in project.metrics(run_id)}
     assert {M.LOSS, M.ACCURACY, M.MARGIN, M.MEAN_REWARD, M.STD_REWARD, M.GRAD_NORM} <= train_names
     assert eval_values(project, run_id, M.MARGIN)[15] > 1.0
+    # what an eval accuracy is over (the runs list shows "of N" with the best)
+    assert {v for _, _, n, v, _ in project.metrics(run_id) if n == M.EVAL_PAIRS} == {12}
     adapter = paths.adapter_dir(project.folder, run_id)
     assert (adapter / "adapter_config.json").is_file() and (adapter / "score_head.safetensors").is_file()
 

@@ -120,6 +120,9 @@ def test_the_monitor_shows_each_methods_own_charts(qtbot, project):
     view.set_run(reward)
     assert list(view.charts) == [spec.title for spec in C.REWARD_CHARTS] and view.enlarged is None
     assert view.curve_data(M.eval_name(M.ACCURACY))[1].tolist() == [0.5]
+    accuracy = view.health.tiles["Eval accuracy"]
+    assert not accuracy.isHidden() and accuracy.state.value == "50%"
+    assert view.health.tiles["Sampled KL"].isHidden()
     assert "reward model samples nothing" in view.timeline.placeholder.text()
     dpo = project.create_run("dpo", "m", {})
     view.set_run(dpo)
