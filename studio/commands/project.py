@@ -215,7 +215,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from studio.store.run_metrics import read_run_series
 
     with _open(args.project) as project:
-        runs = [{k: r[k] for k in RUN_KEYS} for r in project.runs()]
+        # a PPO/RLOO run's reward model (a reward run id or a classifier folder), None for other methods
+        runs = [{**{k: r[k] for k in RUN_KEYS}, "reward_model": r["config"].get("reward_model")}
+                for r in project.runs()]
         for r in runs:  # only the rows the rules read: a long run has over a million
             r["warnings"] = run_warnings(read_run_series(project, r["id"], HEALTH_METRICS))
     if args.json:

@@ -31,7 +31,9 @@ log = logging.getLogger("studio.train")
 
 # The recipe of each training method: a module whose `train(RunContext)` trains a run and returns its final
 # status ('done' or 'interrupted'). Imported when a run of that method starts: torch loads in the worker only.
-RECIPES = {"dpo": "studio.train.dpo", "generate": "studio.train.generation_job", "arena": "studio.train.generation_job"}
+RECIPES = {"dpo": "studio.train.dpo", "reward": "studio.train.reward", "ppo": "studio.train.ppo",
+           "rloo": "studio.train.ppo", "generate": "studio.train.generation_job",
+           "arena": "studio.train.generation_job"}
 
 OOM_HINT = ("out of memory on the GPU. What helps, roughly in order: a smaller batch_size with a larger "
             "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=true, "
