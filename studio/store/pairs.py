@@ -16,7 +16,7 @@ from studio.core import stats
 from studio.core.types import Choice, Label, LabelState, Pair, Preference, Prompt, Response, Strength
 from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
 
-QUEUES = ("mine", "needs_more", "disagreements", "all")
+QUEUES = ("mine", "informative", "needs_more", "disagreements", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
 
@@ -49,11 +49,12 @@ class PairFilter:
     @classmethod
     def queue(cls, queue: str, annotator_id: int, split: str | None = None, source: str | None = None,
               search: str | None = None) -> PairFilter:
-        """A labeling queue: 'mine' (not labeled by me), 'needs_more' (labeled by others, fewer labels than
-        the overlap target, not by me), 'disagreements', 'all'."""
+        """A labeling queue: 'mine' (not labeled by me), 'informative' (the same pairs, most informative first:
+        see store.informative), 'needs_more' (labeled by others, fewer labels than the overlap target, not by
+        me), 'disagreements', 'all'."""
         if queue not in QUEUES:
             raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
-        mine = annotator_id if queue in ("mine", "needs_more") else None
+        mine = annotator_id if queue in ("mine", "informative", "needs_more") else None
         return cls(state="needs_more" if queue == "needs_more" else "any",
                    agreement="disagree" if queue == "disagreements" else "any",
                    not_labeled_by=mine, split=split, source=source, search=search)
@@ -320,6 +321,10 @@ class PairsStore(StoreBase):
         pairs already done (fast at a million pairs)."""
         aid = self.annotator_id(annotator)
         flt = PairFilter.queue(queue, aid, split, source, search)
+        if queue == "informative":  # in the ranking's order, from the top (see store.informative)
+            from studio.store.informative import next_informative
+
+            return next_informative(self, flt, after)
         if after is None:
             after = self._scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
                                  (aid,)) or 0
