@@ -20,7 +20,7 @@ from studio.core.errors import ConfigError
 GENERATE = "generate"
 ARENA = "arena"
 JOB_METHODS = (GENERATE, ARENA)
-"""Run methods that generate responses instead of training."""
+"""Run methods that generate responses instead of training (core.jobs.JOB_METHODS names every job method)."""
 BASE = "base"
 """The name of the base model as a source (no adapter)."""
 

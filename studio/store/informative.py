@@ -15,11 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from studio.core.informative import PARTS, POLICY, REWARD, InformativeScores, RankPlan, Scorer, informative_scores
+from studio.core.informative import (
+    PARTS,
+    POLICY,
+    RANK,
+    REWARD,
+    InformativeScores,
+    RankPlan,
+    Scorer,
+    informative_scores,
+)
 from studio.store.db import ProjectError, StoreBase, now_iso
 
 if TYPE_CHECKING:
     from studio.store.pairs import PairFilter
+    from studio.store.project import Project
 
 CHUNK = 50_000
 """Rows written (or deleted) per transaction while a ranking is rebuilt: the labeling view waits for the write
@@ -260,7 +270,7 @@ def informative_order(store: StoreBase, flt: PairFilter) -> list[int]:
     return ranked + added
 
 
-def check_scorer_runs(store: StoreBase, reward_runs: Sequence[int], policy_run: int | None) -> list[Scorer]:
+def check_scorer_runs(store: Project, reward_runs: Sequence[int], policy_run: int | None) -> list[Scorer]:
     """Scorers from run ids: finished reward runs and at most one DPO run, each with a saved adapter, all on one
     base model. Raises ProjectError naming the run and what to give instead."""
     from studio.core import paths
@@ -270,7 +280,7 @@ def check_scorer_runs(store: StoreBase, reward_runs: Sequence[int], policy_run: 
     models: dict[int, str] = {}
     for run_id, kind in [(r, REWARD) for r in reward_runs] + ([(policy_run, POLICY)] if policy_run else []):
         try:
-            run = store.run(run_id)  # type: ignore[attr-defined]
+            run = store.run(run_id)
         except ProjectError:
             raise ProjectError(f"run {run_id}: no such run in this project") from None
         want = "reward" if kind == REWARD else "dpo"
@@ -292,3 +302,54 @@ def check_scorer_runs(store: StoreBase, reward_runs: Sequence[int], policy_run: 
         listing = ", ".join(f"run {r} on {m}" for r, m in models.items())
         raise ProjectError(f"the scoring runs must share one base model (their adapters sit on it): {listing}")
     return scorers
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+def create_rank_job(project: Project, plan: RankPlan, name: str | None = None) -> int:
+    """A queued run (method 'rank') that scores pairs with the plan's models and ranks them; returns its id."""
+    plan.validate()
+    return project.create_run(RANK, plan.model, plan.to_dict(), name=name, snapshot=[])
+
+
+def auto_scorers(project: Project, run_id: int) -> list[Scorer]:
+    """The models a ranking after run `run_id` (a reward or DPO run just finished) scores with: the newest
+    finished reward run on its base model and the one before it (their disagreement), and the newest DPO run
+    with a saved adapter; the run itself among them. Empty for other methods."""
+    from studio.core import paths
+    from studio.core.types import RunStatus
+
+    run = project.run(run_id)
+    if run["method"] not in ("reward", "dpo") or project.folder is None:
+        return []
+
+    def usable(r: dict) -> bool:
+        return (r["model"] == run["model"] and r["status"] == RunStatus.DONE
+                and (paths.adapter_dir(project.folder, r["id"]) / "adapter_config.json").is_file())
+
+    newest_first = [r for r in reversed(project.runs()) if r["id"] == run_id or usable(r)]
+    rewards = [r for r in newest_first if r["method"] == "reward"]
+    if run["method"] == "reward":
+        rewards = [run, *[r for r in rewards if r["id"] < run_id][:1]]
+    policy = run if run["method"] == "dpo" else next((r for r in newest_first if r["method"] == "dpo"), None)
+    chosen = [(r, REWARD) for r in rewards[:2]] + ([(policy, POLICY)] if policy else [])
+    return [Scorer(r["id"], int(r["step"]), kind) for r, kind in chosen]
+
+
+def ranking_report(store: StoreBase, top: int = 10) -> dict[str, Any]:
+    """The current ranking for `studio rank --json`: {"ranking": {"id", "job_id", "created_at", "pairs",
+    "scorers", "terms"} or None, "top": the `top` highest-ranked pairs with their score, parts and prompt}."""
+    from studio.core.informative import model_terms, scorer_rows
+
+    ranking = current_ranking(store)
+    if ranking is None:
+        return {"ranking": None, "top": []}
+    rows = store._query(f"SELECT k.rank, k.pair_id, k.score, k.n_labels, {', '.join('k.' + p for p in PARTS)}, "
+                        "substr(pr.text, 1, 80) AS prompt FROM pair_ranks k JOIN pairs p ON p.id = k.pair_id "
+                        "JOIN prompts pr ON pr.id = p.prompt_id WHERE k.ranking_id = ? ORDER BY k.rank LIMIT ?",
+                        (ranking["id"], top))
+    info = {k: ranking[k] for k in ("id", "job_id", "created_at", "pairs")}
+    info["scorers"] = scorer_rows(ranking["scorers"])
+    info["terms"] = sorted(model_terms(ranking["scorers"]))
+    return {"ranking": info, "top": rows}
