@@ -20,6 +20,10 @@ QUEUES = ("mine", "informative", "needs_more", "disagreements", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
 
+_PAIR_ROW_SQL = ("SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text) "
+                 "FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
+                 "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id ")
+
 # non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
 _DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
              "AND l.choice != 'skip')")
@@ -356,11 +360,20 @@ class PairsStore(StoreBase):
         """Pairs matching the filter with id > after_id, in id order (keyset paging: the millionth row costs
         what the first does), with lengths and current votes."""
         cond, params = flt.sql(self.overlap_target, scan=True)
-        page = self._conn.execute(
-            "SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text) "
-            "FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
-            "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id "
-            f"WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT ?", [after_id, *params, limit]).fetchall()
+        page = self._conn.execute(f"{_PAIR_ROW_SQL} WHERE p.id > ? AND {cond} ORDER BY p.id LIMIT ?",
+                                  [after_id, *params, limit]).fetchall()
+        return self._pair_rows(page)
+
+    def pair_rows(self, ids: Sequence[int]) -> list[PairRow]:
+        """The Data view's rows of these pairs, in the order given (a page of a sorted order)."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        found = {r[0]: r for r in self._conn.execute(f"{_PAIR_ROW_SQL} WHERE p.id IN ({marks})", list(ids))}
+        return self._pair_rows([found[i] for i in ids if i in found])
+
+    def _pair_rows(self, page: list[tuple]) -> list[PairRow]:
+        """Rows with their current votes (one query for the whole page)."""
         votes: dict[int, dict[str, int]] = {}
         if page:
             marks = ", ".join("?" * len(page))

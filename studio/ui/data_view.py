@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.informative import describe_parts, model_terms
 from studio.core.types import LabelState
-from studio.store import PairFilter, Project
+from studio.store import PairFilter, Project, informative
 from studio.ui import render
 
 STATES = {"any": "Any state", "unlabeled": "Unlabeled", "labeled": "Labeled", "needs_more": "Needs another label"}
@@ -41,7 +42,9 @@ class PairTableModel(QAbstractTableModel):
     row costs what the first does)."""
 
     PAGE = 200
-    COLUMNS = ("Pair", "Split", "Source", "Prompt", "A chars", "B chars", "Labels", "Votes", "Agreement")
+    COLUMNS = ("Pair", "Split", "Source", "Prompt", "A chars", "B chars", "Labels", "Votes", "Agreement",
+               "Informative")
+    INFORMATIVE = COLUMNS.index("Informative")
 
     def __init__(self, project: Project, parent=None):
         super().__init__(parent)
@@ -50,6 +53,10 @@ class PairTableModel(QAbstractTableModel):
         self._filter = PairFilter()
         self._more = True
         self._last_id = 0
+        self.informative_first = False
+        """Sorted by the informative score (the queue's order) instead of by id."""
+        self._order: list[int] = []
+        self._scores = InformativeScores(project)
 
     def set_filters(self, state: str = "any", annotator: str | None = None, agreement: str = "any",
                     search: str | None = None) -> None:
@@ -58,6 +65,9 @@ class PairTableModel(QAbstractTableModel):
         self.rows = []
         self._more = True
         self._last_id = 0
+        self._scores.reset()
+        # sorting reads every matching pair's place once; the pages then come from that list
+        self._order = informative.informative_order(self.project, self._filter) if self.informative_first else []
         self.endResetModel()
         self.fetchMore(QModelIndex())
 
@@ -76,7 +86,10 @@ class PairTableModel(QAbstractTableModel):
     def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
         if parent.isValid() or not self._more:
             return
-        page = self.project.pair_page(self._filter, self._last_id, self.PAGE)
+        if self.informative_first:
+            page = self.project.pair_rows(self._order[len(self.rows):len(self.rows) + self.PAGE])
+        else:
+            page = self.project.pair_page(self._filter, self._last_id, self.PAGE)
         if len(page) < self.PAGE:
             self._more = False
         if not page:
@@ -93,7 +106,8 @@ class PairTableModel(QAbstractTableModel):
                 agreement = "agree" if len(decided) == 1 else "disagree"
             vote_text = " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(r.votes.items()))
             rows.append((r.id, r.split, r.source, " ".join(r.prompt.split()), r.a_chars, r.b_chars,
-                         sum(r.votes.values()), vote_text, agreement))
+                         sum(r.votes.values()), vote_text, agreement, None))
+        self._scores.fetch([r[0] for r in rows])
         self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(rows) - 1)
         self.rows.extend(rows)
         self.endInsertRows()
@@ -103,12 +117,14 @@ class PairTableModel(QAbstractTableModel):
             return None
         row = self.rows[index.row()]
         col = index.column()
+        if col == self.INFORMATIVE and role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return self._scores.text(row[0]) if role == Qt.ItemDataRole.DisplayRole else self._scores.tooltip(row[0])
         if role == Qt.ItemDataRole.DisplayRole:
             value = row[col]
             return f"{value:,}" if isinstance(value, int) and col in (4, 5) else value
         if role == Qt.ItemDataRole.ToolTipRole and col == 3:
             return row[3]
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 4, 5, 6):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 4, 5, 6, self.INFORMATIVE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:
             return row[0]
@@ -117,10 +133,53 @@ class PairTableModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and \
+                section == self.INFORMATIVE:
+            return ("How much labeling this pair would teach the models (see the labeling guide). Click to sort: "
+                    "most informative first, the order of the 'Informative first' queue")
         return None
 
     def pair_id(self, row: int) -> int:
         return int(self.rows[row][0])
+
+    def score_text(self, pair_id: int) -> str:
+        """The pair's informative score as the column shows it, with its rank ('' before any ranking)."""
+        return self._scores.detail(pair_id)
+
+
+class InformativeScores:
+    """The Informative column's values: the current ranking's score and parts of the pairs on the loaded pages
+    (one query per page), read again after each reset (a new ranking may have come)."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.reset()
+
+    def reset(self) -> None:
+        self.ranking = informative.current_ranking(self.project)
+        self.terms = model_terms(self.ranking["scorers"]) if self.ranking else set()
+        self.parts: dict[int, dict] = {}
+
+    def fetch(self, pair_ids: list[int]) -> None:
+        if self.ranking is not None:
+            self.parts.update(informative.informative_parts(self.project, pair_ids))
+
+    def text(self, pair_id: int) -> str:
+        parts = self.parts.get(pair_id)
+        return "–" if parts is None else f"{parts['score']:.2f}"
+
+    def detail(self, pair_id: int) -> str:
+        parts = self.parts.get(pair_id)
+        return "" if parts is None else f"informative {parts['score']:.2f} (rank {parts['rank']:,})"
+
+    def tooltip(self, pair_id: int) -> str:
+        parts = self.parts.get(pair_id)
+        if parts is None:
+            return ("Not ranked yet: added after the ranking, which the 'Informative first' queue follows (" +
+                    informative.describe_ranking(self.ranking) + ")" if self.ranking else
+                    "No ranking yet: rank the pairs with `studio rank PROJECT`, or train a reward model")
+        return "\n".join([*describe_parts(parts, self.terms), "", f"Rank {parts['rank']:,}: " +
+                          informative.describe_ranking(self.ranking)])
 
 
 class DataView(QWidget):
@@ -165,11 +224,12 @@ class DataView(QWidget):
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(26)
         head = self.table.horizontalHeader()
-        widths = {0: 60, 1: 50, 2: 80, 4: 64, 5: 64, 6: 56, 7: 96, 8: 92}
+        widths = {0: 60, 1: 50, 2: 80, 4: 64, 5: 64, 6: 56, 7: 96, 8: 92, PairTableModel.INFORMATIVE: 84}
         for col, w in widths.items():
             head.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             head.resizeSection(col, w)
         head.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        head.sectionClicked.connect(self._on_header_clicked)
         self.table.doubleClicked.connect(lambda idx: self.open_pair.emit(self.model.pair_id(idx.row())))
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._show_details(cur))
         self.table.installEventFilter(self)
@@ -221,6 +281,17 @@ class DataView(QWidget):
         layout.addWidget(body, 1)
         self._stale = True
         self._reload_timer = QTimer(self, singleShot=True, interval=0, timeout=self._reload_if_shown)
+
+    def _on_header_clicked(self, section: int) -> None:
+        """The Informative column sorts the table by the score, most informative first; clicked again, back to
+        id order."""
+        if section != PairTableModel.INFORMATIVE:
+            return
+        self.model.informative_first = not self.model.informative_first
+        head = self.table.horizontalHeader()
+        head.setSortIndicatorShown(self.model.informative_first)
+        head.setSortIndicator(section, Qt.SortOrder.DescendingOrder)
+        self.apply_filters()
 
     def eventFilter(self, obj, event) -> bool:
         from PySide6.QtCore import QEvent
@@ -292,8 +363,9 @@ class DataView(QWidget):
             return
         pair = self.project.pair(self.model.pair_id(index.row()))
         self.open_button.setEnabled(True)
+        score = self.model.score_text(pair.id)
         self.detail_title.setText(f"<b>Pair #{pair.id}</b> · {pair.prompt.split}"
-                                  + (f" · {pair.source}" if pair.source else ""))
+                                  + (f" · {pair.source}" if pair.source else "") + (f" · {score}" if score else ""))
         # plain text: this panel is for finding and auditing, the labeling view renders markdown
         cut = 4_000
         parts = [("PROMPT", pair.prompt.text), ("A", pair.a.text), ("B", pair.b.text)]

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from studio.core.types import Choice, Label, Pair, Strength
 from studio.store import Project, ProjectError
 from studio.store.generations import candidate_provenance, describe_generation
+from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import diff, render
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
@@ -35,10 +36,15 @@ clock = time.monotonic
 
 QUEUE_TITLES = {
     "mine": "Unlabeled by me",
+    "informative": "Informative first",
     "needs_more": "Needs another label",
     "disagreements": "Disagreements",
     "all": "All pairs",
 }
+
+# Queues of the pairs the annotator has not labeled (the informative one orders them by store.informative's
+# ranking): what is left in them follows from the project's totals, without a count.
+UNLABELED_BY_ME = ("mine", "informative")
 
 # side on screen -> verdict; "left"/"right" are mapped to the pair's a/b through shown_left
 SIDES = ("left", "right", "tie", "both_bad", "skip")
@@ -278,6 +284,7 @@ class LabelView(QWidget):
         self._syncing = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
+        self._describe_ranking()
         self._bind_keys()
         self._recount = QTimer(self, singleShot=True, interval=1200, timeout=self._refresh_queue_count)
         self._clock_tick = QTimer(self, interval=1000, timeout=self._refresh_rate)
@@ -572,12 +579,19 @@ class LabelView(QWidget):
     def _filters_changed(self, *_args) -> None:
         self.revealed.hide()  # it spoke of the pair labeled last, in the queue left behind
         self.queue = self.queue_box.currentData()
+        self._describe_ranking()
         self.split = self.split_box.currentData()
         self.source = self.source_box.currentData()
         self.search = self.search_edit.text().strip() or None
         self._queue_left = None
         self.show_next(after=None)
         self._refresh_queue_count()
+
+    def _describe_ranking(self) -> None:
+        """The informative queue's tooltip says what its order comes from (models, when), or that there is none."""
+        now = describe_ranking(current_ranking(self.project))
+        text = f"Pairs the models are least sure about first, split votes before all ({now})"
+        self.queue_box.setItemData(self.queue_box.findData("informative"), text, Qt.ItemDataRole.ToolTipRole)
 
     def _filtered(self) -> bool:
         return bool(self.split or self.source or self.search)
@@ -594,6 +608,7 @@ class LabelView(QWidget):
     def reload(self) -> None:
         """Re-read counts after data changed elsewhere (an import), and refill the view if empty."""
         self._total_pairs = self.project.pair_count()
+        self._describe_ranking()
         if self.pair is None:
             self.show_next()
         self._refresh_queue_count()
@@ -772,7 +787,7 @@ class LabelView(QWidget):
         pair_id = self.pair.id
         self.session.labels += 1
         self.session.seconds = self._session_timer.seconds()
-        if self._queue_left is not None and self.queue in ("mine", "needs_more"):
+        if self._queue_left is not None and self.queue in (*UNLABELED_BY_ME, "needs_more"):
             self._queue_left = max(0, self._queue_left - 1)
         self.labeled.emit(pair_id, choice.value)
         self.reveal_provenance(pair_id, self.shown_left, side)
@@ -803,7 +818,7 @@ class LabelView(QWidget):
         undone = self.project.label(label_id)
         pair_id = self.project.undo_label(label_id)
         self.session.labels = max(0, self.session.labels - 1)
-        if self._queue_left is not None and self.queue in ("mine", "needs_more"):
+        if self._queue_left is not None and self.queue in (*UNLABELED_BY_ME, "needs_more"):
             self._queue_left += 1
         shown = self.project.shown_left(pair_id, self.annotator)
         self.show_pair(pair_id, note=f"Undone: <b>{describe(undone, shown)}</b>. Choose again.", prefill=undone)
@@ -815,14 +830,14 @@ class LabelView(QWidget):
 
     def _schedule_counts(self) -> None:
         self.counts_changed.emit()
-        if self.queue != "mine" or self._filtered():
+        if self.queue not in UNLABELED_BY_ME or self._filtered():
             self._recount.start()
 
     def my_label_count(self) -> int:
         return self.project.label_count(self.annotator)
 
     def _refresh_queue_count(self) -> None:
-        if self.queue == "mine" and not self._filtered():
+        if self.queue in UNLABELED_BY_ME and not self._filtered():
             self._queue_left = None  # derived from the totals in _refresh_progress, no scan needed
         else:
             self._queue_left = self.project.queue_count(self.annotator, self.queue, split=self.split,
@@ -834,7 +849,7 @@ class LabelView(QWidget):
         labeled = self.project.labeled_pair_count()
         total = self._total_pairs
         left = self._queue_left if self._queue_left is not None else (
-            max(0, total - mine) if self.queue == "mine" and not self._filtered() else None)
+            max(0, total - mine) if self.queue in UNLABELED_BY_ME and not self._filtered() else None)
         pct = f" ({100 * labeled / total:.1f}%)" if total else ""
         self._progress_parts = (
             f"<b>{self.annotator}</b>: {mine:,} labeled · {self.session.labels:,} this session",

@@ -1,0 +1,94 @@
+"""The informative queue in the GUI: the labeling view's 'Informative first' queue follows the ranking, the Data
+view shows each pair's score with its parts and sorts by it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import add_pairs
+from PySide6.QtCore import Qt
+
+from studio.core.informative import REWARD, Scorer
+from studio.store import informative as inf
+from studio.ui.data_view import DataView, PairTableModel
+from studio.ui.label_view import LabelView
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+@pytest.fixture
+def ranked(project):
+    """Five pairs a reward model is sure about except pair 4 (even odds) and pair 2 (3:1)."""
+    ids = add_pairs(project, 5)
+    run = project.create_run("reward", "m", {}, snapshot=[])
+    scorer = Scorer(run, 7, REWARD)
+    inf.write_scores(project, scorer, ids, [9.0, math.log(3), 12.0, 0.0, 15.0])
+    inf.rebuild_ranking(project, [scorer])
+    return project, ids, run
+
+
+def test_the_labeling_view_serves_the_informative_queue_in_rank_order(qtbot, ranked):
+    project, ids, run = ranked
+    view = LabelView(project, "alice")
+    qtbot.addWidget(view)
+    view.resize(1280, 800)
+    view.show()
+    assert view.pair.id == ids[0]  # 'Unlabeled by me' is in id order
+    view.set_queue("informative")
+    assert view.queue == "informative"
+    shown = []
+    for _ in range(5):
+        shown.append(view.pair.id)
+        view.choose("left")
+    assert shown == [ids[3], ids[1], ids[0], ids[2], ids[4]]
+    assert view.pair is None and "Informative first" in view.left.browser.toPlainText()
+    tip = view.queue_box.itemData(view.queue_box.findData("informative"), Qt.ItemDataRole.ToolTipRole)
+    assert f"reward run {run} (step 7)" in tip
+
+
+def test_the_informative_queue_counts_what_is_left_like_mine(qtbot, ranked):
+    project, _, _ = ranked
+    view = LabelView(project, "bob")
+    qtbot.addWidget(view)
+    view.set_queue("informative")
+    view.choose("right")
+    assert "4 left in queue" in view.progress_text.text()
+
+
+def test_the_data_view_shows_the_score_with_its_parts_and_sorts_by_it(qtbot, ranked):
+    project, ids, run = ranked
+    view = DataView(project)
+    qtbot.addWidget(view)
+    view.resize(1280, 800)
+    view.show()
+    view.refresh()
+    model = view.model
+    col = PairTableModel.INFORMATIVE
+    assert model.headerData(col, Qt.Orientation.Horizontal) == "Informative"
+    row = [model.pair_id(i) for i in range(model.rowCount())].index(ids[3])
+    assert model.data(model.index(row, col)) == "1.00"  # even odds: uncertainty 1, no labels
+    tip = model.data(model.index(row, col), Qt.ItemDataRole.ToolTipRole)
+    assert "uncertainty: 1.000" in tip and "checkpoints: 0 (no model gives it)" in tip
+    assert "Rank 1: ranked" in tip and f"reward run {run}" in tip
+    view.table.selectRow(row)
+    assert "informative 1.00 (rank 1)" in view.detail_title.text()
+
+    view.table.horizontalHeader().sectionClicked.emit(col)
+    assert [model.pair_id(i) for i in range(model.rowCount())] == [ids[3], ids[1], ids[0], ids[2], ids[4]]
+    assert view.table.horizontalHeader().isSortIndicatorShown()
+    view.state_box.setCurrentIndex(view.state_box.findData("unlabeled"))  # filters keep the order
+    assert model.pair_id(0) == ids[3]
+    view.table.horizontalHeader().sectionClicked.emit(col)
+    assert [model.pair_id(i) for i in range(model.rowCount())] == ids
+
+
+def test_before_any_ranking_the_column_says_how_to_make_one(qtbot, project):
+    add_pairs(project, 2)
+    model = PairTableModel(project)
+    model.set_filters()
+    assert model.data(model.index(0, PairTableModel.INFORMATIVE)) == "–"
+    assert "studio rank" in model.data(model.index(0, PairTableModel.INFORMATIVE), Qt.ItemDataRole.ToolTipRole)
