@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from studio.commands import CommandError
+from studio.commands import CommandError, add_job_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "20000; 0: all); the others take the mean")
     r.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     r.add_argument("--batch-size", type=int, default=16, help="pairs scored at once (default 16)")
-    r.add_argument("--name", help="job name (default rank-ID)")
-    r.add_argument("--detach", action="store_true", help="score in a background process; print the job's run id")
-    r.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped rank job with the pairs not scored")
+    add_job_arguments(r, "score", "with the pairs not scored yet")
     r.add_argument("--show", action="store_true", help="print the current ranking instead of making one")
     r.add_argument("--top", type=int, default=10, metavar="N", help="pairs listed from the top (default 10)")
     r.add_argument("--auto", choices=("on", "off"), help="rank after every finished reward or DPO run (default on)")
@@ -63,9 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--max-new-tokens", type=int, default=128, help="longest sample in tokens (default 128)")
     f.add_argument("--seed", type=int, default=0, help="seed of the prompts and the sampling (default 0)")
     f.add_argument("--batch-size", type=int, default=32, help="samples scored and measured at once (default 32)")
-    f.add_argument("--name", help="job name (default frontier-ID)")
-    f.add_argument("--detach", action="store_true", help="measure in a background process; print the job's run id")
-    f.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped frontier job")
+    add_job_arguments(f, "measure", "with the policies not measured yet")
     f.add_argument("--json", action="store_true", help='print {"measure", "reward_model", "plan", "points"}')
     f.set_defaults(func=cmd_frontier)
 

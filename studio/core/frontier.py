@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from studio.core.errors import ConfigError
-from studio.core.generations import BASE, Source
+from studio.core.generations import BASE, Source, plan_from_dict
 
 FRONTIER = "frontier"
 """The run method of a frontier job."""
@@ -86,18 +86,11 @@ class FrontierPlan:
                 f"{self.max_new_tokens} new tokens, temperature {TEMPERATURE:g}, seed {self.seed})")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["sources"] = [dataclasses.asdict(s) for s in self.sources]
-        return d
+        return dataclasses.asdict(self)  # the sources too, as dicts
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FrontierPlan:
-        known = {f.name for f in dataclasses.fields(cls) if f.init}
-        try:
-            sources = [Source(**s) for s in d["sources"]]
-            return cls(**{k: v for k, v in d.items() if k in known and k != "sources"}, sources=sources)
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"frontier plan: not a valid plan ({e})") from None
+        return plan_from_dict(cls, d, "frontier plan")
 
 
 def policy_key(source: Source) -> str:

@@ -224,7 +224,8 @@ class DataView(QWidget):
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(26)
         head = self.table.horizontalHeader()
-        widths = {0: 60, 1: 50, 2: 80, 4: 64, 5: 64, 6: 56, 7: 96, 8: 92, PairTableModel.INFORMATIVE: 84}
+        informative_width = head.fontMetrics().horizontalAdvance("Informative ▼") + 16  # its header, sort mark
+        widths = {0: 60, 1: 50, 2: 80, 4: 64, 5: 64, 6: 56, 7: 96, 8: 92, PairTableModel.INFORMATIVE: informative_width}
         for col, w in widths.items():
             head.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             head.resizeSection(col, w)
@@ -291,7 +292,9 @@ class DataView(QWidget):
         head = self.table.horizontalHeader()
         head.setSortIndicatorShown(self.model.informative_first)
         head.setSortIndicator(section, Qt.SortOrder.DescendingOrder)
+        self.table.setCurrentIndex(QModelIndex())  # a new order starts at its top, not at the pair selected
         self.apply_filters()
+        self.table.scrollToTop()
 
     def eventFilter(self, obj, event) -> bool:
         from PySide6.QtCore import QEvent

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from studio.core import metrics as M
 from studio.core.configs import diff_configs, flatten
 from studio.ui.runs import charts as C
+from studio.ui.runs.frontier_chart import FrontierChart
 from studio.ui.runs.poller import Poller
 
 COLUMNS = 4
@@ -129,6 +130,8 @@ class CompareView(QWidget):
             bl.addWidget(heading)
             bl.addWidget(t, 1)
             tl.addWidget(box, 1)
+        self.frontier = FrontierChart(self.project)
+        tl.addWidget(self.frontier, 1)
         tables.setMinimumHeight(self.fontMetrics().height() * 8)
         vsplit.addWidget(tables)
         vsplit.setStretchFactor(0, 3)
@@ -159,6 +162,7 @@ class CompareView(QWidget):
             self.set_runs([i for i in self.run_ids if i in self.runs])
         else:
             self._fill_tables()
+        self.frontier.set_runs(self.run_ids, {rid: self.color(rid) for rid in self.run_ids})
 
     def _on_pick(self, _item) -> None:
         ids = [self.picker.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.picker.count())
@@ -191,6 +195,7 @@ class CompareView(QWidget):
         self._dirty = True
         self.redraw()
         self._fill_tables()
+        self.frontier.set_runs(self.run_ids, {rid: self.color(rid) for rid in self.run_ids})
 
     def color(self, run_id: int) -> str:
         return C.RUN_COLORS[self.run_ids.index(run_id) % len(C.RUN_COLORS)]

@@ -92,3 +92,36 @@ def test_before_any_ranking_the_column_says_how_to_make_one(qtbot, project):
     model.set_filters()
     assert model.data(model.index(0, PairTableModel.INFORMATIVE)) == "–"
     assert "studio rank" in model.data(model.index(0, PairTableModel.INFORMATIVE), Qt.ItemDataRole.ToolTipRole)
+
+
+def test_compare_draws_the_frontier_points_of_the_compared_runs(qtbot, project):
+    from studio.core.generations import Source
+    from studio.store import frontier as fr
+    from studio.ui.runs.frontier_chart import FrontierChart
+
+    pid = project.add_prompt("Question?", split="eval")
+    runs = [project.create_run("dpo", "m", {}, name=f"dpo-{i}", snapshot=[]) for i in range(3)]
+    sources = [Source("base", "m")] + [Source(f"dpo-{i}", "m", r, 20) for i, r in enumerate(runs)]
+    plan = fr.FrontierPlan("rule:x", "rule x", sources, [pid])
+    values = {"samples": 4, "reward_stderr": 0.1, "kl_stderr": 0.1, "kl_k1": 0.0, "response_tokens": 5.0,
+              "finished": 1.0}
+    for source, kl, reward in zip(sources, (0.0, 1.0, 2.0, 3.0), (0.5, 1.5, 1.0, 2.5), strict=True):
+        fr.add_point(project, None, plan, source, {**values, "kl": kl, "reward": reward})
+    fr.add_point(project, None, plan, Source("dpo-0", "m", runs[0], 10), {**values, "kl": 0.5, "reward": 1.0})
+    chart = FrontierChart(project)
+    qtbot.addWidget(chart)
+    chart.resize(400, 300)
+    chart.show()
+    chart.set_runs([runs[0], runs[1]], {runs[0]: "#1f77b4", runs[1]: "#d62728"})
+    assert chart.plot_widget.isVisible() and not chart.empty.isVisible()
+    assert chart.point_data(runs[0]) == [(0.5, 1.0), (1.0, 1.5)]  # a line through its steps, in step order
+    assert chart.point_data(None) == [(0.0, 0.5)]  # the base model
+    assert chart.point_data(runs[2]) == []  # not compared
+    assert "rule x" in chart.title.text() and "4 samples" in chart.title.text()
+    on = {(p["policy"], p["step"]): p["on_frontier"] for p in chart.points}
+    # dpo-1 (KL 2, reward 1) is beaten by dpo-0 at step 20 (KL 1, reward 1.5)
+    assert on == {("base", 0): True, (f"run {runs[0]}", 10): True, (f"run {runs[0]}", 20): True,
+                  (f"run {runs[1]}", 20): False}
+    assert "reward +1.5000 ± 0.1000" in chart.tip(next(p for p in chart.points if p["step"] == 20))
+    chart.set_runs([], {})
+    assert chart.empty.isVisible() and "studio frontier" in chart.empty.text()
