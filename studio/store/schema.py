@@ -335,11 +335,14 @@ def m007_pair_scores(db: Database) -> None:
             created_at TEXT NOT NULL
         );
 
-        -- parts: NULL where the pair had no score from the model behind that part
+        -- A ranking in rank order (the queue walks it), and each pair's rank in pair order (where the queue goes
+        -- on after a pair; the Data view's column). Two tables, each written in the order of its own key: a
+        -- second index on one table would be filled in random order, rewriting most of its pages at every chunk.
+        -- parts: NULL where the pair had no score from the model behind that part.
         CREATE TABLE pair_ranks (
             ranking_id INTEGER NOT NULL REFERENCES rankings(id),
             rank INTEGER NOT NULL,
-            pair_id INTEGER NOT NULL REFERENCES pairs(id) ON DELETE CASCADE,
+            pair_id INTEGER NOT NULL,
             score REAL NOT NULL,
             uncertainty REAL,
             checkpoints REAL,
@@ -348,7 +351,12 @@ def m007_pair_scores(db: Database) -> None:
             n_labels INTEGER NOT NULL,
             PRIMARY KEY (ranking_id, rank)
         ) WITHOUT ROWID;
-        CREATE UNIQUE INDEX pair_ranks_by_pair ON pair_ranks (ranking_id, pair_id);
+        CREATE TABLE pair_rank_of (
+            ranking_id INTEGER NOT NULL REFERENCES rankings(id),
+            pair_id INTEGER NOT NULL,
+            rank INTEGER NOT NULL,
+            PRIMARY KEY (ranking_id, pair_id)
+        ) WITHOUT ROWID;
     """)
 
 

@@ -169,3 +169,21 @@ def test_pairs_to_score_draw_the_same_share_again(project):
     assert inf.pairs_to_score(project, RankPlan("m", [], max_pairs=0)) == ids[1:]
     texts = inf.pair_texts(project, [ids[2], ids[1]])
     assert [t["pair_id"] for t in texts] == [ids[2], ids[1]] and texts[0]["a"] == "4."
+
+
+def test_a_ranking_another_running_job_writes_is_left_alone(ranked):
+    project, ids, scorer = ranked
+    running = project.create_run("rank", "m", {}, snapshot=[])
+    project.update_run(running, status="running", pid=1)
+    crashed = project.create_run("rank", "m", {}, snapshot=[])
+    project.update_run(crashed, status="failed")
+    with project.transaction():
+        for job in (running, crashed):  # each job had begun a ranking (a few ranks) before the next one started
+            rid = project._conn.execute("INSERT INTO rankings (job_id, scorers, pairs, created_at) VALUES (?, '[]', 6, "
+                                        "'2026-01-01')", (job,)).lastrowid
+            project._conn.execute("INSERT INTO pair_ranks (ranking_id, rank, pair_id, score, labels, n_labels) "
+                                  "VALUES (?, 1, ?, 0, 0, 0)", (rid, ids[0]))
+    new = inf.rebuild_ranking(project, [scorer])
+    left = {r[0]: r[1] for r in project._conn.execute("SELECT job_id, complete FROM rankings")}
+    assert left == {running: 0, None: 1}  # the running job's stays, the crashed job's and the old one went
+    assert inf.current_ranking(project)["id"] == new
