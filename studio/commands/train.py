@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -133,7 +132,7 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
-    from studio.core.generations import JOB_METHODS
+    from studio.core.jobs import JOB_METHODS, MEASURE_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
@@ -201,7 +200,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         project.close()
     if args.detach:
         return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
-    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+    if method in MEASURE_METHODS:  # the worker runs any run; a job reports its own progress
+        from studio.commands.measure import run_job_foreground
+
+        return run_job_foreground(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:
         from studio.commands.generate import _run_foreground
 
         return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
@@ -246,15 +249,11 @@ def _run_queue(project: Path, detach: bool) -> int:
 
 def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
+    from studio.train.worker import spawn_worker
 
-    log = paths.log_path(project, run_id)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "studio", "train", str(project), "--resume" if resume else "--run", str(run_id)]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # survives the terminal closing
+    pid = spawn_worker(project, run_id, resume)  # its own session: survives the terminal closing
     print(run_id)
-    print(f"training in the background (pid {proc.pid}); log: {log}", file=sys.stderr)
+    print(f"running in the background (pid {pid}); log: {paths.log_path(project, run_id)}", file=sys.stderr)
     return 0
 
 
@@ -277,29 +276,32 @@ def _progress_values(values: dict) -> str:
     return f"loss {values.get(M.LOSS, nan):.4f}  margin {values.get(M.REWARDS_MARGINS, nan):+.3f}"
 
 
-def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str],
+                      out=None) -> str:
     """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
-    progress report (one line rewritten on a terminal, a line each otherwise); returns the final status."""
+    progress report to `out` (stdout by default; one line rewritten on a terminal, a line each otherwise);
+    returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, run_worker
 
     start = time.monotonic()
     first: list[int] = []
-    tty = sys.stdout.isatty()
+    out = out or sys.stdout
+    tty = out.isatty()
 
     def progress(step: int, total: int, values: dict) -> None:
         if not first:
             first.append(step - 1)
         eta = (time.monotonic() - start) / max(step - first[0], 1) * (total - step)
         line = f"{describe(step, total, values)}  eta {_fmt_time(eta)}"
-        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True, file=out)
 
     try:
         status = run_worker(project, run_id, resume=resume, on_progress=progress)
     except ClaimError as e:
         raise ProjectError(str(e)) from None
     if tty:
-        print()
+        print(file=out)
     return status
 
 

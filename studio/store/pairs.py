@@ -16,9 +16,13 @@ from studio.core import stats
 from studio.core.types import Choice, Flag, Label, LabelState, Pair, Preference, Prompt, Response, Strength
 from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
 
-QUEUES = ("mine", "needs_more", "disagreements", "flagged", "all")
+QUEUES = ("mine", "informative", "needs_more", "disagreements", "flagged", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
+
+_PAIR_ROW_SQL = ("SELECT p.id, pr.split, p.source, substr(pr.text, 1, 300), length(ra.text), length(rb.text) "
+                 "FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id "
+                 "JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id ")
 
 # non-skip current labels of a pair, distinct verdicts: 1 = agreement, >1 = disagreement
 _DISTINCT = ("(SELECT count(DISTINCT l.choice) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current' "
@@ -70,11 +74,12 @@ class PairFilter:
     @classmethod
     def queue(cls, queue: str, annotator_id: int, split: str | None = None, source: str | None = None,
               search: str | None = None) -> PairFilter:
-        """A labeling queue: 'mine' (not labeled by me), 'needs_more' (labeled by others, fewer labels than
-        the overlap target, not by me), 'disagreements', 'flagged' (open flags for review), 'all'."""
+        """A labeling queue: 'mine' (not labeled by me), 'informative' (the same pairs, most informative first:
+        see store.informative), 'needs_more' (labeled by others, fewer labels than the overlap target, not by
+        me), 'disagreements', 'flagged' (open flags for review), 'all'."""
         if queue not in QUEUES:
             raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
-        mine = annotator_id if queue in ("mine", "needs_more") else None
+        mine = annotator_id if queue in ("mine", "informative", "needs_more") else None
         return cls(state="needs_more" if queue == "needs_more" else "any",
                    agreement="disagree" if queue == "disagreements" else "any",
                    not_labeled_by=mine, split=split, source=source, search=search, flagged=queue == "flagged")
@@ -416,6 +421,10 @@ class PairsStore(StoreBase):
         pairs already done (fast at a million pairs)."""
         aid = self.annotator_id(annotator)
         flt = PairFilter.queue(queue, aid, split, source, search)
+        if queue == "informative":  # in the ranking's order, from the top (see store.informative)
+            from studio.store.informative import next_informative
+
+            return next_informative(self, flt, after)
         if after is None:
             after = self._scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
                                  (aid,)) or 0
@@ -467,7 +476,7 @@ class PairsStore(StoreBase):
         return [r[0] for r in rows]
 
     def pair_rows(self, ids: Sequence[int]) -> list[PairRow]:
-        """The Data view's rows of these pairs, in the order given."""
+        """The Data view's rows of these pairs, in the order given (a page of a sorted order)."""
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))

@@ -55,9 +55,16 @@ def score_pairs(source, run: dict | None, rows: Sequence, batch_size: int = 16) 
     head = load_head(adapter).to(device)
     examples = data.tokenize_rows(snapshot, tokenizer, max_length=config.max_length,
                                   max_prompt_length=config.max_prompt_length, truncation=config.truncation)
+    return score_examples(model, head, examples, tokenizer.pad_token_id, device, batch_size)
+
+
+@torch.no_grad()
+def score_examples(model, head, examples: Sequence[data.Example], pad_id: int, device: torch.device,
+                   batch_size: int = 16) -> tuple[list[float], list[float]]:
+    """Rewards of tokenized pairs' chosen and rejected responses under the model's active adapter and `head`."""
     chosen, rejected = [], []
     for lo in range(0, len(examples), batch_size):
-        batch = data.collate(examples[lo:lo + batch_size], tokenizer.pad_token_id).to(device)
+        batch = data.collate(list(examples[lo:lo + batch_size]), pad_id).to(device)
         scores = scores_of_batch(model, head, batch).tolist()
         chosen += scores[:batch.n_pairs]
         rejected += scores[batch.n_pairs:]

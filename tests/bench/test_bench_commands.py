@@ -71,9 +71,11 @@ def test_bench_gui_prints_start_latency_memory_and_long_text_figures(tmp_path):
     # opening the app loads neither torch nor any benchmark code
     [heavy] = re.findall(r"heavy modules loaded at start: (.*)", out)
     assert "torch" not in heavy and "studio.bench" not in heavy
-    assert "200 pairs:" in out
-    p50, p95 = figures(rf"20 labels: p50 {NUMBER} ms, p95 {NUMBER} ms", out)
-    assert 0 < p50 <= p95
+    assert "200 pairs, queue 'mine':" in out and "200 pairs, queue 'informative':" in out
+    latencies = figures(rf"20 labels: p50 {NUMBER} ms, p95 {NUMBER} ms", out)
+    assert len(latencies) == 4
+    assert all(0 < p50 <= p95 for p50, p95 in zip(latencies[::2], latencies[1::2], strict=True))
+    assert len(figures(rf"200 pairs: margins stored in {NUMBER} s, ranked in {NUMBER} s", out)) == 2
     assert figures(rf"memory \(RSS\)\s+{NUMBER} MB", out)[0] > 0
     long_texts = figures(rf"\n  [a-z0-9 ,()-]+?\s+{NUMBER} ms   max\s+{NUMBER} ms", out)
     assert len(long_texts) == 2 * 5 and min(long_texts) > 0  # median and max for each of the five shapes

@@ -35,6 +35,7 @@ from studio.store.comparison import price_per_gpu_hour
 from studio.store.run_queue import group_names
 from studio.ui.runs import charts as C
 from studio.ui.runs import compare_tables as T
+from studio.ui.runs.frontier_chart import FrontierChart
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.samples_view import SamplesTimeline
 from studio.ui.runs.seed_groups import GroupCurves
@@ -175,6 +176,8 @@ class CompareView(QWidget):
             tl.addWidget(box, 1)
         self.final_table.setToolTip("Final value of each metric; the best of the runs in bold (for metrics where "
                                     "higher or lower is better)")
+        self.frontier = FrontierChart(self.project)
+        tl.addWidget(self.frontier, 1)
         tables.setMinimumHeight(self.fontMetrics().height() * 8)
         vsplit.addWidget(tables)
         vsplit.setStretchFactor(0, 3)
@@ -233,6 +236,7 @@ class CompareView(QWidget):
             self.set_runs([i for i in self.run_ids if i in self.runs])
         else:
             self._fill_tables()
+        self.frontier.set_runs(self.run_ids, {rid: self.color(rid) for rid in self.run_ids})
 
     def _on_pick(self, _item) -> None:
         ids = [self.picker.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.picker.count())
@@ -303,6 +307,7 @@ class CompareView(QWidget):
         self._dirty = True
         self.redraw()
         self._fill_tables()
+        self.frontier.set_runs(self.run_ids, {rid: self.color(rid) for rid in self.run_ids})
 
     def entry_of(self, run_id: int) -> Entry:
         return next(e for e in self.entries if run_id in e.run_ids)
