@@ -11,7 +11,7 @@ from studio.commands import CommandError
 
 # Each module registers its subcommands; they import Qt or torch only inside the command functions.
 COMMAND_MODULES = ("studio.commands.project", "studio.commands.train", "studio.commands.generate",
-                   "studio.commands.compare",
+                   "studio.commands.compare", "studio.commands.measure",
                    "studio.commands.gui", "studio.commands.bench")
 
 

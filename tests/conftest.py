@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# a finished reward or DPO run would start a rank job in a process of its own (tests/train/test_measure_jobs.py
+# turns it on where it tests that)
+os.environ.setdefault("STUDIO_AUTO_RANK", "0")
 
 from studio.store import Project
 

@@ -122,7 +122,33 @@ def measure_start(project: Path, repeat: int) -> None:
     print(f"  heavy modules loaded at start: {', '.join(sorted(heavy))}")
 
 
-def measure_labeling(project_dir: Path, n_labels: int) -> None:
+def rank_project(project_dir: Path) -> None:
+    """Give the project an informative ranking from a made-up reward model (random margins for every pair), as a
+    rank job would, unless it has one; prints how long scoring's store writes and the ranking took."""
+    import numpy as np
+
+    from studio.core.informative import REWARD, Scorer
+    from studio.store import Project, informative
+
+    with Project.open(project_dir) as project:
+        if informative.current_ranking(project) is not None:
+            return
+        run = project.create_run("reward", "bench-model", {}, name="bench reward model", snapshot=[])
+        project.update_run(run, status="done", step=1)
+        scorer = Scorer(run, 1, REWARD)
+        ids = project.pair_ids()
+        margins = np.random.default_rng(0).normal(0.0, 2.0, len(ids))
+        t = time.perf_counter()
+        for lo in range(0, len(ids), 10_000):
+            informative.write_scores(project, scorer, ids[lo:lo + 10_000], margins[lo:lo + 10_000].tolist())
+        scored = time.perf_counter() - t
+        t = time.perf_counter()
+        informative.rebuild_ranking(project, [scorer])
+        print(f"  {len(ids):,} pairs: margins stored in {scored:.1f} s, ranked in {time.perf_counter() - t:.1f} s "
+              f"(in {informative.CHUNK:,}-row transactions)", flush=True)
+
+
+def measure_labeling(project_dir: Path, n_labels: int, queue: str = "mine") -> None:
     from PySide6.QtWidgets import QApplication
 
     from studio.store import Project
@@ -139,6 +165,9 @@ def measure_labeling(project_dir: Path, n_labels: int) -> None:
     view.show()
     QApplication.processEvents()
     first = time.perf_counter() - t0
+    if queue != "mine":
+        view.set_queue(queue)
+        QApplication.processEvents()
     sides = ("left", "right", "tie", "left", "both_bad", "right", "skip")
     times = []
     for i in range(n_labels + 5):
@@ -158,7 +187,7 @@ def measure_labeling(project_dir: Path, n_labels: int) -> None:
     data_first = time.perf_counter() - t
     rss = rss_mib()
     n = project.pair_count()
-    print(f"{n:,} pairs:")
+    print(f"{n:,} pairs, queue {queue!r}:")
     print(f"  label view ready       {first * 1000:7.0f} ms")
     print(f"  next pair (label + load + render), {len(times)} labels: p50 {latency['median_ms']:.1f} ms, "
           f"p95 {latency['p95_ms']:.1f} ms (target p95 <= 30 ms)")
@@ -240,6 +269,9 @@ def run(sizes: list[int], starts: int = 5, labels: int = 200, keep_dir: Path | N
         measure_start(folders[min(sizes)], starts)
         for n in sizes:
             measure_labeling(folders[n], labels)
+            # the informative queue walks a ranking instead of ids: the same measure on it
+            rank_project(folders[n])
+            measure_labeling(folders[n], labels, "informative")
         if long_repeats > 0:
             long_dir = base / "long-texts"
             if long_dir.exists():

@@ -11,3 +11,11 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+def add_job_arguments(p, doing: str, resumes: str) -> None:
+    """--name, --detach and --resume of a command that starts a job (a run the worker carries out): `doing` says
+    what it does in the background, `resumes` what a resumed job goes on with."""
+    p.add_argument("--name", help="job name (default METHOD-ID)")
+    p.add_argument("--detach", action="store_true", help=f"{doing} in a background process; print the job's run id")
+    p.add_argument("--resume", type=int, metavar="JOB", help=f"continue a stopped job {resumes}")

@@ -1,4 +1,4 @@
-"""`studio bench store|import-wait|dpo|startup|gui|monitor`: the benchmarks, which print figures.
+"""`studio bench store|import-wait|dpo|startup|ppo|gui|monitor`: the benchmarks, which print figures.
 
 Only the parsers are built here; each command imports its benchmark from studio.bench (and with it the
 store, Qt or torch) inside its function, so `studio --help` and the other commands load no benchmark code.
@@ -15,7 +15,8 @@ from studio.commands import CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, import-wait, dpo, startup, gui, monitor).")
+    bench = sub.add_parser("bench", help="Benchmarks that print figures (store, import-wait, dpo, startup, ppo, gui, "
+                                         "monitor).")
     what = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
 
     p = what.add_parser("store", help="Import, stats, export and next-pair timings on synthetic pairs.")
@@ -74,6 +75,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="keep the project and model here (default a temporary folder)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.set_defaults(func=cmd_startup)
+
+    p = what.add_parser("ppo", help="Where a PPO/RLOO step's time goes, tokens/s and peak memory, next to DPO.",
+                        description="A step of each method on the same synthetic prompts and random-weight model "
+                                    "shape, each in its own process: seconds per step split into generation, the "
+                                    "no-grad forwards, scoring and optimisation, tokens/s and peak memory (GPU "
+                                    "when there is one, else process RSS).")
+    p.add_argument("--model-shape", default="tiny", choices=("tiny", "small", "qwen2.5-0.5b"),
+                   help="random-weight model shape")
+    p.add_argument("--methods", default="dpo,ppo,rloo", help="comma-separated cases (default dpo,ppo,rloo)")
+    p.add_argument("--steps", type=int, default=4, help="timed steps (after 2 warmup steps)")
+    p.add_argument("--batch", type=int, default=8, help="prompts (DPO: pairs) per step; RLOO: a multiple of 4")
+    p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--completion-len", type=int, default=128, help="response tokens (PPO/RLOO: max_new_tokens)")
+    p.add_argument("--checkpointing", choices=("off", "on"), default="off", help="gradient checkpointing")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per case (0: torch's default; on a shared CPU use 1)")
+    p.add_argument("--dir", help="build the project here and keep it (default: a temporary folder)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    p.set_defaults(func=cmd_ppo)
 
     p = what.add_parser("gui", help="Window start time, next-pair latency and memory at 100k/1M pairs.",
                         description="Start-to-interactive time of the main window against a bare PySide6 "
@@ -149,6 +169,11 @@ def cmd_startup(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     return 0
+
+def cmd_ppo(args: argparse.Namespace) -> int:
+    from studio.bench import ppo
+
+    return ppo.main(args)
 
 
 def cmd_gui(args: argparse.Namespace) -> int:

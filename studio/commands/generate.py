@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from studio.commands import CommandError
+from studio.commands import CommandError, add_job_arguments
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -23,9 +23,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0, help="top-k cut (default 0: none)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="longest response in tokens (default 256)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--name", help="job name (default METHOD-ID)")
-    p.add_argument("--detach", action="store_true", help="generate in a background process; print the job's run id")
-    p.add_argument("--resume", type=int, metavar="ID", help="continue an interrupted job with the prompts not done yet")
+    add_job_arguments(p, "generate", "with the prompts not done yet")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

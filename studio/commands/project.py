@@ -296,7 +296,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         say_dead_runs(project)
         rows = project.runs()
         places = queue_places(rows)
-        runs = [{**{k: r[k] for k in RUN_KEYS}, "queue_place": places.get(r["id"])} for r in rows]
+        # reward_model: a PPO/RLOO run's reward (a reward run id or a classifier folder), None for other methods
+        runs = [{**{k: r[k] for k in RUN_KEYS}, "queue_place": places.get(r["id"]),
+                 "reward_model": r["config"].get("reward_model")} for r in rows]
         for r in runs:  # only the rows the rules read: a long run has over a million
             r["warnings"] = run_warnings(read_run_series(project, r["id"], HEALTH_METRICS))
     if args.json:

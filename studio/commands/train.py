@@ -1,4 +1,4 @@
-"""`studio train`, `studio stop`, `studio export-model` and `studio tiny-model`.
+"""`studio train`, `studio score`, `studio stop`, `studio export-model` and `studio tiny-model`.
 
 The GUI process imports this module to build the parser, so torch and friends are imported only inside
 the command functions. User errors are raised as ProjectError / ConfigError, which `studio` prints as
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,16 +20,21 @@ from studio.commands import CommandError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="Fine-tune a model on the project's preferences with LoRA (DPO and variants).",
+        "train", help="Fine-tune a model on the project's preferences with LoRA (DPO, reward model, PPO, RLOO).",
         description="Start a run on a frozen snapshot of the resolved preferences. In the foreground it shows a "
                     "progress line; --detach trains in the background and prints the run id; --queue only creates "
                     "the run and prints its id. `--run ID` starts a queued run (what the app does, and what "
                     "`accelerate launch -m studio train PROJECT --run ID` runs on several GPUs); `--resume ID` "
                     "continues an interrupted or failed run. `--seeds N` creates N runs of the config (seeds SEED, "
                     "SEED+1, ...) as a seed group and trains them one after another in the project's queue; "
-                    "`--next` runs the queue.")
+                    "`--next` runs the queue. PPO and RLOO need a reward: --reward RUN (a finished reward run of "
+                    "the project, same model) or the folder of a sequence-classification model.")
     p.add_argument("project", help="project folder")
-    p.add_argument("--method", default="dpo", help="training method (dpo)")
+    p.add_argument("--method", default="dpo", choices=("dpo", "reward", "ppo", "rloo"),
+                   help="training method: dpo (and its variants), reward (a reward model), ppo, rloo")
+    p.add_argument("--reward", metavar="RUN_OR_FOLDER",
+                   help="ppo/rloo: the reward run's id, or a sequence-classification model folder "
+                        "(the setting reward_model)")
     p.add_argument("--model", help="local model folder or a Hugging Face hub id in the local cache")
     p.add_argument("--config", metavar="FILE.json", help="settings as JSON (dotted or nested names)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -52,11 +56,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-settings", action="store_true", help="print every setting with its default and help")
     p.set_defaults(func=cmd_train)
 
+    sc = sub.add_parser("score", help="A reward model's scores of the chosen and rejected responses of a file.",
+                        description="Score each row of a preference file (any import format with chosen and "
+                                    "rejected) with a reward run of the project, or a sequence-classification "
+                                    "model folder: the reward of the chosen and of the rejected response, and the "
+                                    "accuracy over the file (the share of rows whose chosen response scores "
+                                    "higher).")
+    sc.add_argument("project", help="project folder")
+    sc.add_argument("run", metavar="RUN_OR_FOLDER", help="a reward run id, or a sequence-classification model folder")
+    sc.add_argument("file", help="preference file (JSONL, JSON or CSV; formats as `studio import`)")
+    sc.add_argument("--format", default="auto", choices=("auto", "trl", "trl-chat", "hh", "ultrafeedback"),
+                    help="input format; auto tells it from the fields (default)")
+    sc.add_argument("--json", action="store_true", help='print {"scorer", "file", "rows", "accuracy"}')
+    sc.set_defaults(func=cmd_score)
+
     e = sub.add_parser("export-model", help="Write a run's adapter, or the merged model, with its tokenizer.")
     e.add_argument("project", help="project folder")
     e.add_argument("run", type=int, help="run id")
     e.add_argument("out", help="output folder (new or empty)")
-    e.add_argument("--merged", action="store_true", help="merge the adapter into the base model (safetensors)")
+    e.add_argument("--merged", action="store_true", help="merge the adapter into the base model (safetensors); of a "
+                   "reward run, a sequence-classification model")
     e.set_defaults(func=cmd_export)
 
     st = sub.add_parser("stop", help="Ask a running training run to stop after its current step.",
@@ -100,7 +119,12 @@ def _load_config(args: argparse.Namespace):
             config = from_dict(cls, raw)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
-    return apply_overrides(config, parse_set_args(args.sets))
+    config = apply_overrides(config, parse_set_args(args.sets))
+    if getattr(args, "reward", None) is not None:
+        if args.method not in ("ppo", "rloo"):
+            raise ConfigError(f"--reward: only ppo and rloo runs take a reward model, not {args.method}")
+        config = apply_overrides(config, {"reward_model": args.reward})
+    return config
 
 
 def _print_settings(method: str) -> None:
@@ -113,7 +137,7 @@ def _print_settings(method: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from studio.core.configs import to_dict
-    from studio.core.generations import JOB_METHODS
+    from studio.core.jobs import JOB_METHODS, MEASURE_METHODS
     from studio.core.models import ModelNotFound, resolve_model
     from studio.store import Project, ProjectError
 
@@ -139,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.run is not None or args.resume is not None:
         # a run keeps the settings it was created with (its checkpoint depends on them): refuse, don't ignore
         given = [flag for flag, value in (("--model", args.model), ("--config", args.config), ("--set", args.sets),
-                                          ("--name", args.name)) if value]
+                                          ("--name", args.name), ("--reward", args.reward)) if value]
         if given:
             flag = "--run" if args.run is not None else "--resume"
             raise ProjectError(f"{', '.join(given)}: not taken with {flag}; a run keeps the model and settings it "
@@ -162,6 +186,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = _load_config(args)
             from studio.train import preflight
 
+            if args.method in ("ppo", "rloo"):
+                # the reward is checked before the run exists: a finished reward run of this project on the same
+                # model, or a classifier folder; the run stores it as resolved (an absolute folder)
+                from dataclasses import replace
+
+                from studio.store.rlhf import reward_source
+
+                config = replace(config, reward_model=reward_source(project, config.reward_model, args.model).value)
             try:
                 preflight.check_model_folder(model_path)
                 preflight.check_settings(config)
@@ -189,7 +221,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.detach:
         return spawn_detached(Path(args.project), run_id, resume=args.resume is not None)
-    if method in JOB_METHODS:  # the worker runs any run; a generation job reports its own progress
+    if method in MEASURE_METHODS:  # the worker runs any run; a job reports its own progress
+        from studio.commands.measure import run_job_foreground
+
+        return run_job_foreground(Path(args.project), run_id, resume=args.resume is not None)
+    if method in JOB_METHODS:
         from studio.commands.generate import _run_foreground
 
         return _run_foreground(Path(args.project), run_id, resume=args.resume is not None)
@@ -234,15 +270,11 @@ def _run_queue(project: Path, detach: bool) -> int:
 
 def spawn_detached(project: Path, run_id: int, resume: bool) -> int:
     from studio.core import paths
+    from studio.train.worker import spawn_worker
 
-    log = paths.log_path(project, run_id)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "studio", "train", str(project), "--resume" if resume else "--run", str(run_id)]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # survives the terminal closing
+    pid = spawn_worker(project, run_id, resume)  # its own session: survives the terminal closing
     print(run_id)
-    print(f"training in the background (pid {proc.pid}); log: {log}", file=sys.stderr)
+    print(f"running in the background (pid {pid}); log: {paths.log_path(project, run_id)}", file=sys.stderr)
     return 0
 
 
@@ -251,21 +283,39 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str]) -> str:
+def _progress_values(values: dict) -> str:
+    """The few numbers of a step that say how a run goes, by what the method logs."""
+    from studio.core import metrics as M
+
+    nan = float("nan")
+    if M.OBJECTIVE_SCORES in values:  # PPO, RLOO
+        return (f"score {values[M.OBJECTIVE_SCORES]:+.3f}  kl {values.get(M.OBJECTIVE_KL, nan):.3f}  "
+                f"length {values.get(M.RESPONSE_LENGTH, nan):.0f}")
+    if M.ACCURACY in values:  # reward model
+        return (f"loss {values.get(M.LOSS, nan):.4f}  accuracy {values[M.ACCURACY]:.2f}  "
+                f"margin {values.get(M.MARGIN, nan):+.3f}")
+    return f"loss {values.get(M.LOSS, nan):.4f}  margin {values.get(M.REWARDS_MARGINS, nan):+.3f}"
+
+
+def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callable[[int, int, dict], str],
+                      out=None) -> str:
     """Run the worker of `run_id` in this process, printing `describe(step, total, values)` and an ETA at each
-    progress report and the worker's status lines while it prepares (one line rewritten on a terminal, a line
-    each otherwise; under `accelerate launch` the main process alone prints); returns the final status."""
+    progress report and the worker's status lines while it prepares to `out` (stdout by default; one line
+    rewritten on a terminal, a line each otherwise; under `accelerate launch` the main process alone prints);
+    returns the final status."""
     from studio.store import ProjectError
     from studio.train.worker import ClaimError, process_rank, run_worker
 
     start = time.monotonic()
     first: list[int] = []
+    out = out or sys.stdout
     # under `accelerate launch` every process runs this; the main one speaks for all of them
     main = process_rank() == 0
-    tty = sys.stdout.isatty() and main
+    tty = out.isatty() and main
 
     def status(line: str) -> None:
-        print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
+        if main:
+            print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True, file=out)
 
     def progress(step: int, total: int, values: dict) -> None:
         if not main:
@@ -280,7 +330,7 @@ def run_with_progress(project: Path, run_id: int, resume: bool, describe: Callab
     except ClaimError as e:
         raise ProjectError(str(e)) from None
     if tty:
-        print()
+        print(file=out)
     return result
 
 
@@ -289,9 +339,7 @@ def _train_foreground(project: Path, run_id: int, resume: bool) -> int:
     from studio.core.configs import config_for, from_dict
 
     def describe(step: int, total: int, values: dict) -> str:
-        return (f"step {step}/{total}  loss {values.get(M.LOSS, float('nan')):.4f}  "
-                f"margin {values.get(M.REWARDS_MARGINS, float('nan')):+.3f}  "
-                f"{values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s")
+        return f"step {step}/{total}  {_progress_values(values)}  {values.get(M.TOKENS_PER_SECOND, 0):,.0f} tok/s"
 
     from studio.train.worker import process_rank
 
@@ -342,12 +390,57 @@ def cmd_export(args: argparse.Namespace) -> int:
                 base = resolve_model(run["model"])
             except ModelNotFound as e:
                 raise ProjectError(str(e)) from None
+            if run["method"] == "reward":
+                export.export_reward_classifier(base, adapter, out)
+                print(f"sequence-classification model written to {out}")
+                return 0
             export.export_merged(base, adapter, out)
         else:
             export.export_adapter(adapter, out)
     except FileExistsError as e:
         raise ProjectError(str(e)) from None
     print(f"{'merged model' if args.merged else 'adapter'} written to {out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from studio.store import Project, ProjectError
+    from studio.store.formats import parse_file
+    from studio.store.rlhf import reward_source
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file")
+    parsed = parse_file(path, args.format)
+    if parsed.errors:
+        for err in parsed.errors:
+            print(err, file=sys.stderr)
+        raise CommandError(f"{path}: {len(parsed.errors)} invalid row(s) of {parsed.total}; nothing was scored", code=1)
+    unlabeled = [r.line for r in parsed.rows if not r.labeled]
+    if unlabeled:
+        raise CommandError(f"{path}: line {unlabeled[0]}: the file holds {parsed.format} rows without a preference; "
+                           f"scoring needs chosen and rejected responses ({len(unlabeled)} such rows)")
+    with Project.open(args.project) as project:
+        source = reward_source(project, args.run)
+        if source.kind == "rule":
+            raise ProjectError(f"{args.run}: give a reward run id or a sequence-classification model folder")
+        run = project.run(source.run_id) if source.kind == "run" else None
+    from studio.train.score import score_pairs
+
+    chosen, rejected = score_pairs(source, run, parsed.rows)
+    wins = [c > r for c, r in zip(chosen, rejected, strict=True)]
+    accuracy = sum(wins) / len(wins) if wins else None
+    rows = [{"line": r.line, "chosen": c, "rejected": j} for r, c, j in zip(parsed.rows, chosen, rejected, strict=True)]
+    if args.json:
+        print(json.dumps({"scorer": source.description, "file": str(path), "rows": rows, "accuracy": accuracy},
+                         indent=2))
+        return 0
+    from studio.commands.project import _table
+
+    print(_table([[r["line"], f"{r['chosen']:+.4f}", f"{r['rejected']:+.4f}", f"{r['chosen'] - r['rejected']:+.4f}"]
+                  for r in rows], ["line", "chosen", "rejected", "margin"]))
+    print(f"\naccuracy: {accuracy:.1%} of {len(rows)} rows (chosen scored above rejected; {source.description})"
+          if accuracy is not None else "\nno rows to score")
     return 0
 
 

@@ -155,7 +155,132 @@ class DPOConfig(TrainConfig):
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
 
 
-METHOD_CONFIGS: dict[str, type] = {"dpo": DPOConfig}
+def _hidden(default: Any, help: str) -> Any:
+    """A field a method fixes (not a setting of it): kept for the shared code that reads it, never shown."""
+    return field(default=default, metadata={"help": help, "group": "hidden", "hidden": True})
+
+
+@dataclass
+class RewardConfig(TrainConfig):
+    """A reward model: a LoRA adapter plus a scalar score head on the base model, trained with the
+    Bradley-Terry loss on the run's snapshot of resolved preferences."""
+
+    method: str = field(default="reward", init=False, metadata={"help": "Training method.", "group": "method",
+                                                                 "hidden": True})
+    learning_rate: float = _f(1e-4, "Peak learning rate of AdamW on the adapter and score head weights.",
+                              minimum=0.0, basic=True)
+    strength_margin: float = _f(0.0, "Margin from label strength (Llama 2): the loss asks the chosen reward to "
+                                "beat the rejected one by this times the votes' mean strength (slight 1/3, "
+                                "clear 2/3, decisive 1; none 0); 0 disables it.", group="method", minimum=0.0,
+                                label="Margin from label strength", basic=True)
+    center_rewards_coefficient: float = _f(0.0, "Weight of a term pushing the mean reward to 0 (Eisenstein et al. "
+                                           "2023), so scores of different runs share a scale; 0.01 is usual, 0 "
+                                           "disables it.", group="method", minimum=0.0, label="Centring weight",
+                                           basic=True)
+    eval_fraction: float = _f(0.1, "Share of train preferences held out for evaluation when the project has no "
+                              "eval split.", group="eval", minimum=0.0, maximum=0.5)
+    # a reward model samples nothing
+    eval_samples: int = _hidden(0, "Unused: a reward run samples nothing.")
+    samples_per_prompt: int = _hidden(4, "Unused: a reward run samples nothing.")
+    probe_prompt_ids: str = _hidden("", "Unused: a reward run samples nothing.")
+    sample_max_new_tokens: int = _hidden(64, "Unused: a reward run samples nothing.")
+    sample_budget: float = _hidden(0.1, "Unused: a reward run samples nothing.")
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA settings.", "group": "lora"})
+
+
+KL_ESTIMATORS = ("k1", "k3")
+
+
+def _rl_lora() -> LoraSettings:
+    # dropout 0: the log-probs of the rollouts and of the first update must be the same function, so the
+    # first PPO ratio is exactly 1 (the run refuses another value)
+    return LoraSettings(dropout=0.0)
+
+
+@dataclass
+class RLConfig(TrainConfig):
+    """What PPO and RLOO share: rollouts sampled from the policy on the project's prompts, scored by a reward
+    model, with a KL penalty to the reference (the base model, adapters off)."""
+
+    reward_model: str = _f("", "The reward: the id of a finished reward run of this project (trained on the same "
+                           "base model, which it then shares), or a sequence-classification model folder.",
+                           group="method", label="Reward model", basic=True)
+    learning_rate: float = _f(1e-5, "Peak learning rate of AdamW on the adapter (and value) weights.", minimum=0.0,
+                              basic=True)
+    epochs: float = _f(1.0, "Passes over the train prompts (ignored when max_steps > 0).", minimum=0.0, basic=True)
+    max_steps: int = _f(0, "Stop after this many rollout batches; 0 means use epochs.", minimum=0, basic=True)
+    batch_size: int = _f(8, "Prompts per rollout batch: each step samples responses to this many prompts, then "
+                         "optimises on them.", group="rollout", minimum=1, label="Prompts per step", basic=True)
+    num_mini_batches: int = _f(1, "Optimizer steps per pass over a rollout batch (the batch is split into this "
+                               "many minibatches).", group="rollout", minimum=1)
+    grad_accumulation: int = _f(1, "Forward passes accumulated per minibatch (less memory, same update).",
+                                minimum=1)
+    ppo_epochs: int = _f(4, "Passes over each rollout batch before sampling the next (PPO's K epochs).",
+                         group="rollout", minimum=1, label="PPO epochs", basic=True)
+    max_new_tokens: int = _f(64, "Longest sampled response in tokens (also at evaluations).", group="rollout",
+                             minimum=1, label="Longest response (tokens)", basic=True)
+    temperature: float = _f(1.0, "Sampling temperature of the rollouts; the log-probs, ratios and KL are those "
+                            "of the tempered distribution.", group="rollout", minimum=0.01)
+    kl_coef: float = _f(0.05, "Weight of the KL penalty to the reference in the reward (beta); the starting "
+                        "value when kl_target > 0.", group="method", minimum=0.0, label="KL coefficient", basic=True)
+    kl_target: float = _f(0.0, "Adaptive KL (Ziegler et al. 2019): steer kl_coef so that the KL per response "
+                          "approaches this many nats; 0 keeps kl_coef fixed.", group="method", minimum=0.0,
+                          label="KL target (adaptive)", basic=True)
+    kl_horizon: int = _f(10000, "Adaptive KL: responses over which kl_coef adapts (larger: slower).",
+                         group="method", minimum=1, label="KL horizon")
+    kl_estimator: str = _f("k1", "Per-token KL estimate in the reward: k1 = log pi - log ref (unbiased), k3 = "
+                           "exp(-k1) - 1 + k1 (never negative, lower variance).", group="method",
+                           choices=KL_ESTIMATORS, label="KL estimator")
+    missing_eos_penalty: float = _f(1.0, "Subtracted from the score of a response that reaches max_new_tokens "
+                                    "without ending; 0 disables it.", group="method", minimum=0.0,
+                                    label="Missing-EOS penalty")
+    cliprange: float = _f(0.2, "Clip range of the policy ratio (PPO's epsilon).", group="method", minimum=0.0,
+                          label="Clip range")
+    max_length: int = _hidden(1024, "Unused: prompts are cut to max_prompt_length, responses to max_new_tokens.")
+    eval_fraction: float = _f(0.1, "Share of train prompts held out for evaluation when the project has no eval "
+                              "split.", group="eval", minimum=0.0, maximum=0.5)
+    eval_samples: int = _f(16, "Held-out prompts sampled at each evaluation, one response each: their score, KL "
+                           "and collapse measures, and the stored samples.", group="eval", minimum=0)
+    sample_max_new_tokens: int = _hidden(64, "Unused: evaluations sample max_new_tokens.")
+    # an evaluation samples one response to each of eval_samples held-out prompts, every time (not the collapse
+    # lens's probe sampler of DPO runs)
+    samples_per_prompt: int = _hidden(1, "Unused: an evaluation samples one response per held-out prompt.")
+    probe_prompt_ids: str = _hidden("", "Unused: the held-out prompts are drawn by seed.")
+    sample_budget: float = _hidden(1.0, "Unused: every evaluation samples.")
+    lora: LoraSettings = field(default_factory=_rl_lora, metadata={"help": "LoRA settings.", "group": "lora"})
+
+
+@dataclass
+class PPOConfig(RLConfig):
+    """PPO with a value function: GAE advantages, clipped policy and value losses (Schulman et al. 2017), the
+    RLHF recipe of Ziegler et al. 2019 and Ouyang et al. 2022."""
+
+    method: str = field(default="ppo", init=False, metadata={"help": "Training method.", "group": "method",
+                                                              "hidden": True})
+    vf_coef: float = _f(0.1, "Weight of the value loss next to the policy loss.", group="method", minimum=0.0,
+                        label="Value loss weight")
+    cliprange_value: float = _f(0.2, "Clip range of the value update around the rollout's values.",
+                                group="method", minimum=0.0, label="Value clip range")
+    gamma: float = _f(1.0, "Discount factor of GAE.", group="method", minimum=0.0, maximum=1.0, label="GAE gamma")
+    lam: float = _f(0.95, "Lambda of GAE: 1 is Monte Carlo returns, 0 one-step TD.", group="method",
+                    minimum=0.0, maximum=1.0, label="GAE lambda")
+    whiten_rewards: bool = _f(False, "Whiten the per-token rewards of each rollout batch before GAE.",
+                              group="method")
+
+
+@dataclass
+class RLOOConfig(RLConfig):
+    """REINFORCE Leave-One-Out (Ahmadian et al. 2024): k responses per prompt, each one's baseline the mean reward
+    of the other k - 1; no value function."""
+
+    method: str = field(default="rloo", init=False, metadata={"help": "Training method.", "group": "method",
+                                                               "hidden": True})
+    rloo_k: int = _f(4, "Responses sampled per prompt; each one's baseline is the others' mean reward.",
+                     group="rollout", minimum=2, label="Responses per prompt (k)", basic=True)
+    normalize_advantages: bool = _f(False, "Whiten the advantages of each rollout batch.", group="method")
+
+
+METHOD_CONFIGS: dict[str, type] = {"dpo": DPOConfig, "reward": RewardConfig, "ppo": PPOConfig, "rloo": RLOOConfig}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "DPO": {"loss_type": "sigmoid", "beta": 0.1},
@@ -165,6 +290,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "SimPO": {"loss_type": "simpo", "beta": 2.0, "simpo_gamma": 0.5, "learning_rate": 1e-5},
     "DPO + NLL (RPO)": {"loss_type": "sigmoid", "beta": 0.1, "nll_weight": 1.0},
 }
+"""DPO's presets (the launch dialog's Preset list for DPO runs)."""
+
+METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "dpo": PRESETS,
+    "ppo": {"PPO, fixed KL": {"kl_coef": 0.05, "kl_target": 0.0},
+            "PPO, adaptive KL (Ziegler 2019)": {"kl_coef": 0.2, "kl_target": 6.0}},
+    "rloo": {"RLOO, k=4": {"rloo_k": 4, "kl_coef": 0.05}, "RLOO, k=2": {"rloo_k": 2, "kl_coef": 0.05}},
+}
+
+
+def presets_for(method: str) -> dict[str, dict[str, Any]]:
+    """The named presets of a method (none for the reward model)."""
+    return METHOD_PRESETS.get(method, {})
 
 
 @dataclass(frozen=True)
@@ -353,10 +491,17 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hidden_fields(cls: type) -> set[str]:
+    """Names of the fields the method fixes (`method`, settings a method does not use): not settable."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("hidden")}
+
+
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a config from a (possibly partial) dict such as a stored run config or a --config file."""
+    """Build a config from a (possibly partial) dict such as a stored run config or a --config file. Fields the
+    method fixes (hidden) are taken from the class: a stored config holds them too."""
     config = cls()
-    flat = {k: v for k, v in flatten(data).items() if k != "method"}
+    hidden = hidden_fields(cls)
+    flat = {k: v for k, v in flatten(data).items() if k not in hidden}
     return apply_overrides(config, flat) if flat else config
 
 

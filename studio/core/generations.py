@@ -20,7 +20,7 @@ from studio.core.errors import ConfigError
 GENERATE = "generate"
 ARENA = "arena"
 JOB_METHODS = (GENERATE, ARENA)
-"""Run methods that generate responses instead of training."""
+"""Run methods that generate responses instead of training (core.jobs.JOB_METHODS names every job method)."""
 BASE = "base"
 """The name of the base model as a source (no adapter)."""
 
@@ -107,19 +107,23 @@ class GenerationPlan:
                 "max_new_tokens": self.max_new_tokens}
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["sources"] = [dataclasses.asdict(s) for s in self.sources]
-        return d
+        return dataclasses.asdict(self)  # the sources too, as dicts
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GenerationPlan:
         """The plan stored on a run; a damaged or foreign config names the field."""
-        known = {f.name for f in dataclasses.fields(cls) if f.init}
-        try:
-            sources = [Source(**s) for s in d["sources"]]
-            return cls(**{k: v for k, v in d.items() if k in known and k != "sources"}, sources=sources)
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"generation plan: not a valid plan ({e})") from None
+        return plan_from_dict(cls, d, "generation plan")
+
+
+def plan_from_dict(cls: type, d: dict[str, Any], what: str) -> Any:
+    """A job's plan (a dataclass with `sources: list[Source]`) from the dict `dataclasses.asdict` made of it; fields
+    it does not know are left out, a damaged or foreign config raises ConfigError naming `what`."""
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    try:
+        sources = [Source(**s) for s in d["sources"]]
+        return cls(**{k: v for k, v in d.items() if k in known and k != "sources"}, sources=sources)
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{what}: not a valid plan ({e})") from None
 
 
 def sample_pairs(kind: str, n_sources: int, samples: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:

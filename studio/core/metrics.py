@@ -54,10 +54,40 @@ SAMPLE_METRICS = (EVAL_SAMPLE_LENGTH, EVAL_SAMPLE_LENGTH_MEDIAN, EVAL_SAMPLE_CAP
                   EVAL_KL, EVAL_KL_SEQ, EVAL_KL_K1, EVAL_KL_K1_SEQ, EVAL_SAMPLING_SECONDS)
 """What an evaluation measures on the policy's own samples (`studio samples` prints them with the samples)."""
 
-# PPO names for the next round, reserved now so charts and stores need no rework.
+# The reward model (TRL's RewardTrainer names): the share of pairs whose chosen response scores above the
+# rejected one, the mean score difference, and the mean and spread of all scores of the step's responses.
+ACCURACY = "accuracy"
+MARGIN = "margin"
+MEAN_REWARD = "mean_reward"
+STD_REWARD = "std_reward"
+
+# PPO and RLOO, under the names of TRL's last PPO trainer where it had one. Per rollout batch: the reward
+# model's score (after the missing-EOS penalty), the KL to the reference summed over each response (the
+# estimator of kl_estimator), the KL penalty (-kl_coef * KL, summed) and the two added; the entropy as TRL
+# logged it (the sampled tokens' -log pi, summed over each response); the response length in tokens.
+OBJECTIVE_SCORES = "objective/scores"
 OBJECTIVE_KL = "objective/kl"
 OBJECTIVE_ENTROPY = "objective/entropy"
+OBJECTIVE_NON_SCORE_REWARD = "objective/non_score_reward"
+OBJECTIVE_RLHF_REWARD = "objective/rlhf_reward"
+RESPONSE_LENGTH = "completions/mean_length"
+# the optimisation over the batch, averaged over its minibatches: 0.5 * mean squared log-ratio to the rollout
+# policy, the share of ratios (values) clipped, the two losses, the mean ratio, the entropy of the policy
+POLICY_APPROXKL = "policy/approxkl_avg"
 POLICY_CLIPFRAC = "policy/clipfrac_avg"
+POLICY_ENTROPY = "policy/entropy_avg"
+LOSS_POLICY = "loss/policy_avg"
+LOSS_VALUE = "loss/value_avg"
+VALUE_CLIPFRAC = "val/clipfrac_avg"
+VALUE_RATIO = "val/ratio"
+NUM_EOS_TOKENS = "val/num_eos_tokens"  # responses of the batch that ended (EOS or end of turn)
+KL_COEF = "kl_coef"
+# seconds of each phase of the step: sampling, the reward model, the no-grad forwards (rollout log-probs,
+# reference, values), and the optimisation
+TIME_GENERATE = "time/generate"
+TIME_SCORE = "time/score"
+TIME_FORWARD = "time/forward"
+TIME_OPTIMISE = "time/optimise"
 
 TRAIN_METRICS = (
     LOSS, REWARDS_CHOSEN, REWARDS_REJECTED, REWARDS_MARGINS, REWARDS_ACCURACIES, LOGPS_CHOSEN,
@@ -74,8 +104,25 @@ def eval_name(name: str) -> str:
 COMPARE_METRICS = (REWARDS_MARGINS, eval_name(REWARDS_MARGINS), REWARDS_ACCURACIES, eval_name(REWARDS_ACCURACIES), LOSS,
                    LOGPS_CHOSEN, LOGPS_REJECTED, EVAL_KL, EVAL_SAMPLE_LENGTH, EVAL_DISTINCT_2, EVAL_SELF_SIMILARITY,
                    EVAL_SAMPLE_ENTROPY)
-"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables: the training signals,
-then the collapse lens (sampled KL, length, diversity, entropy on the policy's own samples)."""
+"""Metrics overlaid in Compare and in a report, and listed in their final-metrics tables, for DPO runs (other
+methods: METHOD_COMPARE_METRICS): the training signals, then the collapse lens (sampled KL, length, diversity,
+entropy on the policy's own samples)."""
+
+METHOD_COMPARE_METRICS: dict[str, tuple[str, ...]] = {
+    "reward": (ACCURACY, eval_name(ACCURACY), MARGIN, eval_name(MARGIN), LOSS, eval_name(LOSS)),
+    "ppo": (OBJECTIVE_SCORES, eval_name(OBJECTIVE_SCORES), OBJECTIVE_KL, eval_name(OBJECTIVE_KL),
+            OBJECTIVE_RLHF_REWARD, RESPONSE_LENGTH, POLICY_CLIPFRAC, EVAL_KL, EVAL_DISTINCT_2),
+}
+METHOD_COMPARE_METRICS["rloo"] = METHOD_COMPARE_METRICS["ppo"]
+
+
+def compare_metrics_for(methods) -> tuple[str, ...]:
+    """The compared metrics for runs of these methods: each method's own (DPO's for the others), in the order
+    of first use, each once."""
+    out: list[str] = []
+    for method in dict.fromkeys(methods or ["dpo"]):
+        out += [m for m in METHOD_COMPARE_METRICS.get(method, COMPARE_METRICS) if m not in out]
+    return tuple(out)
 
 
 def margin_of(accuracy: str) -> str | None:

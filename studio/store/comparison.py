@@ -93,9 +93,10 @@ def arena_section(project: Project, run_ids: Sequence[int]) -> ArenaSection | No
 
 
 def gather(project: Project, run_ids: Sequence[int], price: float | None = None, by_group: bool = True,
-           metrics: Sequence[str] = REPORT_METRICS) -> Comparison:
+           metrics: Sequence[str] | None = None) -> Comparison:
     """The comparison of `run_ids` (in the order given): runs, seed groups as one entry each (`by_group`),
-    final values, costs at `price` per GPU-hour (default: the project's setting), series of `metrics`."""
+    final values, costs at `price` per GPU-hour (default: the project's setting), series of `metrics`
+    (default: REPORT_METRICS, with a reward model's or PPO/RLOO's own in place of DPO's for runs of those)."""
     if not run_ids:
         raise ProjectError("runs: name at least one run to compare")
     rows = {r["id"]: r for r in project.runs()}
@@ -104,6 +105,9 @@ def gather(project: Project, run_ids: Sequence[int], price: float | None = None,
         raise ProjectError(f"run {missing[0]}: no such run in {project.folder or 'this project'}")
     price = price_per_gpu_hour(project) if price is None else price
     runs = [rows[i] for i in dict.fromkeys(run_ids)]
+    if metrics is None:
+        extras = REPORT_METRICS[len(M.COMPARE_METRICS):]
+        metrics = tuple(dict.fromkeys((*M.compare_metrics_for([r["method"] for r in runs]), *extras)))
     summaries = [RunSummary(r, last_values(project, r["id"]), run_cost(r, run_usage(project, r["id"]), price),
                             latest_samples(project, r["id"])) for r in runs]
     series: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {m: {} for m in metrics}

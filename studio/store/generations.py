@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.core import paths
-from studio.core.generations import ARENA, BASE, JOB_METHODS, GenerationPlan, Source
+from studio.core.generations import ARENA, BASE, GenerationPlan, Source
+from studio.core.jobs import JOB_METHODS
 from studio.store.db import ProjectError, content_hash, now_iso
 from studio.store.imports import unpublished_sql, visible_sql
 from studio.store.project import Project

@@ -19,7 +19,7 @@ from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_t
 from studio.store.imports import unpublished_sql, visible_sql
 from studio.store.schema import person_sql
 
-QUEUES = ("mine", "needs_more", "disagreements", "flagged", "all")
+QUEUES = ("mine", "informative", "needs_more", "disagreements", "flagged", "all")
 STATES = ("any", "unlabeled", "labeled", "needs_more")
 AGREEMENTS = ("any", "single", "agree", "disagree")
 
@@ -88,11 +88,12 @@ class PairFilter:
     @classmethod
     def queue(cls, queue: str, annotator_id: int, split: str | None = None, source: str | None = None,
               search: str | None = None) -> PairFilter:
-        """A labeling queue: 'mine' (not labeled by me), 'needs_more' (labeled by others, fewer labels than
-        the overlap target, not by me), 'disagreements', 'flagged' (open flags for review), 'all'."""
+        """A labeling queue: 'mine' (not labeled by me), 'informative' (the same pairs, most informative first:
+        see store.informative), 'needs_more' (labeled by others, fewer labels than the overlap target, not by
+        me), 'disagreements', 'flagged' (open flags for review), 'all'."""
         if queue not in QUEUES:
             raise ProjectError(f"queue: unknown queue {queue!r}; known: {', '.join(QUEUES)}")
-        mine = annotator_id if queue in ("mine", "needs_more") else None
+        mine = annotator_id if queue in ("mine", "informative", "needs_more") else None
         return cls(state="needs_more" if queue == "needs_more" else "any",
                    agreement="disagree" if queue == "disagreements" else "any",
                    not_labeled_by=mine, split=split, source=source, search=search, flagged=queue == "flagged")
@@ -463,6 +464,10 @@ class PairsStore(StoreBase):
         pairs already done (fast at a million pairs)."""
         aid = self._known_annotator_id(annotator)
         flt = PairFilter.queue(queue, aid, split, source, search)
+        if queue == "informative":  # in the ranking's order, from the top (see store.informative)
+            from studio.store.informative import next_informative
+
+            return next_informative(self, flt, after)
         if after is None:
             after = self._scalar("SELECT pair_id FROM labels WHERE annotator_id = ? ORDER BY id DESC LIMIT 1",
                                  (aid,)) or 0
@@ -519,7 +524,7 @@ class PairsStore(StoreBase):
         return [r[0] for r in rows]
 
     def pair_rows(self, ids: Sequence[int]) -> list[PairRow]:
-        """The Data view's rows of these pairs, in the order given."""
+        """The Data view's rows of these pairs, in the order given (a page of a sorted order)."""
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))

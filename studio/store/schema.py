@@ -437,6 +437,90 @@ def m011_annotator_sessions(db: Database) -> None:
 
 
 # After the last migration, so that it is plain that every migration above has registered itself by now.
+@migration("m012_pair_scores")
+def m012_pair_scores(db: Database) -> None:
+    # The informative queue. pair_scores keeps what each model said about a pair (kept per model, so a ranking
+    # can combine several and a finished run's scores are never computed twice); a ranking is the order all
+    # pairs had when it was made, with each one's score and parts, so the next pair is one indexed lookup. A
+    # new ranking is written beside the current one (in short transactions) and takes over when complete.
+    run_script(db, """
+        CREATE TABLE pair_scores (
+            pair_id INTEGER NOT NULL REFERENCES pairs(id) ON DELETE CASCADE,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,  -- the model: a reward or DPO run
+            step INTEGER NOT NULL,               -- the run's step its adapter was saved at
+            kind TEXT NOT NULL CHECK (kind IN ('reward', 'policy')),
+            value REAL NOT NULL,                 -- margin of A over B: r(A) - r(B), or the implicit reward's
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, step, pair_id)
+        );
+        CREATE INDEX pair_scores_by_pair ON pair_scores (pair_id);
+
+        CREATE TABLE rankings (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            scorers TEXT NOT NULL,               -- JSON [{"run_id", "step", "kind"}]: the models behind it
+            pairs INTEGER NOT NULL DEFAULT 0,
+            max_pair_id INTEGER NOT NULL DEFAULT 0,  -- pairs added since (larger ids) follow it in id order
+            complete INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+
+        -- A ranking in rank order (the queue walks it), and each pair's rank in pair order (where the queue goes
+        -- on after a pair; the Data view's column). Two tables, each written in the order of its own key: a
+        -- second index on one table would be filled in random order, rewriting most of its pages at every chunk.
+        -- parts: NULL where the pair had no score from the model behind that part.
+        CREATE TABLE pair_ranks (
+            ranking_id INTEGER NOT NULL REFERENCES rankings(id),
+            rank INTEGER NOT NULL,
+            pair_id INTEGER NOT NULL,
+            score REAL NOT NULL,
+            uncertainty REAL,
+            checkpoints REAL,
+            policy REAL,
+            labels REAL NOT NULL,
+            n_labels INTEGER NOT NULL,
+            PRIMARY KEY (ranking_id, rank)
+        ) WITHOUT ROWID;
+        CREATE TABLE pair_rank_of (
+            ranking_id INTEGER NOT NULL REFERENCES rankings(id),
+            pair_id INTEGER NOT NULL,
+            rank INTEGER NOT NULL,
+            PRIMARY KEY (ranking_id, pair_id)
+        ) WITHOUT ROWID;
+    """)
+
+
+@migration("m013_frontier_points")
+def m013_frontier_points(db: Database) -> None:
+    # The reward/KL frontier: one point per policy (a run's adapter at a step, or the base model) measured on
+    # samples for fixed prompts. `measure` identifies what makes points comparable (reward model, prompts,
+    # samples, sampling settings, seed), so a new job only measures the points still missing.
+    run_script(db, """
+        CREATE TABLE frontier_points (
+            id INTEGER PRIMARY KEY,
+            measure TEXT NOT NULL,
+            job_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            reward_model TEXT NOT NULL,          -- the reward model in words
+            policy TEXT NOT NULL,                -- 'base', or 'run N'
+            run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,  -- NULL for the base model
+            step INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            samples INTEGER NOT NULL,
+            reward REAL NOT NULL,                -- mean reward of the samples
+            reward_stderr REAL NOT NULL,
+            kl REAL NOT NULL,                    -- mean KL(policy || reference) per sample, k3, nats
+            kl_stderr REAL NOT NULL,
+            kl_k1 REAL NOT NULL,                 -- the same with the k1 estimator
+            response_tokens REAL NOT NULL,       -- mean sampled tokens
+            finished REAL NOT NULL,              -- share of samples that ended (EOS / end of turn)
+            created_at TEXT NOT NULL,
+            UNIQUE (measure, policy, step)
+        );
+        CREATE INDEX frontier_points_by_run ON frontier_points (run_id);
+    """)
+
+
+# After the last migration, so that it is plain that every migration above has registered itself by now.
 def known_migrations() -> list[str]:
     """Names of every migration this version knows, in order (a project with others is from a newer one)."""
     return [name for name, _ in _MIGRATIONS]

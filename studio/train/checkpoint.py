@@ -32,16 +32,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def adapter_state(model) -> dict[str, torch.Tensor]:
+def adapter_state(model, adapter_name: str = "default") -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model, adapter_name=adapter_name).items()}
 
 
-def load_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
+def load_adapter_state(model, state: dict[str, torch.Tensor], adapter_name: str = "default") -> None:
     from peft import set_peft_model_state_dict
 
-    result = set_peft_model_state_dict(model, state)
+    result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
     if missing:
         raise RuntimeError(f"checkpoint: adapter weights do not fit this model: {missing[:3]}")
@@ -66,9 +66,13 @@ def load(folder: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def save_adapter(model, tokenizer, folder: Path) -> Path:
-    """The PEFT adapter (+ tokenizer, so the folder is self-contained for chat templates)."""
+def save_adapter(model, tokenizer, folder: Path, adapter_name: str | None = None) -> Path:
+    """The PEFT adapter (+ tokenizer, so the folder is self-contained for chat templates); of a model with
+    several named adapters, the one named (PEFT writes the adapter named 'default' to the folder itself)."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
+    if adapter_name is None:
+        model.save_pretrained(folder, safe_serialization=True)
+    else:
+        model.save_pretrained(folder, safe_serialization=True, selected_adapters=[adapter_name])
     tokenizer.save_pretrained(folder)
     return folder

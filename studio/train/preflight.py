@@ -108,7 +108,10 @@ def probe_ids(text: str) -> list[int]:
 def check_settings(config) -> None:
     """Combinations of settings that are each valid alone but cannot train."""
     probe_ids(getattr(config, "probe_prompt_ids", ""))
-    if config.loss_type == "robust" and not config.label_smoothing < 0.5:
+    if getattr(config, "method", None) in ("ppo", "rloo"):
+        check_rl_settings(config)
+        return
+    if getattr(config, "loss_type", None) == "robust" and not config.label_smoothing < 0.5:
         # the robust loss divides by 1 - 2 * label_smoothing
         raise TrainingError(f"label_smoothing: {config.label_smoothing} is not below 0.5, which the robust loss "
                             f"needs (it divides by 1 - 2 * label_smoothing); 0.1 to 0.3 are usual")
@@ -144,3 +147,19 @@ def config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
         elif old != new:
             out.append(f"{prefix}{key}: {old!r} -> {new!r}")
     return sorted(out)
+
+
+def check_rl_settings(config) -> None:
+    """What PPO and RLOO need beyond each field's own range."""
+    if not str(config.reward_model).strip():
+        raise TrainingError("reward_model: a PPO/RLOO run needs a reward: the id of a finished reward run of this "
+                            "project, or a sequence-classification model folder (--reward)")
+    if config.lora.dropout != 0:
+        raise TrainingError(f"lora.dropout: {config.lora.dropout} is not 0; PPO and RLOO need it at 0, so the "
+                            f"log-probs of the rollouts and of the update are the same function (the first ratio "
+                            f"is exactly 1)")
+    responses = config.batch_size * getattr(config, "rloo_k", 1)
+    if config.num_mini_batches * config.grad_accumulation > responses:
+        raise TrainingError(f"num_mini_batches: {config.num_mini_batches} minibatches of {config.grad_accumulation} "
+                            f"micro-batch(es) need at least that many responses per rollout batch, which has "
+                            f"{responses}; raise batch_size or lower num_mini_batches / grad_accumulation")

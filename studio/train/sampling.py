@@ -134,12 +134,12 @@ def _measure(model, gens: generation.Generations, pad: int, device, is_reference
     return out
 
 
-def _content(completion: list[int], finished: bool) -> list[int]:
+def content_tokens(completion: list[int], finished: bool) -> list[int]:
     """The sample's tokens without its closing stop token (the same token ends every finished sample)."""
     return completion[:-1] if finished else completion
 
 
-def _char_spans(tokenizer, tokens: list[int], text: str, n: int) -> list[list[int]]:
+def repeated_spans(tokenizer, tokens: list[int], text: str, n: int) -> list[list[int]]:
     """Character ranges of `text` covered by repeated n-grams of `tokens` (what the samples view marks)."""
     spans = []
     for start, end in collapse.runs(collapse.repeated_mask(tokens, n)):
@@ -176,7 +176,7 @@ def sample_and_measure(model, tokenizer, prompts: list[EvalPrompt], max_new_toke
     seq_kl = [float(x.sum()) for x in per_token]
     seq_k1 = [float(x.sum()) for x in per_token_k1]
     lengths = [len(c) for c in gens.completion_ids]
-    content = [_content(c, f) for c, f in zip(gens.completion_ids, gens.finished, strict=True)]
+    content = [content_tokens(c, f) for c, f in zip(gens.completion_ids, gens.finished, strict=True)]
     by_prompt: dict[int, list[list[int]]] = {}
     for i, tokens in zip(gens.prompt_index, content, strict=True):
         by_prompt.setdefault(i, []).append(tokens)
@@ -209,7 +209,7 @@ def sample_and_measure(model, tokenizer, prompts: list[EvalPrompt], max_new_toke
             "sample": row % num_samples, "tokens": lengths[row], "finished": gens.finished[row],
             "hit_cap": not gens.finished[row], "cap": max_new_tokens, "kl_seq": seq_kl[row],
             "kl_k1_seq": seq_k1[row], "entropy": measured.entropy[row], "repetition": repetition[row],
-            "repeated": _char_spans(tokenizer, tokens, text, collapse.REPETITION_N)}})
+            "repeated": repeated_spans(tokenizer, tokens, text, collapse.REPETITION_N)}})
     return metrics, rows
 
 

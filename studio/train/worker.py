@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from studio.core import paths
 from studio.core.configs import config_for, from_dict
-from studio.core.generations import JOB_METHODS, GenerationPlan
+from studio.core.jobs import JOB_METHODS, job_plan
 from studio.core.models import resolve_model
 from studio.store import Project
 from studio.store.project import now_iso
@@ -31,7 +32,13 @@ log = logging.getLogger("studio.train")
 
 # The recipe of each training method: a module whose `train(RunContext)` trains a run and returns its final
 # status ('done' or 'interrupted'). Imported when a run of that method starts: torch loads in the worker only.
-RECIPES = {"dpo": "studio.train.dpo", "generate": "studio.train.generation_job", "arena": "studio.train.generation_job"}
+RECIPES = {"dpo": "studio.train.dpo", "reward": "studio.train.reward", "ppo": "studio.train.ppo",
+           "rloo": "studio.train.ppo", "generate": "studio.train.generation_job",
+           "arena": "studio.train.generation_job", "rank": "studio.train.rank_job",
+           "frontier": "studio.train.frontier_job"}
+
+RANKED_AFTER = ("reward", "dpo")
+"""Methods whose finished runs start a rank job (their models rank the informative queue anew)."""
 
 OOM_HINT = ("out of memory on the GPU. What helps, roughly in order: a smaller batch_size with a larger "
             "grad_accumulation (same effective batch), a shorter max_length, gradient_checkpointing=on, "
@@ -161,6 +168,10 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
             if status == "failed":
                 fields.update(error=error or "unknown error", log_tail=paths.log_tail(project_folder, run_id))
             project.update_run(run_id, **fields)
+            if status == "done" and run["method"] in RANKED_AFTER:
+                from studio.train.rank_job import rank_after_run
+
+                rank_after_run(project_folder, run_id)
         logging.getLogger("studio").removeHandler(handler)
         handler.close()
         project.close()
@@ -168,10 +179,22 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
 
 
 def run_config(run: dict):
-    """The run's stored settings as its recipe takes them: a training config, or a generation job's plan."""
+    """The run's stored settings as its recipe takes them: a training config, or a job's plan."""
     if run["method"] in JOB_METHODS:
-        return GenerationPlan.from_dict(run["config"])
+        return job_plan(run["method"], run["config"])
     return from_dict(config_for(run["method"]), run["config"])
+
+
+def spawn_worker(project_folder: str | Path, run_id: int, resume: bool = False) -> int:
+    """Start `studio train PROJECT --run ID` (or --resume) in a process of its own session, on this interpreter,
+    its output appended to the run's log; returns its pid. The new process outlives the one that started it."""
+    log_file = paths.log_path(project_folder, run_id)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "studio", "train", str(project_folder), "--resume" if resume else "--run", str(run_id)]
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    return proc.pid
 
 
 def _describe(e: BaseException) -> str:

@@ -28,8 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.informative import describe_parts, model_terms
 from studio.core.types import Label, LabelState
-from studio.store import PairFilter, PairRow, Project, ProjectError
+from studio.store import PairFilter, PairRow, Project, ProjectError, informative
 from studio.store.statistics import IMPORT_PREFIX
 from studio.ui import palette
 from studio.ui.pair_view import PairPreview
@@ -79,8 +80,11 @@ class PairTableModel(QAbstractTableModel):
                ("Labels", "labels", "Current labels, skips included"), ("Votes", None, "Current labels by verdict"),
                ("Agreement", "disagreement", "Sorts by disagreement: the share of verdicts outside the majority"),
                ("Time", "seconds", "Mean seconds the current labels took"),
-               ("⚑", "flags", "Open flags for review"))
-    NUMERIC = frozenset({0, 4, 5, 6, 9, 10})
+               ("⚑", "flags", "Open flags for review"),
+               ("Informative", "informative", "How much labeling this pair would teach the models (see the labeling "
+                "guide); sorts most informative first, the order of the 'Informative first' queue"))
+    INFORMATIVE = 11
+    NUMERIC = frozenset({0, 4, 5, 6, 9, 10, INFORMATIVE})
 
     def __init__(self, project: Project, parent=None):
         super().__init__(parent)
@@ -92,6 +96,7 @@ class PairTableModel(QAbstractTableModel):
         self.sort_key = "id"
         self.descending = False
         self._order: list[int] | None = None  # every matching id, when sorted by another column than the id
+        self._scores = InformativeScores(project)
 
     def set_filters(self, state: str = "any", annotator: str | None = None, agreement: str = "any",
                     search: str | None = None, flagged: bool = False) -> None:
@@ -105,10 +110,13 @@ class PairTableModel(QAbstractTableModel):
         self._more = True
         self._last_id = 0
         self._order = None
+        self._scores.reset()  # a new ranking may have come
         if (self.sort_key, self.descending) != ("id", False):
             QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # sorting reads every matching pair
             try:
-                self._order = self.project.pair_order(self._filter, self.sort_key, self.descending)
+                self._order = (informative.informative_order(self.project, self._filter, self.descending)
+                               if self.sort_key == "informative" else
+                               self.project.pair_order(self._filter, self.sort_key, self.descending))
             finally:
                 QApplication.restoreOverrideCursor()
         self.endResetModel()
@@ -154,7 +162,8 @@ class PairTableModel(QAbstractTableModel):
             vote_text = " · ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(r.votes.items()))
             rows.append((r.id, r.split, r.source, " ".join(r.prompt.split()), r.a_chars, r.b_chars,
                          sum(r.votes.values()), vote_text, agreement_text(r),
-                         "" if r.seconds is None else f"{r.seconds:.1f} s", r.flags or ""))
+                         "" if r.seconds is None else f"{r.seconds:.1f} s", r.flags or "", None))
+        self._scores.fetch([r[0] for r in rows])
         self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(rows) - 1)
         self.rows.extend(rows)
         self.endInsertRows()
@@ -164,6 +173,8 @@ class PairTableModel(QAbstractTableModel):
             return None
         row = self.rows[index.row()]
         col = index.column()
+        if col == self.INFORMATIVE and role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return self._scores.text(row[0]) if role == Qt.ItemDataRole.DisplayRole else self._scores.tooltip(row[0])
         if role == Qt.ItemDataRole.DisplayRole:
             value = row[col]
             return f"{value:,}" if isinstance(value, int) and col in (4, 5) else value
@@ -181,12 +192,53 @@ class PairTableModel(QAbstractTableModel):
         title, key, tip = self.COLUMNS[section]
         if role == Qt.ItemDataRole.DisplayRole:
             return title
+        if role == Qt.ItemDataRole.InitialSortOrderRole and key == "informative":
+            return Qt.SortOrder.DescendingOrder.value  # a first click sorts the most informative first
         if role == Qt.ItemDataRole.ToolTipRole:
             return (tip or title) + ("" if key else " (does not sort)")
         return None
 
     def pair_id(self, row: int) -> int:
         return int(self.rows[row][0])
+
+    def score_text(self, pair_id: int) -> str:
+        """The pair's informative score as the column shows it, with its rank ('' before any ranking)."""
+        return self._scores.detail(pair_id)
+
+
+class InformativeScores:
+    """The Informative column's values: the current ranking's score and parts of the pairs on the loaded pages
+    (one query per page), read again after each reset (a new ranking may have come)."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.reset()
+
+    def reset(self) -> None:
+        self.ranking = informative.current_ranking(self.project)
+        self.terms = model_terms(self.ranking["scorers"]) if self.ranking else set()
+        self.parts: dict[int, dict] = {}
+
+    def fetch(self, pair_ids: list[int]) -> None:
+        if self.ranking is not None:
+            self.parts.update(informative.informative_parts(self.project, pair_ids))
+
+    def text(self, pair_id: int) -> str:
+        parts = self.parts.get(pair_id)
+        return "–" if parts is None else f"{parts['score']:.2f}"
+
+    def detail(self, pair_id: int) -> str:
+        parts = self.parts.get(pair_id)
+        return "" if parts is None else f"informative {parts['score']:.2f} (rank {parts['rank']:,})"
+
+    def tooltip(self, pair_id: int) -> str:
+        parts = self.parts.get(pair_id)
+        if parts is None:
+            return ("Not ranked yet: added after the ranking, which the 'Informative first' queue follows (" +
+                    informative.describe_ranking(self.ranking) + ")" if self.ranking else
+                    "No ranking yet: rank the pairs with `studio rank PROJECT`, or train a reward model")
+        return "\n".join([*describe_parts(parts, self.terms), "", f"Rank {parts['rank']:,}: " +
+                          informative.describe_ranking(self.ranking)])
 
 
 class DataView(QWidget):
@@ -248,7 +300,9 @@ class DataView(QWidget):
         self.table.setSortingEnabled(True)
         head.sortIndicatorChanged.connect(self._sort_changed)
         # the prompt takes what is left; the other columns fit their contents at any width (1024 px too)
-        widths = {0: 56, 1: 50, 2: 70, 4: 70, 5: 70, 6: 56, 7: 130, 8: 112, 9: 60, 10: 30}
+        informative_width = head.fontMetrics().horizontalAdvance("Informative ▼") + 16  # its header, sort mark
+        widths = {0: 56, 1: 50, 2: 70, 4: 70, 5: 70, 6: 56, 7: 130, 8: 112, 9: 60, 10: 30,
+                  PairTableModel.INFORMATIVE: informative_width}
         for col, w in widths.items():
             head.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             head.resizeSection(col, w)
@@ -485,8 +539,10 @@ class DataView(QWidget):
             return
         pair = self.project.pair(self.model.pair_id(index.row()))
         self.open_button.setEnabled(True)
+        score = self.model.score_text(pair.id)
         self.detail_title.setText(f"<b>Pair #{pair.id}</b> · {pair.prompt.split}"
-                                  + (f" · {html.escape(pair.source)}" if pair.source else ""))
+                                  + (f" · {html.escape(pair.source)}" if pair.source else "")
+                                  + (f" · {score}" if score else ""))
         self.preview.show_pair(pair, counts=self.project.show_length_counts)
         flags = self.project.flags(pair.id)
         self.flags_label.setText("<br>".join(f"⚑ <b>{html.escape(f.annotator)}</b> flagged it for review: "

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
 from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
 from studio.store.generations import candidate_provenance, describe_generation
+from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import diff, palette, prefs, render, theme
 from studio.ui.label_saver import LabelSaver
 from studio.ui.pair_view import PairPanes, ResponsePane
@@ -46,11 +47,16 @@ CONFIRM_MS = 60
 
 QUEUE_TITLES = {
     "mine": "Unlabeled by me",
+    "informative": "Informative first",
     "needs_more": "Needs another label",
     "disagreements": "Disagreements",
     "flagged": "Flagged for review",
     "all": "All pairs",
 }
+
+# Queues of the pairs the annotator has not labeled (the informative one orders them by store.informative's
+# ranking): what is left in them follows from the project's totals, without a count.
+UNLABELED_BY_ME = ("mine", "informative")
 
 # side on screen -> verdict; "left"/"right" are mapped to the pair's a/b through shown_left
 SIDES = ("left", "right", "tie", "both_bad", "skip")
@@ -280,6 +286,7 @@ class LabelView(QWidget):
         self.guidelines = None  # the panel, built the first time it is shown
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
+        self._describe_ranking()
         self._bind_keys()
         self._recount = QTimer(self, singleShot=True, interval=1200, timeout=self._refresh_queue_count)
         self._clock_tick = QTimer(self, interval=1000, timeout=self._refresh_rate)
@@ -641,12 +648,19 @@ class LabelView(QWidget):
     def _filters_changed(self, *_args) -> None:
         self.revealed.hide()  # it spoke of the pair labeled last, in the queue left behind
         self.queue = self.queue_box.currentData()
+        self._describe_ranking()
         self.split = self.split_box.currentData()
         self.source = self.source_box.currentData()
         self.search = self.search_edit.text().strip() or None
         self._queue_left = None
         self.show_next(after=None)
         self._refresh_queue_count()
+
+    def _describe_ranking(self) -> None:
+        """The informative queue's tooltip says what its order comes from (models, when), or that there is none."""
+        now = describe_ranking(current_ranking(self.project))
+        text = f"Pairs the models are least sure about first, split votes before all ({now})"
+        self.queue_box.setItemData(self.queue_box.findData("informative"), text, Qt.ItemDataRole.ToolTipRole)
 
     def _filtered(self) -> bool:
         return bool(self.split or self.source or self.search)
@@ -663,6 +677,7 @@ class LabelView(QWidget):
     def reload(self) -> None:
         """Re-read counts after data changed elsewhere (an import), and refill the view if empty."""
         self._total_pairs = self.project.pair_count()
+        self._describe_ranking()
         if self.pair is None:
             self.show_next()
         self._refresh_queue_count()
@@ -693,6 +708,7 @@ class LabelView(QWidget):
                     "Clear the filters to see the whole queue, or pick another queue above.",
                     [("Clear filters", self.set_filters)])
         why = {"mine": "You have labeled every pair here.",
+               "informative": "You have labeled every pair here.",
                "needs_more": "No pair waits for another annotator's label.",
                "disagreements": "The annotators agree on every pair labeled more than once.",
                "flagged": "No pair is flagged for review. Press F on a pair to flag it, with a note.",
@@ -971,7 +987,7 @@ class LabelView(QWidget):
         self._own_labels.append(label_id)
         self.session.labels += 1
         self.session.seconds = self._session_timer.seconds()
-        if self._queue_left is not None and self.queue in ("mine", "needs_more"):
+        if self._queue_left is not None and self.queue in (*UNLABELED_BY_ME, "needs_more"):
             self._queue_left = max(0, self._queue_left - 1)
         choice = Choice(label["choice"])
         self.labeled.emit(pair_id, choice.value)
@@ -1066,7 +1082,7 @@ class LabelView(QWidget):
             return None
         self._own_labels.pop()
         self.session.labels = max(0, self.session.labels - 1)
-        if self._queue_left is not None and self.queue in ("mine", "needs_more"):
+        if self._queue_left is not None and self.queue in (*UNLABELED_BY_ME, "needs_more"):
             self._queue_left += 1
         shown = self.project.shown_left(pair_id, self.annotator)
         self.show_pair(pair_id, note=f"Undone: <b>{describe(undone, shown)}</b>. Choose again.", prefill=undone)
@@ -1129,14 +1145,14 @@ class LabelView(QWidget):
 
     def _schedule_counts(self) -> None:
         self.counts_changed.emit()
-        if self.queue != "mine" or self._filtered():
+        if self.queue not in UNLABELED_BY_ME or self._filtered():
             self._recount.start()
 
     def my_label_count(self) -> int:
         return self.project.label_count(self.annotator)
 
     def _refresh_queue_count(self) -> None:
-        if self.queue == "mine" and not self._filtered():
+        if self.queue in UNLABELED_BY_ME and not self._filtered():
             self._queue_left = None  # derived from the totals in _refresh_progress, no scan needed
         else:
             self._queue_left = self.project.queue_count(self.annotator, self.queue, split=self.split,
@@ -1157,7 +1173,7 @@ class LabelView(QWidget):
             self._activity_timer.start()  # past midnight: today starts again
         total = self._total_pairs
         left = self._queue_left if self._queue_left is not None else (
-            max(0, total - self._mine) if self.queue == "mine" and not self._filtered() else None)
+            max(0, total - self._mine) if self.queue in UNLABELED_BY_ME and not self._filtered() else None)
         today = self._today
         if today is None:
             mine = f"{self._mine:,} labeled"

@@ -71,9 +71,11 @@ def test_bench_gui_prints_start_latency_memory_and_long_text_figures(tmp_path):
     # opening the app loads neither torch nor any benchmark code
     [heavy] = re.findall(r"heavy modules loaded at start: (.*)", out)
     assert "torch" not in heavy and "studio.bench" not in heavy
-    assert "200 pairs:" in out
-    p50, p95 = figures(rf"20 labels: p50 {NUMBER} ms, p95 {NUMBER} ms", out)
-    assert 0 < p50 <= p95
+    assert "200 pairs, queue 'mine':" in out and "200 pairs, queue 'informative':" in out
+    latencies = figures(rf"20 labels: p50 {NUMBER} ms, p95 {NUMBER} ms", out)
+    assert len(latencies) == 4
+    assert all(0 < p50 <= p95 for p50, p95 in zip(latencies[::2], latencies[1::2], strict=True))
+    assert len(figures(rf"200 pairs: margins stored in {NUMBER} s, ranked in {NUMBER} s", out)) == 2
     assert figures(rf"memory \(RSS\)\s+{NUMBER} MB", out)[0] > 0
     long_texts = figures(rf"\n  [a-z0-9 ,()-]+?\s+{NUMBER} ms   max\s+{NUMBER} ms", out)
     assert len(long_texts) == 2 * 5 and min(long_texts) > 0  # median and max for each of the five shapes
@@ -104,6 +106,24 @@ def test_bench_dpo_ours_prints_tokens_per_second_and_memory(tmp_path):
     [row] = rows
     assert row["side"] == "ours" and row["gradient_checkpointing"] is False
     assert row["tokens_per_s"] > 0 and row["peak_gib"] > 0 and row["precision"] in ("fp32", "bf16", "fp16")
+
+
+@pytest.mark.slow
+def test_bench_ppo_splits_a_step_into_its_phases(tmp_path):
+    # the PPO case alone (the DPO case is the DPO recipe, run by the DPO benchmark's test): a real run of the
+    # recipe in a child process, on a synthetic project built in the parent
+    out = studio(tmp_path, "bench", "ppo", "--methods", "ppo", "--steps", "1", "--batch", "2", "--prompt-len", "8",
+                 "--completion-len", "4", "--threads", "1", "--json", "--dir", str(tmp_path / "b"))
+    assert "PPO benchmark: shape tiny, 2 prompts of 8 tokens, responses of 4 tokens" in out
+    [row] = json.loads(out[out.index("\n[") + 1:])
+    phases = [row[k] for k in ("generate_s", "forward_s", "score_s", "optimise_s")]
+    assert row["method"] == "ppo" and min(phases) > 0
+    assert row["step_s"] == pytest.approx(sum(phases))
+    assert row["tokens_per_s"] > 0 and row["peak_gib"] > 0 and 1 <= row["response_tokens"] <= 4
+    share = figures(rf"ppo: generate {NUMBER}%, forward {NUMBER}%, score {NUMBER}%, optimise {NUMBER}% of the step",
+                    out)
+    assert sum(share) == pytest.approx(100, abs=2)
+    assert main(["bench", "ppo", "--methods", "rloo", "--batch", "6"]) == 2  # 4 responses per prompt
 
 
 def test_the_cli_loads_no_benchmark_code_until_a_benchmark_runs():

@@ -43,7 +43,8 @@ def test_runs_json_carries_each_runs_warnings(two_runs, capsys):
     runs = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert runs[healthy]["warnings"] == [] and runs[memorised]["warnings"] == expected
     assert set(runs[memorised]) == {"id", "name", "method", "status", "model", "step", "total_steps", "created_at",
-                                    "started_at", "ended_at", "error", "group_id", "queue_place", "warnings"}
+                                    "started_at", "ended_at", "error", "group_id", "queue_place", "warnings",
+                                    "reward_model"}
     assert runs[memorised]["group_id"] is None and runs[memorised]["queue_place"] is None
 
     assert main(["runs", str(folder)]) == 0

@@ -87,8 +87,33 @@ def test_diff_configs_and_unknown_method():
     assert diff_configs([a, b]) == ["beta", "lora.r"]
     assert diff_configs([a, a]) == []
     assert config_for("dpo") is DPOConfig
-    with pytest.raises(ConfigError, match="method: unknown method 'ppo'"):
-        config_for("ppo")
+    with pytest.raises(ConfigError, match="method: unknown method 'kto'"):
+        config_for("kto")
+
+
+def test_reward_ppo_and_rloo_configs_round_trip_and_hide_what_they_fix():
+    from studio.core.configs import PPOConfig, RewardConfig, RLOOConfig, from_dict, presets_for
+
+    for cls, method in ((RewardConfig, "reward"), (PPOConfig, "ppo"), (RLOOConfig, "rloo")):
+        assert config_for(method) is cls and cls().method == method
+        fields = {f.name: f for f in config_fields(cls)}
+        assert all(f.help for f in fields.values())
+        # a stored config (it holds the fixed fields too) reads back to the same config
+        stored = to_dict(cls())
+        assert from_dict(cls, json.loads(json.dumps(stored))) == cls()
+        for name, values in presets_for(method).items():
+            cfg = apply_overrides(cls(), values)
+            assert all(getattr(cfg, k) == v for k, v in values.items()), name
+    assert "eval_samples" not in {f.name for f in config_fields(RewardConfig)}  # a reward run samples nothing
+    ppo = {f.name: f for f in config_fields(PPOConfig)}
+    assert {"reward_model", "kl_coef", "kl_target", "gamma", "lam", "vf_coef", "cliprange_value"} <= set(ppo)
+    assert "max_length" not in ppo and "rloo_k" not in ppo
+    assert PPOConfig().lora.dropout == 0.0  # the first ratio must be exactly 1
+    assert RLOOConfig().rloo_k >= 2 and {f.name: f for f in config_fields(RLOOConfig)}["rloo_k"].minimum == 2
+    with pytest.raises(ConfigError, match="kl_estimator: 'k2' is not one of k1, k3"):
+        apply_overrides(PPOConfig(), {"kl_estimator": "k2"})
+    with pytest.raises(ConfigError, match="beta: no such setting for method ppo"):
+        apply_overrides(PPOConfig(), {"beta": 0.1})
 
 
 def test_unflatten_is_the_inverse_of_flatten():

@@ -104,8 +104,9 @@ def test_runs_and_metrics_json(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "p"), "--json"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert set(r) == {"id", "name", "method", "status", "model", "step", "total_steps", "created_at", "started_at",
-                      "ended_at", "error", "group_id", "queue_place", "warnings"}
+                      "ended_at", "error", "group_id", "queue_place", "warnings", "reward_model"}
     assert (r["id"], r["name"], r["status"], r["step"], r["total_steps"]) == (run, f"dpo-{run}", "running", 2, 10)
+    assert r["reward_model"] is None  # set for PPO/RLOO runs: the reward run or classifier they train against
     assert main(["metrics", str(tmp_path / "p"), str(run), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["metrics"]
     assert [(m["step"], m["name"], m["value"]) for m in rows] == [(1, "loss", 0.69), (2, "loss", 0.5),

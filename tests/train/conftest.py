@@ -73,3 +73,41 @@ def trait_project(tmp_path):
     add_trait_pairs(p)
     yield p
     p.close()
+
+
+def write_trait_sft_model(source, out, steps: int = 30, seed: int = 0):
+    """The tiny model fine-tuned (all weights, a few seconds) on both responses of trait pairs, so it answers
+    'sure the X is ...' or 'no the X is ...' about equally often: the starting point of RLHF, where a reward
+    model can tell the two apart and PPO/RLOO have both in their samples to learn from."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from studio.train import data, generation
+    from studio.train.logps import sequence_logps
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source)
+    examples = []
+    for i in range(40):
+        subject = SUBJECTS[i % len(SUBJECTS)]
+        prompt = data.prompt_token_ids(tokenizer, f"Question {i}: tell me about the {subject}.", None)
+        for start in ("sure", "no"):
+            examples.append((prompt, data.completion_token_ids(tokenizer, f"{start} the {subject} is good.")))
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        batch = [examples[i] for i in torch.randperm(len(examples))[:16].tolist()]
+        ids, attn, comp = generation.pack([b[0] for b in batch], [b[1] for b in batch], tokenizer.pad_token_id, "cpu")
+        lp = sequence_logps(model, ids, attn, comp)
+        (-(lp.logps.sum() / lp.tokens.sum())).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trait_sft_model(tiny_model, tmp_path_factory):
+    """The tiny model after a short SFT on trait responses (see write_trait_sft_model)."""
+    return write_trait_sft_model(tiny_model, tmp_path_factory.mktemp("sft") / "model")

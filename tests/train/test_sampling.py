@@ -148,7 +148,7 @@ def test_repeated_tokens_are_marked_in_the_text_they_decode_to():
     tokenizer = build_tokenizer()
     tokens = tokenizer("the cat is big the cat is big the cat").input_ids
     text = tokenizer.decode(tokens, skip_special_tokens=True)
-    spans = sampling._char_spans(tokenizer, tokens, text, 3)
+    spans = sampling.repeated_spans(tokenizer, tokens, text, 3)
     # tokens: 'the' ' cat' ' is' ' big' ' the' ' cat' ' is' ' big' ' the' ' cat' (the first 'the' has no space,
     # so the first trigram to come back is ' cat is big', at token 5)
     assert [text[a:b] for a, b in spans] == [" cat is big the cat"]

@@ -56,6 +56,8 @@ class ChartSpec:
     """The least y range the chart shows, in its unit: noise in a narrower band must not look like a trend."""
     min_rel_span: float = 0.0
     """The same as a share of the values' size, for units whose scale depends on the machine (tokens/s)."""
+    versus: str = ""
+    """A metric to draw the lines against (its value at the same step) instead of against step or time."""
 
 
 CHARTS: tuple[ChartSpec, ...] = (
@@ -102,8 +104,86 @@ CHARTS: tuple[ChartSpec, ...] = (
               0.5),
 )
 
+_DPO_CHARTS = {spec.title: spec for spec in CHARTS}
+_SHARED = tuple(_DPO_CHARTS[t] for t in ("Grad norm", "Learning rate", "Tokens / s", "Memory"))
+"""Charts every method has."""
+_SAMPLED = tuple(_DPO_CHARTS[t] for t in ("Sampled KL", "Sample length", "Diversity"))
+"""The collapse lens's charts of the policy's own samples at evaluations (the health strip's tiles open them)."""
+
+REWARD_CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("Accuracy", (Line(M.ACCURACY, "accuracy", BLUE, include=(0.0, 1.0)),),
+              "share of pairs whose chosen response scores above the rejected one; eval should follow train",
+              "share"),
+    ChartSpec("Margin", (Line(M.MARGIN, "margin", BLUE),),
+              "mean chosen minus rejected score; rising on train but not on eval = memorising the pairs", "score",
+              0.2),
+    ChartSpec("Loss", (Line(M.LOSS, "loss", BLUE),), "Bradley-Terry loss; starts near ln 2 = 0.693", "nats", 0.1),
+    ChartSpec("Scores", (Line(M.MEAN_REWARD, "mean", GREEN), Line(M.STD_REWARD, "spread", GREY)),
+              "mean and standard deviation of all scores; centring (center_rewards_coefficient) keeps the mean "
+              "near 0", "score", 0.2),
+    *_SHARED,
+)
+
+# one y axis per chart: what the PPO branch drew on a second, right-hand axis (per-response entropy, the value
+# loss) has a chart of its own
+RL_CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("Reward", (Line(M.OBJECTIVE_SCORES, "score", BLUE), Line(M.OBJECTIVE_RLHF_REWARD, "score - KL penalty",
+                                                                       GREEN, eval_twin=False)),
+              "the reward model's score of the rollouts (eval: held-out prompts) and the objective PPO maximises; "
+              "should rise", "score", 0.2),
+    ChartSpec("KL to reference", (Line(M.OBJECTIVE_KL, "KL", PURPLE, include=(0.0,)),),
+              "KL(policy || reference) per response, nats; a steady climb with a flat score = reward hacking",
+              "nats", 0.1),
+    ChartSpec("Reward against KL", (Line(M.OBJECTIVE_SCORES, "score", BLUE, eval_twin=False),),
+              "score (y) against KL (x) over the run: how much reward each nat of drift bought; a frontier that "
+              "flattens means more KL buys nothing", "score", 0.2, versus=M.OBJECTIVE_KL),
+    ChartSpec("Entropy", (Line(M.POLICY_ENTROPY, "per token", BLUE, eval_twin=False),),
+              "entropy of the policy per token on the rollouts; falling fast towards 0 is a collapse signal",
+              "nats/token", 0.2),
+    ChartSpec("Response entropy", (Line(M.OBJECTIVE_ENTROPY, "per response", GREY, eval_twin=False),),
+              "-log pi of the sampled responses (a response's total surprise); falls with the per-token entropy "
+              "and with shorter responses", "nats", 1.0),
+    ChartSpec("Response length", (Line(M.RESPONSE_LENGTH, "tokens", ORANGE, include=(0.0,)),),
+              "mean response length in tokens; a climb towards max_new_tokens = rambling (see the missing-EOS "
+              "penalty)", "tokens", 8.0),
+    ChartSpec("Clip fractions", (Line(M.POLICY_CLIPFRAC, "policy", BLUE, eval_twin=False, include=(0.0,)),
+                                 Line(M.VALUE_CLIPFRAC, "value", ORANGE, eval_twin=False)),
+              "share of ratios (values) clipped; above ~0.2 the updates are too large: lower learning_rate",
+              "share", 0.1),
+    ChartSpec("Approx. KL per update", (Line(M.POLICY_APPROXKL, "approx KL", PURPLE, eval_twin=False,
+                                             include=(0.0,)),),
+              "0.5 mean (log pi - log pi_rollout)^2 over the updates of a batch; a spike = an update too large",
+              "nats"),
+    ChartSpec("Policy loss", (Line(M.LOSS_POLICY, "policy", BLUE, eval_twin=False),),
+              "clipped policy loss (PPO) or REINFORCE loss (RLOO) over the updates of a batch", "loss", 0.05),
+    ChartSpec("Value loss", (Line(M.LOSS_VALUE, "value", ORANGE, eval_twin=False),),
+              "clipped value loss (PPO only); it should fall as the value head learns the returns", "loss", 0.05),
+    ChartSpec("Phase times", (Line(M.TIME_GENERATE, "generate", BLUE, eval_twin=False, include=(0.0,)),
+                              Line(M.TIME_FORWARD, "forward", GREY, eval_twin=False),
+                              Line(M.TIME_SCORE, "score", GREEN, eval_twin=False),
+                              Line(M.TIME_OPTIMISE, "optimise", RED, eval_twin=False)),
+              "seconds per step: sampling, the no-grad forwards (rollout and reference log-probs, values), the "
+              "reward model, the updates", "s", min_rel_span=0.2),
+    ChartSpec("KL coefficient", (Line(M.KL_COEF, "kl_coef", GREY, eval_twin=False),),
+              "the KL penalty's weight; it moves when kl_target > 0 (adaptive)"),
+    *_SAMPLED,
+    *_SHARED,
+)
+
+METHOD_CHARTS: dict[str, tuple[ChartSpec, ...]] = {"dpo": CHARTS, "reward": REWARD_CHARTS, "ppo": RL_CHARTS,
+                                                   "rloo": RL_CHARTS}
+
+
+def charts_for(method: str | None) -> tuple[ChartSpec, ...]:
+    """The monitor's charts for a run of this method (DPO's for a method without its own)."""
+    return METHOD_CHARTS.get(method or "dpo", CHARTS)
+
+
 COMPARE_METRICS = M.COMPARE_METRICS
-"""Metrics overlaid in Compare, and listed in its final-metrics table (the report draws the same)."""
+"""DPO's metrics overlaid in Compare, and listed in its final-metrics table (the report draws the same)."""
+compare_metrics_for = M.compare_metrics_for
+"""The metrics of the compared runs' methods (each method's own, each metric once)."""
+
 
 def widened(spec: ChartSpec, lo: float, hi: float) -> tuple[float, float]:
     """[lo, hi] widened to the chart's least span around its middle, so noise in a narrow band does not
@@ -118,7 +198,7 @@ def widened(spec: ChartSpec, lo: float, hi: float) -> tuple[float, float]:
 def least_y_range(metric: str, lo: float, hi: float) -> tuple[float, float]:
     """[lo, hi] widened to what the metric's chart in the catalogue always shows: its line's fixed values (0
     and 1 of a share) and the chart's least span (Compare's charts of one metric read them from here)."""
-    for spec in CHARTS:
+    for spec in dict.fromkeys(spec for specs in METHOD_CHARTS.values() for spec in specs):
         for line in spec.lines:
             if metric in (line.metric, M.eval_name(line.metric) if line.eval_twin else None):
                 return widened(spec, min(lo, *line.include, lo), max(hi, *line.include, hi))
@@ -151,6 +231,18 @@ METRICS: dict[str, MetricInfo] = {
     M.EVAL_SELF_SIMILARITY: MetricInfo("Self-similarity", "share", "lower"),
     M.EVAL_REPETITION: MetricInfo("Repetition", "share", "lower"),
     M.EVAL_SAMPLE_ENTROPY: MetricInfo("Entropy on samples", "nats/token"),
+    # the reward model's and PPO/RLOO's (core.metrics.METHOD_COMPARE_METRICS)
+    M.ACCURACY: MetricInfo("Accuracy", "share", "higher"),
+    M.eval_name(M.ACCURACY): MetricInfo("Eval accuracy", "share", "higher"),
+    M.MARGIN: MetricInfo("Margin", "score", "higher"),
+    M.eval_name(M.MARGIN): MetricInfo("Eval margin", "score", "higher"),
+    M.OBJECTIVE_SCORES: MetricInfo("Score", "score", "higher"),
+    M.eval_name(M.OBJECTIVE_SCORES): MetricInfo("Eval score", "score", "higher"),
+    M.OBJECTIVE_KL: MetricInfo("KL", "nats"),
+    M.eval_name(M.OBJECTIVE_KL): MetricInfo("Eval KL", "nats"),
+    M.OBJECTIVE_RLHF_REWARD: MetricInfo("Score - KL penalty", "score", "higher"),
+    M.RESPONSE_LENGTH: MetricInfo("Response length", "tokens"),
+    M.POLICY_CLIPFRAC: MetricInfo("Policy clip fraction", "share"),
 }
 
 

@@ -35,6 +35,7 @@ from studio.store.comparison import price_per_gpu_hour
 from studio.store.run_queue import group_names
 from studio.ui.runs import charts as C
 from studio.ui.runs import compare_tables as T
+from studio.ui.runs.frontier_chart import FrontierChart
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.samples_view import SamplesTimeline
 from studio.ui.runs.seed_groups import GroupCurves
@@ -68,7 +69,7 @@ class CompareView(QWidget):
         self.usage = T.UsageCache(project)
         self.price = price_per_gpu_hour(project)
         self.smoothing = 0.6
-        self.scales: dict[str, str] = dict.fromkeys(C.COMPARE_METRICS, "linear")
+        self.scales: dict[str, str] = {}  # metric -> its chart's scale (see _make_plots)
         self._dirty = True
         self._columns = 0
         self.last_redraw_ms = 0.0
@@ -143,23 +144,8 @@ class CompareView(QWidget):
         self.cursors: dict[str, pg.InfiniteLine] = {}
         self.curves: dict[tuple[str, int], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, int], tuple] = {}  # (series version, smoothing, scale) last drawn
-        for i, name in enumerate(C.COMPARE_METRICS):
-            info = C.metric_info(name)
-            plot = C.make_plot(self.graphics.ci, 0, i, info.title)
-            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
-            if info.unit:
-                plot.setLabel("left", info.unit, **{"font-size": "8pt"})
-            plot.setToolTip("Right-click: linear, log or normalised scale (each run divided by its first value)")
-            menu = plot.getViewBox().menu
-            menu.addSeparator()
-            for scale, text in SCALES.items():
-                menu.addAction(text, lambda n=name, sc=scale: self.set_scale(n, sc))
-            cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
-            cursor.setVisible(False)
-            plot.addItem(cursor, ignoreBounds=True)
-            self.cursors[name] = cursor
-            self.plots[name] = plot
-        self.groups = GroupCurves(self.plots)
+        self.metrics: tuple[str, ...] = ()
+        self._make_plots(C.COMPARE_METRICS)
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
         self.scroll = C.scrolling(self.graphics)
         self.timeline = SamplesTimeline()
@@ -190,6 +176,8 @@ class CompareView(QWidget):
             tl.addWidget(box, 1)
         self.final_table.setToolTip("Final value of each metric; the best of the runs in bold (for metrics where "
                                     "higher or lower is better)")
+        self.frontier = FrontierChart(self.project)
+        tl.addWidget(self.frontier, 1)
         tables.setMinimumHeight(self.fontMetrics().height() * 8)
         vsplit.addWidget(tables)
         vsplit.setStretchFactor(0, 3)
@@ -248,11 +236,38 @@ class CompareView(QWidget):
             self.set_runs([i for i in self.run_ids if i in self.runs])
         else:
             self._fill_tables()
+        self.frontier.set_runs(self.run_ids, {rid: self.color(rid) for rid in self.run_ids})
 
     def _on_pick(self, _item) -> None:
         ids = [self.picker.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.picker.count())
                if self.picker.item(i).checkState() == Qt.CheckState.Checked]
         self.set_runs(sorted(ids))
+
+    def _make_plots(self, metrics: tuple[str, ...]) -> None:
+        """One chart per metric overlaid (the metrics of the compared runs' methods: charts.compare_metrics_for),
+        each on a linear scale until changed from its menu; laid out by the next `_layout_charts`."""
+        self.graphics.ci.clear()
+        self.plots, self.cursors = {}, {}
+        self.metrics = metrics
+        self.scales = dict.fromkeys(metrics, "linear")
+        for i, name in enumerate(metrics):
+            info = C.metric_info(name)
+            plot = C.make_plot(self.graphics.ci, 0, i, info.title)
+            plot.setLabel("bottom", "step", **{"font-size": "8pt"})
+            if info.unit:
+                plot.setLabel("left", info.unit, **{"font-size": "8pt"})
+            plot.setToolTip("Right-click: linear, log or normalised scale (each run divided by its first value)")
+            menu = plot.getViewBox().menu
+            menu.addSeparator()
+            for scale, text in SCALES.items():
+                menu.addAction(text, lambda n=name, sc=scale: self.set_scale(n, sc))
+            cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
+            cursor.setVisible(False)
+            plot.addItem(cursor, ignoreBounds=True)
+            self.cursors[name] = cursor
+            self.plots[name] = plot
+        self.groups = GroupCurves(self.plots)
+        self._columns = 0
 
     def set_runs(self, run_ids: list[int]) -> None:
         """Compare these runs (ids in the order to list them)."""
@@ -272,8 +287,14 @@ class CompareView(QWidget):
             item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in run_ids
                                else Qt.CheckState.Unchecked)
         self.picker.blockSignals(False)
-        for (name, _rid), curve in self.curves.items():
-            self.plots[name].removeItem(curve)
+        metrics = C.compare_metrics_for([self.runs[rid]["method"] for rid in run_ids])
+        if metrics != self.metrics:  # other methods, other charts
+            self.groups.clear()
+            self._make_plots(metrics)
+            self._layout_charts()
+        else:
+            for (name, _rid), curve in self.curves.items():
+                self.plots[name].removeItem(curve)
         self.curves.clear()
         self._drawn.clear()
         self.groups.clear()
@@ -286,6 +307,7 @@ class CompareView(QWidget):
         self._dirty = True
         self.redraw()
         self._fill_tables()
+        self.frontier.set_runs(self.run_ids, {rid: self.color(rid) for rid in self.run_ids})
 
     def entry_of(self, run_id: int) -> Entry:
         return next(e for e in self.entries if run_id in e.run_ids)
@@ -322,7 +344,7 @@ class CompareView(QWidget):
 
     def comparison(self) -> Comparison:
         runs = [self.runs[i] for i in self.run_ids if i in self.runs]
-        return T.gui_comparison(runs, self.entries, self.poller.data, C.COMPARE_METRICS, self.usage, self.price)
+        return T.gui_comparison(runs, self.entries, self.poller.data, self.metrics, self.usage, self.price)
 
     def differing_fields(self) -> list[str]:
         return self.comparison().differing_fields()
@@ -330,7 +352,7 @@ class CompareView(QWidget):
     def _fill_tables(self) -> None:
         c = self.comparison()
         T.fill_settings_table(self.config_table, c)
-        T.fill_final_table(self.final_table, c, C.COMPARE_METRICS, title=lambda m: C.metric_info(m).title,
+        T.fill_final_table(self.final_table, c, self.metrics, title=lambda m: C.metric_info(m).title,
                            better=lambda m: C.metric_info(m).better, mark=C.BADGE)
 
     def final_value(self, run_id: int, metric: str) -> str:
@@ -345,7 +367,7 @@ class CompareView(QWidget):
     def is_best(self, run_id: int, metric: str) -> bool:
         """Whether the run's final value of the metric is highlighted as the best."""
         col = self.entries.index(self.entry_of(run_id))
-        item = self.final_table.item(len(T.FIXED_ROWS) + list(C.COMPARE_METRICS).index(metric), col)
+        item = self.final_table.item(len(T.FIXED_ROWS) + list(self.metrics).index(metric), col)
         return bool(item and item.font().bold())
 
     # ------------------------------------------------------------------ drawing
@@ -383,7 +405,7 @@ class CompareView(QWidget):
                 continue  # drawn with its group below
             if rd is None:
                 continue
-            for name in C.COMPARE_METRICS:
+            for name in self.metrics:
                 s = rd.series.get(name)
                 if s is None or not len(s):
                     continue
@@ -473,7 +495,7 @@ class CompareView(QWidget):
             if rd is None:
                 continue
             self.poller.finish_loading(rid)
-            for name in C.COMPARE_METRICS:
+            for name in self.metrics:
                 s = rd.series.get(name)
                 if s is not None:
                     rows += C.series_rows(rid, self.runs[rid]["name"] if rid in self.runs else "", name, s)

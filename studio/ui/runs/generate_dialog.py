@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
 
 from studio.core import paths
 from studio.core.errors import ConfigError
-from studio.core.generations import ARENA, BASE, GENERATE, JOB_METHODS, GenerationPlan
+from studio.core.generations import ARENA, BASE, GENERATE, GenerationPlan
+from studio.core.jobs import JOB_METHODS
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
 from studio.store import ProjectError
 from studio.store import generations as gen_store

@@ -81,7 +81,9 @@ class Tile:
 TILES: tuple[Tile, ...] = (
     Tile("Reward margin", (M.REWARDS_MARGINS, M.eval_name(M.REWARDS_MARGINS)), "Reward margin",
          ("likelihood_displacement", "divergence"), "{:+.3f} nats".format, detail=_margin_detail),
-    Tile("Eval accuracy", (M.eval_name(M.REWARDS_ACCURACIES), M.REWARDS_ACCURACIES), "Accuracy", ("overfitting",),
+    # DPO's implicit-reward accuracy, else a reward model's
+    Tile("Eval accuracy", (M.eval_name(M.REWARDS_ACCURACIES), M.REWARDS_ACCURACIES, M.eval_name(M.ACCURACY),
+                           M.ACCURACY), "Accuracy", ("overfitting",),
          "{:.0%}".format, detail=_accuracy_detail),
     Tile("Sampled KL", (M.EVAL_KL, M.OBJECTIVE_KL), "Sampled KL", (), "{:.3f} nats/token".format, detail=_kl_detail),
     Tile("Length vs step 0", (M.EVAL_SAMPLE_LENGTH,), "Sample length", ("length_drift", "samples_at_cap"),

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from studio.core import paths
-from studio.core.generations import JOB_METHODS
+from studio.core.jobs import JOB_METHODS
 from studio.core.types import RunStatus
 from studio.ui import prefs
 from studio.ui.runs import worker_env

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.configs import (
-    PRESETS,
     ConfigError,
     ConfigField,
     config_fields,
@@ -38,23 +37,54 @@ from studio.core.configs import (
     from_dict,
     parse_value,
     planned_steps,
+    presets_for,
     to_dict,
     unflatten,
 )
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
+from studio.store import ProjectError
+from studio.store.rlhf import reward_runs, reward_source
 from studio.store.run_queue import create_seed_group, enqueue
 from studio.ui import palette, prefs
 from studio.ui.runs import resources
 from studio.ui.runs.formatting import fmt_bytes, fmt_duration, fmt_params
 from studio.ui.widgets import NumberEdit, QuietCombo, named
 
-GROUP_TITLES = {"method": "Method", "training": "Optimisation", "lora": "LoRA", "data": "Data",
+GROUP_TITLES = {"method": "Method", "rollout": "Rollouts", "training": "Optimisation", "lora": "LoRA", "data": "Data",
                 "hardware": "Hardware", "eval": "Evaluation"}
-GROUP_ORDER = ("method", "training", "lora", "data", "eval", "hardware")
+GROUP_ORDER = ("method", "rollout", "training", "lora", "data", "eval", "hardware")
 CUSTOM = "Custom"
 CHARS_PER_TOKEN = 4.0
 """For the time estimate: English text averages about four characters per token."""
 DEVICE_TITLES = {"auto": "automatic (a GPU when there is one)", "cpu": "CPU only"}
+METHODS = (("DPO and variants", "dpo"), ("Reward model", "reward"), ("PPO (against a reward model)", "ppo"),
+           ("RLOO (against a reward model)", "rloo"))
+RL_METHODS = ("ppo", "rloo")
+
+
+class RewardPicker(QComboBox):
+    """The `reward_model` of a PPO/RLOO run: one of the project's finished reward runs, or a typed folder of a
+    sequence-classification model."""
+
+    def __init__(self, project):
+        super().__init__()
+        self.setEditable(True)
+        self.lineEdit().setPlaceholderText("a finished reward run of this project, or a classifier model folder")
+        for run in reward_runs(project):
+            model = run["model"].rsplit("/", 1)[-1]
+            self.addItem(f"run {run['id']} · {run['name']} · {model}", str(run["id"]))
+        self.setCurrentIndex(0 if self.count() else -1)
+
+    def value(self) -> str:
+        idx = self.findText(self.currentText())
+        return str(self.itemData(idx)) if idx >= 0 and self.itemData(idx) else self.currentText().strip()
+
+    def set_value(self, value: str) -> None:
+        idx = self.findData(str(value))
+        if idx >= 0:
+            self.setCurrentIndex(idx)
+        elif value:
+            self.setEditText(str(value))
 
 
 def set_invalid(widget: QWidget, invalid: bool) -> None:
@@ -94,7 +124,8 @@ class LaunchDialog(QDialog):
         self.run_id: int | None = None
         self.run_ids: list[int] = []  # every run created: one, or a seed group's
         self.queued = False  # the runs joined the queue (a runner starts them one after another)
-        self.cls = config_for((self.initial.get("config") or {}).get("method", "dpo"))
+        self.method = (self.initial.get("config") or {}).get("method", "dpo")
+        self.cls = config_for(self.method)
         self.fields: dict[str, ConfigField] = {f.name: f for f in config_fields(self.cls)}
         self.editors: dict[str, QWidget] = {}
         self.rows: dict[str, tuple[QFormLayout, QWidget]] = {}  # each field's form and editor, to hide it
@@ -130,8 +161,17 @@ class LaunchDialog(QDialog):
         layout = QVBoxLayout(self)
         top = QFormLayout()
         self.name_edit = named(QLineEdit(self.initial.get("name", "")), "Run name")
-        self.name_edit.setPlaceholderText("automatic (dpo-<id>)")
+        self.name_edit.setPlaceholderText(f"automatic ({self.method}-<id>)")
         top.addRow("Run name", self.name_edit)
+
+        self.method_combo = named(QuietCombo(), "Method")
+        for label, method in METHODS:
+            self.method_combo.addItem(label, method)
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(self.method)))
+        self.method_combo.setToolTip("DPO trains on the pairs directly; a reward model learns to score them; PPO and "
+                                     "RLOO train against a reward model on the project's prompts")
+        self.method_combo.activated.connect(lambda _i: self.set_method(self.method_combo.currentData()))
+        top.addRow("Method", self.method_combo)
 
         model_row = QHBoxLayout()
         self.model_combo = named(QuietCombo(), "Model")
@@ -151,12 +191,7 @@ class LaunchDialog(QDialog):
         top.addRow("Model", model_row)
 
         self.preset_combo = named(QuietCombo(), "Preset")
-        self.preset_combo.addItem(CUSTOM)
-        for name, overrides in PRESETS.items():
-            self.preset_combo.addItem(name)
-            sets = ", ".join(f"{k} = {v}" for k, v in overrides.items())
-            self.preset_combo.setItemData(self.preset_combo.count() - 1, f"Sets {sets}; the other method "
-                                          f"settings go back to their defaults", Qt.ItemDataRole.ToolTipRole)
+        self._fill_presets()
         self.preset_combo.setToolTip("Fill in the method settings of a known recipe; you can change them after")
         self.preset_combo.activated.connect(lambda _i: self.apply_preset(self.preset_combo.currentText()))
         top.addRow("Preset", self.preset_combo)
@@ -206,6 +241,34 @@ class LaunchDialog(QDialog):
         # Advanced; a field that does not apply to the loss (`applies_when`) is hidden.
         self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        self._build_form()
+        info_host = QWidget()
+        info_host = QWidget()
+        info_host.setLayout(info)
+        info_scroll = QScrollArea()  # on a small screen the warnings scroll rather than being cut off
+        info_scroll.setWidgetResizable(True)
+        info_scroll.setWidget(info_host)
+        info_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QHBoxLayout()
+        body.addWidget(scroll, 3)
+        body.addWidget(info_scroll, 2)
+        layout.addLayout(body, 1)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setObjectName("errorText")
+        layout.addWidget(self.error_label)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.launch_button = buttons.addButton("Launch", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.launch_button.setDefault(True)
+        buttons.accepted.connect(self._on_launch)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._show_data()
+
+    def _build_form(self) -> None:
+        """The method's settings (generated from its config class): the basic ones, then Advanced by group."""
+        self.editors, self.rows = {}, {}
         form_host = QWidget()
         host = QVBoxLayout(form_host)
         main_box = QGroupBox("Settings")
@@ -239,29 +302,34 @@ class LaunchDialog(QDialog):
         host.addWidget(self.advanced_button, 0, Qt.AlignmentFlag.AlignLeft)
         host.addWidget(self.advanced)
         host.addStretch(1)
-        scroll.setWidget(form_host)
-        info_host = QWidget()
-        info_host.setLayout(info)
-        info_scroll = QScrollArea()  # on a small screen the warnings scroll rather than being cut off
-        info_scroll.setWidgetResizable(True)
-        info_scroll.setWidget(info_host)
-        info_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        body = QHBoxLayout()
-        body.addWidget(scroll, 3)
-        body.addWidget(info_scroll, 2)
-        layout.addLayout(body, 1)
+        self.scroll.setWidget(form_host)  # the previous method's form goes with its widget
 
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setObjectName("errorText")
-        layout.addWidget(self.error_label)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.launch_button = buttons.addButton("Launch", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.launch_button.setDefault(True)
-        buttons.accepted.connect(self._on_launch)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self._show_data()
+    def _fill_presets(self) -> None:
+        self.preset_combo.clear()
+        self.preset_combo.addItem(CUSTOM)
+        for name, overrides in presets_for(self.method).items():
+            self.preset_combo.addItem(name)
+            sets = ", ".join(f"{k} = {v}" for k, v in overrides.items())
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, f"Sets {sets}; the other method "
+                                          f"settings go back to their defaults", Qt.ItemDataRole.ToolTipRole)
+        self.preset_combo.setEnabled(self.preset_combo.count() > 1)
+
+    def set_method(self, method: str) -> None:
+        """Switch the form to another method's settings (its defaults; the model stays)."""
+        if method == self.method:
+            return
+        self.method = method
+        self.cls = config_for(method)
+        self.fields = {f.name: f for f in config_fields(self.cls)}
+        self._preset_extras = {}
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(method)))
+        self.name_edit.setPlaceholderText(f"automatic ({method}-<id>)")
+        self._fill_presets()
+        self._build_form()
+        self._fill({})
+        self._update_visibility()
+        self.error_label.setText("")
+        self._update_estimate()
 
     def _add_row(self, form: QFormLayout, f: ConfigField) -> None:
         editor = self._editor(f)
@@ -276,7 +344,12 @@ class LaunchDialog(QDialog):
 
     def _editor(self, f: ConfigField) -> QWidget:
         """A combo box for a choice, a check box for a yes/no, and one kind of number field for the rest (the
-        number as typed, so 5e-5 reads 5e-5; checked by parse_value)."""
+        number as typed, so 5e-5 reads 5e-5; checked by parse_value); for a PPO/RLOO run's reward, a picker of
+        the project's reward runs."""
+        if f.name == "reward_model":
+            w = RewardPicker(self.project)
+            w.currentTextChanged.connect(lambda _t: self._changed())
+            return w
         if f.choices:
             w = QuietCombo()
             w.setMaximumWidth(220)
@@ -313,7 +386,9 @@ class LaunchDialog(QDialog):
 
     def set_value(self, name: str, value: Any) -> None:
         w = self.editors[name]
-        if isinstance(w, QComboBox):
+        if isinstance(w, RewardPicker):
+            w.set_value(value)
+        elif isinstance(w, QComboBox):
             w.setCurrentText(str(value))
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
@@ -322,6 +397,8 @@ class LaunchDialog(QDialog):
 
     def raw_value(self, name: str) -> Any:
         w = self.editors[name]
+        if isinstance(w, RewardPicker):
+            return w.value()
         if isinstance(w, QComboBox):
             return w.currentText()
         if isinstance(w, QCheckBox):
@@ -337,18 +414,21 @@ class LaunchDialog(QDialog):
             cfg = self.cls()
         flat = flatten(to_dict(cfg))
         for name in self.fields:
+            if name == "reward_model" and not flat[name]:
+                continue  # keep the picker's first reward run rather than an empty default
             self.set_value(name, flat[name])
         self._match_preset()
 
     def apply_preset(self, preset: str) -> None:
-        if preset not in PRESETS:
+        presets = presets_for(self.method)
+        if preset not in presets:
             return
         defaults = flatten(to_dict(self.cls()))
-        overrides = PRESETS[preset]
+        overrides = presets[preset]
         current = self._parsed(quiet=True)[0]
         # a preset sets the method fields; everything it does not mention goes back to the default
         for name in self.fields:
-            if self.fields[name].group == "method":
+            if self.fields[name].group == "method" and name != "reward_model":
                 self.set_value(name, defaults[name])
         # so does what the previous preset set elsewhere (SimPO's learning rate), unless edited since:
         # switching SimPO -> DPO silently kept SimPO's 1e-5 before
@@ -363,8 +443,9 @@ class LaunchDialog(QDialog):
     def _match_preset(self) -> None:
         values = self._parsed(quiet=True)[0]
         defaults = flatten(to_dict(self.cls()))
-        for preset, overrides in PRESETS.items():
-            want = {n: defaults[n] for n, f in self.fields.items() if f.group == "method"} | overrides
+        for preset, overrides in presets_for(self.method).items():
+            want = {n: defaults[n] for n, f in self.fields.items()
+                    if f.group == "method" and n != "reward_model"} | overrides
             if all(values.get(k) == v for k, v in want.items()):
                 self.preset_combo.setCurrentText(preset)
                 return
@@ -433,8 +514,13 @@ class LaunchDialog(QDialog):
         if not hasattr(self, "estimate_label"):
             return
         values = self._parsed(quiet=True)[0]
+        if "max_new_tokens" in values:
+            # PPO/RLOO: the longest sequence is a prompt and a response, and a step is one rollout batch
+            values["max_length"] = values.get("max_prompt_length", 0) + values["max_new_tokens"]
+            self._update_time(dict(values, grad_accumulation=1))
+        else:
+            self._update_time(values)
         config = unflatten(values)
-        self._update_time(values)
         model = self._selected_model()
         path = model.path if model else None
         params = model.parameters if model else None
@@ -530,11 +616,16 @@ class LaunchDialog(QDialog):
         self.seeds_edit.set_invalid(self.seed_count() is None)
         if self.seed_count() is None:
             errors.append(f"seeds: a whole number from 1 to {MAX_SEEDS}, got {self.seeds_edit.text()!r}")
-        if not errors and values["max_prompt_length"] >= values["max_length"]:
+        if not errors and "max_length" in values and values["max_prompt_length"] >= values["max_length"]:
             errors.append(f"max_prompt_length: {values['max_prompt_length']} leaves no room for the response "
                           f"within max_length {values['max_length']}")
         if not self.summary.train:
             errors.append("data: no resolved train preferences yet; label some pairs first")
+        if self.method in RL_METHODS and "reward_model" in values and not errors:
+            try:  # a finished reward run of this project on the same model, or a classifier folder
+                values["reward_model"] = reward_source(self.project, values["reward_model"], self.model_name()).value
+            except ProjectError as e:
+                errors.append(str(e))
         if errors:
             return None, errors
         try:

@@ -88,7 +88,7 @@ class _Chart:
         if line.limit:
             main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=1, style=Qt.PenStyle.DashLine), **C.curve_options())
             raw, markers = None, False
-        elif twin or C.is_sparse(name):
+        elif twin or C.is_sparse(name) or self.spec.versus:
             pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
             # eval series are short, but a long run evaluated often still has thousands of points
             main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color, symbolPen=None,
@@ -117,6 +117,8 @@ class _Chart:
                 continue
             label = "train" if single and line.eval_twin else line.label
             glyph = "- -" if line.limit else "●" if C.is_sparse(name) else "▬"
+            if self.spec.versus:
+                label = f"{line.label} (y) against {self.spec.versus} (x)"
             entries.append((glyph, line.color, label))
         if eval_color:
             entries.append(("- -●", eval_color, "eval"))
@@ -152,6 +154,12 @@ class _Chart:
         extent = self.y_extent(rd)
         if extent is None:
             return
+        if self.spec.versus:
+            against = rd.series.get(self.spec.versus)
+            vr = against.value_range() if against is not None and len(against) else None
+            if vr is None:
+                return
+            x_range, running = vr, False  # not a time axis: no room to grow to the right
         view = self.plot.getViewBox()
         _fit_axis(view, 0, *x_range, running, only_up=True)
         _fit_axis(view, 1, *extent, running, only_up=False)
@@ -328,19 +336,8 @@ class MonitorView(QWidget):
         self.graphics.ci.setSpacing(2)
         self.graphics.setToolTip("")
         self.charts: dict[str, _Chart] = {}
-        for spec in C.CHARTS:
-            plot = C.make_plot(self.graphics.ci, 0, len(self.charts), spec.title)
-            plot.setToolTip(f"{spec.hint}\n\nDouble-click to enlarge; right-click to save.")
-            chart = _Chart(spec, plot)
-            self.charts[spec.title] = chart
-            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
-            plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
-            menu = plot.getViewBox().menu
-            menu.addSeparator()
-            menu.addAction("Enlarge / back to all charts", lambda c=chart: self.enlarge(
-                None if self.enlarged == c.spec.title else c.spec.title))
-            menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
-            menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
+        self._specs: tuple[C.ChartSpec, ...] = ()
+        self._make_charts(C.CHARTS)
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, lambda: self.enlarge(None))
@@ -394,6 +391,28 @@ class MonitorView(QWidget):
                 self.enlarge(None if self.enlarged == title else title)
                 return
 
+    def _make_charts(self, specs: tuple[C.ChartSpec, ...]) -> None:
+        """The charts of a method (each method has its own: see charts.charts_for), laid out in the grid."""
+        self.graphics.ci.clear()
+        self.charts = {}
+        self._specs = specs
+        for spec in specs:
+            plot = C.make_plot(self.graphics.ci, 0, len(self.charts), spec.title)
+            plot.setToolTip(f"{spec.hint}\n\nDouble-click to enlarge; right-click to save.")
+            chart = _Chart(spec, plot)
+            self.charts[spec.title] = chart
+            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
+            plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
+            menu = plot.getViewBox().menu
+            menu.addSeparator()
+            menu.addAction("Enlarge / back to all charts", lambda c=chart: self.enlarge(
+                None if self.enlarged == c.spec.title else c.spec.title))
+            menu.addAction("Save this chart as PNG…", lambda c=chart: self._ask_png(c))
+            menu.addAction("Save this chart's data as CSV…", lambda c=chart: self._ask_csv(c))
+        if self.enlarged not in self.charts:
+            self.enlarged = None  # a chart of the method shown before
+        self._layout_key = None
+
     # ------------------------------------------------------------------ run selection
 
     def set_run(self, run_id: int | None) -> None:
@@ -414,6 +433,14 @@ class MonitorView(QWidget):
                 self.run = self.project.run(run_id)
             except Exception:
                 self.run = None
+        method = self.run["method"] if self.run else None
+        self.timeline.placeholder.setText(
+            "A reward model samples nothing: its scores of the eval pairs are in the charts (score a file of pairs "
+            "with `studio score`)." if method == "reward" else SamplesTimeline.PLACEHOLDER)
+        specs = C.charts_for(method)
+        if specs is not self._specs:
+            self._make_charts(specs)
+            self._layout_charts()
         self._show_run_info()
         self.timeline.set_sources([(self.run["name"] if self.run else "", self.rd.samples)] if self.rd else [])
         self._all_dirty = True
@@ -444,6 +471,9 @@ class MonitorView(QWidget):
             return
         total = f"/{run['total_steps']}" if run.get("total_steps") else ""
         device = f" · {html.escape(run['device'])}" if run.get("device") else ""
+        reward = (run.get("config") or {}).get("reward_model")
+        if reward:  # PPO/RLOO: what it is scored by
+            device += f" · reward {'run ' + reward if str(reward).isdigit() else html.escape(str(reward))}"
         self.header.setText(
             f"<b>{html.escape(run['name'])}</b> · {html.escape(run['method'])} on {html.escape(run['model'])} · "
             f"<b>{run['status']}</b> · step {run['step']}{total} · {fmt_elapsed(run)}{fmt_eta(run)}{device}{loading}")
@@ -520,6 +550,11 @@ class MonitorView(QWidget):
                     series = rd.series.get(name)
                     if series is None or not len(series):
                         continue
+                    if chart.spec.versus:
+                        if self._draw_versus(chart.ensure(name, line, twin), series, rd.series.get(chart.spec.versus)):
+                            touched = True
+                            drawn.add(name)
+                        continue
                     if self._draw(chart.ensure(name, line, twin), name, series, t0):
                         touched = True
                         drawn.add(name)
@@ -576,6 +611,24 @@ class MonitorView(QWidget):
             curves.main.setData(x, y, skipFiniteCheck=skip)
         return True
 
+    def _draw_versus(self, curves: _Curves, series, against) -> bool:
+        """A chart of one metric against another (charts.ChartSpec.versus) at the steps both have, both smoothed
+        with the monitor's smoothing: the run's path, drawn in step order; False when nothing changed."""
+        if against is None or not len(against):
+            return False
+        key = (series.version, against.version, self.smoothing)
+        if curves.drawn == key:
+            return False
+        curves.drawn = key
+        _, i, j = np.intersect1d(series.step[:series.n], against.step[:against.n], return_indices=True)
+        y = series.smoothed(self.smoothing) if self.smoothing > 0 else series.y
+        x = against.smoothed(self.smoothing) if self.smoothing > 0 else against.y
+        markers = curves.markers and len(i) <= MAX_MARKERS
+        if markers != (curves.main.opts["symbol"] is not None):
+            curves.main.setSymbol("o" if markers else None)
+        curves.main.setData(x[j], y[i])
+        return True
+
     # ------------------------------------------------------------------ hover readout
 
     def _on_mouse(self, event) -> None:
@@ -584,14 +637,15 @@ class MonitorView(QWidget):
         rd = self.rd
         hovered = next((c for c in self.charts.values() if c.plot.scene() is not None
                         and c.plot.sceneBoundingRect().contains(pos)), None) if rd is not None else None
-        if hovered is None:
+        # a chart against another metric (ChartSpec.versus) has no step axis: no crosshair on it, none from it
+        if hovered is None or hovered.spec.versus:
             for chart in self.charts.values():
                 chart.cursor.setVisible(False)
             return
         x = hovered.plot.getViewBox().mapSceneToView(pos).x()
         for chart in self.charts.values():
             chart.cursor.setPos(x)
-            chart.cursor.setVisible(True)
+            chart.cursor.setVisible(not chart.spec.versus)
         parts = []
         at = None
         for name, line, twin in hovered.metrics():

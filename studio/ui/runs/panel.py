@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import paths
-from studio.core.generations import ARENA, GENERATE, JOB_METHODS
+from studio.core.generations import ARENA, GENERATE
+from studio.core.jobs import JOB_METHODS
 from studio.core.types import RunStatus
 from studio.store.project import ProjectError, pid_alive
 from studio.store.run_queue import cancel_queued, queue_places, queue_runner
@@ -223,7 +224,7 @@ class RunsPanel(QWidget):
         self.stop_button.setEnabled(any(RunStatus(r["status"]).active for r in runs))
         self.resume_button.setEnabled(bool(one) and one["id"] not in self._starting
                                       and jobs.resumable(self.project.folder, one))
-        job = bool(one) and one["method"] in JOB_METHODS  # a generation job: no adapter, no training settings
+        job = bool(one) and one["method"] in JOB_METHODS  # a job: no adapter, no training settings
         self.duplicate_button.setEnabled(bool(one) and not job)
         self.delete_button.setEnabled(bool(runs) and not any(RunStatus(r["status"]).active for r in runs))
         self.folder_button.setEnabled(bool(one) and self.project.folder is not None)

@@ -16,6 +16,7 @@ COLUMNS = ("Name", "Method", "Model", "Status", "Step", "Elapsed", "Best eval ac
 STATUS_COLORS = {"running": "#1f77b4", "stopping": "#ff7f0e", "queued": "#7f7f7f", "done": "#2ca02c",
                  "failed": "#d62728", "interrupted": "#8c564b"}
 EVAL_ACCURACY = M.eval_name(M.REWARDS_ACCURACIES)
+EVAL_ACCURACIES = (EVAL_ACCURACY, M.eval_name(M.ACCURACY))  # DPO's implicit reward's, a reward model's
 EVAL_MARGIN = M.eval_name(M.REWARDS_MARGINS)
 
 
@@ -23,7 +24,7 @@ class BestEvalAccuracy:
     """Best eval accuracy per run and the pairs it is over, read incrementally by metric id (never rescans a
     run's metrics)."""
 
-    NAMES = (EVAL_ACCURACY, EVAL_MARGIN, M.EVAL_PAIRS)
+    NAMES = (*EVAL_ACCURACIES, EVAL_MARGIN, M.EVAL_PAIRS)
 
     def __init__(self, project):
         self.project = project
@@ -42,7 +43,8 @@ class BestEvalAccuracy:
             pairs = [value for _i, _s, name, value, _t in rows if name == M.EVAL_PAIRS and value is not None]
             if pairs:
                 self.pairs[run_id] = int(pairs[-1])
-            acc = [(step, value) for _i, step, name, value, _t in rows if name == EVAL_ACCURACY and value is not None]
+            acc = [(step, value) for _i, step, name, value, _t in rows
+                   if name in EVAL_ACCURACIES and value is not None]
             # an evaluation where every margin is exactly 0 (the reference, at step 0) ranks no pair: its
             # "accuracy" of 0% read as a broken run in this column
             keep = untied(np.array([a[0] for a in acc]), np.array([m[0] for m in margins]),

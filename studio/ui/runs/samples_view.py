@@ -60,6 +60,8 @@ def step_at_or_before(steps: Sequence[int], step: int) -> int | None:
 def badges(meta: dict) -> list[tuple[str, bool]]:
     """(text, is_warning) of the measures a sample has, in reading order."""
     out: list[tuple[str, bool]] = []
+    if isinstance(meta.get("reward"), int | float):  # PPO/RLOO: the reward model's score of it
+        out.append((f"reward {meta['reward']:+.3f}", False))
     if "tokens" in meta:
         out.append((f"{meta['tokens']} tokens", False))
     if meta.get("hit_cap"):
@@ -106,6 +108,8 @@ class SamplesTimeline(QWidget):
     """Pick a probe prompt and a step; see that prompt's samples at the first sampled step (step 0: the base
     model) beside the chosen one, or, with two sources, both runs at the chosen step."""
 
+    PLACEHOLDER = "Samples of the probe prompts appear at each evaluation; step 0 is the base model."
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.sources: list[tuple[str, Sequence[dict]]] = []
@@ -137,8 +141,7 @@ class SamplesTimeline(QWidget):
         for pane in self.panes:
             pane.setOpenLinks(False)
             self.columns.addWidget(pane)
-        self.placeholder = QLabel("Samples of the probe prompts appear at each evaluation; step 0 is the base "
-                                  "model.")
+        self.placeholder = QLabel(self.PLACEHOLDER)
         self.placeholder.setWordWrap(True)
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout = QVBoxLayout(self)
