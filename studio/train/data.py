@@ -136,6 +136,16 @@ def full_token_ids(tokenizer, prompt: str, messages: list[dict] | None, completi
     return list(tokenizer(prompt + completion).input_ids)
 
 
+def prompt_and_completion_ids(tokenizer, prompt: str, messages: list[dict] | None,
+                              completion: str) -> tuple[list[int], list[int]]:
+    """The prompt's ids and the completion's, split as training splits them (`PairTokenizer`): the completion
+    is what prompt + completion has beyond the tokenized prompt, from where the two diverge."""
+    ids = prompt_token_ids(tokenizer, prompt, messages)
+    full = full_token_ids(tokenizer, prompt, messages, completion)
+    n = common_prefix_length(ids, full)
+    return ids[:n], full[n:]
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):

@@ -124,7 +124,7 @@ SMOOTHED_LOSSES = ("robust",)
 def settings_warnings(config) -> list[str]:
     """Settings that are valid but have no effect with the others chosen: the run starts, the user is told."""
     out = []
-    if config.label_smoothing > 0 and config.loss_type not in SMOOTHED_LOSSES:
+    if getattr(config, "label_smoothing", 0) > 0 and config.loss_type not in SMOOTHED_LOSSES:  # DPO's settings
         out.append(f"label_smoothing: {config.label_smoothing:g} has no effect with loss_type {config.loss_type!r} "
                    f"(only {', '.join(SMOOTHED_LOSSES)} reads it); set loss_type=robust for rDPO or leave it at 0")
     return out

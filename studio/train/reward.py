@@ -83,10 +83,11 @@ class RewardRun(RecipeRun):
         self.pad_id = self.tokenizer.pad_token_id
         tok = dict(max_length=config.max_length, max_prompt_length=config.max_prompt_length,
                    truncation=config.truncation)
-        self.train_ex = data.tokenize_rows(train_rows, self.tokenizer, **tok)
-        self.eval_ex = data.tokenize_rows(eval_rows, self.tokenizer, **tok)
+        self.tokenize = data.PairTokenizer(self.tokenizer, **tok)
+        self.train_ex = self.tokenize.rows(train_rows)
+        self.eval_rows = eval_rows  # tokenized by each evaluation's pass, a batch at a time
         self.total_steps = runtime.total_steps_for(config, math.ceil(len(self.train_ex) / self.world))
-        log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_ex), len(self.eval_ex),
+        log.info("%d train pairs, %d eval pairs, %d optimizer steps", len(self.train_ex), len(self.eval_rows),
                  self.total_steps)
 
         # optimizer and schedule over the adapter and the head
@@ -119,8 +120,9 @@ class RewardRun(RecipeRun):
     def epoch_batches(self) -> list[list[data.Example]]:
         epoch = self.position.epoch
         if self._epoch_batches is None or self._epoch_batches[0] != epoch:
-            batches = data.epoch_batches(self.train_ex, self.config.batch_size, self.config.seed, epoch)
-            self._epoch_batches = (epoch, batches[self.rank::self.world])
+            idx = data.epoch_batches(len(self.train_ex), self.config.batch_size, self.config.seed, epoch,
+                                     self.world, self.rank)
+            self._epoch_batches = (epoch, [[self.train_ex[i] for i in b] for b in idx])
         return self._epoch_batches[1]
 
     def margins(self, batch: data.Batch) -> torch.Tensor | None:
@@ -166,9 +168,10 @@ class RewardRun(RecipeRun):
     def evaluate(self) -> bool:
         """The train metrics on the eval split (no gradient, dropout off), written with the step; False when a
         stop came first (nothing written)."""
-        if self.eval_ex:
+        if self.eval_rows:
             stats = StepStats(self.device, STEP_METRICS)
-            batches = StoppablePass(self.eval_ex, self.config.batch_size, self.pad_id, self.device,
+            # every process evaluates the whole eval split (no sharding), as the statistics are read locally
+            batches = StoppablePass(self.eval_rows, self.tokenize, self.config.batch_size, self.pad_id, self.device,
                                     self.stop_requested)
             with eval_mode(self.peft_model):
                 for batch in batches:
@@ -177,7 +180,7 @@ class RewardRun(RecipeRun):
             if batches.stopped:
                 return False
             values = {M.eval_name(k): v for k, v in read_stats(stats).items()}
-            values[M.EVAL_PAIRS] = len(self.eval_ex)  # what an eval accuracy's n is (the runs list shows it)
+            values[M.EVAL_PAIRS] = len(self.eval_rows)  # what an eval accuracy's n is (the runs list shows it)
             self.writer.add(self.position.step, values)
         self.position.evaluated_step = self.position.step
         return True

@@ -150,9 +150,8 @@ class ClassifierReward:
         self.device = device
 
     def token_rows(self, prompt_text: str, messages: list[dict] | None, response: str) -> list[int]:
-        is_chat = data.uses_chat_template(self.tokenizer, messages)
-        return (data.prompt_token_ids(self.tokenizer, prompt_text, messages)
-                + data.completion_token_ids(self.tokenizer, response, is_chat))
+        # the whole conversation as training renders it: a chat ends with the template's end of turn
+        return data.full_token_ids(self.tokenizer, prompt_text, messages, response)
 
     @torch.no_grad()
     def __call__(self, responses: Responses, batch_size: int = 16) -> torch.Tensor:

@@ -46,10 +46,13 @@ SUBJECTS = ("cat", "dog", "bird", "fish", "tree", "house", "car", "book", "sun",
 
 
 def add_trait_pairs(project: Project, n_train: int = 16, n_eval: int = 4, chat: bool = False,
-                    seed: int = 0) -> None:
+                    seed: int = 0, spaced_answers: bool = False) -> None:
     """Pairs whose chosen response starts with 'sure' and whose rejected one starts with 'no', labeled so.
 
-    The trait is one word at a known place, so a short run must learn it and samples can be counted."""
+    The trait is one word at a known place, so a short run must learn it and samples can be counted. A plain
+    prompt ends with the space before the answer; with `spaced_answers` the answer starts with it instead, the
+    way the policy samples it after a prompt tokenized alone (what PPO and RLOO rollouts and the SFT model of
+    `write_trait_sft_model` do: a prompt ending in a space would end in a lone space token there)."""
     rng = random.Random(seed)
     for i in range(n_train + n_eval):
         subject = SUBJECTS[i % len(SUBJECTS)]
@@ -57,11 +60,12 @@ def add_trait_pairs(project: Project, n_train: int = 16, n_eval: int = 4, chat: 
         text = f"Question {i}: tell me about the {subject}."
         if chat:
             pid = project.add_prompt(messages=[{"role": "user", "content": text}], split=split)
-        else:  # a plain completion is appended as written: the prompt ends with the space before the answer
-            pid = project.add_prompt(text + " ", split=split)
+        else:  # a plain completion is appended as written: the space before the answer is on one side
+            pid = project.add_prompt(text if spaced_answers else text + " ", split=split)
         tail = " ".join(rng.choice(("good", "nice", "big", "small", "red", "blue")) for _ in range(3))
-        chosen = project.add_response(pid, f"sure the {subject} is {tail}.")
-        rejected = project.add_response(pid, f"no the {subject} is {tail}.")
+        lead = " " if spaced_answers and not chat else ""
+        chosen = project.add_response(pid, f"{lead}sure the {subject} is {tail}.")
+        rejected = project.add_response(pid, f"{lead}no the {subject} is {tail}.")
         a, b = (chosen, rejected) if i % 2 == 0 else (rejected, chosen)
         pair = project.add_pair(pid, a, b)
         project.record_label(pair, "ann", "a" if a == chosen else "b", shown_left="a")
@@ -90,9 +94,10 @@ def write_trait_sft_model(source, out, steps: int = 30, seed: int = 0):
     examples = []
     for i in range(40):
         subject = SUBJECTS[i % len(SUBJECTS)]
-        prompt = data.prompt_token_ids(tokenizer, f"Question {i}: tell me about the {subject}.", None)
+        question = f"Question {i}: tell me about the {subject}."  # as add_trait_pairs(spaced_answers=True)
         for start in ("sure", "no"):
-            examples.append((prompt, data.completion_token_ids(tokenizer, f"{start} the {subject} is good.")))
+            answer = f" {start} the {subject} is good."
+            examples.append(data.prompt_and_completion_ids(tokenizer, question, None, answer))
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(steps):

@@ -32,9 +32,9 @@ def add_unlabeled_pairs(project: Project, n: int) -> list[int]:
     ids = []
     for i in range(n):
         subject = SUBJECTS[i % len(SUBJECTS)]
-        prompt = project.add_prompt(f"New question {i}: what about the {subject}?")
-        a = project.add_response(prompt, f"sure the {subject} is nice.")
-        b = project.add_response(prompt, f"no the {subject} is nice.")
+        prompt = project.add_prompt(f"New question {i}: what about the {subject}?")  # as add_trait_pairs(
+        a = project.add_response(prompt, f" sure the {subject} is nice.")            # spaced_answers=True)
+        b = project.add_response(prompt, f" no the {subject} is nice.")
         ids.append(project.add_pair(prompt, a, b) if i % 2 else project.add_pair(prompt, b, a))
     return ids
 
@@ -43,7 +43,7 @@ def add_unlabeled_pairs(project: Project, n: int) -> list[int]:
 def measured_project(trait_sft_model, tmp_path_factory):
     """Trait pairs (24 labeled train, 16 eval), 12 unlabeled pairs, a reward run and a DPO run on the SFT model."""
     project = Project.create(tmp_path_factory.mktemp("measure") / "proj")
-    add_trait_pairs(project, n_train=24, n_eval=16)
+    add_trait_pairs(project, n_train=24, n_eval=16, spaced_answers=True)
     unlabeled = add_unlabeled_pairs(project, 12)
     reward = project.create_run("reward", str(trait_sft_model), to_dict(apply_overrides(RewardConfig(), {
         "learning_rate": 3e-3, "max_steps": 15, "batch_size": 8, "warmup_ratio": 0.0, "lora.r": 8,
@@ -84,7 +84,8 @@ def test_a_rank_job_scores_the_pairs_as_studio_score_does_and_ranks_them(measure
               if m["kind"] == REWARD and t["pair_id"] == texts[0]["pair_id"]}
     assert stored[reward] == pytest.approx(a[0] - b[0], abs=1e-4)
     # the reward model learned the trait: it prefers the 'sure' side of the new pairs
-    sure_side = {t["pair_id"]: 1 if t["a"].startswith("sure") else -1 for t in inf.pair_texts(project, unlabeled)}
+    sure_side = {t["pair_id"]: 1 if t["a"].lstrip().startswith("sure") else -1
+                 for t in inf.pair_texts(project, unlabeled)}
     margins = {p: m["value"] for p in unlabeled for m in inf.pair_margins(project, p) if m["kind"] == REWARD}
     assert sum(sure_side[p] * margins[p] > 0 for p in unlabeled) >= 10
     policy = {p: m["value"] for p in unlabeled for m in inf.pair_margins(project, p) if m["kind"] == POLICY}

@@ -40,7 +40,7 @@ def rl_project(trait_sft_model, tmp_path_factory):
     """A project of trait pairs (chosen 'sure ...', rejected 'no ...') and a reward model trained on them, on the
     SFT model that says either about equally often."""
     project = Project.create(tmp_path_factory.mktemp("rl") / "proj")
-    add_trait_pairs(project, n_train=24, n_eval=16)
+    add_trait_pairs(project, n_train=24, n_eval=16, spaced_answers=True)
     config = apply_overrides(RewardConfig(), {"learning_rate": 3e-3, "max_steps": 15, "batch_size": 8,
                                               "warmup_ratio": 0.0, "lora.r": 8, "eval_interval": 0,
                                               "checkpoint_interval": 0})
@@ -247,7 +247,7 @@ def test_a_killed_ppo_worker_leaves_the_run_failed_and_resumable(rl_project, tra
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     reopened = Project.open(project.folder)
-    assert reopened.mark_dead_runs() == [run_id]
+    assert reopened.found_dead_runs == [run_id]  # opening the project found it
     assert reopened.run(run_id)["status"] == "failed"
     assert reopened.integrity_check() == "ok"
     reopened.close()

@@ -32,13 +32,14 @@ def write_pairs(path, first: int, n: int) -> None:
     with open(path, "w") as f:
         for i in range(first, first + n):
             s = SUBJECTS[i % len(SUBJECTS)]
-            f.write(json.dumps({"prompt": f"Question {i}: tell me about the {s}.",
-                                "chosen": f"sure the {s} is big.", "rejected": f"no the {s} is big."}) + "\n")
+            f.write(json.dumps({"prompt": f"Question {i}: tell me about the {s}.",  # as add_trait_pairs(
+                                "chosen": f" sure the {s} is big.", "rejected": f" no the {s} is big."})  # spaced
+                    + "\n")
 
 
 def test_the_reward_model_learns_the_trait_and_scores_new_pairs(tmp_path, tiny_model, capsys):
     project = Project.create(tmp_path / "proj")
-    add_trait_pairs(project, n_train=24, n_eval=12)  # chosen answers start with "sure", rejected with "no"
+    add_trait_pairs(project, n_train=24, n_eval=12, spaced_answers=True)  # chosen: " sure ...", rejected: " no ..."
     run_id = make_reward_run(project, tiny_model)
     assert run_worker(project.folder, run_id) == "done"
 
