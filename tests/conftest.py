@@ -89,3 +89,30 @@ def read_only_copy(tmp_path):
     for copy in made:
         for p in [copy, *copy.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)
+
+
+def _ours(widget) -> bool:
+    return type(widget).__module__.startswith(("studio", "tests", "pyqtgraph"))  # never Qt's own (tooltips, ...)
+
+
+@pytest.fixture(autouse=True)
+def _delete_leftover_windows():
+    """Windows a GUI test leaves behind are deleted after it. pytest-qt closes the widgets a test registers but
+    does not delete them, and many views are made without registering; the application then holds every window
+    of every earlier test, and a style sheet applied later re-polishes all of them (the theme tests took 15 s
+    each to set up and tear down late in the suite, under 1 s alone)."""
+    yield
+    import sys
+
+    if "PySide6.QtWidgets" not in sys.modules:  # tests without Qt never load it
+        return
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        return
+    for widget in QApplication.topLevelWidgets():
+        if _ours(widget):
+            widget.close()
+            widget.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
