@@ -17,7 +17,7 @@ from studio.store import Project
 from studio.store.run_queue import create_seed_group, queue_runner
 from studio.train.queue import QueueRunner
 from tests.conftest import add_pairs
-from tests.ui.runs_helpers import fake_train_command
+from tests.ui.runs.runs_helpers import fake_train_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

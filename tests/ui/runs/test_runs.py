@@ -17,8 +17,8 @@ from studio.store import Project
 from studio.ui.runs import jobs
 from studio.ui.runs.launch_dialog import LaunchDialog
 from tests.conftest import add_pairs
-from tests.ui.fake_worker import value as fake_value
-from tests.ui.runs_helpers import FAKE_WORKER, end_children, fake_model, fake_train_command, label_all, make_panel
+from tests.ui.runs.fake_worker import value as fake_value
+from tests.ui.runs.runs_helpers import FAKE_WORKER, end_children, fake_model, fake_train_command, label_all, make_panel
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -36,7 +36,7 @@ def model_dir(tmp_path):
 
 @pytest.fixture
 def fake_jobs(monkeypatch):
-    """Start tests/ui/fake_worker.py instead of `studio train`, fast and with few steps by default."""
+    """Start tests/ui/runs/fake_worker.py instead of `studio train`, fast and with few steps by default."""
     monkeypatch.setattr(jobs, "train_command", fake_train_command)
     monkeypatch.setenv("FAKE_STEPS", "40")
     monkeypatch.setenv("FAKE_RATE", "40")

@@ -13,7 +13,7 @@ from studio.ui.runs.compare import CompareView
 from studio.ui.runs.launch_dialog import LaunchDialog, RewardPicker, initial_from_run
 from studio.ui.runs.monitor import MonitorView
 from studio.ui.runs.poller import Poller
-from tests.ui.runs_helpers import fake_model, label_all
+from tests.ui.runs.runs_helpers import fake_model, label_all
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -16,7 +16,7 @@ from studio.store.comparison import price_per_gpu_hour
 from studio.store.run_queue import create_seed_group
 from studio.ui.runs import jobs
 from studio.ui.runs.launch_dialog import LaunchDialog
-from tests.ui.runs_helpers import end_children, fake_model, fake_train_command, label_all, make_panel
+from tests.ui.runs.runs_helpers import end_children, fake_model, fake_train_command, label_all, make_panel
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 FAKE_RUNNER = Path(__file__).with_name("fake_queue_runner.py")
@@ -30,7 +30,7 @@ def labeled(pairs_project):
 
 @pytest.fixture
 def fake_queue(monkeypatch):
-    """The app's queue runner trains with tests/ui/fake_worker.py."""
+    """The app's queue runner trains with tests/ui/runs/fake_worker.py."""
     monkeypatch.setattr(jobs, "queue_command", lambda folder: [sys.executable, str(FAKE_RUNNER), str(folder)])
     monkeypatch.setattr(jobs, "train_command", fake_train_command)
     monkeypatch.setenv("FAKE_STEPS", "8")
