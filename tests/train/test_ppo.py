@@ -144,19 +144,29 @@ def test_policy_value_reward_and_reference_share_one_copy_of_the_base(rl_project
     from transformers import AutoModelForCausalLM
 
     project, reward_run = rl_project
-    run = _ppo_run_object(project, trait_sft_model, reward_model=str(reward_run))
-    assert set(run.shared.names) == {"default", "value", "reward"}
     base = AutoModelForCausalLM.from_pretrained(trait_sft_model)
     base_shapes = {tuple(p.shape) for p in base.parameters()}
     one_base = {shape: sum(tuple(p.shape) == shape for p in base.parameters()) for shape in base_shapes}
     del base
-    gc.collect()
-    # every live tensor in the process that has the shape of a base weight, counted by its storage: exactly one
+
+    def live_tensors() -> list[torch.Tensor]:
+        gc.collect()
+        return [o for o in gc.get_objects()
+                if isinstance(o, torch.Tensor) and tuple(o.shape) in base_shapes and o.device.type == "cpu"]
+
+    # what earlier tests left alive in this process is not the run's: set aside (and kept alive, so no new
+    # tensor can take one of their addresses)
+    before = live_tensors()
+    earlier = {t.untyped_storage().data_ptr() for t in before}
+    run = _ppo_run_object(project, trait_sft_model, reward_model=str(reward_run))
+    assert set(run.shared.names) == {"default", "value", "reward"}
+    # every tensor the run brought to life with the shape of a base weight, counted by its storage: exactly one
     # base's worth (an adapter's A/B and the heads have other shapes; a second copy would double the counts)
     storages: dict[tuple, set[int]] = {}
-    for obj in gc.get_objects():
-        if isinstance(obj, torch.Tensor) and tuple(obj.shape) in base_shapes and obj.device.type == "cpu":
-            storages.setdefault(tuple(obj.shape), set()).add(obj.untyped_storage().data_ptr())
+    for t in live_tensors():
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in earlier:
+            storages.setdefault(tuple(t.shape), set()).add(ptr)
     assert {shape: len(ptrs) for shape, ptrs in storages.items()} == one_base
     # and the four models differ where they should: the reward adapter moves the hidden states, the reference
     # (adapters off) is the base, the fresh policy adapter is still the base's function
