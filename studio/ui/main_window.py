@@ -317,6 +317,7 @@ class MainWindow(QMainWindow):
             return False
         self.project = project
         self.import_action.setEnabled(not project.read_only)
+        self.new_run_action.setEnabled(not project.read_only)
         self._open_session()
         if self.remember_recent:
             self._pending_recent = str(folder)

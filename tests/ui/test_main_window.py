@@ -201,7 +201,10 @@ def test_a_read_only_project_opens_read_only_and_says_so(qtbot, folder, read_onl
     data.table.selectRow(0)
     assert "the prompt is cut off" in data.flags_label.text()  # flags are read, and cannot be cleared
     assert data.clear_flags_button.isVisible() and not data.clear_flags_button.isEnabled()
-    assert w.show_section("Runs") is not None
+    runs = w.show_section("Runs")
+    assert runs is not None and not w.new_run_action.isEnabled()
+    assert not runs.new_button.isEnabled() and not runs.generate_button.isEnabled()
+    assert runs.open_launch_dialog() is None and "read-only" in runs.message.text()  # no dialog to write from
     w.close()
 
 

@@ -221,12 +221,16 @@ class RunsPanel(QWidget):
     def _update_buttons(self) -> None:
         runs = self.selected_runs()
         one = runs[0] if len(runs) == 1 else None
-        self.stop_button.setEnabled(any(RunStatus(r["status"]).active for r in runs))
-        self.resume_button.setEnabled(bool(one) and one["id"] not in self._starting
+        writable = not self.project.read_only  # a read-only project's runs are read: none starts, stops or goes
+        for b in (self.new_button, self.generate_button):
+            b.setEnabled(writable)
+        self.stop_button.setEnabled(writable and any(RunStatus(r["status"]).active for r in runs))
+        self.resume_button.setEnabled(writable and bool(one) and one["id"] not in self._starting
                                       and jobs.resumable(self.project.folder, one))
         job = bool(one) and one["method"] in JOB_METHODS  # a job: no adapter, no training settings
-        self.duplicate_button.setEnabled(bool(one) and not job)
-        self.delete_button.setEnabled(bool(runs) and not any(RunStatus(r["status"]).active for r in runs))
+        self.duplicate_button.setEnabled(writable and bool(one) and not job)
+        self.delete_button.setEnabled(writable and bool(runs)
+                                      and not any(RunStatus(r["status"]).active for r in runs))
         self.folder_button.setEnabled(bool(one) and self.project.folder is not None)
         self.export_button.setEnabled(bool(one) and not job and one["status"] in (RunStatus.DONE, RunStatus.INTERRUPTED)
                                       and not any(e[0] == one["id"] for e in self._exports))
@@ -251,6 +255,9 @@ class RunsPanel(QWidget):
         """Show the launch dialog; on Launch, create the run and start its worker. Returns the run id."""
         from studio.ui.runs.launch_dialog import LaunchDialog
 
+        if self.project.read_only:
+            self.message.setText("This project is read-only: runs can be watched and compared, not started.")
+            return None
         dialog = LaunchDialog(self.project, self, initial=initial)
         if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
             return None
@@ -264,6 +271,9 @@ class RunsPanel(QWidget):
         """Show the Generate dialog; on Start, create the job and start its worker. Returns the job's run id."""
         from studio.ui.runs.generate_dialog import GenerateDialog
 
+        if self.project.read_only:
+            self.message.setText("This project is read-only: nothing can be generated into it.")
+            return None
         dialog = GenerateDialog(self.project, self, kind=kind)
         if dialog.exec() != QDialog.DialogCode.Accepted or dialog.run_id is None:
             return None
