@@ -27,8 +27,9 @@ RUN_COLORS = (BLUE, PURPLE, ORANGE, TEAL, BROWN, PINK, "#7f7f7f", OLIVE, "#393b7
 """One colour per compared run; never GREEN or RED, which mean chosen and rejected on the monitor's charts."""
 STATUS_OK, STATUS_WARN, STATUS_NONE = "#2e8b57", "#d9822b", "#a0a0a0"
 """A health tile's status: no rule warns, a rule warns, no data yet."""
-HIGHLIGHT, BADGE, BADGE_WARN = "#ffe08a", "#e8eaee", "#ffd9b3"
-"""Sample text: repeated n-grams; a sample's measures; the "hit the cap" badge."""
+HIGHLIGHT, BADGE, BADGE_WARN, BADGE_TEXT = "#ffe08a", "#e8eaee", "#ffd9b3", "#1d1f23"
+"""Sample text: repeated n-grams; a sample's measures; the "hit the cap" badge; the text on all three (dark, as
+their backgrounds are light in either theme)."""
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,15 @@ def _small_font():
     f = QFont()
     f.setPointSize(8)
     return f
+
+
+DARK_GREY = "#9a9ea6"
+
+
+def on_background(color: str) -> str:
+    """A line's colour as drawn on the current chart background: GREY, dark for light charts, is lightened on
+    dark ones (the other named colours read on both)."""
+    return DARK_GREY if color == GREY and palette.current().dark else color
 
 
 def faint(color: str, strength: float = 0.3):

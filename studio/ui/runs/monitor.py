@@ -85,18 +85,19 @@ class _Chart:
         curves = self.curves.get(name)
         if curves is not None:
             return curves
+        color = C.on_background(line.color)
         if line.limit:
-            main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=1, style=Qt.PenStyle.DashLine), **C.curve_options())
+            main = pg.PlotDataItem(pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine), **C.curve_options())
             raw, markers = None, False
         elif twin or C.is_sparse(name) or self.spec.versus:
-            pen = pg.mkPen(line.color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
+            pen = pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
             # eval series are short, but a long run evaluated often still has thousands of points
-            main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=line.color, symbolPen=None,
+            main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=color, symbolPen=None,
                                    **C.curve_options())
             raw, markers = None, True
         else:
-            raw = pg.PlotDataItem(pen=pg.mkPen(C.faint(line.color), width=1), **C.curve_options())
-            main = pg.PlotDataItem(pen=pg.mkPen(line.color, width=2), **C.curve_options())
+            raw = pg.PlotDataItem(pen=pg.mkPen(C.faint(color), width=1), **C.curve_options())
+            main = pg.PlotDataItem(pen=pg.mkPen(color, width=2), **C.curve_options())
             markers = False
             self.plot.addItem(raw)
         self.plot.addItem(main)
@@ -119,7 +120,7 @@ class _Chart:
             glyph = "- -" if line.limit else "●" if C.is_sparse(name) else "▬"
             if self.spec.versus:
                 label = f"{line.label} (y) against {self.spec.versus} (x)"
-            entries.append((glyph, line.color, label))
+            entries.append((glyph, C.on_background(line.color), label))
         if eval_color:
             entries.append(("- -●", eval_color, "eval"))
         self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
@@ -655,7 +656,7 @@ class MonitorView(QWidget):
                 continue
             at = at if at is not None else hit[0]
             label = f"eval {line.label}" if twin else line.label
-            parts.append(f"<span style='color:{line.color}'>{html.escape(label)}</span> {hit[1]:.4g}")
+            parts.append(f"<span style='color:{C.on_background(line.color)}'>{html.escape(label)}</span> {hit[1]:.4g}")
         if parts:
             unit = "step" if self.x_by == "step" else "min"
             xs = f"{at:.0f}" if self.x_by == "step" else f"{at:.2f}"

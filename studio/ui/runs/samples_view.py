@@ -83,7 +83,7 @@ def highlighted(text: str, spans: Sequence[Sequence[int]]) -> str:
         if start < pos or start >= end:
             continue
         out += [html.escape(text[pos:start]),
-                f"<span style='background:{C.HIGHLIGHT}'>{html.escape(text[start:end])}</span>"]
+                f"<span style='background:{C.HIGHLIGHT}; color:{C.BADGE_TEXT}'>{html.escape(text[start:end])}</span>"]
         pos = end
     out.append(html.escape(text[pos:]))
     return "".join(out).replace("\n", "<br>")
@@ -92,7 +92,7 @@ def highlighted(text: str, spans: Sequence[Sequence[int]]) -> str:
 def sample_html(sample: dict) -> str:
     """One sample: its badges, then its text with repeated n-grams highlighted."""
     meta = sample.get("meta") or {}
-    chips = "".join(f"<span style='background:{C.BADGE_WARN if warn else C.BADGE}'>&nbsp;"
+    chips = "".join(f"<span style='background:{C.BADGE_WARN if warn else C.BADGE}; color:{C.BADGE_TEXT}'>&nbsp;"
                     f"{html.escape(t).replace(' ', '&nbsp;')}&nbsp;</span> " for t, warn in badges(meta))
     number = f"#{meta['sample'] + 1} " if "sample" in meta else ""
     return (f"<p style='margin-bottom:2px'><b>{number}</b>{chips}</p>"
