@@ -34,7 +34,8 @@ def test_a_sample_shows_its_measures_as_badges_and_its_repeats_highlighted():
                                    ("KL 1.23 nats", False)]
     assert V.highlighted(s["text"], s["meta"]["repeated"]) == (
         f"a &lt;b&gt; <span style='background:{V.C.HIGHLIGHT}; color:{V.C.BADGE_TEXT}'>yes yes</span>")
-    assert V.highlighted("abc", [[5, 9], [1, 2]]) == f"a<span style='background:{V.C.HIGHLIGHT}; color:{V.C.BADGE_TEXT}'>b</span>c"
+    mark = f"background:{V.C.HIGHLIGHT}; color:{V.C.BADGE_TEXT}"
+    assert V.highlighted("abc", [[5, 9], [1, 2]]) == f"a<span style='{mark}'>b</span>c"
     assert "hit&nbsp;the&nbsp;cap&nbsp;(24)" in V.sample_html(s) and "#1" in V.sample_html(s)
     # a sample another method stored without measures shows its text alone
     assert V.badges({}) == [] and "plain" in V.sample_html({"text": "plain", "meta": {}})
