@@ -415,6 +415,8 @@ class DataView(QWidget):
             self.detail_split.addWidget(self.history_box)
             self.detail_split.setStretchFactor(0, 3)
             self.detail_split.setStretchFactor(1, 2)
+            for w in (self.preview, self.history_box):
+                w.show()  # a page taken from the tabs stays hidden by them (a hidden tab's page, or setParent)
             self.detail_stack.setCurrentWidget(self.detail_split)
         else:
             self.detail_tabs.addTab(self.preview, "Pair")

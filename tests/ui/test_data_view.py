@@ -183,3 +183,16 @@ def test_flagged_filter_imported_labels_and_empty_states(qtbot, pairs_project):
     assert view.stack.currentWidget() is view.empty and "No pair matches" in view.empty.title.text()
     view.empty.button("Clear filters").click()
     assert not view.flagged_check.isChecked() and len(_shown(view)) == 14 and view.stack.currentWidget() is view.body
+
+
+def test_the_selected_pair_and_its_history_show_beside_the_table_on_a_wide_window_and_in_tabs_on_a_narrow_one(
+        qtbot, pairs_project):
+    view = make_data_view(qtbot, pairs_project)  # narrow: below the table, in tabs
+    view.table.selectRow(0)
+    assert view.detail_stack.currentWidget() is view.detail_tabs and view.preview.isVisible()
+    view.resize(1920, 1080)  # wide: beside the table, both at once (they used to stay hidden once moved)
+    qtbot.waitUntil(lambda: view.detail_stack.currentWidget() is view.detail_split)
+    assert view.preview.isVisible() and view.history_box.isVisible()
+    view.resize(1024, 700)
+    qtbot.waitUntil(lambda: view.detail_stack.currentWidget() is view.detail_tabs)
+    assert view.preview.isVisible()
