@@ -111,8 +111,9 @@ def _centre(value: float | MeanStd | None) -> float | None:
 
 
 def best_of(values: Sequence[float | None], better: str | None) -> float | None:
-    """The best of the final values by the metric's direction ("higher" or "lower"); None when it has none."""
+    """The best of the final values by the metric's direction ("higher" or "lower"); None when the metric has
+    no direction or fewer than two values compare."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite or better not in ("higher", "lower"):
+    if len(finite) < 2 or better not in ("higher", "lower"):  # one run's value is no better than nothing
         return None
     return max(finite) if better == "higher" else min(finite)

@@ -544,6 +544,7 @@ def test_compare_puts_the_collapse_lens_beside_the_training_curves(qtbot, labele
                             + [(s, M.EVAL_SAMPLE_LENGTH, 40.0 + s) for s in (0, 5)])
         labeled.add_samples(run_id, 5, [{"prompt_id": 1, "prompt_text": "Q?", "text": f"sample of run {run_id}",
                                          "meta": {"sample": 0, "tokens": 5}}])
+    labeled.log_metrics(dpo, [(5, M.EVAL_SELF_SIMILARITY, 0.1)])  # one run's value: not "the best" of one
     panel = make_panel(qtbot, labeled)
     panel.resize(1280, 720)
     panel.show()
@@ -571,6 +572,7 @@ def test_compare_puts_the_collapse_lens_beside_the_training_curves(qtbot, labele
     assert "Sampled KL" in heads and "Distinct-2" in heads and "eval/rewards/margins" not in heads
     assert view.is_best(dpo, M.LOSS) and not view.is_best(ipo, M.LOSS)  # lower loss is better
     assert view.is_best(dpo, M.EVAL_DISTINCT_2) and not view.is_best(dpo, M.EVAL_SAMPLE_LENGTH)  # length: neither
+    assert C.metric_info(M.EVAL_SELF_SIMILARITY).better and not view.is_best(dpo, M.EVAL_SELF_SIMILARITY)  # alone
     widest = max(ft.fontMetrics().horizontalAdvance(h) for h in heads)
     assert ft.verticalHeader().width() >= widest  # no row header clipped
 
