@@ -34,6 +34,7 @@ from studio.train.losses import LossSettings, PairLogps, needs_reference, prefer
 from studio.train.metrics_writer import metric_sink
 from studio.train.model import PolicyLogps, eval_mode, load_policy
 from studio.train.preflight import TrainingError
+from studio.train.recipe import load_checked_checkpoint
 from studio.train.runtime import RunContext, TrainingClock
 from studio.train.step_stats import StepStats
 
@@ -583,15 +584,7 @@ class DPORun:
             log.info("checkpoint at step %d", state.step)
 
     def load_checkpoint(self) -> dict:
-        """The checkpoint to resume from, refused when the run's settings are no longer the ones it was saved
-        with (the adapter shapes, data order and schedule depend on them)."""
-        ckpt = checkpoint.load(self.ckpt_dir)
-        changes = preflight.config_changes(ckpt.get("config") or {}, to_dict(self.config))
-        if changes:
-            raise TrainingError(f"run {self.ctx.run_id}: its settings differ from its checkpoint's "
-                                f"({'; '.join(changes)}), so it cannot continue where it stopped; duplicate the "
-                                f"run to train with new settings")
-        return ckpt
+        return load_checked_checkpoint(self.ckpt_dir, self.config, self.ctx.run_id)
 
     def restore(self, ckpt: dict) -> None:
         """Resume: the mirror of `save_checkpoint`. Metric rows logged after the checkpoint are dropped."""

@@ -36,6 +36,18 @@ class Position:
         return asdict(self)
 
 
+def load_checked_checkpoint(ckpt_dir, config, run_id: int) -> dict:
+    """The checkpoint to resume from, refused when the run's settings are no longer the ones it was saved with
+    (adapter shapes, data order and schedule depend on them). Every recipe resumes through this."""
+    ckpt = checkpoint.load(ckpt_dir)
+    changes = preflight.config_changes(ckpt.get("config") or {}, to_dict(config))
+    if changes:
+        raise TrainingError(f"run {run_id}: its settings differ from its checkpoint's "
+                            f"({'; '.join(changes)}), so it cannot continue where it stopped; duplicate the "
+                            f"run to train with new settings")
+    return ckpt
+
+
 class RecipeRun:
     """The parts of a run every recipe has: context, settings, accelerator, position, schedule predicates,
     checkpoint folder. A recipe sets `total_steps` once it knows its data."""
@@ -119,15 +131,7 @@ class RecipeRun:
     # -- checkpoint
 
     def load_checkpoint(self) -> dict:
-        """The checkpoint to resume from, refused when the run's settings are no longer the ones it was saved
-        with (adapter shapes, data order and schedule depend on them)."""
-        ckpt = checkpoint.load(self.ckpt_dir)
-        changes = preflight.config_changes(ckpt.get("config") or {}, to_dict(self.config))
-        if changes:
-            raise TrainingError(f"run {self.ctx.run_id}: its settings differ from its checkpoint's "
-                                f"({'; '.join(changes)}), so it cannot continue where it stopped; duplicate the "
-                                f"run to train with new settings")
-        return ckpt
+        return load_checked_checkpoint(self.ckpt_dir, self.config, self.ctx.run_id)
 
     def training_state(self) -> dict:
         """What every recipe's checkpoint holds besides its weights: config, optimizer, schedule, RNG, position
