@@ -39,7 +39,7 @@ def ready_app(*args):
 ui_app.make_app = ready_app
 from studio.cli import main
 main(["gui", sys.argv[1], "--annotator", "bench"])
-heavy = [m for m in ("torch", "transformers", "pyqtgraph", "pandas", "studio.bench") if m in sys.modules]
+heavy = [m for m in ("torch", "transformers", "pyqtgraph", "pandas", "numpy", "studio.bench") if m in sys.modules]
 print("HEAVY", ",".join(heavy) or "-", flush=True)
 """
 # pandas is in this environment only through the dev extra (trl -> datasets); sqlite-utils imports it

@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: this module loads with the window, numpy is
+    import numpy as np  # about 135 ms of its start (studio bench gui checks that the start loads none)
 
 from studio.core.errors import ConfigError
 
@@ -47,16 +48,19 @@ PARTS = ("uncertainty", "checkpoints", "policy", "labels")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    import numpy as np
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
 def uncertainty(margin: np.ndarray) -> np.ndarray:
     """1 - |2 sigma(m) - 1| = 1 - |tanh(m / 2)|: 1 at m = 0, towards 0 as |m| grows; NaN stays NaN."""
+    import numpy as np
     return 1.0 - np.abs(np.tanh(0.5 * np.asarray(margin, dtype=np.float64)))
 
 
 def checkpoint_disagreement(margins: np.ndarray) -> np.ndarray:
     """max - min over the models (rows) of sigma(margin), per pair (columns); NaN where fewer than two scored."""
+    import numpy as np
     p = sigmoid(np.atleast_2d(margins))
     spread = np.fmax.reduce(p, axis=0) - np.fmin.reduce(p, axis=0)  # fmax/fmin pass NaN over
     return np.where(np.isfinite(p).sum(axis=0) >= 2, spread, np.nan)
@@ -65,11 +69,13 @@ def checkpoint_disagreement(margins: np.ndarray) -> np.ndarray:
 def policy_disagreement(reward_margin: np.ndarray, policy_margin: np.ndarray) -> np.ndarray:
     """|sigma(m_reward) - sigma(m_policy)|: how differently the reward model and the policy's implicit reward
     judge the pair; NaN where either did not score it."""
+    import numpy as np
     return np.abs(sigmoid(reward_margin) - sigmoid(policy_margin))
 
 
 def label_disagreement(counts: np.ndarray) -> np.ndarray:
     """min(1, 2 (1 - max share)) of each row of verdict counts (a, b, tie, both bad); 0 below two verdicts."""
+    import numpy as np
     counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
     total = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -93,6 +99,7 @@ class InformativeScores:
 def _filled(term: np.ndarray | None, n: int) -> np.ndarray:
     """A model term with its missing values replaced by the mean of the scored pairs; 0 without a model or
     without any scored pair."""
+    import numpy as np
     if term is None:
         return np.zeros(n)
     scored = np.isfinite(term)
@@ -107,6 +114,7 @@ def informative_scores(n_pairs: int, verdicts: np.ndarray, reward_margins: np.nd
     verdicts: [n, 4] current verdict counts (a, b, tie, both bad) per pair; reward_margins: [k, n] r(A) - r(B)
     of k reward models, the first one giving the uncertainty (NaN: not scored); policy_margins: [n] the DPO
     policy's implicit reward margin (NaN: not scored)."""
+    import numpy as np
     verdicts = np.asarray(verdicts, dtype=np.float64).reshape(n_pairs, 4)
     n = verdicts.sum(axis=1)
     labels = label_disagreement(verdicts) if n_pairs else np.zeros(0)

@@ -6,9 +6,10 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: this module loads with the window, numpy is
+    import numpy as np  # about 135 ms of its start (studio bench gui checks that the start loads none)
 
 CHOICES = ("a", "b", "tie", "both_bad", "skip")
 VERDICTS = ("a", "b", "tie", "both_bad")
@@ -51,6 +52,7 @@ def length_bias(chosen_lengths: Sequence[float] | np.ndarray,
 
     Pairs of equal length count as not longer. DPO rewards whatever separates chosen from rejected,
     so a share far from 0.5 means the model will learn length along with quality."""
+    import numpy as np
     chosen = np.asarray(chosen_lengths, dtype=float)
     rejected = np.asarray(rejected_lengths, dtype=float)
     n = int(chosen.size)
@@ -75,6 +77,7 @@ def resolve_votes(votes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
 
     Skips are not votes; a tie for first place has no majority. The store resolves preferences and the
     statistics count them with this one function."""
+    import numpy as np
     v = np.asarray(votes, dtype=np.int64).reshape(-1, len(VERDICTS))
     if not len(v):
         return np.zeros(0, dtype=np.int64)
@@ -189,6 +192,7 @@ def firth_logistic(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[flo
     to infinity, as it does for an annotator who always picks the longer response (complete separation).
     With a two-valued x it gives the log odds ratio with 0.5 added to each cell. None when x does not vary
     or there are fewer than two observations."""
+    import numpy as np
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 2 or np.ptp(x) == 0:
         return None
@@ -236,6 +240,7 @@ class LabelTable:
         """From an [n, 7] float array (annotator id, pair id, choice index, chose left, seconds or NaN, length
         of A, length of B), as the store selects it, and the annotators' names by id (those without a label
         here are left out)."""
+        import numpy as np
         columns = np.asarray(columns, dtype=float).reshape(-1, 7)
         present, codes = np.unique(columns[:, 0].astype(np.int64), return_inverse=True)
         order = np.argsort([names[int(i)] for i in present], kind="stable")  # by name
@@ -247,6 +252,7 @@ class LabelTable:
     @classmethod
     def from_rows(cls, rows: Iterable[tuple]) -> LabelTable:
         """From (annotator, pair_id, choice, shown_left, seconds, len_a, len_b) tuples, as written by hand."""
+        import numpy as np
         rows = list(rows)
         ids = {name: i for i, name in enumerate(sorted({r[0] for r in rows}))}
         columns = [(ids[r[0]], r[1], CHOICE_CODES[r[2]], float(r[2] == r[3]), np.nan if r[4] is None else r[4],
@@ -257,6 +263,7 @@ class LabelTable:
 def _annotator_audit(t: LabelTable, own: np.ndarray, people_votes: np.ndarray, pair_index: np.ndarray,
                      person: bool, floor: float) -> dict[str, Any]:
     """The audit of one annotator: `own` selects their labels from the table (see annotator_audit)."""
+    import numpy as np
     choice, pair_index, left = t.choice[own], pair_index[own], t.left[own]
     decided = choice <= 1  # a or b
     chose_a = choice[decided] == 0
@@ -302,6 +309,7 @@ def annotator_audit(labels: LabelTable | Iterable[tuple], imported_prefix: str =
     People and imported labels (annotators named `imported_prefix...`) are reported apart: an import had no
     screen sides and took no time, and it is not one of the people whose majority is asked. Vectorised over
     the labels (a few numpy passes per annotator)."""
+    import numpy as np
     t = labels if isinstance(labels, LabelTable) else LabelTable.from_rows(labels)
     audit: dict[str, Any] = {"time_floor_seconds": floor, "people": [], "imported": []}
     if not len(t.pair):

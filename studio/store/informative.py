@@ -14,7 +14,8 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: this module loads with the window, numpy is
+    import numpy as np  # about 135 ms of its start (studio bench gui checks that the start loads none)
 
 from studio.core.informative import (
     PARTS,
@@ -98,6 +99,7 @@ def pair_texts(store: StoreBase, pair_ids: Sequence[int]) -> list[dict[str, Any]
 
 def _verdicts(store: StoreBase, ids: np.ndarray) -> np.ndarray:
     """[n, 4] current verdict counts (a, b, tie, both bad) of the pairs `ids` (sorted)."""
+    import numpy as np
     counts = np.zeros((len(ids), 4))
     rows = store._conn.execute(
         "SELECT pair_id, sum(choice = 'a'), sum(choice = 'b'), sum(choice = 'tie'), sum(choice = 'both_bad') "
@@ -112,6 +114,7 @@ def _verdicts(store: StoreBase, ids: np.ndarray) -> np.ndarray:
 
 def _margins(store: StoreBase, scorer: Scorer, ids: np.ndarray) -> np.ndarray:
     """The model's margin of each pair of `ids` (sorted), NaN where it has none."""
+    import numpy as np
     out = np.full(len(ids), np.nan)
     rows = store._conn.execute("SELECT pair_id, value FROM pair_scores WHERE run_id = ? AND step = ?",
                                (scorer.run_id, scorer.step)).fetchall()
@@ -126,6 +129,7 @@ def _margins(store: StoreBase, scorer: Scorer, ids: np.ndarray) -> np.ndarray:
 def compute_ranking(store: StoreBase, scorers: Sequence[Scorer]) -> tuple[np.ndarray, np.ndarray, InformativeScores]:
     """Every pair's informative score from the scorers' stored margins and the labels now: (pair ids, verdict
     counts per pair, scores). Reads only."""
+    import numpy as np
     ids = np.array([r[0] for r in store._conn.execute("SELECT id FROM pairs ORDER BY id")], dtype=np.int64)
     verdicts = _verdicts(store, ids)
     rewards = [s for s in scorers if s.kind == REWARD]
@@ -140,6 +144,7 @@ def rebuild_ranking(store: StoreBase, scorers: Sequence[Scorer], job_id: int | N
     """Rank every pair by its informative score and make that the current ranking. Written in chunks beside
     the current one (each chunk a short transaction), switched over at the end; older rankings are then
     removed, also in chunks. Returns the new ranking's id."""
+    import numpy as np
     ids, verdicts, s = compute_ranking(store, scorers)
     with store._write() as c:
         ranking = int(c.execute("INSERT INTO rankings (job_id, scorers, pairs, max_pair_id, complete, created_at) "
@@ -171,6 +176,7 @@ def rebuild_ranking(store: StoreBase, scorers: Sequence[Scorer], job_id: int | N
 
 def _nullable(x: np.ndarray) -> np.ndarray:
     """Floats with NaN as None (SQL NULL), as an object array whose `tolist` gives Python floats and None."""
+    import numpy as np
     return np.where(np.isfinite(x), x, None).astype(object)
 
 

@@ -71,6 +71,7 @@ def test_bench_gui_prints_start_latency_memory_and_long_text_figures(tmp_path):
     # opening the app loads neither torch nor any benchmark code
     [heavy] = re.findall(r"heavy modules loaded at start: (.*)", out)
     assert "torch" not in heavy and "studio.bench" not in heavy
+    assert "numpy" not in heavy  # about 135 ms of the window's start: the modules it loads import numpy where used
     assert "200 pairs, queue 'mine':" in out and "200 pairs, queue 'informative':" in out
     latencies = figures(rf"20 labels: p50 {NUMBER} ms, p95 {NUMBER} ms", out)
     assert len(latencies) == 4
