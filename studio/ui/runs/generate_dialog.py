@@ -26,7 +26,7 @@ from studio.core.jobs import JOB_METHODS
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
 from studio.store import ProjectError
 from studio.store import generations as gen_store
-from studio.ui.runs.launch_dialog import model_search_dirs
+from studio.ui.runs.launch_fields import model_search_dirs
 
 KINDS = {GENERATE: "Candidates to label (provenance shown after each choice)",
          ARENA: "Arena: blind comparison of sources (results in the Arena tab)"}

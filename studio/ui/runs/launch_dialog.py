@@ -5,8 +5,6 @@ with bias warnings, what the device has against what the run needs, and how long
 from __future__ import annotations
 
 import html
-import math
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -36,79 +34,30 @@ from studio.core.configs import (
     flatten,
     from_dict,
     parse_value,
-    planned_steps,
     presets_for,
     to_dict,
     unflatten,
 )
 from studio.core.models import LocalModel, ModelNotFound, find_local_models, resolve_model
 from studio.store import ProjectError
-from studio.store.rlhf import reward_runs, reward_source
+from studio.store.rlhf import reward_source
 from studio.store.run_queue import create_seed_group, enqueue
 from studio.ui import palette, prefs
+from studio.ui.runs import launch_estimate as estimate
 from studio.ui.runs import resources
-from studio.ui.runs.formatting import fmt_bytes, fmt_duration, fmt_params
+from studio.ui.runs.formatting import fmt_bytes, fmt_params
+from studio.ui.runs.launch_fields import RewardPicker, field_editor, hf_cache, model_search_dirs, set_invalid
 from studio.ui.widgets import NumberEdit, QuietCombo, named
 
 GROUP_TITLES = {"method": "Method", "rollout": "Rollouts", "training": "Optimisation", "lora": "LoRA", "data": "Data",
                 "hardware": "Hardware", "eval": "Evaluation"}
 GROUP_ORDER = ("method", "rollout", "training", "lora", "data", "eval", "hardware")
 CUSTOM = "Custom"
-CHARS_PER_TOKEN = 4.0
-"""For the time estimate: English text averages about four characters per token."""
 DEVICE_TITLES = {"auto": "automatic (a GPU when there is one)", "cpu": "CPU only"}
 METHODS = (("DPO and variants", "dpo"), ("Reward model", "reward"), ("PPO (against a reward model)", "ppo"),
            ("RLOO (against a reward model)", "rloo"))
 RL_METHODS = ("ppo", "rloo")
-
-
-class RewardPicker(QComboBox):
-    """The `reward_model` of a PPO/RLOO run: one of the project's finished reward runs, or a typed folder of a
-    sequence-classification model."""
-
-    def __init__(self, project):
-        super().__init__()
-        self.setEditable(True)
-        self.lineEdit().setPlaceholderText("a finished reward run of this project, or a classifier model folder")
-        for run in reward_runs(project):
-            model = run["model"].rsplit("/", 1)[-1]
-            self.addItem(f"run {run['id']} · {run['name']} · {model}", str(run["id"]))
-        self.setCurrentIndex(0 if self.count() else -1)
-
-    def value(self) -> str:
-        idx = self.findText(self.currentText())
-        return str(self.itemData(idx)) if idx >= 0 and self.itemData(idx) else self.currentText().strip()
-
-    def set_value(self, value: str) -> None:
-        idx = self.findData(str(value))
-        if idx >= 0:
-            self.setCurrentIndex(idx)
-        elif value:
-            self.setEditText(str(value))
-
-
-def set_invalid(widget: QWidget, invalid: bool) -> None:
-    """Outline a field whose value is not accepted (the style sheet's [invalid="true"] rules)."""
-    if bool(widget.property("invalid")) != invalid:
-        widget.setProperty("invalid", invalid)
-        widget.style().unpolish(widget)
-        widget.style().polish(widget)
-
-
-def hf_cache() -> Path | None:
-    """The Hugging Face cache folder of the settings, or None for the default."""
-    folder = str(prefs.get("hf_cache")).strip()
-    return Path(folder).expanduser() if folder else None
 MAX_SEEDS = 20
-
-
-def model_search_dirs(project) -> list[Path]:
-    """Folders whose sub-folders are offered as models besides the HF cache: the project's `models/`
-    and ~/models."""
-    dirs = [Path.home() / "models"]
-    if project.folder is not None:
-        dirs.insert(0, project.folder / "models")
-    return dirs
 
 
 class LaunchDialog(QDialog):
@@ -332,7 +281,7 @@ class LaunchDialog(QDialog):
         self._update_estimate()
 
     def _add_row(self, form: QFormLayout, f: ConfigField) -> None:
-        editor = self._editor(f)
+        editor = field_editor(f, self.project, self._changed)
         self.editors[f.name] = editor
         label = QLabel(f.label)
         label.setBuddy(editor)
@@ -341,30 +290,6 @@ class LaunchDialog(QDialog):
         named(editor, f.label, f.help)
         form.addRow(label, editor)
         self.rows[f.name] = (form, editor)
-
-    def _editor(self, f: ConfigField) -> QWidget:
-        """A combo box for a choice, a check box for a yes/no, and one kind of number field for the rest (the
-        number as typed, so 5e-5 reads 5e-5; checked by parse_value); for a PPO/RLOO run's reward, a picker of
-        the project's reward runs."""
-        if f.name == "reward_model":
-            w = RewardPicker(self.project)
-            w.currentTextChanged.connect(lambda _t: self._changed())
-            return w
-        if f.choices:
-            w = QuietCombo()
-            w.setMaximumWidth(220)
-            w.addItems([str(c) for c in f.choices])
-            w.currentTextChanged.connect(lambda _t: self._changed())
-        elif f.type is bool:
-            w = QCheckBox()
-            w.toggled.connect(lambda _b: self._changed())
-        elif f.type in (int, float):
-            w = NumberEdit()
-            w.textChanged.connect(lambda _t: self._changed())
-        else:
-            w = QLineEdit()
-            w.textChanged.connect(lambda _t: self._changed())
-        return w
 
     def _show_advanced(self, shown: bool) -> None:
         self.advanced.setVisible(shown)
@@ -544,13 +469,7 @@ class LaunchDialog(QDialog):
                 set_invalid(self.model_combo, True)
                 self.estimate_label.setText(f"Model not found, so no estimate: {e}")
                 return
-        need, how = resources.estimate_memory(params, path, config, on_gpu=bool(self.gpus))
-        verdict = ""
-        if self.gpus:
-            free = max(g.free_bytes for g in self.gpus)
-            verdict = " — fits" if need < free else " — likely does NOT fit: lower batch size or max length, or " \
-                                                   "turn on gradient checkpointing"
-        self.estimate_label.setText(f"This run needs about {fmt_bytes(need)}{verdict}\n({how})")
+        self.estimate_label.setText(estimate.memory_text(params, path, config, self.gpus))
 
     def _downloadable(self) -> bool:
         """With offline mode off, a hub id (org/name) not in the cache is fetched by the run itself."""
@@ -559,47 +478,13 @@ class LaunchDialog(QDialog):
 
     def _update_time(self, values: dict[str, Any]) -> None:
         """Steps from the data size and the settings; time from the tokens per second of a recent run."""
-        needed = ("max_steps", "epochs", "batch_size", "grad_accumulation", "max_length")
-        if any(k not in values for k in needed):
-            self.time_label.setText("")
-            return
-        n_train = self.summary.train
-        if not self.summary.eval and values.get("eval_fraction", 0):
-            n_train = n_train - math.ceil(n_train * values["eval_fraction"])
-        if n_train <= 0:
-            self.time_label.setText("Steps: none until there are resolved preferences to train on.")
-            return
-        steps = planned_steps(values["max_steps"], values["epochs"], values["batch_size"],
-                              values["grad_accumulation"], n_train)
-        per_step = values["batch_size"] * values["grad_accumulation"]
-        how = ("max steps set" if values["max_steps"] > 0 else
-               f"{values['epochs']:g} epoch{'s' if values['epochs'] != 1 else ''} of {n_train:,} pairs, "
-               f"{per_step:,} per step")
-        text = f"About {steps:,} optimizer steps ({how})."
-        if self._mean_chars is None:
-            self._mean_chars = sum(self.project.mean_text_chars())
-        pace = self.project.recent_pace(self.model_name() or None)
-        if pace is None:
-            text += " Time: known once a run has logged its speed here."
-        elif pace.seconds_per_step:
-            # the recent run's seconds per step, scaled by how much more each step reads (the same guess of
-            # tokens per character on both sides, so its error cancels out)
-            ratio = self._tokens_per_step(values) / max(1.0, self._tokens_per_step(pace.config))
-            text += (f" At the pace of run {html.escape(pace.run)} ({pace.tokens_per_second:,.0f} tokens/s, "
-                     f"{pace.seconds_per_step:.1f} s a step, evaluations included): about "
-                     f"{fmt_duration(steps * pace.seconds_per_step * ratio)}.")
-        else:
-            tokens = self._tokens_per_step(values) * steps
-            text += (f" At {pace.tokens_per_second:,.0f} tokens/s (run {html.escape(pace.run)}): about "
-                     f"{fmt_duration(tokens / max(pace.tokens_per_second, 1e-9))} for ~{tokens:,.0f} tokens.")
+        text, steps = estimate.steps_text(values, self.summary)
+        if steps is not None:
+            if self._mean_chars is None:
+                self._mean_chars = sum(self.project.mean_text_chars())
+            text += estimate.pace_text(values, steps, self.project.recent_pace(self.model_name() or None),
+                                       self._mean_chars)
         self.time_label.setText(text)
-
-    def _tokens_per_step(self, config: dict) -> float:
-        """Tokens one optimizer step reads under a config (flat or nested), from the data's mean text length."""
-        flat = flatten(config)
-        per_step = int(flat.get("batch_size", 4)) * int(flat.get("grad_accumulation", 1))
-        tokens = min(int(flat.get("max_length", 1024)), max(1.0, (self._mean_chars or 0.0) / CHARS_PER_TOKEN))
-        return tokens * 2 * per_step  # chosen and rejected
 
     # ------------------------------------------------------------------ launching
 
@@ -693,9 +578,3 @@ class LaunchDialog(QDialog):
     def _on_launch(self) -> None:
         if self.launch() is not None:
             self.accept()
-
-
-def initial_from_run(run: dict, retry: bool = False) -> dict:
-    """Dialog pre-fill from an existing run: duplicate (parent set) or retry after a failure."""
-    return {"model": run["model"], "config": run["config"], "parent_id": run["id"], "retry": retry,
-            "name": "" if not retry else f"{run['name']}-retry", "source_name": run["name"]}

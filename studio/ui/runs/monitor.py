@@ -4,7 +4,6 @@ details."""
 from __future__ import annotations
 
 import html
-import math
 import time
 from pathlib import Path
 
@@ -28,188 +27,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import metrics as M
 from studio.core.health import headline, run_findings
 from studio.core.series import ema
 from studio.core.types import RunStatus
 from studio.ui.runs import charts as C
 from studio.ui.runs.formatting import fmt_elapsed, fmt_eta
 from studio.ui.runs.health_strip import HealthStrip
+from studio.ui.runs.monitor_charts import Chart, Curves, run_x_range
 from studio.ui.runs.poller import Poller, RunData
 from studio.ui.runs.samples_view import SamplesTimeline
 
 MAX_MARKERS = 300
-EDGE_LABEL_PX = 9
 REDRAW_MS = 100
-
-
-class _Curves:
-    """The items of one metric on a chart: the main curve, the faint raw one behind it (dense
-    metrics), and what was last pushed to them, so a redraw skips metrics that did not change."""
-
-    __slots__ = ("drawn", "main", "markers", "raw")
-
-    def __init__(self, main: pg.PlotDataItem, raw: pg.PlotDataItem | None, markers: bool):
-        self.main = main
-        self.raw = raw
-        self.markers = markers
-        self.drawn: tuple | None = None  # (series version, x axis, smoothing) last drawn
-
-
-class _Chart:
-    """One PlotItem and the curves of its lines: raw (faint), smoothed, and the eval twin; the unit along
-    the y axis and the legend under the x axis."""
-
-    def __init__(self, spec: C.ChartSpec, plot: pg.PlotItem):
-        self.spec = spec
-        self.plot = plot
-        self.curves: dict[str, _Curves] = {}
-        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#999", width=1, style=Qt.PenStyle.DotLine))
-        self.cursor.setVisible(False)
-        plot.addItem(self.cursor, ignoreBounds=True)
-        if spec.unit:
-            plot.setLabel("left", spec.unit, **{"font-size": "8pt"})
-        self.show_legend()
-
-    def metrics(self) -> list[tuple[str, C.Line, bool]]:
-        """(metric name, line, is_eval_twin) for every curve this chart can show."""
-        out = []
-        for line in self.spec.lines:
-            out.append((line.metric, line, False))
-            if line.eval_twin:
-                out.append((M.eval_name(line.metric), line, True))
-        return out
-
-    def ensure(self, name: str, line: C.Line, twin: bool) -> _Curves:
-        """Create a metric's curves on first data, so legends list only what the run logs."""
-        curves = self.curves.get(name)
-        if curves is not None:
-            return curves
-        color = C.on_background(line.color)
-        if line.limit:
-            main = pg.PlotDataItem(pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine), **C.curve_options())
-            raw, markers = None, False
-        elif twin or C.is_sparse(name) or self.spec.versus:
-            pen = pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine if twin else Qt.PenStyle.SolidLine)
-            # eval series are short, but a long run evaluated often still has thousands of points
-            main = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=5, symbolBrush=color, symbolPen=None,
-                                   **C.curve_options())
-            raw, markers = None, True
-        else:
-            raw = pg.PlotDataItem(pen=pg.mkPen(C.faint(color), width=1), **C.curve_options())
-            main = pg.PlotDataItem(pen=pg.mkPen(color, width=2), **C.curve_options())
-            markers = False
-            self.plot.addItem(raw)
-        self.plot.addItem(main)
-        curves = self.curves[name] = _Curves(main, raw, markers)
-        self.show_legend()
-        return curves
-
-    def show_legend(self) -> None:
-        """The legend, as the label under the x axis: coloured names of what this run logs."""
-        entries, eval_color = [], None
-        # a chart of one metric is titled by it: its legend only tells train from eval
-        single = len(self.spec.lines) == 1
-        for name, line, twin in self.metrics():
-            if name not in self.curves:
-                continue
-            if twin:
-                eval_color = eval_color or "#666"
-                continue
-            label = "train" if single and line.eval_twin else line.label
-            glyph = "- -" if line.limit else "●" if C.is_sparse(name) else "▬"
-            if self.spec.versus:
-                label = f"{line.label} (y) against {self.spec.versus} (x)"
-            entries.append((glyph, C.on_background(line.color), label))
-        if eval_color:
-            entries.append(("- -●", eval_color, "eval"))
-        self.plot.setLabel("bottom", C.legend_html(entries) if entries else "&nbsp;", **{"font-size": "8pt"})
-
-    def clear(self) -> None:
-        for curves in self.curves.values():
-            for item in (curves.main, curves.raw):
-                if item is not None:
-                    self.plot.removeItem(item)
-        self.curves.clear()
-        self.show_legend()
-
-    def y_extent(self, rd: RunData) -> tuple[float, float] | None:
-        """The y range Follow shows: every series' running min/max (never a scan of 100k points) and the
-        values the lines always include, widened to the chart's least span around its middle."""
-        values: list[float] = []
-        for name, line, _twin in self.metrics():
-            series = rd.series.get(name)
-            if series is None or not len(series):
-                continue
-            vr = series.value_range()
-            if vr is not None:
-                values.extend((*vr, *line.include))
-        if not values:
-            return None
-        return C.widened(self.spec, min(values), max(values))
-
-    def fit(self, rd: RunData, x_range: tuple[float, float], running: bool) -> None:
-        """Follow: scale the axes to all the data. While the run grows, leave headroom, so the axes (and
-        their cached pictures) change every few seconds rather than at every redraw. x_range is the whole
-        run's, so every chart shows the same steps (one evaluated only at step 0 included)."""
-        extent = self.y_extent(rd)
-        if extent is None:
-            return
-        if self.spec.versus:
-            against = rd.series.get(self.spec.versus)
-            vr = against.value_range() if against is not None and len(against) else None
-            if vr is None:
-                return
-            x_range, running = vr, False  # not a time axis: no room to grow to the right
-        view = self.plot.getViewBox()
-        _fit_axis(view, 0, *x_range, running, only_up=True)
-        _fit_axis(view, 1, *extent, running, only_up=False)
-
-
-def _fit_axis(view: pg.ViewBox, axis: int, lo: float, hi: float, running: bool, only_up: bool) -> None:
-    """Set one axis of a view to [lo, hi] with a little padding. While running: keep the current
-    range while the data fits in it and fills most of it; when changing it, leave room to grow
-    (to the right only for x)."""
-    span = hi - lo
-    if span <= 0 or not math.isfinite(span):
-        span = max(abs(hi) * 0.1, 1e-9) if math.isfinite(hi) else 1.0
-        lo, hi = lo - span / 2, hi + span / 2
-        span = hi - lo
-    # room for the labels of ticks at the ends (pyqtgraph hides a label that would cross them)
-    pixels = view.width() if axis == 0 else view.height()
-    edge = EDGE_LABEL_PX / pixels if pixels > 0 else 0.0
-    pad = max(0.02 if axis == 0 else 0.06, edge) * span
-    cur_lo, cur_hi = view.viewRange()[axis]
-    if running:
-        fits = cur_lo <= lo and hi <= cur_hi and (hi - lo) >= 0.55 * (cur_hi - cur_lo)
-        if fits and (only_up or cur_lo >= lo - 4 * pad):
-            return
-        room = 0.25 * span
-        new = (lo - pad, hi + room) if only_up else (lo - pad - room / 2, hi + pad + room / 2)
-    else:
-        new = (lo - pad, hi + pad)
-        if abs(new[0] - cur_lo) <= 1e-9 * span and abs(new[1] - cur_hi) <= 1e-9 * span:
-            return
-    if axis == 0:
-        view.setXRange(*new, padding=0)
-    else:
-        view.setYRange(*new, padding=0)
-
-
-def run_x_range(rd: RunData, x_by: str) -> tuple[float, float] | None:
-    """The x extent of all of a run's series (first and last points only), from 0 when the data starts
-    near it, and at least one step (or a few seconds) wide."""
-    t0 = rd.t0 or 0.0
-    lo, hi = math.inf, -math.inf
-    for series in rd.series.values():
-        if len(series):
-            x = series.x(x_by, t0)
-            lo, hi = min(lo, float(x[0])), max(hi, float(x[-1]))
-    if not math.isfinite(lo):
-        return None
-    if 0 < lo <= 0.1 * hi:
-        lo = 0.0  # steps from 1 (or minutes from a few seconds) read better from 0
-    return lo, max(hi, lo + (1.0 if x_by == "step" else 0.1))
 
 
 class MonitorView(QWidget):
@@ -336,7 +165,7 @@ class MonitorView(QWidget):
         self.scroll = C.scrolling(self.graphics)
         self.graphics.ci.setSpacing(2)
         self.graphics.setToolTip("")
-        self.charts: dict[str, _Chart] = {}
+        self.charts: dict[str, Chart] = {}
         self._specs: tuple[C.ChartSpec, ...] = ()
         self._make_charts(C.CHARTS)
         self._mouse = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
@@ -400,9 +229,9 @@ class MonitorView(QWidget):
         for spec in specs:
             plot = C.make_plot(self.graphics.ci, 0, len(self.charts), spec.title)
             plot.setToolTip(f"{spec.hint}\n\nDouble-click to enlarge; right-click to save.")
-            chart = _Chart(spec, plot)
+            chart = Chart(spec, plot)
             self.charts[spec.title] = chart
-            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (_Chart.fit)
+            plot.getViewBox().disableAutoRange()  # Follow fits the axes itself, throttled (Chart.fit)
             plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.follow.setChecked(False))
             menu = plot.getViewBox().menu
             menu.addSeparator()
@@ -581,7 +410,7 @@ class MonitorView(QWidget):
         self.last_redraw_ms = (time.perf_counter() - t) * 1000
         return self.last_redraw_ms
 
-    def _draw(self, curves: _Curves, name: str, series, t0: float) -> bool:
+    def _draw(self, curves: Curves, name: str, series, t0: float) -> bool:
         """Bring one metric's curves up to date; False when nothing about them changed."""
         smoothing = 0.0 if curves.raw is None else self.smoothing
         key = (series.version, self.x_by, smoothing)
@@ -612,7 +441,7 @@ class MonitorView(QWidget):
             curves.main.setData(x, y, skipFiniteCheck=skip)
         return True
 
-    def _draw_versus(self, curves: _Curves, series, against) -> bool:
+    def _draw_versus(self, curves: Curves, series, against) -> bool:
         """A chart of one metric against another (charts.ChartSpec.versus) at the steps both have, both smoothed
         with the monitor's smoothing: the run's path, drawn in step order; False when nothing changed."""
         if against is None or not len(against):
@@ -666,7 +495,7 @@ class MonitorView(QWidget):
 
     # ------------------------------------------------------------------ export
 
-    def metric_rows(self, chart: _Chart | None = None):
+    def metric_rows(self, chart: Chart | None = None):
         """CSV rows (charts.CSV_HEADER) of the whole run, or of one chart's metrics."""
         if self.rd is None:
             return []
@@ -679,25 +508,25 @@ class MonitorView(QWidget):
                 rows += C.series_rows(self.run_id, run_name, name, s)
         return rows
 
-    def export_csv(self, path: str | Path, chart: _Chart | None = None) -> None:
+    def export_csv(self, path: str | Path, chart: Chart | None = None) -> None:
         if self.run_id is not None:
             self.poller.finish_loading(self.run_id)  # a long run may still be loading: export all of it
         C.write_csv(Path(path), self.metric_rows(chart))
 
-    def export_png(self, path: str | Path, chart: _Chart | None = None) -> None:
+    def export_png(self, path: str | Path, chart: Chart | None = None) -> None:
         if chart is not None:
             C.export_plot_png(chart.plot, Path(path))
         else:
             self.graphics.grab().save(str(path))
 
-    def _ask_png(self, chart: _Chart | None = None) -> None:
+    def _ask_png(self, chart: Chart | None = None) -> None:
         name = self.run["name"] if self.run else "run"
         suffix = f"-{chart.spec.title.lower().replace(' ', '-')}" if chart else ""
         path, _ = QFileDialog.getSaveFileName(self, "Save chart as PNG", f"{name}{suffix}.png", "PNG image (*.png)")
         if path:
             self.export_png(path, chart)
 
-    def _ask_csv(self, chart: _Chart | None = None) -> None:
+    def _ask_csv(self, chart: Chart | None = None) -> None:
         name = self.run["name"] if self.run else "run"
         path, _ = QFileDialog.getSaveFileName(self, "Save data as CSV", f"{name}.csv", "CSV (*.csv)")
         if path:

@@ -9,14 +9,9 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QCheckBox,
     QDialog,
-    QDialogButtonBox,
-    QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
     QSplitter,
@@ -33,6 +28,7 @@ from studio.core.types import RunStatus
 from studio.store.project import ProjectError, pid_alive
 from studio.store.run_queue import cancel_queued, queue_places, queue_runner
 from studio.ui.runs import jobs, worker_env
+from studio.ui.runs.export_dialog import ExportDialog, export_problem
 from studio.ui.runs.poller import Poller
 from studio.ui.runs.runs_list import RunsTable
 from studio.ui.widgets import EmptyState
@@ -361,7 +357,7 @@ class RunsPanel(QWidget):
         return dialog.exec() == QDialog.DialogCode.Accepted
 
     def retry_run(self, run_id: int) -> int | None:
-        from studio.ui.runs.launch_dialog import initial_from_run
+        from studio.ui.runs.launch_fields import initial_from_run
 
         run = self.project.run(run_id)
         if run["method"] in JOB_METHODS:  # no settings to change: the job goes on with the prompts not done
@@ -370,7 +366,7 @@ class RunsPanel(QWidget):
         return self.open_launch_dialog(initial_from_run(run, retry=True))
 
     def duplicate_selected(self) -> int | None:
-        from studio.ui.runs.launch_dialog import initial_from_run
+        from studio.ui.runs.launch_fields import initial_from_run
 
         runs = self.selected_runs()
         if len(runs) != 1:
@@ -562,56 +558,3 @@ class RunsPanel(QWidget):
                         self.project.request_stop(r["id"])
         self.poller.stop()
         return True
-
-
-def export_problem(out: Path) -> str | None:
-    """Why `studio export-model` would refuse this output folder (checked before spawning it)."""
-    if not str(out).strip():
-        return "choose an output folder"
-    if out.exists() and not out.is_dir():
-        return f"{out} is a file, not a folder"
-    if out.is_dir() and any(out.iterdir()):
-        return f"{out} exists and is not empty; choose a new folder"
-    return None
-
-
-class ExportDialog(QDialog):
-    """Where to export a run's model, and whether to merge the adapter into the base weights."""
-
-    def __init__(self, run: dict, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle(f"Export {run['name']}")
-        form = QFormLayout(self)
-        row = QHBoxLayout()
-        self.out_edit = QLineEdit(str(Path.home() / f"{run['name']}-model"))
-        browse = QPushButton("Folder…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.out_edit, 1)
-        row.addWidget(browse)
-        form.addRow("Output folder", row)
-        self.merged = QCheckBox("Merge the adapter into the base model (a standalone model, larger)")
-        form.addRow(self.merged)
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #d62728;")
-        form.addRow(self.error_label)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self._on_ok)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-        self.resize(640, self.sizeHint().height())
-
-    def out_path(self) -> Path:
-        return Path(self.out_edit.text().strip()).expanduser()
-
-    def _on_ok(self) -> None:
-        # the export refuses a non-empty folder; say so here rather than after spawning it
-        problem = export_problem(self.out_path())
-        self.error_label.setText(problem or "")
-        if problem is None:
-            self.accept()
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export to folder")
-        if folder:
-            self.out_edit.setText(folder)

@@ -370,7 +370,7 @@ def test_export_model_from_the_gui_reports_its_end_and_its_errors(qtbot, labeled
     # a used folder is refused before anything is spawned, in the dialog and in the panel
     assert not panel.export_run(run_id, out, merged=False) and not panel.exporting()
     assert "exists and is not empty" in panel.message.text()
-    from studio.ui.runs.panel import ExportDialog
+    from studio.ui.runs.export_dialog import ExportDialog
 
     dialog = ExportDialog(labeled.run(run_id), panel)
     dialog.out_edit.setText(str(out))
@@ -404,7 +404,7 @@ def test_retry_with_a_missing_model_says_so_before_launch_and_invalid_fields_com
                                                                                          tmp_path):
     gone = tmp_path / "models" / "removed"
     run = {"id": 7, "name": "old", "model": str(gone), "config": to_dict(DPOConfig())}
-    from studio.ui.runs.launch_dialog import initial_from_run
+    from studio.ui.runs.launch_fields import initial_from_run
 
     dialog = LaunchDialog(labeled, initial=initial_from_run(run, retry=True), models=[], gpus=[])
     qtbot.addWidget(dialog)

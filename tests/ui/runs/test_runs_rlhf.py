@@ -10,7 +10,8 @@ from studio.core import paths
 from studio.core.configs import PPOConfig, RewardConfig, RLOOConfig, config_fields, to_dict
 from studio.ui.runs import charts as C
 from studio.ui.runs.compare import CompareView
-from studio.ui.runs.launch_dialog import LaunchDialog, RewardPicker, initial_from_run
+from studio.ui.runs.launch_dialog import LaunchDialog
+from studio.ui.runs.launch_fields import RewardPicker, initial_from_run
 from studio.ui.runs.monitor import MonitorView
 from studio.ui.runs.poller import Poller
 from tests.ui.runs.runs_helpers import fake_model, label_all
