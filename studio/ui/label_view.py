@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
 from studio.store.generations import candidate_provenance, describe_generation
 from studio.store.informative import current_ranking, describe_ranking
-from studio.ui import diff, prefs, render, theme
+from studio.ui import prefs, theme
 from studio.ui.label_parts import (
     SIDE_KEYS,
     SIDE_TITLES,
@@ -610,15 +609,8 @@ class LabelView(QWidget):
         self.prompt_pane.scroll_home()
 
     def _fit_prompt(self) -> None:
-        """Give the prompt the height it needs, up to the share of the space the annotator last gave it by
-        dragging the handle (45% at first), so a short prompt leaves the responses room and a long one
-        scrolls instead of pushing them away."""
-        total = sum(self.splitter.sizes())
-        if total <= 0 or self.pair is None:
-            return
-        want = self.prompt_pane.content_height()
-        prompt_h = max(90, min(want, int(total * self._prompt_share)))
-        self.splitter.setSizes([prompt_h, total - prompt_h])
+        if self.pair is not None:
+            self.splitter.fit_prompt(self._prompt_share)
 
     def _save_prompt_share(self) -> None:
         sizes = self.splitter.sizes()
@@ -628,24 +620,8 @@ class LabelView(QWidget):
         prefs.put("label/prompt_share", round(self._prompt_share, 3))
 
     def _apply_diff(self) -> None:
-        docs = [self.left.browser.document(), self.right.browser.document()]
-        mapped = [render.block_text_positions(d) for d in docs]
-        spans = diff.word_diff(mapped[0][0], mapped[1][0])
-        if spans is None:
+        if not self.splitter.highlight_differences():
             self.note.setText("These responses are too long for a word diff.")
-            return
-        fmt = render.highlight_format()
-        for pane, (_text, positions), side_spans in zip((self.left, self.right), mapped, spans, strict=True):
-            selections = []
-            for start, end in side_spans:
-                sel = QTextEdit.ExtraSelection()
-                cur = QTextCursor(pane.browser.document())
-                cur.setPosition(positions[start])
-                cur.setPosition(positions[end - 1] + 1, QTextCursor.MoveMode.KeepAnchor)
-                sel.cursor = cur
-                sel.format = fmt
-                selections.append(sel)
-            pane.browser.setExtraSelections(selections)
 
     # ------------------------------------------------------------------ display options
 
@@ -660,8 +636,7 @@ class LabelView(QWidget):
         if self.diff_on:
             self._apply_diff()
         else:
-            self.left.browser.setExtraSelections([])
-            self.right.browser.setExtraSelections([])
+            self.splitter.clear_differences()
 
     def set_sync_scroll(self, on: bool) -> None:
         self.sync_scroll = bool(on)
@@ -695,9 +670,7 @@ class LabelView(QWidget):
             self._syncing = False
 
     def _scroll(self, direction: int) -> None:
-        for pane in (self.left, self.right):
-            bar = pane.browser.verticalScrollBar()
-            bar.setValue(bar.value() + direction * bar.pageStep() // 2)
+        self.splitter.scroll_responses(direction)
 
     def toggle_help(self) -> None:
         if self.overlay.isVisible():

@@ -7,7 +7,7 @@ import html
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QTextEdit, QVBoxLayout, QWidget
 
 from studio.core.types import Pair, Prompt
 from studio.ui import diff, palette, render
@@ -165,6 +165,48 @@ class PairPanes(QSplitter):
         self.setStretchFactor(0, 1)
         self.setStretchFactor(1, 3)
         self.setChildrenCollapsible(False)
+
+    def fit_prompt(self, share: float) -> None:
+        """Give the prompt the height it needs, up to `share` of the space (what the annotator last gave it by
+        dragging the handle), so a short prompt leaves the responses room and a long one scrolls instead of
+        pushing them away."""
+        total = sum(self.sizes())
+        if total <= 0:
+            return
+        prompt_h = max(90, min(self.prompt.content_height(), int(total * share)))
+        self.setSizes([prompt_h, total - prompt_h])
+
+    def highlight_differences(self) -> bool:
+        """Mark the words in which the two responses differ, as rendered; False when they are too long for a
+        word diff (nothing marked)."""
+        docs = [self.first.browser.document(), self.second.browser.document()]
+        mapped = [render.block_text_positions(d) for d in docs]
+        spans = diff.word_diff(mapped[0][0], mapped[1][0])
+        if spans is None:
+            return False
+        fmt = render.highlight_format()
+        for pane, (_text, positions), side_spans in zip((self.first, self.second), mapped, spans, strict=True):
+            selections = []
+            for start, end in side_spans:
+                sel = QTextEdit.ExtraSelection()
+                cur = QTextCursor(pane.browser.document())
+                cur.setPosition(positions[start])
+                cur.setPosition(positions[end - 1] + 1, QTextCursor.MoveMode.KeepAnchor)
+                sel.cursor = cur
+                sel.format = fmt
+                selections.append(sel)
+            pane.browser.setExtraSelections(selections)
+        return True
+
+    def clear_differences(self) -> None:
+        for pane in (self.first, self.second):
+            pane.browser.setExtraSelections([])
+
+    def scroll_responses(self, direction: int) -> None:
+        """Both responses half a page down (1) or up (-1)."""
+        for pane in (self.first, self.second):
+            bar = pane.browser.verticalScrollBar()
+            bar.setValue(bar.value() + direction * bar.pageStep() // 2)
 
 
 class PairPreview(PairPanes):
