@@ -129,15 +129,25 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _progress(msg: str) -> None:
+    """A benchmark's progress lines go to stderr, so stdout holds only its figures."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _report(text: str, result, as_json: bool) -> int:
+    """A benchmark's figures as text, then as JSON with --json."""
+    print(text)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     sizes = _sizes(args.sizes)
     from studio.bench.store import format_table, run_store_bench
 
-    results = run_store_bench(sizes, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_table(results))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 0
+    results = run_store_bench(sizes, args.out, log=_progress)
+    return _report(format_table(results), results, args.json)
 
 
 def cmd_import_wait(args: argparse.Namespace) -> int:
@@ -145,11 +155,8 @@ def cmd_import_wait(args: argparse.Namespace) -> int:
         raise CommandError("--pairs: give a positive number of pairs")
     from studio.bench.import_wait import format_result, run
 
-    result = run(args.pairs, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_result(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0
+    result = run(args.pairs, args.out, log=_progress)
+    return _report(format_result(result), result, args.json)
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
@@ -164,11 +171,9 @@ def cmd_startup(args: argparse.Namespace) -> int:
     from studio.bench.startup import format_result, run_bench
 
     result = run_bench(args.pairs, args.max_steps, args.batch, args.stop_after, args.threads, args.out,
-                       log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_result(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0
+                       log=_progress)
+    return _report(format_result(result), result, args.json)
+
 
 def cmd_ppo(args: argparse.Namespace) -> int:
     from studio.bench import ppo
