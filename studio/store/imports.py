@@ -14,10 +14,9 @@ are being added) -> done; or writing -> failed (its rows are being deleted; then
 from __future__ import annotations
 
 import os
-import socket
 import time
 
-from studio.store.db import ProjectBusy, ProjectError, StoreBase, now_iso, pid_alive
+from studio.store.db import ProjectBusy, ProjectError, StoreBase, hostname, now_iso, pid_alive
 
 GAP_S = 0.02
 """Pause between two of an import's transactions, so a writer waiting for the lock (it tries every few
@@ -39,6 +38,22 @@ def visible_sql(alias: str) -> str:
     return f"({alias}.import_id IS NULL OR {alias}.import_id IN ({_PUBLISHED}))"
 
 
+def all_visible_or(fast: str, checked: str) -> str:
+    """A scalar subquery: `fast` while no import is unpublished (nearly always: then every row is
+    visible), else `checked`, the same query applying `visible_sql`. Both are in one statement, so they
+    read the same snapshot."""
+    return f"(CASE WHEN EXISTS ({_UNPUBLISHED}) THEN ({checked}) ELSE ({fast}) END)"
+
+
+def visible_count_sql(table: str, alias: str, where: str = "") -> str:
+    """A scalar subquery: how many rows of `table` (as `alias`, optionally also matching `where`) are
+    visible. The plain count takes microseconds on 100k pairs where checking each row's import takes
+    ~9 ms (the window's title bar reads these at start)."""
+    plain = f"SELECT count(*) FROM {table} {alias}" + (f" WHERE {where}" if where else "")
+    extra = f" AND {where}" if where else ""
+    return all_visible_or(plain, f"SELECT count(*) FROM {table} {alias} WHERE {visible_sql(alias)}{extra}")
+
+
 def unpublished_sql(alias: str) -> str:
     """SQL condition: the row belongs to an import that is still being written (or deleted)."""
     return f"{alias}.import_id IN ({_UNPUBLISHED})"
@@ -51,7 +66,7 @@ class ImportsStore(StoreBase):
         """Register an import of `file` by this process and return its id. Refuses (ProjectBusy) while
         another import is writing to the project: imports run one at a time."""
         self.recover_imports()
-        host, pid = socket.gethostname(), os.getpid()
+        host, pid = hostname(), os.getpid()
         with self._write() as c:
             for other, name, other_pid, other_host in c.execute(
                     "SELECT id, file, pid, host FROM imports WHERE state IN ('writing', 'labeling')"):
@@ -150,10 +165,12 @@ class ImportsStore(StoreBase):
         was never visible), add the remaining labels of one killed after it was published. Returns their ids."""
         if self.read_only:
             return []
-        host, me = socket.gethostname(), os.getpid()
+        unfinished = self._conn.execute("SELECT id, state, pid, host FROM imports WHERE state != 'done'").fetchall()
+        if not unfinished:
+            return []  # nearly always
+        host, me = hostname(), os.getpid()
         found = []
-        for import_id, state, pid, on in self._conn.execute(
-                "SELECT id, state, pid, host FROM imports WHERE state != 'done'").fetchall():
+        for import_id, state, pid, on in unfinished:
             if on != host:
                 continue  # its process cannot be checked from here
             gone = not pid_alive(pid) or (pid == me and import_id not in _ACTIVE)

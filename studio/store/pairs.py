@@ -16,7 +16,7 @@ from typing import Any
 from studio.core import stats
 from studio.core.types import Choice, Flag, Label, LabelState, Pair, Preference, Prompt, Response, Strength
 from studio.store.db import ProjectError, StoreBase, content_hash, messages_to_text, now_iso, prompt_hash
-from studio.store.imports import unpublished_sql, visible_sql
+from studio.store.imports import unpublished_sql, visible_count_sql, visible_sql
 from studio.store.schema import person_sql
 
 QUEUES = ("mine", "informative", "needs_more", "disagreements", "flagged", "all")
@@ -272,7 +272,7 @@ class PairsStore(StoreBase):
                     meta=json.loads(r["meta"]) if r["meta"] else {})
 
     def pair_count(self) -> int:
-        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE {visible_sql('p')}"))
+        return int(self._scalar(f"SELECT {visible_count_sql('pairs', 'p')}"))
 
     def pair_ids(self) -> list[int]:
         """Every pair's id, in order."""
@@ -281,7 +281,7 @@ class PairsStore(StoreBase):
     def labeled_pair_count(self) -> int:
         """Pairs with at least one current non-skip label by a person (imported labels are the dataset's
         verdict: a freshly imported labeled dataset is not 'labeled' until people label it)."""
-        return int(self._scalar(f"SELECT count(*) FROM pairs p WHERE n_labels > 0 AND {visible_sql('p')}"))
+        return int(self._scalar(f"SELECT {visible_count_sql('pairs', 'p', 'n_labels > 0')}"))
 
     def mean_text_chars(self) -> tuple[float, float]:
         """Mean characters of a labeled pair's prompt and of one of its responses (a run's size estimate). A

@@ -9,10 +9,9 @@ setting (its pid and host), taken in one write transaction, and a runner whose p
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Sequence
 
-from studio.store.db import ProjectError, now_iso, pid_alive
+from studio.store.db import ProjectError, hostname, now_iso, pid_alive
 from studio.store.project import Project
 
 RUNNER_KEY = "queue_runner"
@@ -111,7 +110,7 @@ def _holder(project: Project) -> dict | None:
 def _alive(holder: dict | None) -> bool:
     if holder is None:
         return False
-    if holder.get("host") != socket.gethostname():
+    if holder.get("host") != hostname():
         return True  # cannot be checked from here: assume it runs (as mark_dead_runs does)
     return pid_alive(holder["pid"])
 
@@ -125,7 +124,7 @@ def queue_runner(project: Project) -> dict | None:
 def acquire_runner(project: Project, pid: int, host: str | None = None) -> bool:
     """Become the project's queue runner: True unless another live runner holds the queue. Read and write
     happen in one write transaction, so two runners starting at once cannot both win."""
-    host = host or socket.gethostname()
+    host = host or hostname()
     with project.transaction():
         holder = _holder(project)
         if _alive(holder) and not (holder["pid"] == pid and holder.get("host") == host):
@@ -136,7 +135,7 @@ def acquire_runner(project: Project, pid: int, host: str | None = None) -> bool:
 
 def release_runner(project: Project, pid: int, host: str | None = None) -> None:
     """Give the queue up (only when this process holds it)."""
-    host = host or socket.gethostname()
+    host = host or hostname()
     with project.transaction():
         holder = _holder(project)
         if holder and holder["pid"] == pid and holder.get("host") == host:

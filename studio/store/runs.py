@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 from studio.core import metrics as M
 from studio.core import paths
 from studio.core.types import Preference, RunStatus
-from studio.store.db import ProjectError, StoreBase, now_iso, pid_alive
+from studio.store.db import ProjectError, StoreBase, hostname, now_iso, pid_alive
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ class RunsStore(StoreBase):
         outright). Returns their ids. Only checks pids on this machine; a read-only project is left as it is."""
         if self.read_only:
             return []
-        host = socket.gethostname()
+        host = hostname()
         dead = []
         for r in self._query("SELECT id, pid, host FROM runs WHERE status IN ('running', 'stopping', 'queued') "
                             "AND pid IS NOT NULL"):

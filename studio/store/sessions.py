@@ -7,9 +7,8 @@ row whose process is gone (killed, crashed) is stale and removed by the next win
 from __future__ import annotations
 
 import os
-import socket
 
-from studio.store.db import StoreBase, now_iso, pid_alive
+from studio.store.db import StoreBase, hostname, now_iso, pid_alive
 
 
 class SessionsStore(StoreBase):
@@ -18,7 +17,7 @@ class SessionsStore(StoreBase):
         read-only) and the other live sessions of that annotator: (pid, host, started_at) dicts."""
         if self.read_only:
             return None, []
-        host, pid = socket.gethostname(), os.getpid()
+        host, pid = hostname(), os.getpid()
         with self._write() as c:
             stale = [(sid,) for sid, spid, shost in c.execute("SELECT id, pid, host FROM annotator_sessions")
                      if shost == host and not pid_alive(spid)]

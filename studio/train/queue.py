@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from studio.core import paths
 from studio.store import Project
-from studio.store.db import now_iso
+from studio.store.db import hostname, now_iso
 from studio.store.run_queue import acquire_runner, release_runner, training_runs, waiting_runs
 
 POLL_S = 2.0
@@ -53,7 +52,7 @@ class QueueRunner:
         # a worker writes its progress lines to the terminal of a runner started in one, else to its own log
         self.show_output = sys.stdout.isatty() if show_output is None else show_output
         self.stopping = False
-        self.pid, self.host = os.getpid(), socket.gethostname()
+        self.pid, self.host = os.getpid(), hostname()
         self.started: list[int] = []
 
     def stop(self, *_args) -> None:

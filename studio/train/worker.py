@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from studio.core.configs import config_for, from_dict
 from studio.core.jobs import JOB_METHODS, job_plan
 from studio.core.models import resolve_model
 from studio.store import Project
-from studio.store.project import now_iso
+from studio.store.db import hostname, now_iso
 from studio.train.preflight import TrainingError
 
 log = logging.getLogger("studio.train")
@@ -75,7 +74,7 @@ def claim(project: Project, run_id: int, resume: bool) -> dict:
     """Move the run to 'running' atomically, so two workers can never train the same run."""
     allowed = ("interrupted", "failed") if resume else ("queued",)
     project.run(run_id)  # a missing run gets its own message
-    if not project.claim_run(run_id, allowed, os.getpid(), socket.gethostname()):
+    if not project.claim_run(run_id, allowed, os.getpid(), hostname()):
         # read again: another worker may have claimed it between our first read and the claim
         raise ClaimError(_claim_refusal(project.run(run_id), resume))
     return project.run(run_id)
@@ -140,7 +139,7 @@ def run_worker(project_folder: str | Path, run_id: int, resume: bool = False,
     run = claim(project, run_id, resume) if main else project.run(run_id)
     stop = StopFlag(project, run_id)
     old = {s: signal.signal(s, stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    log.info("run %d (%s): worker pid %d on %s", run_id, run["name"], os.getpid(), socket.gethostname())
+    log.info("run %d (%s): worker pid %d on %s", run_id, run["name"], os.getpid(), hostname())
     status, error = "failed", None
     try:
         from studio.train import runtime

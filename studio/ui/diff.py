@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 
 WORD = re.compile(r"\S+")
@@ -25,6 +24,8 @@ def word_diff(left: str, right: str) -> tuple[list[tuple[int, int]], list[tuple[
     if max(len(lw), len(rw)) > MAX_WORDS:
         return None
     exact = max(len(lw), len(rw)) <= EXACT_WORDS
+    import difflib  # on the first diff, not at the window's start
+
     matcher = difflib.SequenceMatcher(None, [w for *_, w in lw], [w for *_, w in rw], autojunk=not exact)
     left_spans: list[tuple[int, int]] = []
     right_spans: list[tuple[int, int]] = []

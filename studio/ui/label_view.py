@@ -26,7 +26,6 @@ from studio.core.types import Choice, Label, LabelState, Pair, Strength
 if TYPE_CHECKING:
     from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
 from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
-from studio.store.generations import candidate_provenance, describe_generation
 from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import prefs, theme
 from studio.ui.label_parts import (
@@ -857,6 +856,9 @@ class LabelView(QWidget):
     def reveal_provenance(self, pair_id: int, shown_left: str, side: str) -> None:
         """After a verdict on a generated candidates pair, say which source, adapter and sampling wrote each
         side; hidden for any other pair (an arena's pairs stay blind)."""
+        # imported here: the generation store (and the job plans it loads) is not needed to open the window
+        from studio.store.generations import candidate_provenance, describe_generation
+
         prov = candidate_provenance(self.project, pair_id)
         if prov is None:
             self.revealed.hide()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
@@ -25,7 +26,9 @@ from PySide6.QtWidgets import (
 
 from studio.store import Project, ProjectError
 from studio.ui import prefs, theme
-from studio.ui.welcome import WelcomePage, demo_folder
+
+if TYPE_CHECKING:
+    from studio.ui.welcome import WelcomePage
 
 SECTIONS = ("Label", "Data", "Runs")
 def _n(count: int, noun: str) -> str:
@@ -67,6 +70,8 @@ class MainWindow(QMainWindow):
     @property
     def welcome(self) -> WelcomePage:
         if self._welcome is None:
+            from studio.ui.welcome import WelcomePage  # not imported at all when the window opens on a project
+
             self._welcome = WelcomePage(self)
             self.stack.addWidget(self._welcome)
         return self._welcome
@@ -179,6 +184,8 @@ class MainWindow(QMainWindow):
     def open_demo(self) -> bool:
         """Open the demo project, creating it first (demo_folder()); a tiny model for trying runs is written
         in the background (it needs the training libraries, which this process does not load)."""
+        from studio.ui.welcome import demo_folder
+
         folder = demo_folder()
         if not (folder / "studio.db").exists():
             from studio.store.demo import create_demo

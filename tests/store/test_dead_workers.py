@@ -74,3 +74,11 @@ def test_opening_a_project_leaves_runs_of_another_host_alone(tmp_path):
         assert p.claim_run(run, ("queued",), dead_pid(), "some-other-host")
     with Project.open(folder) as p:
         assert p.found_dead_runs == [] and p.run(run)["status"] == "running"
+
+
+def test_the_host_recorded_beside_a_pid_is_the_name_other_tools_see():
+    """Runs, imports and sessions record `hostname()` (read without the socket module); a worker or script
+    that records socket.gethostname() must match it, or its pid would never be checked."""
+    from studio.store.db import hostname
+
+    assert hostname() == socket.gethostname()

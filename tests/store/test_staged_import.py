@@ -42,7 +42,7 @@ def test_an_import_writes_in_short_transactions_invisibly_and_a_kill_leaves_noth
     with Project.create(folder) as p:
         import_file(p, write_jsonl(tmp_path / "first.jsonl", rows(3, "first ")))
         p.record_label(1, "alice", "a", "a")
-        before = snapshot(p)
+        before, counts_before = snapshot(p), p.counts()
     big = write_jsonl(tmp_path / "big.jsonl", rows(20_000))
     script = tmp_path / "import_then_hang.py"
     script.write_text(IMPORT_THEN_HANG)
@@ -52,7 +52,8 @@ def test_an_import_writes_in_short_transactions_invisibly_and_a_kill_leaves_noth
         with Project.open(folder) as p:
             written = p._scalar("SELECT count(*) FROM pairs")
             assert written > before[2], "the import commits chunk by chunk"
-            assert p.pair_count() == before[2] and p.counts()["prompts"] == before[0], "none of it is visible"
+            assert p.pair_count() == before[2] and p.counts() == counts_before, "none of it is visible"
+            assert p._scalar("SELECT count(*) FROM labels") > counts_before["labels"], "its labels are written too"
             assert p.next_pair("bob", after=3) == 1  # the labeling queue does not reach into the import
             p.record_label(2, "alice", "b", "a")  # another writer gets in while the import is unfinished
     finally:

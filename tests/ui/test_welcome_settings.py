@@ -67,7 +67,7 @@ def test_welcome_open_project_and_recent_ones_by_keyboard(qtbot, folder, monkeyp
 
 def test_welcome_opens_the_demo_creating_it_once(qtbot, tmp_path, monkeypatch):
     demo = tmp_path / "docs" / "Preference Studio demo"
-    monkeypatch.setattr(main_window, "demo_folder", lambda: demo)
+    monkeypatch.setattr("studio.ui.welcome.demo_folder", lambda: demo)  # main_window imports it when used
     spawned = []
     monkeypatch.setattr("studio.ui.runs.jobs.spawn", lambda cmd, log: spawned.append(cmd))
     w = make_window(qtbot)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from studio.core import paths
 from studio.core.generations import ARENA, GENERATE
 from studio.core.jobs import JOB_METHODS
 from studio.core.types import RunStatus
+from studio.store.db import hostname
 from studio.store.project import ProjectError, pid_alive
 from studio.store.run_queue import cancel_queued, queue_places, queue_runner
 from studio.ui.runs import jobs, worker_env
@@ -336,7 +336,7 @@ class RunsPanel(QWidget):
             self._starting[run_id] = (proc, self.project.run(run_id)["step"])
             self._child_timer.start()
         else:
-            self.project.update_run(run_id, pid=proc.pid, host=socket.gethostname())
+            self.project.update_run(run_id, pid=proc.pid, host=hostname())
         log = paths.log_path(self.project.folder, run_id)
         self.say(f"{'Resuming' if resume else 'Started'} run {run_id} (worker pid {proc.pid}; log: {log}).")
         self.poller.refresh_runs()
