@@ -91,6 +91,22 @@ def reference_logps(peft_model: nn.Module, batch: data.Batch, attention=None) ->
         return completion_logps(peft_model, batch.input_ids, batch.head, attention, batch.position_ids).logps
 
 
+TIE_RESOLUTION = 2.0 ** -20
+"""Relative resolution of a reward margin: 8 float32 epsilons of the log-probs it is the difference of."""
+
+
+def tied_to_zero(margin: torch.Tensor, p: PairLogps, beta: float) -> torch.Tensor:
+    """Per-pair reward margins, with those within float resolution of 0 set to exactly 0, for the logged
+    metrics (the loss keeps the raw value). With the adapter still zero the policy is the reference, but its
+    log-probs come from other batches than the precomputed reference's (other padding, so other float
+    rounding): the margin is then ~1e-7 either side of 0, and "accuracy" would count noise as the model
+    ranking pairs right or wrong. Exactly 0 is what the charts and the CLI read as a tie (series.untied)."""
+    if p.ref_chosen is None or p.ref_rejected is None:
+        return margin  # SimPO and CPO-style losses: no reference, no tie at the start
+    scale = p.chosen.abs() + p.rejected.abs() + p.ref_chosen.abs() + p.ref_rejected.abs()
+    return torch.where(margin.abs() <= beta * scale * TIE_RESOLUTION, torch.zeros_like(margin), margin)
+
+
 def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, config: DPOConfig,
                 ref: tuple[torch.Tensor, torch.Tensor] | None = None, want_ref: bool = True,
                 stats: StepStats | None = None):
@@ -112,7 +128,7 @@ def dpo_forward(policy: nn.Module, peft_model: nn.Module, batch: data.Batch, con
     out = preference_loss(config.loss_type, p, loss_settings(config))
     if stats is not None:
         with torch.no_grad():
-            margin = out.chosen_rewards - out.rejected_rewards
+            margin = tied_to_zero(out.chosen_rewards - out.rejected_rewards, p, config.beta)
             chosen_tokens, rejected_tokens = p.chosen_tokens.sum(), p.rejected_tokens.sum()
             # each metric's sum over the micro-batch and what it is averaged over
             means = {

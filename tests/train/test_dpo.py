@@ -342,3 +342,20 @@ def test_the_reference_pass_sorts_all_pairs_by_length_then_shards_them():
         assert lengths == sorted(lengths, reverse=True)
     assert sorted(r["pair_id"] for share in shares for r in share) == list(range(21))
     assert all(data.row_chars(a) >= data.row_chars(b) for a, b in zip(shares[0], shares[1], strict=False))
+
+
+def test_a_margin_within_float_rounding_of_zero_is_a_tie_and_a_real_one_is_kept():
+    """With the adapter zero the policy is the reference, but a precomputed reference comes from other batches
+    (other padding, other rounding): margins of ~1e-7 must log as exactly 0, a tie (series.untied), not as
+    pairs ranked wrong; a small real margin is kept, and a loss without a reference is left alone."""
+    from studio.train.losses import PairLogps
+
+    ones = torch.ones(3)
+    logps = torch.tensor([-320.0, -85.5, -12.25])
+    p = PairLogps(logps, logps - 3.0, logps + 1e-5, logps - 3.0, ones, ones)
+    noise = torch.tensor([-7.6e-7, 4e-7, 0.0])
+    assert dpo.tied_to_zero(noise, p, beta=0.1).tolist() == [0.0, 0.0, 0.0]
+    real = torch.tensor([5.7e-3, -2e-3, 1e-4])
+    assert dpo.tied_to_zero(real, p, beta=0.1).tolist() == pytest.approx(real.tolist())
+    no_ref = PairLogps(logps, logps - 3.0, None, None, ones, ones)
+    assert dpo.tied_to_zero(noise, no_ref, beta=0.1).tolist() == pytest.approx(noise.tolist())
