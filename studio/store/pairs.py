@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import Any
 
@@ -49,9 +49,10 @@ SORT_KEYS = {
     "a_chars": "length(ra.text)",
     "b_chars": "length(rb.text)",
     "labels": "(SELECT count(*) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current')",
-    # 0 when every non-skip verdict agrees, up to 1 - 1/k when k verdicts split evenly; NULL without one
+    # people's verdicts only (as the "disagree" filter): 0 when every non-skip verdict agrees, up to 1 - 1/k when
+    # k verdicts split evenly; NULL without one
     "disagreement": ("(SELECT 1.0 - max(n) * 1.0 / sum(n) FROM (SELECT count(*) AS n FROM labels l "
-                     "WHERE l.pair_id = p.id AND l.state = 'current' AND l.choice != 'skip' GROUP BY l.choice))"),
+                     f"{_PEOPLE} AND l.pair_id = p.id GROUP BY l.choice))"),
     "seconds": "(SELECT avg(l.seconds) FROM labels l WHERE l.pair_id = p.id AND l.state = 'current')",
     "flags": "(SELECT count(*) FROM pair_flags f WHERE f.pair_id = p.id AND f.cleared_at IS NULL)",
 }
@@ -155,8 +156,9 @@ class PairFilter:
 
 @dataclass(frozen=True)
 class PairRow:
-    """One row of the Data view's table: a pair with its lengths, current votes, the mean seconds its current
-    labels took (None without one) and its open flags."""
+    """One row of the Data view's table: a pair with its lengths, current votes (an imported verdict
+    included), the mean seconds its current labels took (None without one), its open flags, and the votes of
+    people alone, which agreement is judged on (as the "disagree" filter and the statistics judge it)."""
 
     id: int
     split: str
@@ -167,11 +169,18 @@ class PairRow:
     votes: dict[str, int]
     seconds: float | None = None
     flags: int = 0
+    people_votes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def decided_by_people(self) -> int:
+        """People's non-skip verdicts on the pair."""
+        return sum(n for choice, n in self.people_votes.items() if choice != Choice.SKIP)
 
     @property
     def disagreement(self) -> float | None:
-        """0 when the non-skip verdicts agree, more the more they split (SORT_KEYS' rule); None without one."""
-        decided = [n for choice, n in self.votes.items() if choice != Choice.SKIP]
+        """0 when people's non-skip verdicts agree, more the more they split (SORT_KEYS' rule); None without
+        one (an imported verdict alone is the dataset's, not an agreement)."""
+        decided = [n for choice, n in self.people_votes.items() if choice != Choice.SKIP]
         return 1.0 - max(decided) / sum(decided) if decided else None
 
 
@@ -534,15 +543,19 @@ class PairsStore(StoreBase):
     def _pair_rows(self, page: list[tuple]) -> list[PairRow]:
         """Rows with their current votes, mean seconds and open flags, three queries for the whole page."""
         votes: dict[int, dict[str, int]] = {}
+        people: dict[int, dict[str, int]] = {}
         seconds: dict[int, float] = {}
         flags: dict[int, int] = {}
         if page:
             ids = [r[0] for r in page]
             marks = ", ".join("?" * len(page))
-            for pid, choice, n in self._conn.execute(
-                    f"SELECT pair_id, choice, count(*) FROM labels WHERE state = 'current' AND pair_id IN ({marks}) "
-                    "GROUP BY pair_id, choice", ids):
+            for pid, choice, n, by_people in self._conn.execute(
+                    f"SELECT l.pair_id, l.choice, count(*), sum({person_sql('a.name')}) FROM labels l "
+                    "JOIN annotators a ON a.id = l.annotator_id "
+                    f"WHERE l.state = 'current' AND l.pair_id IN ({marks}) GROUP BY l.pair_id, l.choice", ids):
                 votes.setdefault(pid, {})[choice] = n
+                if by_people:
+                    people.setdefault(pid, {})[choice] = by_people
             seconds = dict(self._conn.execute(
                 f"SELECT pair_id, avg(seconds) FROM labels WHERE state = 'current' AND seconds IS NOT NULL "
                 f"AND pair_id IN ({marks}) GROUP BY pair_id", ids).fetchall())
@@ -550,7 +563,7 @@ class PairsStore(StoreBase):
                 f"SELECT pair_id, count(*) FROM pair_flags WHERE cleared_at IS NULL AND pair_id IN ({marks}) "
                 "GROUP BY pair_id", ids).fetchall())
         return [PairRow(pid, split, source or "", prompt, la, lb, votes.get(pid, {}), seconds.get(pid),
-                        flags.get(pid, 0))
+                        flags.get(pid, 0), people.get(pid, {}))
                 for pid, split, source, prompt, la, lb in page]
 
     # ------------------------------------------------------------------ resolution

@@ -62,7 +62,7 @@ def agreement_text(row: PairRow) -> str:
     d = row.disagreement
     if d is None:
         return ""
-    if sum(n for k, n in row.votes.items() if k != "skip") == 1:
+    if row.decided_by_people == 1:
         return "one label"
     return "agree" if d == 0 else f"disagree {d:.0%}"
 

@@ -198,6 +198,13 @@ def test_disagreement_is_between_people_not_with_the_imported_verdict(project, t
 
     assert [r.id for r in project.pair_page(PairFilter(agreement="disagree"))] == [40, 290]
     assert [r.id for r in project.pair_page(PairFilter(agreement="agree"))] == [5, 250]
+    # the Data view's agreement column and its sort judge the same way: people only
+    page = {r.id: r for r in project.pair_rows([5, 40, 7])}
+    assert page[5].disagreement == 0 and page[5].votes == {"a": 1, "b": 2}, "two people agree; the dataset differs"
+    assert page[40].disagreement == 0.5 and page[7].disagreement is None, "an imported verdict alone is no agreement"
+    assert page[7].votes == {"a": 1} and page[40].decided_by_people == 2
+    assert project.pair_order(PairFilter(), "disagreement", descending=True)[:2] == [40, 290]
+    assert set(project.pair_order(PairFilter(), "disagreement")[:2]) == {5, 250}, "no label by people comes last"
 
 
 def old_schema_project(folder) -> None:
