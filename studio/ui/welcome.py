@@ -35,7 +35,8 @@ class WelcomePage(QWidget):
         title = QLabel("Preference Studio")
         title.setObjectName("welcomeTitle")
         intro = QLabel("Label which of two responses is better, keep the labels in one file per project, and "
-                       "fine-tune a local model on them (LoRA: DPO and its variants), watching it train.")
+                       "fine-tune a local model on them (LoRA: DPO and its variants, or PPO and RLOO against a reward "
+                       "model learned from the same labels), watching it train.")
         intro.setWordWrap(True)
         intro.setObjectName("emptyText")
         self.new_button = QPushButton("New project…")
