@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -24,7 +23,7 @@ from PySide6.QtWidgets import (
 from studio.core.types import Choice, Label, LabelState, Pair, Strength
 
 if TYPE_CHECKING:
-    from studio.ui.label_activity import FlagBar, RecentStrip, SavedNote
+    from studio.ui.label_activity import FlagBar
 from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
 from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import prefs, theme
@@ -34,13 +33,13 @@ from studio.ui.label_parts import (
     SIDES,
     STRENGTH_KEYS,
     ActiveTimer,
-    Session,
     ShortcutOverlay,
     SourceCombo,
     choice_to_side,
     describe,
     side_to_choice,
 )
+from studio.ui.label_progress import LabelProgress
 from studio.ui.label_saver import LabelSaver
 from studio.ui.pair_view import PairPanes, ResponsePane
 from studio.ui.widgets import EmptyState, FilterCombo, named
@@ -50,9 +49,6 @@ clock = time.monotonic
 
 READ_ONLY_NOTE = "This project is read-only here: its files cannot be written, so {what} cannot be saved."
 
-CONFIRM_MS = 60
-"""How long after a label its confirmation ("Saved: …", today's count, the recent strip) follows the next pair."""
-
 QUEUE_TITLES = {
     "mine": "Unlabeled by me",
     "informative": "Informative first",
@@ -61,17 +57,6 @@ QUEUE_TITLES = {
     "flagged": "Flagged for review",
     "all": "All pairs",
 }
-
-# Queues of the pairs the annotator has not labeled (the informative one orders them by store.informative's
-# ranking): what is left in them follows from the project's totals, without a count.
-UNLABELED_BY_ME = ("mine", "informative")
-
-def _activity():
-    """The annotator's side of the view (studio.ui.label_activity: recent strip, "Saved" note, flag bar,
-    today's start), imported when first needed, after the first pair is on screen."""
-    from studio.ui import label_activity
-
-    return label_activity
 
 
 class LabelView(QWidget):
@@ -104,17 +89,10 @@ class LabelView(QWidget):
         self.diff_on = False
         self.sync_scroll = True
         self.show_counts = project.show_length_counts
-        self.goal = int(prefs.get("daily_goal"))
         self.timer = ActiveTimer(lambda: clock())  # looked up at each call: tests replace the clock
-        self.session = Session()
-        self._session_timer = ActiveTimer(lambda: clock())
-        self._total_pairs = project.pair_count()
-        self._queue_left: int | None = None
-        # today's labels and the recent strip: read once after the first pair is on screen, then kept up to
-        # date from each label saved (no query per label)
-        self._day = ""  # today's start (label_activity.day_start), set when today's labels are read
-        self._today: int | None = None
-        self._recent: list[tuple[Label, str]] = []
+        # the progress line, the "Saved" note and the recent decisions (label_progress)
+        self.progress = LabelProgress(project, annotator, int(prefs.get("daily_goal")), lambda: clock(), self)
+        self.progress.revisit.connect(self.revisit)
         self._prompt_share = min(max(float(prefs.get("label/prompt_share")), 0.1), 0.85)
         self._syncing = False
         self._expected: int | None = None  # this annotator's label in force on the pair shown, as shown
@@ -125,20 +103,11 @@ class LabelView(QWidget):
         self._build()
         self._describe_ranking()
         self._bind_keys()
-        self._recount = QTimer(self, singleShot=True, interval=1200, timeout=self._refresh_queue_count)
-        self._clock_tick = QTimer(self, interval=1000, timeout=self._refresh_rate)
-        self._clock_tick.start()
-        self._activity_timer = QTimer(self, singleShot=True, interval=0, timeout=self._load_activity)
         self._share_timer = QTimer(self, singleShot=True, interval=400, timeout=self._save_prompt_share)
-        self._saved_pairs: list[int] = []  # labeled, not yet confirmed on screen
-        self._confirm_timer = QTimer(self, singleShot=True, interval=CONFIRM_MS, timeout=self._confirm_saved)
         app = QGuiApplication.instance()
         if app is not None:
             app.applicationStateChanged.connect(self._on_app_state)
         theme.notifier.changed.connect(self._on_theme)
-        self.labeled.connect(self._on_labeled)
-        self.undone.connect(lambda _pid: self._reload_activity())
-        self._session_timer.restart()
         self.show_next()
         if prefs.get("label/guidelines_visible"):
             self.toggle_guidelines(True)
@@ -285,23 +254,13 @@ class LabelView(QWidget):
         self.undo_button.clicked.connect(self.undo)
         details.addWidget(self.undo_button)
 
-        # the annotator's side: recent decisions, what was just saved, notes, today's progress
-        # the recent strip and the "Saved" note appear once there is something to say (built then)
-        self._recent_strip: RecentStrip | None = None
-        self._saved_note: SavedNote | None = None
+        # notes, then the annotator's side: recent decisions, what was just saved, today's progress
         self.note = QLabel()
         self.note.setObjectName("labelNote")
         self.note.setWordWrap(True)
-        self.progress_text = QLabel()
-        self.progress_text.setObjectName("progressText")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setTextVisible(False)
-        self.progress_bar.setMaximumHeight(6)
-        self._activity = activity = QHBoxLayout()
-        activity.addStretch(1)
         status = QHBoxLayout()
         status.addWidget(self.note, 1)
-        status.addWidget(self.progress_text)
+        status.addWidget(self.progress.text)
         # who wrote the sides of a generated candidates pair, shown once it is labeled (never before; never for
         # an arena's pairs): stays up while the next pair is on screen
         self.revealed = QLabel()
@@ -317,10 +276,10 @@ class LabelView(QWidget):
         layout.addLayout(choices)
         layout.addLayout(details)
         self._flag_bar_index = layout.count()  # the flag bar goes here, under the details, when first needed
-        layout.addLayout(activity)
+        layout.addLayout(self.progress.row)
         layout.addLayout(status)
         layout.addWidget(self.revealed)
-        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress.bar)
         self._overlay: ShortcutOverlay | None = None
         self.rationale.installEventFilter(self)
         self.search_edit.installEventFilter(self)
@@ -366,29 +325,14 @@ class LabelView(QWidget):
     @property
     def flag_bar(self) -> FlagBar:
         if self._flag_bar is None:
-            self._flag_bar = _activity().FlagBar()
+            from studio.ui import label_activity  # on the first F, not at start
+
+            self._flag_bar = label_activity.FlagBar()
             self._flag_bar.flag.connect(self.flag_pair)
             self._flag_bar.unflag.connect(self.unflag_pair)
             self._flag_bar.closed.connect(self.setFocus)
             self.layout().insertWidget(self._flag_bar_index, self._flag_bar)
         return self._flag_bar
-
-    @property
-    def recent_strip(self) -> RecentStrip:
-        if self._recent_strip is None:
-            self._recent_strip = _activity().RecentStrip()
-            self._recent_strip.revisit.connect(self.revisit)
-            self._activity.insertWidget(0, self._recent_strip)
-            self._recent_strip.show()  # a widget added to a shown layout appears only after an event-loop turn
-        return self._recent_strip
-
-    @property
-    def saved_note(self) -> SavedNote:
-        if self._saved_note is None:
-            self._saved_note = _activity().SavedNote()
-            self._activity.addWidget(self._saved_note)
-            self._saved_note.show()
-        return self._saved_note
 
     def _show_body(self, empty: bool) -> None:
         """The pair, or the empty state in its place."""
@@ -430,16 +374,16 @@ class LabelView(QWidget):
 
     def set_active(self, active: bool) -> None:
         """Pause the label clock while the window is not in use (another app in front, minimised)."""
-        for t in (self.timer, self._session_timer):
-            if active:
-                t.resume()
-            else:
-                t.pause()
+        if active:
+            self.timer.resume()
+        else:
+            self.timer.pause()
+        self.progress.set_active(active)
 
     def hideEvent(self, event) -> None:
         super().hideEvent(event)
         self.set_active(False)
-        self._recount.stop()  # recounted when shown again; the project may be closing
+        self.progress.hidden()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -447,10 +391,7 @@ class LabelView(QWidget):
         if app is None or app.applicationState() == Qt.ApplicationState.ApplicationActive or \
                 QGuiApplication.platformName() in ("offscreen", "minimal"):
             self.set_active(True)
-        if self.pair is not None or self._total_pairs:
-            self._refresh_progress()
-        if self._today is None:
-            self._activity_timer.start()
+        self.progress.shown(self.pair is not None or bool(self.progress.total_pairs))
         self.setFocus()
 
     # ------------------------------------------------------------------ queue and filters
@@ -458,14 +399,8 @@ class LabelView(QWidget):
     def set_annotator(self, name: str) -> None:
         self.annotator = name
         self._own_labels.clear()
-        self.session = Session()
-        self._session_timer.restart()
-        self._today = None
-        self._recent = []
-        if self._recent_strip is not None:
-            self._recent_strip.show_labels([])
         self.show_next(after=None)
-        self._reload_activity()
+        self._count_progress()
 
     def set_queue(self, queue: str) -> None:
         self.queue_box.setCurrentIndex(self.queue_box.findData(queue))
@@ -489,9 +424,8 @@ class LabelView(QWidget):
         self.split = self.split_box.currentData()
         self.source = self.source_box.currentData()
         self.search = self.search_edit.text().strip() or None
-        self._queue_left = None
         self.show_next(after=None)
-        self._refresh_queue_count()
+        self._count_progress()
 
     def _describe_ranking(self) -> None:
         """The informative queue's tooltip says what its order comes from (models, when), or that there is none."""
@@ -501,6 +435,11 @@ class LabelView(QWidget):
 
     def _filtered(self) -> bool:
         return bool(self.split or self.source or self.search)
+
+    def _count_progress(self) -> None:
+        """Tell the progress line what is on screen now (annotator, queue, filters): it counts what is left."""
+        self.progress.set_scope(self.annotator, self.queue,
+                                {"split": self.split, "source": self.source, "search": self.search})
 
     def show_next(self, after: int | None = None) -> None:
         """Show the next pair of the queue after pair `after` (or after the annotator's last label)."""
@@ -513,11 +452,10 @@ class LabelView(QWidget):
 
     def reload(self) -> None:
         """Re-read counts after data changed elsewhere (an import), and refill the view if empty."""
-        self._total_pairs = self.project.pair_count()
         self._describe_ranking()
+        self.progress.changed()
         if self.pair is None:
             self.show_next()
-        self._refresh_queue_count()
 
     def _show_empty(self) -> None:
         self.pair = None
@@ -529,12 +467,12 @@ class LabelView(QWidget):
         self.pair_label.setText("")
         self._enable_verdicts(False)
         self.note.setText("")
-        self._refresh_progress()
+        self.progress.refresh()
         self.pair_shown.emit(0)
 
     def _empty_message(self) -> tuple[str, str, list]:
         """What the empty view says and offers: import into an empty project, else another queue or no filters."""
-        if not self._total_pairs:
+        if not self.progress.total_pairs:
             return ("This project has no pairs yet",
                     "Import a file of prompts with two responses each (TRL, HH-RLHF, UltraFeedback; JSONL, JSON or "
                     "CSV) to start labeling: File ▸ Import… (Ctrl+I).",
@@ -575,7 +513,7 @@ class LabelView(QWidget):
         self.note.setText(note or "")
         self._show_pair_label()
         self.timer.restart()
-        self._refresh_progress()
+        self.progress.refresh()
         self.pair_shown.emit(pair_id)
         if not self.rationale.hasFocus():
             self.setFocus()
@@ -647,8 +585,7 @@ class LabelView(QWidget):
         self._render()
 
     def set_goal(self, goal: int) -> None:
-        self.goal = max(0, int(goal))
-        self._show_progress()
+        self.progress.set_goal(goal)
 
     def _on_theme(self, _palette) -> None:
         # rendered texts carry their colours (turn backgrounds, code blocks): render them again
@@ -737,7 +674,7 @@ class LabelView(QWidget):
         except ProjectError as e:
             self.note.setText(f"Not flagged: {html.escape(str(e))}")
             return
-        self.saved_note.say(f"Flagged pair #{self.pair.id} for review")
+        self.progress.saved_note.say(f"Flagged pair #{self.pair.id} for review")
         self._show_pair_label()
 
     def unflag_pair(self) -> None:
@@ -748,7 +685,7 @@ class LabelView(QWidget):
         except ProjectError as e:
             self.note.setText(f"Flag not removed: {html.escape(str(e))}")
             return
-        self.saved_note.say(f"Removed your flag on pair #{self.pair.id}")
+        self.progress.saved_note.say(f"Removed your flag on pair #{self.pair.id}")
         self._show_pair_label()
 
     # ------------------------------------------------------------------ labeling
@@ -796,16 +733,13 @@ class LabelView(QWidget):
     def _saved(self, label: dict, label_id: int) -> int:
         pair_id = label["pair_id"]
         self._own_labels.append(label_id)
-        self.session.labels += 1
-        self.session.seconds = self._session_timer.seconds()
-        if self._queue_left is not None and self.queue in (*UNLABELED_BY_ME, "needs_more"):
-            self._queue_left = max(0, self._queue_left - 1)
+        self.progress.saved(pair_id)
         choice = Choice(label["choice"])
         self.labeled.emit(pair_id, choice.value)
         self.reveal_provenance(pair_id, label["shown_left"], choice_to_side(choice, label["shown_left"]))
         if self.pair is not None and self.pair.id == pair_id:
             self.show_next(after=pair_id)
-        self._schedule_counts()
+        self.counts_changed.emit()
         return label_id
 
     def _not_saved(self, error: ProjectError) -> None:
@@ -895,131 +829,9 @@ class LabelView(QWidget):
             self.note.setText(f"Not undone: {e}")
             return None
         self._own_labels.pop()
-        self.session.labels = max(0, self.session.labels - 1)
-        if self._queue_left is not None and self.queue in (*UNLABELED_BY_ME, "needs_more"):
-            self._queue_left += 1
+        self.progress.undone()
         shown = self.project.shown_left(pair_id, self.annotator)
         self.show_pair(pair_id, note=f"Undone: <b>{describe(undone, shown)}</b>. Choose again.", prefill=undone)
         self.undone.emit(pair_id)
-        self._schedule_counts()
-        return pair_id
-
-
-    # ------------------------------------------------------------------ the annotator's progress
-
-    def _on_labeled(self, pair_id: int, _choice: str) -> None:
-        # Confirmed a moment later (CONFIRM_MS), once the next pair is on screen: the next pair comes first,
-        # and a burst of labels is confirmed once.
-        self._saved_pairs.append(pair_id)
-        self._confirm_timer.start()
-
-    def _confirm_saved(self) -> None:
-        """Say what was saved and count it: read back from the project, so it says what is stored."""
-        pending, self._saved_pairs = self._saved_pairs, []
-        if self.project.closed:
-            return
-        activity = _activity()
-        said = None
-        for pair_id in pending:
-            history = self.project.label_history(pair_id)
-            label = next((h for h in reversed(history) if h.annotator == self.annotator
-                          and h.state is LabelState.CURRENT), None)
-            if label is None:
-                continue  # undone (or relabeled by someone else's session) in the meantime
-            side = choice_to_side(label.choice, label.shown_left)
-            said = f"Saved: {activity.verdict_words(label, side)}"
-            if self._today is not None and not activity.replaced_today(history, label, self._day):
-                self._today += 1
-            self._recent = [(label, side), *[r for r in self._recent if r[0].pair_id != pair_id]][:activity.RECENT]
-        if said is None:
-            return
-        self.saved_note.say(said)
-        self.recent_strip.show_labels(self._recent)
-        self._show_progress()
-
-    def _reload_activity(self) -> None:
-        """Read today's labels and the recent decisions again (after an undo, another annotator): whatever
-        was waiting to be confirmed is in what is read."""
-        self._confirm_timer.stop()
-        self._saved_pairs.clear()
-        self._activity_timer.start()
-
-    def _load_activity(self) -> None:
-        """Today's labels and the recent decisions, from the project (at start, after an undo, a new day)."""
-        if self.project.closed:
-            return
-        activity = _activity()
-        self._day = activity.day_start()
-        self._today = self.project.label_count_since(self.annotator, self._day)
-        labels = self.project.recent_labels(self.annotator, activity.RECENT)
-        self._recent = [(lab, choice_to_side(lab.choice, lab.shown_left)) for lab in labels]
-        if self._recent or self._recent_strip is not None:
-            self.recent_strip.show_labels(self._recent)
-        self._show_progress()
-
-    def _schedule_counts(self) -> None:
         self.counts_changed.emit()
-        if self.queue not in UNLABELED_BY_ME or self._filtered():
-            self._recount.start()
-
-    def my_label_count(self) -> int:
-        return self.project.label_count(self.annotator)
-
-    def _refresh_queue_count(self) -> None:
-        if self.queue in UNLABELED_BY_ME and not self._filtered():
-            self._queue_left = None  # derived from the totals in _refresh_progress, no scan needed
-        else:
-            self._queue_left = self.project.queue_count(self.annotator, self.queue, split=self.split,
-                                                        source=self.source, search=self.search)
-        self._refresh_progress()
-
-    def _refresh_progress(self) -> None:
-        """Read the counts the progress line shows, then show it."""
-        self._mine = self.my_label_count()
-        self._labeled = self.project.labeled_pair_count()
-        self._show_progress()
-
-    def _show_progress(self) -> None:
-        """The progress line and bar from the counts already read (no query)."""
-        if not hasattr(self, "_mine"):
-            return
-        if self._today is not None and _activity().day_start() != self._day:
-            self._activity_timer.start()  # past midnight: today starts again
-        total = self._total_pairs
-        left = self._queue_left if self._queue_left is not None else (
-            max(0, total - self._mine) if self.queue in UNLABELED_BY_ME and not self._filtered() else None)
-        today = self._today
-        if today is None:
-            mine = f"{self._mine:,} labeled"
-        elif self.goal:
-            mine = f"{today:,} of {self.goal:,} today"
-        else:
-            mine = f"{today:,} today"
-        pct = f"{100 * self._labeled / total:.1f}%" if total else "0%"
-        self._progress_parts = (
-            f"<b>{html.escape(self.annotator)}</b>: {mine} · {self.session.labels:,} this session",
-            f"{left:,} left in queue" if left is not None else "",
-            f"project {pct} labeled ({self._labeled:,} / {total:,} pairs)",
-        )
-        self.progress_text.setToolTip(
-            f"{self.annotator}: {self._mine:,} labels in force in this project (imported labels are not "
-            f"anyone's){'' if today is None else f'; {today:,} made today'}. Labels per hour: this "
-            f"session's labels over its active time. The daily goal is in Settings.")
-        if self.goal and today is not None:
-            self.progress_bar.setMaximum(self.goal)
-            self.progress_bar.setValue(min(today, self.goal))
-            self.progress_bar.setToolTip(f"Your labels today: {today:,} of your goal of {self.goal:,}")
-        else:
-            self.progress_bar.setMaximum(max(total, 1))
-            self.progress_bar.setValue(self._labeled)
-            self.progress_bar.setToolTip("Project: pairs with at least one label")
-        self._refresh_rate()
-
-    def _refresh_rate(self) -> None:
-        if not hasattr(self, "_progress_parts"):
-            return
-        rate = self.session.rate() if self.session.labels else None
-        rate_text = f" · {rate:,.0f} /h" if rate is not None else ""
-        me, left, proj = self._progress_parts
-        parts = [me + rate_text] + ([left] if left else []) + [proj]
-        self.progress_text.setText("&nbsp;&nbsp;│&nbsp;&nbsp;".join(parts))
+        return pair_id

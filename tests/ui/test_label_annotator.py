@@ -15,7 +15,7 @@ from tests.ui.test_label_view import make_view as make_active_view
 
 def make_view(qtbot, project, annotator="alice") -> LabelView:
     view = make_active_view(qtbot, project, annotator)
-    qtbot.waitUntil(lambda: view._today is not None)  # today's labels are read once the pair is on screen
+    qtbot.waitUntil(lambda: view.progress.today is not None)  # today's labels are read once the pair is on screen
     return view
 
 
@@ -26,21 +26,21 @@ def key(qtbot, view, k, modifier=Qt.KeyboardModifier.NoModifier) -> None:
 def test_a_saved_verdict_is_confirmed_counted_for_today_and_can_be_revisited(qtbot, pairs_project):
     prefs.put("daily_goal", 3)
     view = make_view(qtbot, pairs_project)
-    assert "0 of 3 today" in view.progress_text.text()
+    assert "0 of 3 today" in view.progress.text.text()
     first = view.pair.id
     key(qtbot, view, Qt.Key.Key_E)  # decisive
     key(qtbot, view, Qt.Key.Key_2)
     # confirmed just after the next pair is on screen
     saved = "✓ Saved: Right better, decisive"
-    qtbot.waitUntil(lambda: view._saved_note is not None and view.saved_note.text() == saved)
-    assert "1 of 3 today" in view.progress_text.text()
-    assert (view.progress_bar.value(), view.progress_bar.maximum()) == (1, 3)
+    qtbot.waitUntil(lambda: view.progress._saved_note is not None and view.progress.saved_note.text() == saved)
+    assert "1 of 3 today" in view.progress.text.text()
+    assert (view.progress.bar.value(), view.progress.bar.maximum()) == (1, 3)
     second = view.pair.id
     key(qtbot, view, Qt.Key.Key_3)
     third = view.pair.id
     key(qtbot, view, Qt.Key.Key_1)
-    qtbot.waitUntil(lambda: view.saved_note.text() == "✓ Saved: Left better")
-    chips = [b for b in view.recent_strip.buttons if b.isVisible()]
+    qtbot.waitUntil(lambda: view.progress.saved_note.text() == "✓ Saved: Left better")
+    chips = [b for b in view.progress.recent_strip.buttons if b.isVisible()]
     assert [b.property("pair_id") for b in chips] == [third, second, first], "newest first"
     assert chips[1].text() == f"#{second} Tie"
     # revisit the oldest decision from the keyboard, and change it: today's count does not grow
@@ -50,12 +50,12 @@ def test_a_saved_verdict_is_confirmed_counted_for_today_and_can_be_revisited(qtb
     view.setFocus()
     key(qtbot, view, Qt.Key.Key_1)
     assert pairs_project.current_label(first, "alice").choice != "tie"
-    qtbot.waitUntil(lambda: view.recent_strip.buttons[0].property("pair_id") == first)
-    assert "3 of 3 today" in view.progress_text.text() and view.progress_bar.value() == 3
+    qtbot.waitUntil(lambda: view.progress.recent_strip.buttons[0].property("pair_id") == first)
+    assert "3 of 3 today" in view.progress.text.text() and view.progress.bar.value() == 3
     # an undo brings the replaced label back (made today too): read again from the project, still three
     key(qtbot, view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: view.recent_strip.buttons[0].property("pair_id") == third)
-    assert "3 of 3 today" in view.progress_text.text()
+    qtbot.waitUntil(lambda: view.progress.recent_strip.buttons[0].property("pair_id") == third)
+    assert "3 of 3 today" in view.progress.text.text()
 
 
 def test_only_the_annotators_own_labels_count_as_theirs(qtbot, pairs_project):
@@ -63,8 +63,8 @@ def test_only_the_annotators_own_labels_count_as_theirs(qtbot, pairs_project):
     pairs_project.record_label(ids[0], "import:data.jsonl", "a", "a")
     pairs_project.record_label(ids[1], "bob", "a", "a")
     view = make_view(qtbot, pairs_project)
-    assert "0 of 100 today" in view.progress_text.text()
-    assert not any(b.isVisible() for b in view.recent_strip.buttons)
+    assert "0 of 100 today" in view.progress.text.text()
+    assert not any(b.isVisible() for b in view.progress.recent_strip.buttons)
 
 
 def test_flag_for_review_with_a_note_by_keyboard(qtbot, pairs_project):

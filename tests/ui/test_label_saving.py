@@ -79,8 +79,9 @@ def test_a_save_behind_a_held_lock_goes_on_off_the_gui_thread(qtbot, folder):
     assert returned_after < 5, "the key press came back long before the 15 s busy timeout"
     assert len(history) == 1, "the second key press saved nothing"
     # once saved, it is confirmed and listed as a label saved at once is
-    qtbot.waitUntil(lambda: view._saved_note is not None and view.saved_note.text() == "✓ Saved: Left better")
-    assert view.recent_strip.buttons[0].property("pair_id") == pair_id and view.session.labels == 1
+    progress = view.progress
+    qtbot.waitUntil(lambda: progress._saved_note is not None and progress.saved_note.text() == "✓ Saved: Left better")
+    assert view.progress.recent_strip.buttons[0].property("pair_id") == pair_id and view.progress.session.labels == 1
 
 
 # ---------------------------------------------------------------------------------------------- two windows

@@ -195,9 +195,9 @@ def test_time_per_label_pauses_while_inactive(qtbot, pairs_project, monkeypatch)
     now[0] += 3
     press(qtbot, view, "2")
     assert pairs_project.current_label(pair2, "alice").seconds == pytest.approx(3.0)
-    assert view.session.labels == 2
-    assert view.session.rate() == pytest.approx(2 / (10 / 3600))
-    assert "this session" in view.progress_text.text()
+    assert view.progress.session.labels == 2
+    assert view.progress.session.rate() == pytest.approx(2 / (10 / 3600))
+    assert "this session" in view.progress.text.text()
 
 
 UNTRUSTED = textwrap.dedent("""\

@@ -80,7 +80,7 @@ def test_switch_annotator(qtbot, folder):
     assert view.pair.id == ids[0] and p.current_label(ids[0], "bob") is None
     assert view.shown_left == p.shown_left(ids[0], "bob")
     assert any(p.shown_left(i, "alice") != p.shown_left(i, "bob") for i in ids)
-    assert "bob</b>: 0 labeled" in view.progress_text.text()
+    assert "bob</b>: 0 labeled" in view.progress.text.text()
     w.label_view.choose("right")
     with Project.open(folder) as p:
         assert set(p.annotators()) == {"alice", "bob"}
@@ -191,8 +191,8 @@ def test_a_read_only_project_opens_read_only_and_says_so(qtbot, folder, read_onl
     view.note.setText("")
     view.open_flag_bar()  # key F
     assert "flags cannot be saved" in view.note.text() and view._flag_bar is None
-    qtbot.waitUntil(lambda: view._today is not None)  # today's count and recent labels read, nothing written
-    assert view._today == 0 and view.project.flagged_pair_count() == 1
+    qtbot.waitUntil(lambda: view.progress.today is not None)  # today's count and recent labels read, nothing written
+    assert view.progress.today == 0 and view.project.flagged_pair_count() == 1
     assert not w.import_action.isEnabled()
     data = w.show_section("Data")
     data.flagged_check.setChecked(True)

@@ -56,7 +56,7 @@ def test_the_informative_queue_counts_what_is_left_like_mine(qtbot, ranked):
     qtbot.addWidget(view)
     view.set_queue("informative")
     view.choose("right")
-    assert "4 left in queue" in view.progress_text.text()
+    assert "4 left in queue" in view.progress.text.text()
 
 
 def test_the_data_view_shows_the_score_with_its_parts_and_sorts_by_it(qtbot, ranked):

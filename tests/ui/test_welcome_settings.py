@@ -100,7 +100,7 @@ def test_settings_are_applied_and_remembered(qtbot, folder):
     values, errors = dialog.settings()
     assert errors == []
     w.apply_settings(values)
-    assert w.annotator == "carol" and w.label_view.annotator == "carol" and w.label_view.goal == 40
+    assert w.annotator == "carol" and w.label_view.annotator == "carol" and w.label_view.progress.goal == 40
     assert prefs.get("daily_goal") == 40 and prefs.get("theme") == "dark" and prefs.get("zoom") == 1.25
     assert palette.current() is palette.DARK and theme.zoom() == 1.25
     assert w.project.show_length_counts is False and w.project.overlap_target == 3
