@@ -20,11 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.types import Choice, Label, LabelState, Pair, Strength
+from studio.core.types import Choice, Label, Pair, Strength
 
 if TYPE_CHECKING:
     from studio.ui.label_activity import FlagBar
-from studio.store import LabelConflict, Project, ProjectBusy, ProjectError
+from studio.store import LabelConflict, Project, ProjectError
 from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import prefs, theme
 from studio.ui.label_parts import (
@@ -40,7 +40,7 @@ from studio.ui.label_parts import (
     side_to_choice,
 )
 from studio.ui.label_progress import LabelProgress
-from studio.ui.label_saver import LabelSaver
+from studio.ui.label_saver import NotUndone, Verdicts
 from studio.ui.pair_view import PairPanes, ResponsePane
 from studio.ui.widgets import EmptyState, FilterCombo, named
 
@@ -95,9 +95,11 @@ class LabelView(QWidget):
         self.progress.revisit.connect(self.revisit)
         self._prompt_share = min(max(float(prefs.get("label/prompt_share")), 0.1), 0.85)
         self._syncing = False
-        self._expected: int | None = None  # this annotator's label in force on the pair shown, as shown
-        self._own_labels: list[int] = []  # the labels this window made, newest last: what Ctrl+Z undoes
-        self._saver: LabelSaver | None = None  # a label being saved off the GUI thread (the project was busy)
+        # the save path: each verdict saved (in the background while another process writes), what Ctrl+Z undoes
+        self.verdicts = Verdicts(project, self)
+        self.verdicts.saved.connect(self._saved)
+        self.verdicts.failed.connect(self._not_saved)
+        self.verdicts.saving.connect(self._saving_in_background)
         self.guidelines = None  # the panel, built the first time it is shown
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
@@ -398,7 +400,7 @@ class LabelView(QWidget):
 
     def set_annotator(self, name: str) -> None:
         self.annotator = name
-        self._own_labels.clear()
+        self.verdicts.forget()
         self.show_next(after=None)
         self._count_progress()
 
@@ -507,7 +509,7 @@ class LabelView(QWidget):
         self.set_strength(prefill.strength if prefill else None)
         self.rationale.setText((prefill.rationale or "") if prefill else "")
         mine = self.project.current_label(pair_id, self.annotator)
-        self._expected = mine.id if mine else None
+        self.verdicts.showing(pair_id, mine.id if mine else None)
         if note is None and mine is not None:
             note = f"You labeled this pair: <b>{describe(mine, self.shown_left)}</b>. A new verdict replaces it."
         self.note.setText(note or "")
@@ -706,7 +708,7 @@ class LabelView(QWidget):
         it was not saved, or is being saved in the background because the project is busy)."""
         if self.pair is None:
             return None
-        if self._saver is not None:
+        if self.verdicts.busy:
             self.note.setText("Still saving your last verdict (the project is busy)…")
             return None
         if self.project.read_only:
@@ -715,24 +717,14 @@ class LabelView(QWidget):
         if self._overlay is not None and self._overlay.isVisible():
             self._overlay.hide()
         choice = side_to_choice(side, self.shown_left)
-        label = {"pair_id": self.pair.id, "annotator": self.annotator, "choice": choice, "shown_left": self.shown_left,
-                 "strength": self.strength() if choice.decided else None,
-                 "rationale": self.rationale.text().strip() or None, "seconds": round(self.timer.seconds(), 3),
-                 "expected_current": self._expected}
-        try:
-            # never wait on the GUI thread: a held lock hands the label to a background save
-            label_id = self.project.record_label(**label, wait=False)
-        except ProjectBusy:
-            self._save_in_background(label)
-            return None
-        except ProjectError as e:
-            self._not_saved(e)
-            return None
-        return self._saved(label, label_id)
+        # never waits on the GUI thread: a held lock hands the label to a background save
+        return self.verdicts.save({
+            "pair_id": self.pair.id, "annotator": self.annotator, "choice": choice, "shown_left": self.shown_left,
+            "strength": self.strength() if choice.decided else None,
+            "rationale": self.rationale.text().strip() or None, "seconds": round(self.timer.seconds(), 3)})
 
-    def _saved(self, label: dict, label_id: int) -> int:
+    def _saved(self, label: dict, _label_id: int) -> None:
         pair_id = label["pair_id"]
-        self._own_labels.append(label_id)
         self.progress.saved(pair_id)
         choice = Choice(label["choice"])
         self.labeled.emit(pair_id, choice.value)
@@ -740,52 +732,34 @@ class LabelView(QWidget):
         if self.pair is not None and self.pair.id == pair_id:
             self.show_next(after=pair_id)
         self.counts_changed.emit()
-        return label_id
 
-    def _not_saved(self, error: ProjectError) -> None:
+    def _not_saved(self, label: dict, error: ProjectError) -> None:
         """Disk full, read-only, busy for too long, or changed in another window: the pair stays on screen
         with everything the annotator set, so the same key can simply be pressed again."""
-        if isinstance(error, LabelConflict):
-            # the next key press replaces the other window's label knowingly
-            self._expected = error.current.id if error.current else None
-            now = describe(error.current, self.shown_left) if error.current else "no label (undone)"
-            message = (f"Not saved: this pair was labeled meanwhile as {self.annotator} in another window "
-                       f"(now: {now}). Press a key again to replace that label.")
-        else:
-            message = f"Not saved: {error}"
         self.save_failed.emit(str(error))
-        self.note.setText(message)
-
-    def _save_in_background(self, label: dict) -> None:
-        if self.project.folder is None:  # an in-memory project has no second connection to wait on
-            self._not_saved(ProjectBusy("the project is busy; try again"))
-            return
-        self._saver = LabelSaver(self.project.folder, label)
-        self._saver.saved.connect(self._background_saved)
-        self._saver.failed.connect(self._background_failed)
-        for b in self.choice_buttons.values():
-            b.setEnabled(False)
-        self.note.setText("Saving… the project is busy (another process is writing to it); your verdict and "
-                          "rationale are kept and saved as soon as it is free.")
-        self._saver.start()
-
-    def _background_saved(self, label: dict, label_id: int) -> None:
-        self._saver = None
-        self._enable_verdicts(self.pair is not None)
-        self._saved(label, label_id)
-
-    def _background_failed(self, label: dict, error: ProjectError) -> None:
-        self._saver = None
-        self._enable_verdicts(self.pair is not None)
-        if self.pair is not None and self.pair.id == label["pair_id"]:
-            self._not_saved(error)
-        else:  # another pair is on screen by now: still say it, so no verdict is lost unnoticed
-            self.save_failed.emit(str(error))
+        if self.pair is None or self.pair.id != label["pair_id"]:
+            # a background save of a pair no longer on screen: still say it, so no verdict is lost unnoticed
             self.note.setText(f"Not saved: your verdict on pair #{label['pair_id']}: {error}")
+        elif isinstance(error, LabelConflict):
+            # the next key press replaces the other window's label knowingly (Verdicts expects it now)
+            now = describe(error.current, self.shown_left) if error.current else "no label (undone)"
+            self.note.setText(f"Not saved: this pair was labeled meanwhile as {self.annotator} in another window "
+                              f"(now: {now}). Press a key again to replace that label.")
+        else:
+            self.note.setText(f"Not saved: {error}")
+
+    def _saving_in_background(self, started: bool) -> None:
+        if started:
+            for b in self.choice_buttons.values():
+                b.setEnabled(False)
+            self.note.setText("Saving… the project is busy (another process is writing to it); your verdict and "
+                              "rationale are kept and saved as soon as it is free.")
+        else:
+            self._enable_verdicts(self.pair is not None)
 
     def wait_for_save(self, timeout: float | None = None) -> bool:
         """Block until a background save has ended (the window is closing); False if it still runs."""
-        return self._saver is None or self._saver.wait(timeout)
+        return self.verdicts.wait(timeout)
 
     def reveal_provenance(self, pair_id: int, shown_left: str, side: str) -> None:
         """After a verdict on a generated candidates pair, say which source, adapter and sampling wrote each
@@ -807,28 +781,11 @@ class LabelView(QWidget):
     def undo(self) -> int | None:
         """Undo this window's latest label, if still in force, and show its pair again, prefilled. Labels
         made in another window (even as the same annotator) are never undone from here."""
-        if self._saver is not None:
-            self.note.setText("Still saving your last verdict; undo it once it is saved.")
-            return None
-        if not self._own_labels:
-            self.note.setText("Nothing to undo: this window has made no labels yet.")
-            return None
-        undone = self.project.label(self._own_labels[-1])
-        if undone.state is not LabelState.CURRENT:
-            self._own_labels.pop()
-            self.note.setText(f"Not undone: your last label here, on pair #{undone.pair_id}, was replaced or undone "
-                              "in another window since.")
-            return None
         try:
-            pair_id = self.project.undo_label(undone.id, wait=False)
-        except ProjectBusy:
-            self.note.setText("The project is busy (another process is writing to it): press Ctrl+Z again in a "
-                              "moment.")
+            undone, pair_id = self.verdicts.undo()
+        except NotUndone as e:
+            self.note.setText(str(e))
             return None
-        except ProjectError as e:
-            self.note.setText(f"Not undone: {e}")
-            return None
-        self._own_labels.pop()
         self.progress.undone()
         shown = self.project.shown_left(pair_id, self.annotator)
         self.show_pair(pair_id, note=f"Undone: <b>{describe(undone, shown)}</b>. Choose again.", prefill=undone)
