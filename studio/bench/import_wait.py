@@ -21,7 +21,7 @@ from typing import Any
 from studio.bench.common import work_folder
 from studio.bench.store import write_synthetic
 from studio.store.db import ProjectError
-from studio.store.formats import import_file
+from studio.store.import_writing import import_file
 from studio.store.project import Project
 
 LABELER = "bench-labeler"

@@ -12,7 +12,8 @@ from typing import Any
 
 from studio.bench.common import peak_rss_mib, summarize_ms, time_calls, work_folder
 from studio.store import bulk
-from studio.store.formats import export_file, import_file
+from studio.store.export import export_file
+from studio.store.import_writing import import_file
 from studio.store.project import Project
 from studio.store.statistics import project_stats
 

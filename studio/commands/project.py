@@ -132,7 +132,8 @@ def _remove_new_project(folder: Path, folder_existed: bool) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from studio.core import paths
     from studio.store import Project
-    from studio.store.formats import FileRejected, ImportErrors, parse_file, write_parsed
+    from studio.store.formats import FileRejected, ImportErrors, parse_file
+    from studio.store.import_writing import write_parsed
 
     path = Path(args.file)
     progress = _ProgressLine(path.name)
@@ -189,7 +190,7 @@ def _left_out_text(left_out: dict[str, int]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from studio.store.formats import export_file
+    from studio.store.export import export_file
 
     with _open(args.project) as project:
         report = export_file(project, args.out, args.format, args.split)

@@ -60,7 +60,7 @@ def unpublished_sql(alias: str) -> str:
 
 
 class ImportsStore(StoreBase):
-    """The bookkeeping of staged imports (the rows themselves are written by `formats.write_parsed`)."""
+    """The bookkeeping of staged imports (the rows themselves are written by `import_writing.write_parsed`)."""
 
     def begin_import(self, file: str, fmt: str, annotator: str | None) -> int:
         """Register an import of `file` by this process and return its id. Refuses (ProjectBusy) while

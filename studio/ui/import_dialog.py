@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.store import Project, ProjectError, formats
+from studio.store import Project, ProjectError, export, formats, import_writing
 
 
 class StoreJob(QThread):
@@ -52,9 +52,9 @@ class StoreJob(QThread):
             return
         try:
             if self.kind == "import":
-                report = formats.import_file(project, progress=self.progress.emit, **self.kwargs)
+                report = import_writing.import_file(project, progress=self.progress.emit, **self.kwargs)
             else:
-                report = formats.export_file(project, progress=self.progress.emit, **self.kwargs)
+                report = export.export_file(project, progress=self.progress.emit, **self.kwargs)
         except formats.ImportErrors as e:
             self.failed.emit(f"{len(e.errors):,} invalid row(s); nothing was imported.", [str(x) for x in e.errors])
         except (ProjectError, OSError, ValueError) as e:
@@ -273,7 +273,7 @@ class ExportDialog(_StoreDialog):
         elapsed = time.monotonic() - self._started
         self.status.setText(f"Exporting {self.expected_rows:,} {what} to {self._target}…  {elapsed:.0f} s")
 
-    def _done(self, report: formats.ExportReport) -> None:
+    def _done(self, report: export.ExportReport) -> None:
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         left = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in report.left_out.items() if n)

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from studio.store import Project
-from studio.store.formats import FileRejected, ImportErrors, export_file, import_file, parse_file
+from studio.store.export import export_file
+from studio.store.formats import FileRejected, ImportErrors, parse_file
+from studio.store.import_writing import import_file
 
 
 def write_jsonl(path, rows):
@@ -367,9 +369,9 @@ def test_skip_invalid_with_no_valid_rows_is_an_error_and_adds_nothing(project, t
 
 
 def test_export_reports_progress_up_to_the_rows_written(project, tmp_path, monkeypatch):
-    import studio.store.formats as formats
+    import studio.store.export as export
 
-    monkeypatch.setattr(formats, "_CHUNK", 2)  # report every 2 rows, so a small file shows steps
+    monkeypatch.setattr(export, "PROGRESS_EVERY", 2)  # report every 2 rows, so a small file shows steps
     rows = [{"prompt": f"Question {i}?", "chosen": f"Yes {i}.", "rejected": f"No {i}."} for i in range(5)]
     import_file(project, write_jsonl(tmp_path / "in.jsonl", rows))
     seen: list[tuple[int, int]] = []

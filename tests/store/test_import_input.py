@@ -11,7 +11,8 @@ import pytest
 
 from studio.cli import main
 from studio.store import Project
-from studio.store.formats import FileRejected, ImportErrors, import_file, parse_file
+from studio.store.formats import FileRejected, ImportErrors, parse_file
+from studio.store.import_writing import import_file
 from tests.store.test_formats import preferences, write_jsonl
 
 TRL = [{"prompt": "What is 2 + 2?", "chosen": "4.", "rejected": "5."},
@@ -146,12 +147,12 @@ def test_a_failed_write_takes_back_the_project_it_created(tmp_path, monkeypatch,
     folder = tmp_path / "here"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    import studio.store.formats as formats
+    import studio.store.import_writing as import_writing
 
     def broken(*args, **kwargs):
-        raise formats.ProjectError("the disk is full")
+        raise import_writing.ProjectError("the disk is full")
 
-    monkeypatch.setattr(formats, "write_parsed", broken)
+    monkeypatch.setattr(import_writing, "write_parsed", broken)
     assert main(["import", str(folder), str(write_jsonl(tmp_path / "ok.jsonl", TRL))]) == 2
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # the user's folder stays, with only theirs
 

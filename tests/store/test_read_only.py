@@ -9,7 +9,7 @@ import pytest
 
 from studio.cli import main
 from studio.store import Project, ProjectError, ProjectReadOnly
-from studio.store.formats import import_file
+from studio.store.import_writing import import_file
 from tests.store.test_formats import write_jsonl
 from tests.store.test_staged_import import old_schema_project, rows
 

@@ -13,7 +13,9 @@ import pytest
 
 from studio.cli import main
 from studio.store import Project, ProjectError
-from studio.store.formats import ImportErrors, export_file, import_file, parse_file
+from studio.store.export import export_file
+from studio.store.formats import ImportErrors, parse_file
+from studio.store.import_writing import import_file
 from studio.store.project import ProjectBusy, StorageError
 from tests.store.test_formats import assert_label_counts, preferences, snapshot, write_jsonl
 

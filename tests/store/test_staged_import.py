@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from studio.store import Project
-from studio.store.formats import import_file
+from studio.store.import_writing import import_file
 from tests.store.test_formats import assert_label_counts, snapshot, write_jsonl
 
 
@@ -23,7 +23,7 @@ def rows(n: int, tag: str = "") -> list[dict]:
 IMPORT_THEN_HANG = """
 import sys, time
 from studio.store import Project
-from studio.store.formats import import_file
+from studio.store.import_writing import import_file
 
 def progress(done, total):
     if done > 0.7 * total:  # between two of the import's transactions, 40% into the writing

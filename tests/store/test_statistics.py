@@ -117,7 +117,7 @@ def test_imported_labels_are_left_out_of_position_bias(project, tmp_path):
     path = tmp_path / "prefs.jsonl"
     path.write_text("".join(json.dumps({"prompt": f"Q{i}", "chosen": f"long answer {i}", "rejected": "no"}) + "\n"
                             for i in range(30)))
-    from studio.store.formats import import_file
+    from studio.store.import_writing import import_file
 
     import_file(project, path)
     s = project_stats(project)
@@ -130,7 +130,7 @@ def test_imported_labels_are_left_out_of_position_bias(project, tmp_path):
 
 
 def test_agreement_is_between_people_not_with_the_imported_verdict(project, tmp_path):
-    from studio.store.formats import import_file
+    from studio.store.import_writing import import_file
 
     path = tmp_path / "prefs.jsonl"
     path.write_text("".join(json.dumps({"prompt": f"Q{i}", "chosen": f"yes {i}", "rejected": f"no {i}"}) + "\n"

@@ -236,12 +236,12 @@ def test_the_import_dialog_shows_a_deeply_nested_row_and_any_unexpected_error(qt
     assert "Nothing was imported" in dialog.status.text()
     assert "deep.jsonl:1: invalid JSON: nested too deeply" in dialog.errors.item(0).text()
 
-    from studio.store import formats
+    from studio.store import import_writing
 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")
 
-    monkeypatch.setattr(formats, "import_file", broken)
+    monkeypatch.setattr(import_writing, "import_file", broken)
     run_import(qtbot, dialog, deep)
     qtbot.waitUntil(lambda: "something nobody expected" in dialog.status.text())
     assert "RuntimeError" in dialog.status.text()
