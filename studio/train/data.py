@@ -1,4 +1,5 @@
-"""From a run's snapshot rows to token batches: chat templates, EOS, truncation, completion masks.
+"""From a run's snapshot rows to token batches: chat templates, EOS, truncation, completion masks; and
+passes over rows that a stop can cut short (`StoppablePass`), longest first when asked (`by_length`).
 
 Chosen and rejected of a batch go into ONE tensor (chosen rows first, then rejected rows) so the model
 runs one forward pass per micro-batch; the caller splits the per-sequence results in half afterwards.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -354,3 +355,38 @@ def shard(rows: Sequence, processes: int, rank: int) -> list:
     """Process `rank`'s share of `rows` for a pass over all of them (evaluation, reference log-probs): every
     processes-th row, so no row is seen twice and the shares differ in length by one row at most."""
     return list(rows[rank::processes])
+
+
+def by_length(rows: Sequence[dict]) -> list[dict]:
+    """`rows` longest first, by their characters (`row_chars`): pairs of about one length share a batch
+    (little padding), and the longest batch comes first, so a memory error shows at once. Characters, not
+    tokens: sorting by tokens would tokenize every pair before the pass, the minutes lazy tokenization saves."""
+    return sorted(rows, key=row_chars, reverse=True)
+
+
+class StoppablePass:
+    """This process's share of `rows` (`shard`), tokenized and put on the device one batch at a time,
+    until a stop is requested (a pass over a large dataset takes minutes); `stopped` says whether one came.
+
+    The stop check is collective, so every process goes through the same number of batches: a process whose
+    share is shorter gets None for its last one. Batches are laid out in `layout` (`make_batch`).
+    `progress(done, total)` hears of the rows done on this process."""
+
+    def __init__(self, rows: Sequence[dict], tokenize: PairTokenizer, batch_size: int, pad_id: int, device,
+                 should_stop: Callable[[], bool], processes: int = 1, rank: int = 0,
+                 progress: Callable[[int, int], None] | None = None, layout: str = "padded"):
+        self.rows = shard(rows, processes, rank)
+        self.n_batches = batches_per_epoch(len(rows), batch_size, processes)
+        self.tokenize, self.batch_size, self.pad_id, self.device = tokenize, batch_size, pad_id, device
+        self.should_stop, self.progress, self.layout = should_stop, progress, layout
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[Batch | None]:
+        for k in range(self.n_batches):
+            if self.should_stop():
+                self.stopped = True
+                return
+            rows = self.rows[k * self.batch_size:(k + 1) * self.batch_size]
+            yield make_batch(self.tokenize.rows(rows), self.pad_id, self.layout).to(self.device) if rows else None
+            if self.progress:
+                self.progress(min(len(self.rows), (k + 1) * self.batch_size), len(self.rows))

@@ -18,7 +18,7 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +27,6 @@ from torch import nn
 from studio.core import metrics as M
 from studio.core import paths
 from studio.core.configs import DPOConfig, to_dict
-from studio.store.db import ProjectBusy, now_iso
 from studio.train import checkpoint, data, memory, packing, preflight, runtime, sampling
 from studio.train.logps import completion_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
@@ -194,49 +193,14 @@ def batch_ref(state: TrainState, batch: data.Batch, device) -> tuple[torch.Tenso
     return t[:, 0], t[:, 1]
 
 
-class StoppablePass:
-    """This process's share of `rows` (`data.shard`), tokenized and put on the device one batch at a time,
-    until a stop is requested (a pass over a large dataset takes minutes); `stopped` says whether one came.
-
-    The stop check is collective, so every process goes through the same number of batches: a process whose
-    share is shorter gets None for its last one. Batches are laid out in `layout` (`data.make_batch`).
-    `progress(done, total)` hears of the rows done on this process."""
-
-    def __init__(self, rows: Sequence[dict], tokenize: data.PairTokenizer, batch_size: int, pad_id: int, device,
-                 should_stop: Callable[[], bool], processes: int = 1, rank: int = 0,
-                 progress: Callable[[int, int], None] | None = None, layout: str = "padded"):
-        self.rows = data.shard(rows, processes, rank)
-        self.n_batches = data.batches_per_epoch(len(rows), batch_size, processes)
-        self.tokenize, self.batch_size, self.pad_id, self.device = tokenize, batch_size, pad_id, device
-        self.should_stop, self.progress, self.layout = should_stop, progress, layout
-        self.stopped = False
-
-    def __iter__(self) -> Iterator[data.Batch | None]:
-        for k in range(self.n_batches):
-            if self.should_stop():
-                self.stopped = True
-                return
-            rows = self.rows[k * self.batch_size:(k + 1) * self.batch_size]
-            yield data.make_batch(self.tokenize.rows(rows), self.pad_id, self.layout).to(self.device) if rows else None
-            if self.progress:
-                self.progress(min(len(self.rows), (k + 1) * self.batch_size), len(self.rows))
-
-
 # The reference pass keeps no activations, so its batches can be this many times the training batch.
 REF_BATCH_FACTOR = 4
 # Gradient checkpointing 'auto' measures the longest pair by tokens among this many longest by characters.
 LONGEST_CANDIDATES = 16
 
 
-def by_length(rows: Sequence[dict]) -> list[dict]:
-    """`rows` longest first, by their characters (`data.row_chars`): pairs of about one length share a batch
-    (little padding), and the longest batch comes first, so a memory error shows at once. Characters, not
-    tokens: sorting by tokens would tokenize every pair before the pass, the minutes lazy tokenization saves."""
-    return sorted(rows, key=data.row_chars, reverse=True)
-
-
 @torch.inference_mode()
-def precompute_ref(peft_model, batches: StoppablePass, accelerator) -> dict[int, tuple[float, float]] | None:
+def precompute_ref(peft_model, batches: data.StoppablePass, accelerator) -> dict[int, tuple[float, float]] | None:
     """Reference log-probs of the pairs of `batches` (every process's share, gathered), once, before training
     (see `precompute_is_cheaper`): inference mode, in the batches `DPORun.reference_pass` lays out (larger than
     the training batch, sorted by length, then sharded). None when a stop was requested meanwhile."""
@@ -273,7 +237,7 @@ def precompute_is_cheaper(config: DPOConfig, total_steps: int, n_train: int, n_e
 
 
 @torch.no_grad()
-def evaluate(policy, peft_model, batches: StoppablePass, config: DPOConfig, accelerator, state: TrainState,
+def evaluate(policy, peft_model, batches: data.StoppablePass, config: DPOConfig, accelerator, state: TrainState,
              want_ref: bool) -> dict[str, float] | None:
     """The train metrics on the eval split (no gradient, dropout off), every process evaluating its share and
     the sums gathered; None when a stop was requested. `policy` is the unwrapped module: a DDP forward would
@@ -290,45 +254,6 @@ def evaluate(policy, peft_model, batches: StoppablePass, config: DPOConfig, acce
         return None
     stats.sum_over_processes(accelerator)
     return {M.eval_name(k): v for k, v in stats.read().items() if k != M.GRAD_NORM}
-
-
-def check_distributed(accelerator) -> None:
-    """Several processes train data-parallel (DDP). Sharded set-ups are refused by name rather than trained
-    wrong: the reference forward and the log-prob head read the whole weights outside the wrapped module, and
-    a checkpoint holds the main process's optimizer state as the whole of it."""
-    kind = str(accelerator.distributed_type).rsplit(".", 1)[-1]
-    if kind in ("DEEPSPEED", "FSDP"):
-        raise TrainingError(f"distributed_type {kind}: this engine trains several processes data-parallel only "
-                            f"(each holds the whole model, as LoRA training of models that fit one GPU does); "
-                            f"launch without the {kind} config, e.g. `accelerate launch --config_file "
-                            f"docs/accelerate/multi_gpu.yaml -m studio train PROJECT --run ID`")
-
-
-class Progress:
-    """Progress of the work before and around training (reading the snapshot, loading the model, the reference
-    pass): a log line, a status line for the console and the run's heartbeat, at most every `interval` seconds,
-    so a long preparation shows that it is alive. Only the main process reports."""
-
-    def __init__(self, ctx: RunContext, main: bool, interval: float = 2.0):
-        self.ctx, self.main, self.interval = ctx, main, interval
-        self._last = -math.inf
-
-    def __call__(self, message: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.main or (not force and now - self._last < self.interval):
-            return
-        self._last = now
-        log.info("%s", message)
-        if self.ctx.on_status:
-            self.ctx.on_status(message)
-        try:
-            self.ctx.project.update_run(self.ctx.run_id, heartbeat_at=now_iso())
-        except ProjectBusy:
-            pass  # a long write by someone else; the next report tries again
-
-    def counter(self, what: str) -> Callable[[int, int], None]:
-        """A `progress(done, total)` for a pass over rows: 'what: done/total pairs'."""
-        return lambda done, total: self(f"{what}: {done}/{total} pairs", force=done == total)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -354,11 +279,11 @@ class DPORun:
             log.warning("%s", warning)
         self.accelerator = runtime.make_accelerator(config)
         self.device = self.accelerator.device
-        check_distributed(self.accelerator)
+        runtime.check_distributed(self.accelerator)
         # under `accelerate launch` every process trains its share of each batch; only the main one writes
         self.main = self.accelerator.is_main_process
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
-        self.progress = Progress(ctx, self.main)
+        self.progress = runtime.Progress(ctx, self.main)
         self.progress("preparing: reading the run's snapshot", force=True)
         self.train_rows, self.eval_rows = data.split_eval(project.run_snapshot(run_id), config.eval_fraction,
                                                           config.seed)
@@ -478,16 +403,16 @@ class DPORun:
             needed, epoch = needed - per_epoch, epoch + 1
         return [self.train_rows[i] for i in sorted(used)] + self.eval_rows
 
-    def rows_pass(self, rows: Sequence[dict], what: str, batch_size: int | None = None) -> StoppablePass:
+    def rows_pass(self, rows: Sequence[dict], what: str, batch_size: int | None = None) -> data.StoppablePass:
         """A pass over `rows` in the run's layout, this process's share, reporting progress as `what`."""
-        return StoppablePass(rows, self.tokenize, batch_size or self.config.batch_size, self.pad_id, self.device,
+        return data.StoppablePass(rows, self.tokenize, batch_size or self.config.batch_size, self.pad_id, self.device,
                              self.stop_requested, self.world, self.rank, self.progress.counter(what), self.layout)
 
-    def reference_pass(self) -> StoppablePass:
+    def reference_pass(self) -> data.StoppablePass:
         """The reference pass over every pair the run uses: sorted by length over all of them first, then
         sharded (every process's k-th batch holds pairs of about the same length, so no process waits long for
         the others at the gather), in batches REF_BATCH_FACTOR times the training batch."""
-        return self.rows_pass(by_length(self.rows_in_use()), "reference log-probs",
+        return self.rows_pass(data.by_length(self.rows_in_use()), "reference log-probs",
                               self.config.batch_size * REF_BATCH_FACTOR)
 
     def precompute_reference(self) -> None:

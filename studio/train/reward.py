@@ -20,7 +20,7 @@ from studio.core import paths
 from studio.core.configs import RewardConfig
 from studio.store.rlhf import preference_strengths
 from studio.train import checkpoint, data, runtime
-from studio.train.dpo import StoppablePass
+from studio.train.data import StoppablePass
 from studio.train.metrics_writer import metric_sink
 from studio.train.model import eval_mode, load_policy
 from studio.train.preflight import TrainingError

@@ -1,6 +1,7 @@
 """What every training recipe runs on, whatever its method: the context the worker hands it, device and
 precision, the learning-rate schedule, the step count, peak memory, the training clock behind tokens/s,
-the stop check all processes agree on, and the thread cap."""
+the stop check all processes agree on, the thread cap, the launches refused by name (`check_distributed`),
+and the progress of the work before training (`Progress`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from studio.core.configs import TrainConfig, planned_steps
 from studio.store import Project
+from studio.store.db import ProjectBusy, now_iso
 from studio.train.preflight import TrainingError
 
 log = logging.getLogger("studio.train")
@@ -156,3 +158,42 @@ def apply_thread_cap() -> None:
     n = os.environ.get("STUDIO_TORCH_THREADS")
     if n:
         torch.set_num_threads(int(n))
+
+
+def check_distributed(accelerator) -> None:
+    """Several processes train data-parallel (DDP). Sharded set-ups are refused by name rather than trained
+    wrong: the reference forward and the log-prob head read the whole weights outside the wrapped module, and
+    a checkpoint holds the main process's optimizer state as the whole of it."""
+    kind = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if kind in ("DEEPSPEED", "FSDP"):
+        raise TrainingError(f"distributed_type {kind}: this engine trains several processes data-parallel only "
+                            f"(each holds the whole model, as LoRA training of models that fit one GPU does); "
+                            f"launch without the {kind} config, e.g. `accelerate launch --config_file "
+                            f"docs/accelerate/multi_gpu.yaml -m studio train PROJECT --run ID`")
+
+
+class Progress:
+    """Progress of the work before and around training (reading the snapshot, loading the model, the reference
+    pass): a log line, a status line for the console and the run's heartbeat, at most every `interval` seconds,
+    so a long preparation shows that it is alive. Only the main process reports."""
+
+    def __init__(self, ctx: RunContext, main: bool, interval: float = 2.0):
+        self.ctx, self.main, self.interval = ctx, main, interval
+        self._last = -math.inf
+
+    def __call__(self, message: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.main or (not force and now - self._last < self.interval):
+            return
+        self._last = now
+        log.info("%s", message)
+        if self.ctx.on_status:
+            self.ctx.on_status(message)
+        try:
+            self.ctx.project.update_run(self.ctx.run_id, heartbeat_at=now_iso())
+        except ProjectBusy:
+            pass  # a long write by someone else; the next report tries again
+
+    def counter(self, what: str) -> Callable[[int, int], None]:
+        """A `progress(done, total)` for a pass over rows: 'what: done/total pairs'."""
+        return lambda done, total: self(f"{what}: {done}/{total} pairs", force=done == total)

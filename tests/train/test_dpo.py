@@ -322,9 +322,9 @@ def test_sharded_launches_are_refused_by_name_not_trained_wrong():
 
     for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         with pytest.raises(preflight.TrainingError, match=f"distributed_type {kind.name}: .*data-parallel only"):
-            dpo.check_distributed(SimpleNamespace(distributed_type=kind))
+            runtime.check_distributed(SimpleNamespace(distributed_type=kind))
     for kind in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
-        dpo.check_distributed(SimpleNamespace(distributed_type=kind))
+        runtime.check_distributed(SimpleNamespace(distributed_type=kind))
 
 
 def test_the_reference_pass_sorts_all_pairs_by_length_then_shards_them():
@@ -334,7 +334,7 @@ def test_the_reference_pass_sorts_all_pairs_by_length_then_shards_them():
              "rejected": "r"} for i in range(20)]
     rows.append({"pair_id": 20, "prompt": "", "messages": [{"role": "user", "content": "x" * 40}], "chosen": "",
                  "rejected": ""})
-    ordered = dpo.by_length(rows)
+    ordered = data.by_length(rows)
     assert ordered[0]["pair_id"] == 20  # a chat's turns count as its prompt
     shares = [data.shard(ordered, 2, rank) for rank in (0, 1)]
     for share in shares:
