@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 from studio.store import LabelConflict, Project, ProjectError
 from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import prefs, theme
+from studio.ui.label_controls import QUEUE_TITLES, LabelFilters, VerdictControls
 from studio.ui.label_parts import (
     SIDE_KEYS,
     SIDE_TITLES,
@@ -34,7 +34,6 @@ from studio.ui.label_parts import (
     STRENGTH_KEYS,
     ActiveTimer,
     ShortcutOverlay,
-    SourceCombo,
     choice_to_side,
     describe,
     side_to_choice,
@@ -42,21 +41,12 @@ from studio.ui.label_parts import (
 from studio.ui.label_progress import LabelProgress
 from studio.ui.label_saver import NotUndone, Verdicts
 from studio.ui.pair_view import PairPanes, ResponsePane
-from studio.ui.widgets import EmptyState, FilterCombo, named
+from studio.ui.widgets import EmptyState, named
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
 clock = time.monotonic
 
 READ_ONLY_NOTE = "This project is read-only here: its files cannot be written, so {what} cannot be saved."
-
-QUEUE_TITLES = {
-    "mine": "Unlabeled by me",
-    "informative": "Informative first",
-    "needs_more": "Needs another label",
-    "disagreements": "Disagreements",
-    "flagged": "Flagged for review",
-    "all": "All pairs",
-}
 
 
 class LabelView(QWidget):
@@ -117,40 +107,18 @@ class LabelView(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
-        # filters: reached with Tab; a value changes only when picked from the list (see FilterCombo)
-        self.queue_box = FilterCombo()
-        for key, title in QUEUE_TITLES.items():
-            self.queue_box.addItem(title, key)
-        self.queue_box.setToolTip("Which pairs to label next")
-        self.split_box = FilterCombo()
-        self.split_box.addItem("All splits", None)
-        self.split_box.addItem("train", "train")
-        self.split_box.addItem("eval", "eval")
-        self.source_box = SourceCombo(self.project)
-        self.search_edit = QLineEdit()
-        self.search_edit.setPlaceholderText("Search prompt and responses…  (Enter)")
-        self.search_edit.setClearButtonEnabled(True)
-        for box, name in ((self.queue_box, "Queue"), (self.split_box, "Split filter"),
-                          (self.source_box, "Source filter")):
-            named(box, name)
-            box.currentIndexChanged.connect(self._filters_changed)
-            # picking a value hands the keys back to the workbench
-            box.activated.connect(lambda _index: self.setFocus())
-        named(self.search_edit, "Search prompt and responses")
-        self.search_edit.returnPressed.connect(self._filters_changed)
-        self.search_edit.returnPressed.connect(self.setFocus)
+        # the queue and filters (label_controls); picking a value hands the keys back to the workbench
+        self.filters = LabelFilters(self.project)
+        self.filters.changed.connect(self._filters_changed)
+        self.filters.done.connect(self.setFocus)
+        self.queue_box, self.split_box = self.filters.queue_box, self.filters.split_box
+        self.source_box, self.search_edit = self.filters.source_box, self.filters.search_edit
         self.pair_label = QLabel()
         self.pair_label.setObjectName("pairLabel")
         self.pair_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         filters = QHBoxLayout()
-        queue_caption = QLabel("Queue")
-        queue_caption.setBuddy(self.queue_box)
-        filters.addWidget(queue_caption)
-        filters.addWidget(self.queue_box)
-        filters.addWidget(self.split_box)
-        filters.addWidget(self.source_box)
-        filters.addWidget(self.search_edit, 1)
+        filters.addWidget(self.filters, 1)
         filters.addSpacing(12)
         filters.addWidget(self.pair_label)
 
@@ -198,63 +166,16 @@ class LabelView(QWidget):
         self._empty: EmptyState | None = None
         self.side_split: QSplitter | None = None
 
-        # verdict buttons
-        self.choice_buttons: dict[str, QPushButton] = {}
-        texts = {"left": "◀  Left better   1", "right": "Right better  ▶   2", "tie": "Tie   3",
-                 "both_bad": "Both bad   4", "skip": "Skip   S"}
-        tips = {"left": "The left response is better — keys 1 or ←",
-                "right": "The right response is better — keys 2 or →",
-                "tie": "Both are equally good — keys 3 or T",
-                "both_bad": "Neither is acceptable — keys 4 or B",
-                "skip": "Skip this pair (stored as a skip, counts as seen) — keys S or 0"}
-        choices = QHBoxLayout()
-        choices.setSpacing(8)
-        for side in SIDES:
-            b = QPushButton(texts[side])
-            b.setObjectName(f"choice_{side}")
-            b.setProperty("choice", True)
-            b.setToolTip(tips[side])
-            named(b, SIDE_TITLES[side], tips[side])
-            b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-            b.setMinimumHeight(40)
-            b.clicked.connect(lambda _c=False, s=side: self.choose(s))
-            choices.addWidget(b, 3 if side in ("left", "right") else 2)
-            self.choice_buttons[side] = b
-
-        # strength, rationale, flag, undo
-        self.strength_buttons: dict[Strength, QPushButton] = {}
-        details = QHBoxLayout()
-        details.addWidget(QLabel("Strength"))
-        for s, key in STRENGTH_KEYS.items():
-            b = QPushButton(f"{s.value.capitalize()}  {key}")
-            b.setCheckable(True)
-            b.setProperty("strength", True)
-            b.setToolTip(f"How much better the chosen response is: {s.value} — key {key} (again to clear)")
-            named(b, f"Strength: {s.value}")
-            b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-            b.clicked.connect(lambda checked, s=s: self.set_strength(s if checked else None))
-            details.addWidget(b)
-            self.strength_buttons[s] = b
-        details.addSpacing(12)
-        self.rationale = QLineEdit()
-        self.rationale.setPlaceholderText("Rationale (optional) — press R to write, Enter to go back to the keys")
-        self.rationale.setToolTip("Why this verdict — key R focuses it; Enter or Esc returns to the keys")
-        named(self.rationale, "Rationale")
-        self.rationale.returnPressed.connect(self.setFocus)
-        details.addWidget(self.rationale, 1)
-        self.flag_button = QPushButton("⚑ Flag  F")
-        self.flag_button.setToolTip("Flag this pair for review, with a note for the reviewer — key F")
-        named(self.flag_button, "Flag for review")
-        self.flag_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-        self.flag_button.clicked.connect(self.open_flag_bar)
-        details.addWidget(self.flag_button)
+        # the verdict (label_controls): choices, strength, rationale, flag, undo
+        self.verdict = VerdictControls()
+        self.verdict.chosen.connect(self.choose)
+        self.verdict.flag_requested.connect(self.open_flag_bar)
+        self.verdict.undo_requested.connect(self.undo)
+        self.verdict.rationale.returnPressed.connect(self.setFocus)
+        self.choice_buttons, self.strength_buttons = self.verdict.choice_buttons, self.verdict.strength_buttons
+        self.rationale, self.flag_button = self.verdict.rationale, self.verdict.flag_button
+        self.undo_button = self.verdict.undo_button
         self._flag_bar: FlagBar | None = None  # built on the first F
-        self.undo_button = QPushButton("Undo  Ctrl+Z")
-        self.undo_button.setToolTip("Undo your last label and show that pair again — Ctrl+Z")
-        named(self.undo_button, "Undo last label")
-        self.undo_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-        self.undo_button.clicked.connect(self.undo)
-        details.addWidget(self.undo_button)
 
         # notes, then the annotator's side: recent decisions, what was just saved, today's progress
         self.note = QLabel()
@@ -275,8 +196,7 @@ class LabelView(QWidget):
         layout.setSpacing(6)
         layout.addLayout(filters)
         layout.addWidget(self.body, 1)
-        layout.addLayout(choices)
-        layout.addLayout(details)
+        layout.addWidget(self.verdict)
         self._flag_bar_index = layout.count()  # the flag bar goes here, under the details, when first needed
         layout.addLayout(self.progress.row)
         layout.addLayout(status)
@@ -288,8 +208,7 @@ class LabelView(QWidget):
         # Tab goes through the controls in reading order: filters, display options, texts, verdicts, details
         chain = [self.queue_box, self.split_box, self.source_box, self.search_edit, self.raw_check, self.diff_check,
                  self.sync_check, self.guidelines_button, help_button, self.prompt_browser, self.left.browser,
-                 self.right.browser, *self.choice_buttons.values(), *self.strength_buttons.values(), self.rationale,
-                 self.flag_button, self.undo_button]
+                 self.right.browser, *self.verdict.tab_chain()]
         for a, b in itertools.pairwise(chain):
             QWidget.setTabOrder(a, b)
 
@@ -405,27 +324,17 @@ class LabelView(QWidget):
         self._count_progress()
 
     def set_queue(self, queue: str) -> None:
-        self.queue_box.setCurrentIndex(self.queue_box.findData(queue))
+        self.filters.set_queue(queue)
 
     def set_filters(self, split: str | None = None, source: str | None = None, search: str | None = None) -> None:
-        self.split_box.blockSignals(True)
-        self.split_box.setCurrentIndex(max(self.split_box.findData(split), 0))
-        self.split_box.blockSignals(False)
-        if source is not None and self.source_box.findData(source) < 0:
-            self.source_box.addItem(source, source)
-        self.source_box.blockSignals(True)
-        self.source_box.setCurrentIndex(max(self.source_box.findData(source), 0))
-        self.source_box.blockSignals(False)
-        self.search_edit.setText(search or "")
-        self._filters_changed()
+        self.filters.set_filters(split, source, search)
 
-    def _filters_changed(self, *_args) -> None:
+    def _filters_changed(self) -> None:
         self.revealed.hide()  # it spoke of the pair labeled last, in the queue left behind
-        self.queue = self.queue_box.currentData()
+        self.queue = self.filters.queue
         self._describe_ranking()
-        self.split = self.split_box.currentData()
-        self.source = self.source_box.currentData()
-        self.search = self.search_edit.text().strip() or None
+        scope = self.filters.scope()
+        self.split, self.source, self.search = scope["split"], scope["source"], scope["search"]
         self.show_next(after=None)
         self._count_progress()
 
@@ -433,7 +342,7 @@ class LabelView(QWidget):
         """The informative queue's tooltip says what its order comes from (models, when), or that there is none."""
         now = describe_ranking(current_ranking(self.project))
         text = f"Pairs the models are least sure about first, split votes before all ({now})"
-        self.queue_box.setItemData(self.queue_box.findData("informative"), text, Qt.ItemDataRole.ToolTipRole)
+        self.filters.describe_queue("informative", text)
 
     def _filtered(self) -> bool:
         return bool(self.split or self.source or self.search)
@@ -495,9 +404,7 @@ class LabelView(QWidget):
                 [(QUEUE_TITLES[q], lambda q=q: self.set_queue(q)) for q in others])
 
     def _enable_verdicts(self, on: bool) -> None:
-        on = on and not self.project.read_only  # a read-only project is read, never labeled or flagged
-        for b in (*self.choice_buttons.values(), *self.strength_buttons.values(), self.flag_button):
-            b.setEnabled(on)
+        self.verdict.set_enabled(on and not self.project.read_only)  # a read-only project is never labeled
 
     def show_pair(self, pair_id: int, note: str | None = None, prefill: Label | None = None) -> None:
         """Put a pair on screen (from the queue, the data view or an undo) and start its clock."""
@@ -693,15 +600,10 @@ class LabelView(QWidget):
     # ------------------------------------------------------------------ labeling
 
     def strength(self) -> Strength | None:
-        for s, b in self.strength_buttons.items():
-            if b.isChecked():
-                return s
-        return None
+        return self.verdict.strength()
 
     def set_strength(self, strength: Strength | str | None) -> None:
-        strength = Strength(strength) if strength else None
-        for s, b in self.strength_buttons.items():
-            b.setChecked(s is strength)
+        self.verdict.set_strength(strength)
 
     def choose(self, side: str) -> int | None:
         """Commit the verdict for the pair on screen and show the next pair. Returns the label id (None when
