@@ -22,6 +22,27 @@ QUEUE_TITLES = {
 }
 
 
+def empty_queue_message(queue: str, has_pairs: bool, filtered: bool) -> tuple[str, str, list[tuple[str, str]]]:
+    """What an empty labeling queue says and offers: (title, text, [(button, action)]), the action 'import'
+    (the project has no pairs), 'clear' (filters hide the rest of the queue) or another queue to go to."""
+    if not has_pairs:
+        return ("This project has no pairs yet",
+                "Import a file of prompts with two responses each (TRL, HH-RLHF, UltraFeedback; JSONL, JSON or "
+                "CSV) to start labeling: File ▸ Import… (Ctrl+I).", [("Import…", "import")])
+    title = QUEUE_TITLES[queue]
+    if filtered:
+        return (f"Nothing left in “{title}” with these filters",
+                "Clear the filters to see the whole queue, or pick another queue above.", [("Clear filters", "clear")])
+    why = {"mine": "You have labeled every pair here.",
+           "informative": "You have labeled every pair here.",
+           "needs_more": "No pair waits for another annotator's label.",
+           "disagreements": "The annotators agree on every pair labeled more than once.",
+           "flagged": "No pair is flagged for review. Press F on a pair to flag it, with a note.",
+           "all": ""}[queue]
+    others = [q for q in ("mine", "needs_more", "disagreements", "all") if q != queue]
+    return (f"Nothing left in “{title}”", f"{why} Pick another queue:".strip(), [(QUEUE_TITLES[q], q) for q in others])
+
+
 class LabelFilters(QWidget):
     """Which pairs come next: the queue, the split and source filters and a search. Each is reached with
     Tab; a value changes only when picked from the list (see FilterCombo), and the search on Enter."""

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 from studio.store import LabelConflict, Project, ProjectError
 from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import prefs, theme
-from studio.ui.label_controls import QUEUE_TITLES, LabelFilters, VerdictControls
+from studio.ui.label_controls import LabelFilters, VerdictControls, empty_queue_message
 from studio.ui.label_parts import (
     SIDE_KEYS,
     SIDE_TITLES,
@@ -40,7 +40,7 @@ from studio.ui.label_parts import (
 )
 from studio.ui.label_progress import LabelProgress
 from studio.ui.label_saver import NotUndone, Verdicts
-from studio.ui.pair_view import PairPanes, ResponsePane
+from studio.ui.pair_view import PairPanes
 from studio.ui.widgets import EmptyState, named
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
@@ -77,14 +77,12 @@ class LabelView(QWidget):
         self.shown_left = "a"
         self.raw = False
         self.diff_on = False
-        self.sync_scroll = True
         self.show_counts = project.show_length_counts
         self.timer = ActiveTimer(lambda: clock())  # looked up at each call: tests replace the clock
         # the progress line, the "Saved" note and the recent decisions (label_progress)
         self.progress = LabelProgress(project, annotator, int(prefs.get("daily_goal")), lambda: clock(), self)
         self.progress.revisit.connect(self.revisit)
         self._prompt_share = min(max(float(prefs.get("label/prompt_share")), 0.1), 0.85)
-        self._syncing = False
         # the save path: each verdict saved (in the background while another process writes), what Ctrl+Z undoes
         self.verdicts = Verdicts(project, self)
         self.verdicts.saved.connect(self._saved)
@@ -152,8 +150,7 @@ class LabelView(QWidget):
             w.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             self.prompt_pane.add_control(w)
         self.left, self.right = self.splitter.first, self.splitter.second
-        for a, b in ((self.left, self.right), (self.right, self.left)):
-            a.browser.verticalScrollBar().valueChanged.connect(lambda _v, a=a, b=b: self._sync(a, b))
+        self.splitter.synced = True
         self.splitter.splitterMoved.connect(lambda _pos, _index: self._share_timer.start())
 
         # An empty queue replaces both panes with one message (`empty`, built when first needed), centred;
@@ -382,26 +379,10 @@ class LabelView(QWidget):
         self.pair_shown.emit(0)
 
     def _empty_message(self) -> tuple[str, str, list]:
-        """What the empty view says and offers: import into an empty project, else another queue or no filters."""
-        if not self.progress.total_pairs:
-            return ("This project has no pairs yet",
-                    "Import a file of prompts with two responses each (TRL, HH-RLHF, UltraFeedback; JSONL, JSON or "
-                    "CSV) to start labeling: File ▸ Import… (Ctrl+I).",
-                    [("Import…", self.import_requested.emit)])
-        title = QUEUE_TITLES[self.queue]
-        if self._filtered():
-            return (f"Nothing left in “{title}” with these filters",
-                    "Clear the filters to see the whole queue, or pick another queue above.",
-                    [("Clear filters", self.set_filters)])
-        why = {"mine": "You have labeled every pair here.",
-               "informative": "You have labeled every pair here.",
-               "needs_more": "No pair waits for another annotator's label.",
-               "disagreements": "The annotators agree on every pair labeled more than once.",
-               "flagged": "No pair is flagged for review. Press F on a pair to flag it, with a note.",
-               "all": ""}[self.queue]
-        others = [q for q in ("mine", "needs_more", "disagreements", "all") if q != self.queue]
-        return (f"Nothing left in “{title}”", f"{why} Pick another queue:".strip(),
-                [(QUEUE_TITLES[q], lambda q=q: self.set_queue(q)) for q in others])
+        """What the empty view says, and its offers as buttons (label_controls.empty_queue_message)."""
+        title, text, offers = empty_queue_message(self.queue, bool(self.progress.total_pairs), self._filtered())
+        act = {"import": self.import_requested.emit, "clear": self.set_filters}
+        return title, text, [(label, act.get(a) or (lambda q=a: self.set_queue(q))) for label, a in offers]
 
     def _enable_verdicts(self, on: bool) -> None:
         self.verdict.set_enabled(on and not self.project.read_only)  # a read-only project is never labeled
@@ -485,8 +466,8 @@ class LabelView(QWidget):
             self.splitter.clear_differences()
 
     def set_sync_scroll(self, on: bool) -> None:
-        self.sync_scroll = bool(on)
-        self.sync_check.setChecked(self.sync_scroll)
+        self.splitter.synced = bool(on)
+        self.sync_check.setChecked(self.splitter.synced)
 
     def set_show_counts(self, shown: bool) -> None:
         """Show or hide the responses' character and word counts (a project setting)."""
@@ -501,18 +482,6 @@ class LabelView(QWidget):
         self._render()
         if self.guidelines is not None:
             self.guidelines.refresh()
-
-    def _sync(self, source: ResponsePane, target: ResponsePane) -> None:
-        if not self.sync_scroll or self._syncing:
-            return
-        s, t = source.browser.verticalScrollBar(), target.browser.verticalScrollBar()
-        self._syncing = True
-        try:
-            # by fraction, so two responses of different lengths reach their ends together
-            frac = s.value() / s.maximum() if s.maximum() else 0.0
-            t.setValue(round(frac * t.maximum()))
-        finally:
-            self._syncing = False
 
     def _scroll(self, direction: int) -> None:
         self.splitter.scroll_responses(direction)

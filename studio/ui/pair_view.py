@@ -165,6 +165,23 @@ class PairPanes(QSplitter):
         self.setStretchFactor(0, 1)
         self.setStretchFactor(1, 3)
         self.setChildrenCollapsible(False)
+        self.synced = False
+        """Scroll the two responses together (the labeling view's Sync scroll)."""
+        self._following = False
+        for a, b in ((self.first, self.second), (self.second, self.first)):
+            a.browser.verticalScrollBar().valueChanged.connect(lambda _v, a=a, b=b: self._follow(a, b))
+
+    def _follow(self, source: ResponsePane, target: ResponsePane) -> None:
+        if not self.synced or self._following:
+            return
+        s, t = source.browser.verticalScrollBar(), target.browser.verticalScrollBar()
+        self._following = True
+        try:
+            # by fraction, so two responses of different lengths reach their ends together
+            frac = s.value() / s.maximum() if s.maximum() else 0.0
+            t.setValue(round(frac * t.maximum()))
+        finally:
+            self._following = False
 
     def fit_prompt(self, share: float) -> None:
         """Give the prompt the height it needs, up to `share` of the space (what the annotator last gave it by

@@ -456,3 +456,22 @@ def test_a_label_that_cannot_be_saved_says_so_and_keeps_the_pair(qtbot, pairs_pr
     monkeypatch.undo()
     press(qtbot, view, "1")
     assert pairs_project.current_label(pair_id, "alice").rationale == "left is clearer"
+
+
+def test_sync_scroll_moves_the_other_response_by_fraction_until_l_turns_it_off(qtbot, project):
+    pid = project.add_prompt("Two long answers")
+    a = project.add_response(pid, "\n\n".join(f"Paragraph {i} of the longer answer." for i in range(300)))
+    b = project.add_response(pid, "\n\n".join(f"Paragraph {i} of the shorter one." for i in range(120)))
+    project.add_pair(pid, a, b)
+    view = make_view(qtbot, project)
+    left, right = view.left.browser.verticalScrollBar(), view.right.browser.verticalScrollBar()
+    qtbot.waitUntil(lambda: left.maximum() > 0 and right.maximum() > 0)
+    left.setValue(left.maximum())
+    assert right.value() == right.maximum(), "both reach their ends together"
+    right.setValue(right.maximum() // 2)
+    assert abs(left.value() - left.maximum() / 2) <= 0.01 * left.maximum() + 1, "half way down is half way down"
+    qtbot.keyClick(view, Qt.Key.Key_L)  # Sync scroll off
+    assert not view.sync_check.isChecked()
+    before = right.value()
+    left.setValue(0)
+    assert right.value() == before
