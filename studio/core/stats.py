@@ -199,7 +199,7 @@ def firth_logistic(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[flo
     X = np.column_stack([np.ones_like(x), x])
     beta = np.zeros(2)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (X @ beta)))  # the logistic function, without exp's overflow
         w = p * (1 - p)
         info = X.T @ (X * w[:, None])
         try:

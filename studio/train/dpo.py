@@ -519,6 +519,7 @@ class DPORun:
                              "evaluated_step": state.evaluated_step, "tokens": state.tokens,
                              "samples_generated": state.samples_generated}}
         if self.main:
+            self.writer.flush(wait=True)  # the rows of the steps it holds first (see RecipeRun.record_checkpoint)
             path = checkpoint.save(self.ckpt_dir, ckpt)
             checkpoint.save_adapter(self.peft_model, self.tokenizer, paths.adapter_dir(self.folder, self.ctx.run_id))
             self.ctx.project.add_checkpoint(self.ctx.run_id, state.step, path)

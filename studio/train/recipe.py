@@ -153,8 +153,11 @@ class RecipeRun:
                  self.position.batch_index)
 
     def record_checkpoint(self, ckpt: dict) -> None:
-        """Write a checkpoint dict (the main process only) and register it with the run."""
+        """Write a checkpoint dict (the main process only) and register it with the run. The rows logged up to
+        it are written first: a kill after the checkpoint must not lose the rows of the steps it holds, since a
+        resume starts after them (`restore_training_state` drops only rows logged after it)."""
         if self.main:
+            self.writer.flush(wait=True)
             path = checkpoint.save(self.ckpt_dir, ckpt)
             self.ctx.project.add_checkpoint(self.ctx.run_id, self.position.step, path)
             log.info("checkpoint at step %d", self.position.step)

@@ -116,3 +116,18 @@ def write_trait_sft_model(source, out, steps: int = 30, seed: int = 0):
 def trait_sft_model(tiny_model, tmp_path_factory):
     """The tiny model after a short SFT on trait responses (see write_trait_sft_model)."""
     return write_trait_sft_model(tiny_model, tmp_path_factory.mktemp("sft") / "model")
+
+
+def logged_steps_at_each_checkpoint(monkeypatch, project, run_id) -> dict[int, set[int]]:
+    """Which steps' metric rows are in the project file when each checkpoint is written."""
+    from studio.train import checkpoint
+
+    seen, save = {}, checkpoint.save
+
+    def watched(folder, ckpt):
+        seen[ckpt["position"]["step"]] = {step for _, step, *_ in project.metrics(run_id)}
+        return save(folder, ckpt)
+
+    monkeypatch.setattr(checkpoint, "save", watched)
+    return seen
+

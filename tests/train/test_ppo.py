@@ -19,7 +19,7 @@ from studio.store import Project
 from studio.train import reward_model
 from studio.train.worker import run_worker
 
-from .conftest import add_trait_pairs
+from .conftest import add_trait_pairs, logged_steps_at_each_checkpoint
 
 # a few seconds a run: 8 responses of at most 8 tokens per step, 2 epochs of 2 minibatches
 FAST = {"learning_rate": 3e-3, "max_steps": 12, "batch_size": 8, "warmup_ratio": 0.0, "lora.r": 8,
@@ -265,6 +265,18 @@ def test_a_killed_ppo_worker_leaves_the_run_failed_and_resumable(rl_project, tra
     assert project.run(run_id)["step"] == 5
     assert sorted(metric(project, run_id, M.OBJECTIVE_SCORES)) == [1, 2, 3, 4, 5]
 
+
+
+def test_a_ppo_checkpoint_is_written_after_the_rows_of_the_steps_it_holds(rl_project, trait_sft_model, monkeypatch):
+    # what the killed worker above relies on: a resume starts after the checkpoint's steps, so their rows are in
+    project, reward_run = rl_project
+    run_id = make_rl_run(project, trait_sft_model, "ppo", reward_model=str(reward_run), max_steps=3,
+                         checkpoint_interval=1, eval_interval=0)
+    seen = logged_steps_at_each_checkpoint(monkeypatch, project, run_id)
+    assert run_worker(project.folder, run_id) == "done"
+    assert sorted(seen) == [1, 2, 3]
+    for step, logged in seen.items():
+        assert set(range(1, step + 1)) <= logged, f"checkpoint {step} written before the rows of {step}"
 
 def test_the_reward_is_checked_at_launch_and_shown_with_the_run(rl_project, trait_sft_model, tiny_model, capsys):
     import json

@@ -15,6 +15,8 @@ from studio.core.configs import DPOConfig, apply_overrides, to_dict
 from studio.store import Project
 from studio.train.worker import run_worker
 
+from .conftest import logged_steps_at_each_checkpoint
+
 # one sample of each of two probe prompts, at every evaluation whatever it costs (these tests are about the
 # protocol: which steps are evaluated and sampled, once each)
 SMALL = {"learning_rate": 5e-3, "batch_size": 4, "warmup_ratio": 0.25, "lora.r": 4, "eval_interval": 3,
@@ -602,3 +604,13 @@ def test_a_large_snapshot_is_tokenized_as_steps_reach_it_with_progress_and_a_pro
     assert project.run(stopped)["step"] == 0 and len(texts) <= 3 * (2 + measured)
     assert run_worker(project.folder, stopped, resume=True) == "done"
     project.close()
+
+
+def test_a_checkpoint_is_written_after_the_rows_of_the_steps_it_holds(trait_project, tiny_model, monkeypatch):
+    # a kill just after a checkpoint must not lose its steps' rows: the resume starts after them
+    run_id = make_run(trait_project, tiny_model, max_steps=4, eval_interval=0, checkpoint_interval=1)
+    seen = logged_steps_at_each_checkpoint(monkeypatch, trait_project, run_id)
+    assert run_worker(trait_project.folder, run_id) == "done"
+    assert sorted(seen) == [1, 2, 3, 4]
+    for step, logged in seen.items():
+        assert set(range(1, step + 1)) <= logged, f"checkpoint {step} written before the rows of {step}"
