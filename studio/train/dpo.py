@@ -26,14 +26,14 @@ from torch import nn
 
 from studio.core import metrics as M
 from studio.core import paths
-from studio.core.configs import DPOConfig, to_dict
+from studio.core.configs import DPOConfig
 from studio.train import checkpoint, data, memory, packing, preflight, runtime, sampling
 from studio.train.logps import completion_logps
 from studio.train.losses import LossSettings, PairLogps, needs_reference, preference_loss
 from studio.train.metrics_writer import metric_sink
 from studio.train.model import PolicyLogps, eval_mode, load_policy
 from studio.train.preflight import TrainingError
-from studio.train.recipe import load_checked_checkpoint
+from studio.train.recipe import Position, RecipeRun
 from studio.train.runtime import RunContext, TrainingClock
 from studio.train.step_stats import StepStats
 
@@ -46,21 +46,11 @@ STEP_METRICS = (M.LOSS, M.REWARDS_CHOSEN, M.REWARDS_REJECTED, M.REWARDS_MARGINS,
 
 
 @dataclass
-class TrainState:
-    """Where training is: optimizer steps done and the next micro-batch (epoch, index in epoch)."""
+class TrainState(Position):
+    """Where a DPO run is (`Position`), with the reference log-probs computed once up front, by pair id (empty
+    when they are computed in each step); its checkpoint keeps them beside the position."""
 
-    step: int = 0
-    epoch: int = 0
-    batch_index: int = 0
     ref_cache: dict[int, tuple[float, float]] = field(default_factory=dict)
-    # the step whose evaluation finished (-1: none yet); a stop during an evaluation leaves it behind `step`,
-    # so the resumed run evaluates that step first instead of leaving a hole or doubling the rows
-    evaluated_step: int = -1
-    # the run's cost counters (M.NUM_TOKENS, M.SAMPLES_GENERATED): real tokens of every process's training
-    # micro-batches up to the last log or checkpoint (see DPORun.count_tokens), and sequences sampled at
-    # evaluations
-    tokens: int = 0
-    samples_generated: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- one step
@@ -259,8 +249,10 @@ def evaluate(policy, peft_model, batches: data.StoppablePass, config: DPOConfig,
 # ---------------------------------------------------------------------------------------------- the run
 
 
-class DPORun:
+class DPORun(RecipeRun):
     """One run's model, data, optimizer, position and metric sink, with a method per phase of `train()`."""
+
+    position: TrainState
 
     def __init__(self, ctx: RunContext):
         """Set up: settings and data are checked before the model loads (a mistake must not cost a load),
@@ -268,21 +260,13 @@ class DPORun:
         or pass reaches them, not here: a large snapshot costs no minutes before the first step."""
         assert isinstance(ctx.config, DPOConfig), "the DPO recipe trains DPO runs"
         started = time.monotonic()  # the wall time that sampling's budget is a share of
-        self.ctx, self.config = ctx, ctx.config
-        config, project, run_id = ctx.config, ctx.project, ctx.run_id
-        assert project.folder is not None, "training needs a project folder for its adapter and checkpoints"
-        self.folder = project.folder
-
-        # settings, snapshot and checkpoint first
-        preflight.check_settings(config)
+        super().__init__(ctx)  # settings checked, accelerator, processes, checkpoint folder
+        config, project, run_id = self.config, ctx.project, ctx.run_id
         for warning in preflight.settings_warnings(config):
             log.warning("%s", warning)
-        self.accelerator = runtime.make_accelerator(config)
-        self.device = self.accelerator.device
         runtime.check_distributed(self.accelerator)
-        # under `accelerate launch` every process trains its share of each batch; only the main one writes
-        self.main = self.accelerator.is_main_process
-        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+
+        # snapshot and checkpoint first
         self.progress = runtime.Progress(ctx, self.main)
         self.progress("preparing: reading the run's snapshot", force=True)
         self.train_rows, self.eval_rows = data.split_eval(project.run_snapshot(run_id), config.eval_fraction,
@@ -290,12 +274,8 @@ class DPORun:
         if not self.train_rows:
             raise TrainingError(f"run {run_id}: its snapshot holds no train preferences; label some pairs (a or b) "
                                 f"in the train split before starting a run")
-        self.ckpt_dir = paths.checkpoint_dir(self.folder, run_id)
         ckpt = self.load_checkpoint() if ctx.resume else None
-        where = runtime.device_name(self.device)
-        log.info("device: %s, precision: %s, processes: %d", where, self.accelerator.mixed_precision, self.world)
-        if self.main:
-            project.update_run(run_id, device=where + (f" x{self.world}" if self.world > 1 else ""))
+        self.report_device()
 
         # model and data: the policy with a fresh adapter; the snapshot's rows, tokenized as they are reached
         self.progress(f"preparing: loading the model from {ctx.model_path}", force=True)
@@ -321,11 +301,11 @@ class DPORun:
         self.layout, self.precompute = self.plan_speed()
 
         # position: the start, or where the checkpoint left off
-        self.state = TrainState()
+        self.position = TrainState()
         if ckpt is not None:
             self.restore(ckpt)
         if self.main:
-            project.update_run(run_id, total_steps=self.total_steps, step=self.state.step)
+            project.update_run(run_id, total_steps=self.total_steps, step=self.position.step)
         self.writer = metric_sink(project, run_id, self.main)
         self._epoch_batches: tuple[int, list[list[int]]] | None = None
         self.new_tokens = 0  # this process's training tokens since `count_tokens` last ran
@@ -354,37 +334,31 @@ class DPORun:
                  "not needed" if not self.want_ref else "precomputed once" if precompute else "computed in each step")
         return layout, precompute
 
-    # -- stop
-
-    def stop_requested(self) -> bool:
-        """A stop asked of any process (every process must leave together, see `runtime.any_process`)."""
-        return runtime.any_process(self.accelerator, self.ctx.should_stop())
-
     # -- data
 
     def next_batch(self) -> data.Batch:
         """The next micro-batch of this process's share, tokenized, on the device; moves on to the next epoch."""
-        state = self.state
+        pos = self.position
         while True:
             batches = self.epoch_batches()
-            if state.batch_index < len(batches):
-                state.batch_index += 1
-                rows = [self.train_rows[i] for i in batches[state.batch_index - 1]]
+            if pos.batch_index < len(batches):
+                pos.batch_index += 1
+                rows = [self.train_rows[i] for i in batches[pos.batch_index - 1]]
                 batch = data.make_batch(self.tokenize.rows(rows), self.pad_id, self.layout)
                 self.new_tokens += batch.n_tokens  # counted on the host: no device sync
                 return batch.to(self.device)
-            state.epoch, state.batch_index = state.epoch + 1, 0
+            pos.epoch, pos.batch_index = pos.epoch + 1, 0
 
     def count_tokens(self) -> int:
         """The run's training tokens so far, over every process: this process's tokens since the last count are
-        summed over the processes into `state.tokens` (a collective: every process calls it at the same step)."""
-        self.state.tokens += round(runtime.sum_over_processes(self.accelerator, self.new_tokens))
+        summed over the processes into `position.tokens` (a collective: every process calls it at the same step)."""
+        self.position.tokens += round(runtime.sum_over_processes(self.accelerator, self.new_tokens))
         self.new_tokens = 0
-        return self.state.tokens
+        return self.position.tokens
 
     def epoch_batches(self) -> list[list[int]]:
         """This process's micro-batches of the current epoch (`data.epoch_batches`), as train-row indices."""
-        epoch = self.state.epoch
+        epoch = self.position.epoch
         if self._epoch_batches is None or self._epoch_batches[0] != epoch:
             self._epoch_batches = (epoch, data.epoch_batches(len(self.train_rows), self.config.batch_size,
                                                              self.config.seed, epoch, self.world, self.rank))
@@ -422,53 +396,42 @@ class DPORun:
         if cache is None:
             log.info("stop requested during the reference pass (it is redone on resume)")
         else:
-            self.state.ref_cache = cache
+            self.position.ref_cache = cache
             log.info("reference log-probs of %d pairs precomputed in %.1fs", len(cache), time.time() - t0)
 
     # -- step and log
 
     def step(self, micro_batches: list[data.Batch], stats: StepStats) -> torch.Tensor:
         """One optimizer step, its statistics added to `stats`."""
-        refs = [batch_ref(self.state, b, self.device) for b in micro_batches]
+        refs = [batch_ref(self.position, b, self.device) for b in micro_batches]
         return train_step(self.policy, self.peft_model, micro_batches, refs, self.config, self.accelerator,
                           self.optimizer, self.scheduler, self.trainable, want_ref=self.want_ref, stats=stats)
-
-    def is_log_step(self) -> bool:
-        """Whether the step just done is logged (every log_interval steps, and the last)."""
-        step = self.state.step
-        return step % self.config.log_interval == 0 or step == self.total_steps
 
     def log_metrics(self, stats: StepStats, lr: float, clock: TrainingClock) -> dict[str, float]:
         """Write the metrics of the steps since the last log: each the mean over those steps (and over every
         process's micro-batches), as TRL logs them; learning_rate is the last step's. Reading the statistics is
         the only sync with the device. A loss that is no longer finite fails the run here."""
-        config, state = self.config, self.state
+        config, pos = self.config, self.position
         stats.sum_over_processes(self.accelerator)
         values = stats.read()
         values.update({M.LEARNING_RATE: lr, M.TOKENS_PER_SECOND: stats.tokens / max(clock.seconds(), 1e-9),
                        M.MEMORY: runtime.peak_memory_gib(self.device),
                        M.NUM_TOKENS: self.count_tokens(),
-                       M.EPOCH: state.epoch + state.batch_index / max(1, len(self.epoch_batches()))})
-        self.writer.add(state.step, values)
+                       M.EPOCH: pos.epoch + pos.batch_index / max(1, len(self.epoch_batches()))})
+        self.writer.add(pos.step, values)
         if not math.isfinite(values[M.LOSS]):
             # the adapter is wrecked from here on; failing now keeps the last good checkpoint as the one to
             # resume from, instead of ending "done" with a NaN adapter
             self.writer.flush(wait=True)
             raise TrainingError(
-                f"the loss became {values[M.LOSS]} at step {state.step}: training diverged. Lower "
+                f"the loss became {values[M.LOSS]} at step {pos.step}: training diverged. Lower "
                 f"learning_rate (now {config.learning_rate:g}), keep max_grad_norm > 0, or use fp32/bf16 "
                 "instead of fp16; then resume from the last checkpoint or start a new run")
         return values
 
     # -- evaluate
 
-    def eval_due(self) -> bool:
-        """An evaluation at this step, unless it is the last (the end evaluates) or done already."""
-        step, interval = self.state.step, self.config.eval_interval
-        return (interval > 0 and step % interval == 0 and step < self.total_steps
-                and self.state.evaluated_step != step)
-
-    def eval_and_sample(self) -> bool:
+    def evaluate(self) -> bool:
         """Evaluate at this step: the eval split's metrics and samples on the fixed prompts, written together,
         so a stopped evaluation leaves no half of itself behind. False (nothing written) when a stop came
         first."""
@@ -476,92 +439,67 @@ class DPORun:
         if self.eval_rows:
             split_values = evaluate(PolicyLogps(self.peft_model), self.peft_model,
                                     self.rows_pass(self.eval_rows, "evaluating"), self.config, self.accelerator,
-                                    self.state, self.want_ref)
+                                    self.position, self.want_ref)
             if split_values is None:
                 return False
             values.update(split_values)
             values[M.EVAL_PAIRS] = len(self.eval_rows)
         rows: list[dict] = []
         # the first and last evaluations always sample; the others while sampling stays within its time budget
-        if self.main and self.probes.due(self.state.step, self.total_steps):
+        if self.main and self.probes.due(self.position.step, self.total_steps):
             if self.ctx.should_stop():  # sampling is the main process's alone: no collective here
                 return False
             with self.accelerator.autocast():
                 sample_values, rows = self.probes.sample(self.peft_model, self.tokenizer, self.device,
-                                                         self.state.step)
+                                                         self.position.step)
             values.update(sample_values)
-            self.state.samples_generated += len(rows)
+            self.position.samples_generated += len(rows)
         if self.main:
-            values[M.SAMPLES_GENERATED] = self.state.samples_generated
-        self.writer.add(self.state.step, values)
+            values[M.SAMPLES_GENERATED] = self.position.samples_generated
+        self.writer.add(self.position.step, values)
         if rows:
-            self.ctx.project.add_samples(self.ctx.run_id, self.state.step, rows)
-        self.state.evaluated_step = self.state.step
+            self.ctx.project.add_samples(self.ctx.run_id, self.position.step, rows)
+        self.position.evaluated_step = self.position.step
         return True
 
     # -- checkpoint
 
-    def checkpoint_due(self) -> bool:
-        """A checkpoint every checkpoint_interval steps before the last (the end always saves one)."""
-        interval = self.config.checkpoint_interval
-        return bool(interval) and self.state.step % interval == 0 and self.state.step < self.total_steps
-
     def save_checkpoint(self) -> None:
-        """The resumable checkpoint (one plain dict, see `restore` for its mirror) and the adapter."""
+        """The resumable checkpoint (see `restore` for its mirror) and the adapter beside it."""
         self.count_tokens()
-        state, scaler = self.state, self.accelerator.scaler
-        ckpt = {"config": to_dict(self.config), "adapter": checkpoint.adapter_state(self.peft_model),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                # fp16's loss scale: resuming at the initial scale would skip steps until it found it again
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": checkpoint.rng_state(), "ref_cache": state.ref_cache,
-                "position": {"step": state.step, "epoch": state.epoch, "batch_index": state.batch_index,
-                             "evaluated_step": state.evaluated_step, "tokens": state.tokens,
-                             "samples_generated": state.samples_generated}}
+        scaler = self.accelerator.scaler
+        self.record_checkpoint(self.training_state() | {
+            "adapter": checkpoint.adapter_state(self.peft_model), "ref_cache": self.position.ref_cache,
+            # fp16's loss scale: resuming at the initial scale would skip steps until it found it again
+            "scaler": scaler.state_dict() if scaler is not None else None})
         if self.main:
-            self.writer.flush(wait=True)  # the rows of the steps it holds first (see RecipeRun.record_checkpoint)
-            path = checkpoint.save(self.ckpt_dir, ckpt)
             checkpoint.save_adapter(self.peft_model, self.tokenizer, paths.adapter_dir(self.folder, self.ctx.run_id))
-            self.ctx.project.add_checkpoint(self.ctx.run_id, state.step, path)
-            log.info("checkpoint at step %d", state.step)
-
-    def load_checkpoint(self) -> dict:
-        return load_checked_checkpoint(self.ckpt_dir, self.config, self.ctx.run_id)
 
     def restore(self, ckpt: dict) -> None:
         """Resume: the mirror of `save_checkpoint`. Metric rows logged after the checkpoint are dropped."""
         checkpoint.load_adapter_state(self.peft_model, ckpt["adapter"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") is not None and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(ckpt["scaler"])
-        position = dict(ckpt["position"])
-        position.setdefault("evaluated_step", position["step"])  # checkpoints of older versions
-        self.state = TrainState(**position, ref_cache=ckpt.get("ref_cache") or {})
-        checkpoint.set_rng_state(ckpt["rng"])
-        if self.main:
-            self.ctx.project.truncate_run_after(self.ctx.run_id, self.state.step)
-        log.info("resumed at step %d (epoch %d, batch %d)", self.state.step, self.state.epoch,
-                 self.state.batch_index)
+        self.restore_training_state(ckpt)
+        self.position.ref_cache = ckpt.get("ref_cache") or {}
 
 
 def train(ctx: RunContext) -> str:
     """Train the run to its end or until asked to stop. Returns the final status: 'done' or 'interrupted'."""
     run = DPORun(ctx)
-    config, state = run.config, run.state
+    config, pos = run.config, run.position
 
     # reference log-probs once up front (precompute_ref_logps, by default when cheaper), unless the checkpoint
     # brought them
-    if run.precompute and run.want_ref and not state.ref_cache:
+    if run.precompute and run.want_ref and not pos.ref_cache:
         run.precompute_reference()
 
     # the baseline at step 0 (samples and KL zero before any update), or an evaluation a stop cut short
-    if run.eval_due() and not run.stop_requested():
-        run.eval_and_sample()
+    run.evaluate_baseline()
 
     stats, clock = step_stats(run.device), TrainingClock()
     status = "done"
-    while state.step < run.total_steps:
+    while pos.step < run.total_steps:
         # stop requested (GUI button or signal): save and leave between optimizer steps
         if run.stop_requested():
             status = "interrupted"
@@ -571,31 +509,26 @@ def train(ctx: RunContext) -> str:
         lr = run.scheduler.get_last_lr()[0]
 
         # forward, reference, loss, backward over grad_accumulation micro-batches; clip; step
+        log_step = run.is_log_step()
         micro_batches = [run.next_batch() for _ in range(config.grad_accumulation)]
         run.step(micro_batches, stats)
-        state.step += 1
+        pos.step += 1
 
         # log the window of steps since the last log (the only place that syncs with the device)
-        if run.is_log_step():
+        if log_step:
             values = run.log_metrics(stats, lr, clock)
             stats = step_stats(run.device)
             clock.restart()
             if ctx.on_progress:
-                ctx.on_progress(state.step, run.total_steps, values)
-        run.writer.set_step(state.step)
+                ctx.on_progress(pos.step, run.total_steps, values)
+        run.writer.set_step(pos.step)
 
         # evaluate, checkpoint (their time is left out of the next tokens/s window)
         with clock.paused():
-            if run.eval_due():
-                run.eval_and_sample()
-            if run.checkpoint_due():
-                run.save_checkpoint()
+            run.evaluate_and_checkpoint()
 
     # the end: the final evaluation (a stop during it leaves it to the resume), the checkpoint, the last rows
-    if status == "done" and state.evaluated_step != state.step and not run.eval_and_sample():
-        status = "interrupted"
-    run.save_checkpoint()
-    run.writer.flush(wait=True)
+    status = run.finish(status)
     if run.probes:
         log.info(run.probes.summary())
     return status

@@ -1,11 +1,12 @@
-"""What the reward, PPO and RLOO recipes do the same way: where a run is (step, epoch, batch, last evaluation),
-when a step is logged, evaluated or checkpointed, the device report, the checkpoint's settings check and the
-stop check all processes agree on. Each recipe's `train()` still reads top to bottom on top of it."""
+"""What the DPO, reward, PPO and RLOO recipes do the same way: where a run is (step, epoch, batch, last
+evaluation), when a step is logged, evaluated or checkpointed, the device report, the checkpoint (its settings
+check, the rows written before it, the position put back after it) and the stop check all processes agree on.
+Each recipe's `train()` still reads top to bottom on top of it."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from studio.core import paths
 from studio.core.configs import to_dict
@@ -33,7 +34,8 @@ class Position:
     samples_generated: int = 0
 
     def state_dict(self) -> dict:
-        return asdict(self)
+        """The position's own fields (a recipe's subclass keeps what it adds elsewhere in its checkpoint)."""
+        return {f.name: getattr(self, f.name) for f in fields(Position)}
 
 
 def load_checked_checkpoint(ckpt_dir, config, run_id: int) -> dict:
@@ -145,7 +147,9 @@ class RecipeRun:
         it are dropped."""
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.position = Position(**ckpt["position"])
+        position = dict(ckpt["position"])
+        position.setdefault("evaluated_step", position["step"])  # checkpoints of versions before it
+        self.position = type(self.position)(**position)
         checkpoint.set_rng_state(ckpt["rng"])
         if self.main:
             self.ctx.project.truncate_run_after(self.ctx.run_id, self.position.step)

@@ -295,7 +295,7 @@ def test_a_step_the_fp16_scaler_skips_does_not_move_the_schedule_and_its_scale_i
     def step(inf: bool):
         overflow[0] = inf
         run.step([run.next_batch()], dpo.step_stats(run.device))
-        run.state.step += 1
+        run.position.step += 1
         return run.scheduler.get_last_lr()[0], lora_b.detach().clone()
 
     lr1, w1 = step(False)
