@@ -141,7 +141,7 @@ class PromptPane(QFrame):
     def content_height(self) -> int:
         """The height the prompt needs to show all of it at the current width."""
         doc = self.browser.document()
-        doc.setTextWidth(max(100, self.browser.viewport().width()))
+        doc.setTextWidth(max(100, self.browser.viewport_width()))
         return int(doc.size().height()) + self.head.sizeHint().height() + 8
 
 

@@ -88,11 +88,19 @@ class SafeBrowser(QTextBrowser):
         margin = int(self.document().documentMargin())
         return self.fontMetrics().averageCharWidth() * self.max_columns + 2 * margin
 
+    def viewport_width(self) -> int:
+        """The width of the area the text is laid out in, as `viewport().width()` (no viewport margins are set
+        here). Read from the frame and the scroll bar instead because PySide, the first time any view's
+        viewport() is called, looks up what type that widget is by initialising every widget class's enums
+        (about 20 ms, which the window's start paid here)."""
+        bar = self.verticalScrollBar()
+        return self.contentsRect().width() - (bar.width() if bar.isVisible() else 0)
+
     def _fit_measure(self) -> None:
         if not self.max_columns:
             return
         want = self.readable_width()
-        width = want if want and self.viewport().width() > want else 0
+        width = want if want and self.viewport_width() > want else 0
         if width == self._wrap_width:
             return  # changing the wrap mode lays the whole text out again: only when it changes
         self._wrap_width = width

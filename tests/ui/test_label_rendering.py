@@ -135,3 +135,29 @@ def test_the_process_exits_cleanly_after_copying_from_a_response(tmp_path):
     done = subprocess.run([sys.executable, str(script)], env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_response_wraps_at_about_a_hundred_characters_on_a_wide_view_and_at_the_view_on_a_narrow_one(qtbot):
+    from PySide6.QtWidgets import QTextEdit
+
+    b = render.SafeBrowser(max_columns=render.READABLE_COLUMNS)
+    qtbot.addWidget(b)
+    b.setPlainText(" ".join(["word"] * 400))  # long enough for a vertical scroll bar when narrow
+    readable = b.readable_width()
+    # readable_width: about 100 average characters of the view's font, with the document's margins
+    assert readable == b.fontMetrics().averageCharWidth() * 100 + 2 * int(b.document().documentMargin())
+    b.resize(readable * 2, 300)
+    b.show()
+    qtbot.waitUntil(lambda: b.lineWrapMode() == QTextEdit.LineWrapMode.FixedPixelWidth)
+    assert b.lineWrapColumnOrWidth() == readable
+    b.resize(readable // 2, 300)
+    qtbot.waitUntil(lambda: b.lineWrapMode() == QTextEdit.LineWrapMode.WidgetWidth)
+    # the width it decides by is the viewport's, read without asking PySide for the viewport at start: with
+    # the scroll bar shown and without it
+    QApplication.processEvents()
+    assert b.verticalScrollBar().isVisible()
+    assert b.viewport_width() == b.viewport().width()
+    b.setPlainText("short")
+    QApplication.processEvents()
+    assert not b.verticalScrollBar().isVisible()
+    assert b.viewport_width() == b.viewport().width()

@@ -179,3 +179,18 @@ def test_both_palettes_name_the_same_colours_and_fill_the_whole_style_sheet():
     for pal in (light, dark):
         sheet = theme.style_sheet(pal, 10.0)
         assert not re.findall(r"\$\{?\w+", sheet), "every $name in style.qss is a colour or a size"
+
+
+def test_the_app_is_fusion_everywhere_even_where_the_desktop_asks_for_another_style(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("from studio.ui.app import make_app; from PySide6.QtWidgets import QApplication\n"
+            "app = make_app(); app.setStyleSheet('')\n"  # the style sheet's wrapper hides the style's name
+            "print(QApplication.style().name())")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_STYLE_OVERRIDE": "windows",
+           "STUDIO_SETTINGS": str(tmp_path / "settings.ini")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "fusion"
