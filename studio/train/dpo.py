@@ -379,8 +379,9 @@ class DPORun(RecipeRun):
 
     def rows_pass(self, rows: Sequence[dict], what: str, batch_size: int | None = None) -> data.StoppablePass:
         """A pass over `rows` in the run's layout, this process's share, reporting progress as `what`."""
-        return data.StoppablePass(rows, self.tokenize, batch_size or self.config.batch_size, self.pad_id, self.device,
-                             self.stop_requested, self.world, self.rank, self.progress.counter(what), self.layout)
+        return data.StoppablePass(rows, self.tokenize, batch_size or self.config.batch_size, self.pad_id,
+                                  self.device, self.stop_requested, self.world, self.rank, self.progress.counter(what),
+                                  self.layout)
 
     def reference_pass(self) -> data.StoppablePass:
         """The reference pass over every pair the run uses: sorted by length over all of them first, then

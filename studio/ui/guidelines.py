@@ -4,7 +4,18 @@ the project so every annotator sees the same ones."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QStackedWidget, QVBoxLayout
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.store import Project, ProjectError
 from studio.ui import render
@@ -22,6 +33,7 @@ class GuidelinesPanel(QFrame):
     def __init__(self, project: Project, parent=None):
         super().__init__(parent)
         self.project = project
+        self.split: QSplitter | None = None  # the splitter that puts it beside a view's body (`beside`)
         self.setProperty("pane", True)
         self.setObjectName("guidelines")
         self.title = QLabel("<b>Guidelines</b>")
@@ -73,6 +85,32 @@ class GuidelinesPanel(QFrame):
         layout.addLayout(head)
         layout.addWidget(self.pages, 1)
         self.refresh()
+
+    @classmethod
+    def beside(cls, project: Project, body: QWidget, layout: QLayout) -> GuidelinesPanel:
+        """A panel beside `body`: a splitter takes the body's place in `layout`, the body on its left and the
+        panel, hidden until `reveal`, on its right."""
+        panel = cls(project)
+        panel.split = QSplitter(Qt.Orientation.Horizontal)
+        panel.split.setChildrenCollapsible(False)
+        layout.replaceWidget(body, panel.split)
+        panel.split.addWidget(body)
+        panel.split.addWidget(panel)
+        panel.split.show()
+        panel.split.setStretchFactor(0, 3)
+        panel.split.setStretchFactor(1, 1)
+        panel.hide()
+        return panel
+
+    def reveal(self, width: int) -> None:
+        """Show the guidelines as they are now, a quarter of the splitter wide (260 to 420 px; `width` when
+        the splitter has no size yet)."""
+        self.refresh()
+        self.show()
+        if self.split is not None:
+            total = sum(self.split.sizes()) or width
+            side = max(260, min(420, total // 4))
+            self.split.setSizes([max(1, total - side), side])
 
     @property
     def editing(self) -> bool:

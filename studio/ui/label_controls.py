@@ -1,11 +1,12 @@
-"""The labeling workbench's two rows of controls: the queue and filters above the pair (`LabelFilters`) and
-the verdict below it (`VerdictControls`: the choice buttons, strength, rationale, flag and undo). They own
-their widgets and say what was asked of them through signals; the view decides what happens."""
+"""The labeling workbench's controls: the queue and filters above the pair (`LabelFilters`), the display
+options in the prompt's header (`DisplayOptions`) and the verdict below the pair (`VerdictControls`: the
+choice buttons, strength, rationale, flag and undo). They own their widgets and say what was asked of them
+through signals; the view decides what happens."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from studio.core.types import Strength
 from studio.store import Project
@@ -114,6 +115,30 @@ class LabelFilters(QWidget):
         """The tooltip of one queue in the list (what the informative queue's order comes from)."""
         self.queue_box.setItemData(self.queue_box.findData(queue), text, Qt.ItemDataRole.ToolTipRole)
 
+
+class DisplayOptions:
+    """How the pair is shown, in the prompt pane's header: raw text, word diff and sync scroll, and the
+    guidelines and shortcuts buttons. Each says its key; Tab reaches them, and a click leaves the keys with the
+    workbench. The view connects them (their own signals) and places `widgets`."""
+
+    def __init__(self):
+        self.raw = QCheckBox("Raw text")
+        self.raw.setToolTip("Show the texts exactly as stored, without markdown rendering — key M")
+        self.diff = QCheckBox("Word diff")
+        self.diff.setToolTip("Highlight the words each response has that the other lacks — key D")
+        self.sync = QCheckBox("Sync scroll")
+        self.sync.setToolTip("Scroll both responses together — key L")
+        self.sync.setChecked(True)
+        self.guidelines = QPushButton("Guidelines  G")
+        named(self.guidelines, "Guidelines")
+        self.guidelines.setToolTip("Show or hide the project's labeling guidelines — key G")
+        self.guidelines.setCheckable(True)
+        self.help = QPushButton("Shortcuts  ?")
+        named(self.help, "Keyboard shortcuts")
+        self.help.setToolTip("Show every key — ? or F1")
+        self.widgets = (self.raw, self.diff, self.sync, self.guidelines, self.help)
+        for w in self.widgets:
+            w.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
 class VerdictControls(QWidget):
     """The verdict: a button per choice, then strength, rationale, flag for review and undo. Each button says

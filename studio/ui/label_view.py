@@ -10,11 +10,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QCheckBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -22,11 +19,12 @@ from PySide6.QtWidgets import (
 from studio.core.types import Choice, Label, Pair, Strength
 
 if TYPE_CHECKING:
+    from studio.ui.guidelines import GuidelinesPanel
     from studio.ui.label_activity import FlagBar
 from studio.store import LabelConflict, Project, ProjectError
 from studio.store.informative import current_ranking, describe_ranking
 from studio.ui import prefs, theme
-from studio.ui.label_controls import LabelFilters, VerdictControls, empty_queue_message
+from studio.ui.label_controls import DisplayOptions, LabelFilters, VerdictControls, empty_queue_message
 from studio.ui.label_parts import (
     SIDE_KEYS,
     SIDE_TITLES,
@@ -41,7 +39,7 @@ from studio.ui.label_parts import (
 from studio.ui.label_progress import LabelProgress
 from studio.ui.label_saver import NotUndone, Verdicts
 from studio.ui.pair_view import PairPanes
-from studio.ui.widgets import EmptyState, named
+from studio.ui.widgets import EmptyState
 
 # The clock behind time-per-label; tests replace it (monkeypatch) to check what gets stored.
 clock = time.monotonic
@@ -88,7 +86,7 @@ class LabelView(QWidget):
         self.verdicts.saved.connect(self._saved)
         self.verdicts.failed.connect(self._not_saved)
         self.verdicts.saving.connect(self._saving_in_background)
-        self.guidelines = None  # the panel, built the first time it is shown
+        self.guidelines: GuidelinesPanel | None = None  # built the first time it is shown
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._build()
         self._describe_ranking()
@@ -120,48 +118,35 @@ class LabelView(QWidget):
         filters.addSpacing(12)
         filters.addWidget(self.pair_label)
 
-        # display options: Tab reaches them; a click does not take the keys away from the workbench
-        self.raw_check = QCheckBox("Raw text")
-        self.raw_check.setToolTip("Show the texts exactly as stored, without markdown rendering — key M")
-        self.diff_check = QCheckBox("Word diff")
-        self.diff_check.setToolTip("Highlight the words each response has that the other lacks — key D")
-        self.sync_check = QCheckBox("Sync scroll")
-        self.sync_check.setToolTip("Scroll both responses together — key L")
-        self.sync_check.setChecked(True)
+        # display options (label_controls), in the prompt pane's header
+        options = DisplayOptions()
+        self.raw_check, self.diff_check, self.sync_check = options.raw, options.diff, options.sync
+        self.guidelines_button, help_button = options.guidelines, options.help
         self.raw_check.toggled.connect(self.set_raw)
         self.diff_check.toggled.connect(self.set_diff)
         self.sync_check.toggled.connect(self.set_sync_scroll)
-        self.guidelines_button = QPushButton("Guidelines  G")
-        self.guidelines_button.setToolTip("Show or hide the project's labeling guidelines — key G")
-        self.guidelines_button.setCheckable(True)
         self.guidelines_button.clicked.connect(lambda checked: self.toggle_guidelines(checked))
-        help_button = QPushButton("Shortcuts  ?")
-        help_button.setToolTip("Show every key — ? or F1")
         help_button.clicked.connect(self.toggle_help)
-        named(help_button, "Keyboard shortcuts")
-        named(self.guidelines_button, "Guidelines")
 
         # the prompt can grow: the share of the height it may take is the user's (dragging the handle)
         self.splitter = PairPanes("Left", "Right")
         self.prompt_pane = self.splitter.prompt
         self.prompt_browser = self.prompt_pane.browser
         self.prompt_title = self.prompt_pane.title
-        for w in (self.raw_check, self.diff_check, self.sync_check, self.guidelines_button, help_button):
-            w.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        for w in options.widgets:
             self.prompt_pane.add_control(w)
         self.left, self.right = self.splitter.first, self.splitter.second
         self.splitter.synced = True
         self.splitter.splitterMoved.connect(lambda _pos, _index: self._share_timer.start())
 
         # An empty queue replaces both panes with one message (`empty`, built when first needed), centred;
-        # the guidelines panel goes beside the body in a splitter made when they are first shown. Neither
-        # is built at start: every widget made before the first pair is time to wait.
+        # the guidelines go beside the body when first shown (`GuidelinesPanel.beside`). Neither is built at
+        # start: every widget made before the first pair is time to wait.
         self.body = QWidget()
         body_layout = QVBoxLayout(self.body)
         body_layout.setContentsMargins(0, 0, 0, 0)
         body_layout.addWidget(self.splitter)
         self._empty: EmptyState | None = None
-        self.side_split: QSplitter | None = None
 
         # the verdict (label_controls): choices, strength, rationale, flag, undo
         self.verdict = VerdictControls()
@@ -503,24 +488,11 @@ class LabelView(QWidget):
                 return
             from studio.ui.guidelines import GuidelinesPanel
 
-            self.guidelines = GuidelinesPanel(self.project)
+            self.guidelines = GuidelinesPanel.beside(self.project, self.body, self.layout())
             self.guidelines.closed.connect(lambda: self.toggle_guidelines(False))
-            self.side_split = QSplitter(Qt.Orientation.Horizontal)
-            self.side_split.setChildrenCollapsible(False)
-            self.layout().replaceWidget(self.body, self.side_split)
-            self.side_split.addWidget(self.body)
-            self.side_split.addWidget(self.guidelines)
-            self.side_split.show()
-            self.side_split.setStretchFactor(0, 3)
-            self.side_split.setStretchFactor(1, 1)
-            self.guidelines.hide()
         show = not self.guidelines.isVisible() if show is None else bool(show)
         if show:
-            self.guidelines.refresh()
-            self.guidelines.show()
-            total = sum(self.side_split.sizes()) or self.width()
-            side = max(260, min(420, total // 4))
-            self.side_split.setSizes([max(1, total - side), side])
+            self.guidelines.reveal(self.width())
         else:
             self.guidelines.hide()
             self.setFocus()
